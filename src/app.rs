@@ -1,0 +1,145 @@
+//! Wiring: turns a subcommand and the settings into running parts, and errors into exit codes.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use secrecy::ExposeSecret;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::cli::{Command, SimulateArgs};
+use crate::config::Settings;
+use crate::jobs::JobStore;
+use crate::simulator::{self, SimConfig};
+use crate::worker::{Clock, Worker};
+
+/// Runs a subcommand; 0 ok, 1 error (printed with its cause chain). Usage errors (2) are
+/// clap's.
+pub async fn main(command: Command) -> ExitCode {
+    let result = match command {
+        Command::Simulate(args) => simulate(args).await,
+        other => match Settings::load() {
+            Ok(settings) => {
+                crate::telemetry::init(&settings.log);
+                dispatch(other, settings).await
+            }
+            Err(e) => Err(e.into()),
+        },
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<()> {
+    match command {
+        Command::Run => run(settings).await,
+        Command::Migrate => {
+            let pool = connect(&settings).await?;
+            migrate(&pool).await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        other => anyhow::bail!("TEMP: {other:?} not wired yet"),
+    }
+}
+
+/// A pool for the configured database.
+pub async fn connect(settings: &Settings) -> anyhow::Result<PgPool> {
+    PgPoolOptions::new()
+        .max_connections(settings.database.max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect(settings.database.url.expose_secret())
+        .await
+        .context("cannot connect to the database (database.url / DATABASE_URL)")
+}
+
+/// Applies the embedded migrations (idempotent; safe with several replicas starting at once,
+/// sqlx takes an advisory lock).
+pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
+    crate::MIGRATOR
+        .run(pool)
+        .await
+        .context("applying the migrations failed")
+}
+
+/// A worker for these settings.
+pub fn worker(settings: &Settings, pool: PgPool, clock: Clock) -> anyhow::Result<Worker> {
+    let atrip = crate::atrip::Client::new(&settings.atrip)?;
+    Ok(Worker::new(
+        JobStore::new(pool),
+        atrip,
+        settings.worker.clone(),
+        settings.atrip.rate_limit_per_s,
+        Worker::default_id(),
+        clock,
+    ))
+}
+
+/// `run`: the worker and its HTTP endpoints until SIGTERM or Ctrl-C.
+async fn run(settings: Settings) -> anyhow::Result<()> {
+    let pool = connect(&settings).await?;
+    if settings.database.migrate_on_start {
+        migrate(&pool).await?;
+    }
+    let worker = worker(&settings, pool.clone(), Clock::default())?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+    let http = tokio::spawn(async {});
+    info!(worker = worker.id(), atrip = %settings.atrip.base_url, "running");
+    worker.run(shutdown.clone()).await?;
+    shutdown.cancel();
+    let _ = http.await;
+    Ok(())
+}
+
+/// Cancels `token` on SIGTERM (what container runtimes send) or Ctrl-C.
+pub async fn stop_on_signal(token: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    info!("stop signal received");
+    token.cancel();
+}
+
+/// `simulate`: the ATRIP simulator as a server until SIGTERM or Ctrl-C.
+async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
+    crate::telemetry::init(&crate::config::Settings::defaults().log);
+    let config = SimConfig {
+        client_id: args.client_id,
+        client_secret: args.client_secret,
+        auto_create: args.auto_create,
+        ticketing_delay: Duration::from_millis(args.ticketing_delay_ms),
+        one_passenger_at_a_time: args.one_passenger_at_a_time,
+        repay_status: args.repay_status,
+        card_decline_sync: !args.card_decline_async,
+        expired_order_status: args.expired_order_status,
+        webhook_url: args.webhook_url,
+        webhook_secret: args.webhook_secret,
+        fault_rate: args.fault_rate,
+        fault_seed: args.fault_seed,
+        ..SimConfig::default()
+    };
+    let handle = simulator::start(config, args.listen).await?;
+    println!("ATRIP simulator listening on {}", handle.base_url());
+    let token = handle.shutdown_token();
+    tokio::spawn(stop_on_signal(token));
+    handle.stopped().await;
+    Ok(())
+}

@@ -1,0 +1,376 @@
+//! Reading ATRIP's answers: every body is classified by its `status` (never by the HTTP code
+//! or `msg`) into what the worker will do about it.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::codes::{self, OrderStatus, PayClass};
+use crate::jobs::model::{truncate, PassengerTickets, TicketSet};
+
+/// What a `pay.do` answer means for the pay-once protocol.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PayAnswer {
+    /// `0` (or `615`, paid with the airline PNR pending): the payment was accepted.
+    Accepted {
+        status: i64,
+        msg: Option<String>,
+        pnr_code: Option<String>,
+    },
+    /// `402`/`404`/`406`: the order is paid, not payable, or a payment is running.
+    /// Never pay again; the order query decides.
+    NeverPayAgain { status: i64, msg: Option<String> },
+    /// A definitive refusal; nothing was charged.
+    Refused { status: i64, msg: Option<String> },
+    /// Our credentials were refused (`900`/`902`); nothing was done, the order is not at fault.
+    Unauthorized { status: i64, msg: Option<String> },
+    /// A charge may or may not have happened (timeout, reset, 5xx, unparsable body, `411`,
+    /// unknown code). Only an order query can tell; never pay again blindly.
+    OutcomeUnknown { status: Option<i64>, reason: String },
+    /// The request never left this machine (connection refused, DNS): nothing was sent.
+    /// The worker still checks with an order query before any new intent.
+    NotSent { reason: String },
+}
+
+impl PayAnswer {
+    /// The status code ATRIP answered, if it answered one.
+    pub fn status(&self) -> Option<i64> {
+        match self {
+            PayAnswer::Accepted { status, .. }
+            | PayAnswer::NeverPayAgain { status, .. }
+            | PayAnswer::Refused { status, .. }
+            | PayAnswer::Unauthorized { status, .. } => Some(*status),
+            PayAnswer::OutcomeUnknown { status, .. } => *status,
+            PayAnswer::NotSent { .. } => None,
+        }
+    }
+}
+
+/// What an order query answered.
+#[derive(Debug, Clone, PartialEq)]
+pub enum QueryAnswer {
+    /// `status 0` with a readable order.
+    Order(OrderView),
+    /// `800`/`703`: ATRIP has no such order.
+    NotFound { status: i64, msg: Option<String> },
+    /// Try again later: `705`, 5xx, timeout, reset, a refused connection.
+    Retry { reason: String },
+    /// ATRIP's rate limit: wait this long.
+    RateLimited { retry_after: Duration },
+    /// Our credentials were refused.
+    Unauthorized { status: i64, msg: Option<String> },
+    /// An answer that cannot be trusted (garbled body, wrong types, another order, an
+    /// impossible ticket set, an error code this request should never get).
+    Invalid { status: Option<i64>, reason: String },
+}
+
+/// The order as one query answer shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderView {
+    pub order_no: String,
+    pub pnr_code: Option<String>,
+    pub order_status: OrderStatus,
+    pub ticket_status: Option<String>,
+    pub tickets: TicketSet,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub msg: Option<String>,
+}
+
+impl OrderView {
+    /// The final ticket set: ticketed, tickets issued, and a ticket number for every passenger.
+    /// (ATRIP's own CLI uses the same predicate.) Anything less keeps the order followed.
+    pub fn final_tickets(&self) -> Option<&TicketSet> {
+        let complete = self.order_status == OrderStatus::Ticketed
+            && self.ticket_status.as_deref() == Some(codes::TICKET_ISSUED)
+            && !self.tickets.is_empty()
+            && self.tickets.iter().all(|p| !p.ticket_numbers.is_empty());
+        complete.then_some(&self.tickets)
+    }
+
+    /// The airline PNR(s): per passenger first (where ATRIP fills them for every passenger),
+    /// deduplicated, in order.
+    pub fn airline_pnr(&self) -> Option<String> {
+        let mut pnrs: Vec<&str> = Vec::new();
+        for p in &self.tickets {
+            for pnr in &p.airline_pnrs {
+                if !pnrs.contains(&pnr.as_str()) {
+                    pnrs.push(pnr);
+                }
+            }
+        }
+        (!pnrs.is_empty()).then(|| pnrs.join(" "))
+    }
+}
+
+/// Reads a body as JSON: `None` when it is not a JSON object.
+fn json_object(body: &[u8]) -> Option<serde_json::Map<String, Value>> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(m)) => Some(m),
+        _ => None,
+    }
+}
+
+fn text(m: &serde_json::Map<String, Value>, key: &str) -> Option<String> {
+    match m.get(key) {
+        Some(Value::String(s)) => Some(truncate(s, 200)),
+        _ => None,
+    }
+}
+
+/// ATRIP's rate-limit body carries `code` (not `status`) and `retryAfter` seconds.
+fn rate_limit(http: u16, m: Option<&serde_json::Map<String, Value>>) -> Option<Duration> {
+    let body_says = m.is_some_and(|m| {
+        m.get("code").and_then(Value::as_i64) == Some(codes::RATE_LIMITED)
+            && !m.contains_key("status")
+    });
+    if http != 429 && !body_says {
+        return None;
+    }
+    let secs = m
+        .and_then(|m| m.get("retryAfter"))
+        .and_then(|v| v.as_f64().or_else(|| v.as_str()?.parse().ok()))
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .unwrap_or(1.0)
+        .min(300.0);
+    Some(Duration::from_secs_f64(secs))
+}
+
+/// Classifies a `pay.do` HTTP answer (code and body).
+pub fn classify_pay(http: u16, body: &[u8]) -> PayAnswer {
+    let obj = json_object(body);
+    if rate_limit(http, obj.as_ref()).is_some() {
+        // pay.do is outside ATRIP's rate limits; a 429 here is unexplained: we cannot know
+        // whether the payment ran.
+        return PayAnswer::OutcomeUnknown {
+            status: None,
+            reason: "pay.do answered with a rate limit (not expected for pay.do)".into(),
+        };
+    }
+    if http != 200 {
+        return PayAnswer::OutcomeUnknown {
+            status: None,
+            reason: format!("pay.do answered HTTP {http}"),
+        };
+    }
+    let Some(m) = obj else {
+        return PayAnswer::OutcomeUnknown {
+            status: None,
+            reason: describe_garbled(body),
+        };
+    };
+    let Some(status) = m.get("status").and_then(Value::as_i64) else {
+        return PayAnswer::OutcomeUnknown {
+            status: None,
+            reason: "pay.do answer has no integer status".into(),
+        };
+    };
+    let msg = text(&m, "msg");
+    match codes::pay_class(status) {
+        PayClass::Accepted | PayClass::PaidPnrPending => PayAnswer::Accepted {
+            status,
+            msg,
+            pnr_code: text(&m, "pnrCode"),
+        },
+        PayClass::NeverPayAgain => PayAnswer::NeverPayAgain { status, msg },
+        PayClass::Refused => PayAnswer::Refused { status, msg },
+        PayClass::Unauthorized => PayAnswer::Unauthorized { status, msg },
+        PayClass::OutcomeUnknown => PayAnswer::OutcomeUnknown {
+            status: Some(status),
+            reason: format!(
+                "pay.do answered status {status} ({}): outcome unknown",
+                msg.as_deref().unwrap_or("no message")
+            ),
+        },
+    }
+}
+
+/// Classifies a `queryOrderDetails.do` HTTP answer for `order_no`.
+pub fn classify_query(order_no: &str, http: u16, body: &[u8]) -> QueryAnswer {
+    let obj = json_object(body);
+    if let Some(retry_after) = rate_limit(http, obj.as_ref()) {
+        return QueryAnswer::RateLimited { retry_after };
+    }
+    if http >= 500 || http == 408 {
+        return QueryAnswer::Retry {
+            reason: format!("order query answered HTTP {http}"),
+        };
+    }
+    if http == 401 || http == 403 {
+        return QueryAnswer::Unauthorized {
+            status: i64::from(http),
+            msg: None,
+        };
+    }
+    if http != 200 {
+        return QueryAnswer::Invalid {
+            status: None,
+            reason: format!("order query answered HTTP {http}"),
+        };
+    }
+    let Some(m) = obj else {
+        return QueryAnswer::Invalid {
+            status: None,
+            reason: describe_garbled(body),
+        };
+    };
+    let Some(status) = m.get("status").and_then(Value::as_i64) else {
+        return QueryAnswer::Invalid {
+            status: None,
+            reason: "order query answer has no integer status".into(),
+        };
+    };
+    let msg = text(&m, "msg");
+    match status {
+        codes::query::OK => match read_order(order_no, &m) {
+            Ok(view) => QueryAnswer::Order(view),
+            Err(reason) => QueryAnswer::Invalid {
+                status: Some(status),
+                reason,
+            },
+        },
+        codes::query::ORDER_DOES_NOT_EXIST | codes::query::NO_ORDER_FOUND => {
+            QueryAnswer::NotFound { status, msg }
+        }
+        codes::query::TIMEOUT | -1 | 2 | 9999 => QueryAnswer::Retry {
+            reason: format!(
+                "order query answered status {status} ({})",
+                msg.as_deref().unwrap_or("no message")
+            ),
+        },
+        codes::UNAUTHORIZED | codes::ACCESS_DENIED => QueryAnswer::Unauthorized { status, msg },
+        other => QueryAnswer::Invalid {
+            status: Some(other),
+            reason: format!(
+                "order query answered status {other} ({})",
+                msg.as_deref().unwrap_or("no message")
+            ),
+        },
+    }
+}
+
+/// A status field that ATRIP sends as a string in queries and as an integer in webhooks.
+fn status_text(v: Option<&Value>, key: &str) -> Result<Option<String>, String> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(truncate(s.trim(), 20))),
+        Some(Value::Number(n)) if n.is_i64() => Ok(Some(n.to_string())),
+        Some(_) => Err(format!("{key} is neither a string nor an integer")),
+    }
+}
+
+fn string_list(v: Option<&Value>, what: &str) -> Result<Vec<String>, String> {
+    match v {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|i| match i {
+                Value::String(s) if is_ticket_like(s) => Ok(s.trim().to_owned()),
+                Value::String(s) => Err(format!(
+                    "{what} holds a malformed value {:?}",
+                    truncate(s, 30)
+                )),
+                _ => Err(format!("{what} holds a non-string")),
+            })
+            .collect(),
+        Some(_) => Err(format!("{what} is not a list")),
+    }
+}
+
+/// Ticket numbers and PNRs: letters, digits and dashes, at most 20 characters.
+fn is_ticket_like(s: &str) -> bool {
+    let s = s.trim();
+    (1..=20).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// Reads the fields the worker uses from a `status 0` query answer, refusing what cannot be
+/// trusted: another order's answer, wrong types, more ticket numbers than a passenger can
+/// hold (one, or two for a round trip split in two bookings).
+fn read_order(order_no: &str, m: &serde_json::Map<String, Value>) -> Result<OrderView, String> {
+    match m.get("orderNo") {
+        Some(Value::String(s)) if s == order_no => {}
+        Some(Value::String(s)) => {
+            return Err(format!(
+                "the answer is for another order ({})",
+                truncate(s, 40)
+            ))
+        }
+        _ => return Err("the answer has no orderNo".into()),
+    }
+    let order_status =
+        status_text(m.get("orderStatus"), "orderStatus")?.ok_or("the answer has no orderStatus")?;
+    let ticket_status = status_text(m.get("ticketStatus"), "ticketStatus")?;
+    let pax = match m.get("paxTicketInfos") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(a)) => a.clone(),
+        Some(_) => return Err("paxTicketInfos is not a list".into()),
+    };
+    // When the answer also lists the passengers, the ticket list may not name more of them.
+    if let Some(Value::Array(passengers)) = m.get("passengers") {
+        if pax.len() > passengers.len() {
+            return Err(format!(
+                "paxTicketInfos has {} entries for {} passengers",
+                pax.len(),
+                passengers.len()
+            ));
+        }
+    }
+    let mut tickets = Vec::with_capacity(pax.len());
+    for (i, p) in pax.iter().enumerate() {
+        let p = p
+            .as_object()
+            .ok_or_else(|| format!("paxTicketInfos[{i}] is not an object"))?;
+        let name = match p.get("name") {
+            Some(Value::String(s)) if !s.trim().is_empty() => truncate(s.trim(), 80),
+            _ => return Err(format!("paxTicketInfos[{i}] has no passenger name")),
+        };
+        let ticket_numbers = string_list(
+            p.get("ticketNos"),
+            &format!("paxTicketInfos[{i}].ticketNos"),
+        )?;
+        let airline_pnrs = string_list(
+            p.get("airlinePNRs"),
+            &format!("paxTicketInfos[{i}].airlinePNRs"),
+        )?;
+        if ticket_numbers.len() > 2 {
+            return Err(format!(
+                "paxTicketInfos[{i}] has {} ticket numbers (at most 2 per passenger)",
+                ticket_numbers.len()
+            ));
+        }
+        tickets.push(PassengerTickets {
+            passenger: name,
+            ticket_numbers,
+            airline_pnrs,
+        });
+    }
+    Ok(OrderView {
+        order_no: order_no.to_owned(),
+        pnr_code: text(m, "pnrCode"),
+        order_status: OrderStatus::from_wire(&order_status),
+        ticket_status,
+        tickets,
+        error_code: status_text(m.get("errorCode"), "errorCode")?,
+        error_message: text(m, "errorMessage"),
+        msg: text(m, "msg"),
+    })
+}
+
+/// Says what was wrong with a body that is not JSON, without quoting much of it.
+fn describe_garbled(body: &[u8]) -> String {
+    if body.is_empty() {
+        return "the answer body is empty".into();
+    }
+    let head = String::from_utf8_lossy(&body[..body.len().min(40)]);
+    if head.trim_start().starts_with('<') {
+        "the answer is an HTML page, not JSON".into()
+    } else {
+        format!(
+            "the answer is not a JSON object (starts {:?})",
+            truncate(head.trim(), 20)
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,376 @@
+//! Card data: ATRIP's `creditCard` object, parsed and checked before use, never printed.
+//!
+//! A card reaches the worker as the `card` JSON of a row (methods 3 and 5 only). It is parsed
+//! field by field rather than with `serde` so that an error can name the field without ever
+//! quoting its value: serde's messages quote the offending value, which could be a card number.
+
+use std::fmt;
+
+use chrono::{DateTime, Datelike, Utc};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::jobs::model::PaymentMethod;
+
+/// Why a row's card cannot be used. Messages name the field, never its value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("card data unusable: {0}")]
+pub struct CardError(pub String);
+
+/// ATRIP's `creditCard` object, checked. `Debug` shows only the brand and last four digits.
+#[derive(Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreditCard {
+    card_number: String,
+    #[serde(rename = "cardCVV")]
+    card_cvv: Option<String>,
+    card_expire_month: String,
+    card_expire_year: String,
+    card_holder_first_name: String,
+    card_holder_last_name: String,
+    card_holder_country: Option<String>,
+    card_holder_province: Option<String>,
+    card_holder_city: Option<String>,
+    card_holder_post_code: Option<String>,
+    card_holder_address: Option<String>,
+    card_holder_phone: Option<String>,
+    card_holder_email: Option<String>,
+    reusable: Option<bool>,
+    payment_limit: Option<f64>,
+    #[serde(rename = "threeDS")]
+    three_ds: Option<ThreeDs>,
+}
+
+/// `threeDS`: the end user's device IP, for MoR risk checks.
+#[derive(Clone, Serialize)]
+pub struct ThreeDs {
+    pub ip: String,
+}
+
+const STRING_FIELDS: &[&str] = &[
+    "cardNumber",
+    "cardCVV",
+    "cardExpireMonth",
+    "cardExpireYear",
+    "cardHolderFirstName",
+    "cardHolderLastName",
+    "cardHolderCountry",
+    "cardHolderProvince",
+    "cardHolderCity",
+    "cardHolderPostCode",
+    "cardHolderAddress",
+    "cardHolderPhone",
+    "cardHolderEmail",
+];
+const OTHER_FIELDS: &[&str] = &["reusable", "paymentLimit", "threeDS"];
+
+/// Longest text accepted in any card field; ATRIP's own fields are far shorter.
+const MAX_FIELD_LEN: usize = 128;
+
+impl CreditCard {
+    /// Parses and checks the `card` JSON of a row for `method`, as of `now` (for expiry).
+    pub fn from_json(
+        value: &Value,
+        method: PaymentMethod,
+        now: DateTime<Utc>,
+    ) -> Result<Self, CardError> {
+        let obj = value
+            .as_object()
+            .ok_or_else(|| CardError("card is not a JSON object".into()))?;
+        for key in obj.keys() {
+            if !STRING_FIELDS.contains(&key.as_str()) && !OTHER_FIELDS.contains(&key.as_str()) {
+                return Err(CardError(format!(
+                    "card has an unknown field {:?}",
+                    crate::jobs::model::truncate(key, 40)
+                )));
+            }
+        }
+        let number = required(obj, "cardNumber")?;
+        if !(12..=19).contains(&number.len()) || !number.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(CardError("card.cardNumber must be 12 to 19 digits".into()));
+        }
+        if !luhn_valid(&number) {
+            return Err(CardError(
+                "card.cardNumber is not a valid card number (Luhn check failed)".into(),
+            ));
+        }
+        let cvv = optional(obj, "cardCVV")?;
+        match (&cvv, method) {
+            (None, PaymentMethod::Vcc) => {
+                return Err(CardError(
+                    "card.cardCVV is required for VCC (method 3)".into(),
+                ))
+            }
+            (Some(c), _)
+                if !(3..=4).contains(&c.len()) || !c.bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                return Err(CardError("card.cardCVV must be 3 or 4 digits".into()))
+            }
+            _ => {}
+        }
+        let month = required(obj, "cardExpireMonth")?;
+        let month_num: u32 = match (month.len(), month.parse::<u32>()) {
+            (2, Ok(m)) if (1..=12).contains(&m) => m,
+            _ => {
+                return Err(CardError(
+                    "card.cardExpireMonth must be \"01\" to \"12\"".into(),
+                ))
+            }
+        };
+        let year = required(obj, "cardExpireYear")?;
+        let year_num: i32 = match (year.len(), year.parse::<i32>()) {
+            (2, Ok(y)) => 2000 + y,
+            (4, Ok(y)) => y,
+            _ => {
+                return Err(CardError(
+                    "card.cardExpireYear must be 2 or 4 digits".into(),
+                ))
+            }
+        };
+        // A card is valid through the last day of its expiry month.
+        if (year_num, month_num) < (now.year(), now.month()) {
+            return Err(CardError(
+                "card has expired (cardExpireYear/cardExpireMonth are in the past)".into(),
+            ));
+        }
+        let first = required(obj, "cardHolderFirstName")?;
+        let last = required(obj, "cardHolderLastName")?;
+        let reusable = match obj.get("reusable") {
+            None | Some(Value::Null) => None,
+            Some(Value::Bool(b)) => Some(*b),
+            Some(_) => {
+                return Err(CardError(
+                    "card.reusable must be true, false or null".into(),
+                ))
+            }
+        };
+        let payment_limit = match obj.get("paymentLimit") {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) if n.as_f64().is_some_and(|v| v > 0.0 && v < 1e9) => n.as_f64(),
+            Some(_) => {
+                return Err(CardError(
+                    "card.paymentLimit must be a positive number or null".into(),
+                ))
+            }
+        };
+        // threeDS is MoR only (ATRIP: "relevant for MoR only"): for VCC it is dropped, not sent.
+        let three_ds = match obj.get("threeDS") {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(o)) => match o.get("ip") {
+                Some(Value::String(ip)) if ip.parse::<std::net::IpAddr>().is_ok() => {
+                    Some(ThreeDs { ip: ip.clone() })
+                }
+                _ => return Err(CardError("card.threeDS.ip must be an IP address".into())),
+            },
+            Some(_) => return Err(CardError("card.threeDS must be an object or null".into())),
+        }
+        .filter(|_| method == PaymentMethod::Mor);
+        Ok(CreditCard {
+            card_number: number,
+            card_cvv: cvv,
+            card_expire_month: month,
+            card_expire_year: year,
+            card_holder_first_name: first,
+            card_holder_last_name: last,
+            card_holder_country: optional(obj, "cardHolderCountry")?,
+            card_holder_province: optional(obj, "cardHolderProvince")?,
+            card_holder_city: optional(obj, "cardHolderCity")?,
+            card_holder_post_code: optional(obj, "cardHolderPostCode")?,
+            card_holder_address: optional(obj, "cardHolderAddress")?,
+            card_holder_phone: optional(obj, "cardHolderPhone")?,
+            card_holder_email: optional(obj, "cardHolderEmail")?,
+            reusable,
+            payment_limit,
+            three_ds,
+        })
+    }
+
+    /// The brand, from the number's prefix (what ATRIP checks against the order's card type).
+    pub fn brand(&self) -> &'static str {
+        card_brand(&self.card_number).unwrap_or("Unknown")
+    }
+
+    /// The last four digits: what may be kept once the payment is resolved.
+    pub fn last4(&self) -> &str {
+        &self.card_number[self.card_number.len() - 4..]
+    }
+
+    pub fn has_three_ds(&self) -> bool {
+        self.three_ds.is_some()
+    }
+}
+
+impl fmt::Debug for CreditCard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "CreditCard({} ending {}, [redacted])",
+            self.brand(),
+            self.last4()
+        )
+    }
+}
+
+fn field(obj: &Map<String, Value>, name: &str) -> Result<Option<String>, CardError> {
+    match obj.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(Value::String(s)) if s.chars().count() > MAX_FIELD_LEN => Err(CardError(format!(
+            "card.{name} is longer than {MAX_FIELD_LEN} characters"
+        ))),
+        Some(Value::String(s)) if s.chars().any(char::is_control) => Err(CardError(format!(
+            "card.{name} contains control characters"
+        ))),
+        Some(Value::String(s)) => Ok(Some(s.trim().to_owned())),
+        Some(_) => Err(CardError(format!("card.{name} must be a string"))),
+    }
+}
+
+fn required(obj: &Map<String, Value>, name: &str) -> Result<String, CardError> {
+    field(obj, name)?.ok_or_else(|| CardError(format!("card.{name} is missing")))
+}
+
+fn optional(obj: &Map<String, Value>, name: &str) -> Result<Option<String>, CardError> {
+    field(obj, name)
+}
+
+/// The brand and last four digits of a row's card JSON, whatever else is wrong with it: what
+/// the row keeps once its card data is erased.
+pub fn summary(value: &Value) -> (Option<String>, Option<String>) {
+    let number = value
+        .get("cardNumber")
+        .and_then(Value::as_str)
+        .filter(|n| n.len() >= 12 && n.bytes().all(|b| b.is_ascii_digit()));
+    match number {
+        Some(n) => (
+            card_brand(n).map(str::to_owned),
+            Some(n[n.len() - 4..].to_owned()),
+        ),
+        None => (None, None),
+    }
+}
+
+/// The Luhn check every card number passes (ATRIP refuses others with 400).
+pub fn luhn_valid(digits: &str) -> bool {
+    let mut sum = 0;
+    for (i, b) in digits.bytes().rev().enumerate() {
+        if !b.is_ascii_digit() {
+            return false;
+        }
+        let mut d = u32::from(b - b'0');
+        if i % 2 == 1 {
+            d *= 2;
+            if d > 9 {
+                d -= 9;
+            }
+        }
+        sum += d;
+    }
+    !digits.is_empty() && sum % 10 == 0
+}
+
+/// The brand of a card number by its prefix, with ATRIP's brand names.
+pub fn card_brand(number: &str) -> Option<&'static str> {
+    let p = |n: usize| {
+        number
+            .get(..n)
+            .and_then(|s| s.parse::<u32>().ok())
+            .unwrap_or(0)
+    };
+    if number.starts_with('4') {
+        Some("Visa")
+    } else if (51..=55).contains(&p(2)) || (2221..=2720).contains(&p(4)) {
+        Some("MasterCard")
+    } else if matches!(p(2), 34 | 37) {
+        Some("Amex")
+    } else if p(4) == 6011 || p(2) == 65 || (644..=649).contains(&p(3)) {
+        Some("Discover")
+    } else if (3528..=3589).contains(&p(4)) {
+        Some("JCB")
+    } else if (300..=305).contains(&p(3)) || matches!(p(2), 36 | 38) {
+        Some("DinersClub")
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn now() -> DateTime<Utc> {
+        "2026-11-25T00:00:00Z".parse().unwrap()
+    }
+
+    fn card() -> Value {
+        json!({
+            "cardNumber": "4532015112830366", "cardCVV": "123",
+            "cardExpireMonth": "07", "cardExpireYear": "2027",
+            "cardHolderFirstName": "JANE", "cardHolderLastName": "DOE",
+            "threeDS": {"ip": "203.0.113.7"}
+        })
+    }
+
+    fn err_of(v: Value, m: PaymentMethod) -> String {
+        CreditCard::from_json(&v, m, now()).unwrap_err().0
+    }
+
+    #[test]
+    fn a_good_card_parses_and_prints_only_brand_and_last_four() {
+        let c = CreditCard::from_json(&card(), PaymentMethod::Vcc, now()).unwrap();
+        let shown = format!("{c:?}");
+        assert_eq!(shown, "CreditCard(Visa ending 0366, [redacted])");
+        assert!(!c.has_three_ds(), "threeDS is dropped for VCC");
+        let mor = CreditCard::from_json(&card(), PaymentMethod::Mor, now()).unwrap();
+        assert!(mor.has_three_ds());
+    }
+
+    #[test]
+    fn bad_cards_are_refused_naming_the_field_never_the_value() {
+        let cases = [
+            ("cardNumber", json!("4532015112830367"), "Luhn"),
+            (
+                "cardNumber",
+                json!(4532015112830366u64),
+                "cardNumber must be a string",
+            ),
+            ("cardNumber", json!("4532-0151"), "12 to 19 digits"),
+            ("cardCVV", json!("12"), "cardCVV must be"),
+            ("cardExpireMonth", json!("13"), "cardExpireMonth"),
+            ("cardExpireYear", json!("227"), "cardExpireYear"),
+            ("cardExpireYear", json!("2020"), "expired"),
+            ("cardHolderAddress", json!("x".repeat(500)), "longer than"),
+            ("threeDS", json!({"ip": "not-an-ip"}), "threeDS.ip"),
+            ("bogus", json!("x"), "unknown field"),
+        ];
+        for (field, value, expect) in cases {
+            let mut v = card();
+            v[field] = value;
+            let e = err_of(v, PaymentMethod::Mor);
+            assert!(e.contains(expect), "{field}: {e}");
+            assert!(
+                !e.contains("4532015112830366") && !e.contains("123\""),
+                "{e}"
+            );
+        }
+        let mut v = card();
+        v.as_object_mut().unwrap().remove("cardHolderLastName");
+        assert!(err_of(v, PaymentMethod::Vcc).contains("cardHolderLastName is missing"));
+        let mut v = card();
+        v["cardCVV"] = Value::Null;
+        assert!(err_of(v.clone(), PaymentMethod::Vcc).contains("required for VCC"));
+        assert!(CreditCard::from_json(&v, PaymentMethod::Mor, now()).is_ok());
+        assert!(err_of(json!([1]), PaymentMethod::Vcc).contains("not a JSON object"));
+    }
+
+    #[test]
+    fn brands_follow_the_number_prefixes() {
+        assert_eq!(card_brand("5555555555554444"), Some("MasterCard"));
+        assert_eq!(card_brand("378282246310005"), Some("Amex"));
+        assert_eq!(card_brand("6011111111111117"), Some("Discover"));
+        assert_eq!(card_brand("3566002020360505"), Some("JCB"));
+        assert_eq!(card_brand("30569309025904"), Some("DinersClub"));
+        assert!(luhn_valid("4054695723100768") && !luhn_valid("4054695723100769"));
+    }
+}

@@ -1,0 +1,165 @@
+//! The command line: what each subcommand is for, in words a newcomer understands.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Pays ATRIP airline orders exactly once and follows each until its PNR and ticket numbers
+/// are final. Orders are enqueued by inserting rows into the Postgres table `ticketing_jobs`.
+///
+/// Settings come from config/default.toml (built in), config/$APP_ENVIRONMENT.toml and
+/// APP_<SECTION>__<KEY> environment variables; DATABASE_URL is honoured too.
+#[derive(Debug, Parser)]
+#[command(name = "ticketing-tracker", version, about, long_about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the worker (and its HTTP endpoints) until SIGTERM or Ctrl-C.
+    Run,
+    /// Apply the embedded database migrations and exit.
+    Migrate,
+    /// Run the ATRIP simulator as an HTTP server (for demos, benchmarks and local runs).
+    Simulate(SimulateArgs),
+    /// Everything in one process: a throwaway PostgreSQL, the simulator and a worker paying
+    /// about 20 orders, with a live table until all are done.
+    Demo(DemoArgs),
+    /// Enqueue one order (card data from a file or stdin, never from the command line).
+    Enqueue(EnqueueArgs),
+    /// Show one order's row and its event timeline.
+    Status(StatusArgs),
+    /// List orders, newest first.
+    List(ListArgs),
+    /// Put a failed or needs_review order back to work (it starts with an order query).
+    Retry(OrderArgs),
+    /// Cancel an order that was never sent to pay.do.
+    Cancel(OrderArgs),
+    /// Measure throughput and pickup latency against an in-process simulator.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8088")]
+    pub listen: SocketAddr,
+    /// Client id the simulator accepts (x-atlas-client-id).
+    #[arg(long, default_value = "sim-client")]
+    pub client_id: String,
+    /// Client secret the simulator accepts (x-atlas-client-secret).
+    #[arg(
+        long,
+        default_value = "sim-secret",
+        env = "SIM_CLIENT_SECRET",
+        hide_env_values = true
+    )]
+    pub client_secret: String,
+    /// Treat any unknown orderNo as an existing unpaid order.
+    #[arg(long)]
+    pub auto_create: bool,
+    /// Milliseconds from payment to ticketed.
+    #[arg(long, default_value_t = 1000)]
+    pub ticketing_delay_ms: u64,
+    /// Issue tickets one passenger at a time over the ticketing delay.
+    #[arg(long)]
+    pub one_passenger_at_a_time: bool,
+    /// What pay.do answers for an already paid order: 404 or 402.
+    #[arg(long, default_value_t = 404)]
+    pub repay_status: i64,
+    /// Card declines ("Reject", "Three DS") come later as a cancelled order instead of a
+    /// pay.do error.
+    #[arg(long)]
+    pub card_decline_async: bool,
+    /// orderStatus an unpaid order shows past its deadline: "0" or "-3".
+    #[arg(long, default_value = "0")]
+    pub expired_order_status: String,
+    /// POST webhooks (order.ticketed / order.cancelled) to this URL.
+    #[arg(long)]
+    pub webhook_url: Option<String>,
+    /// Secret sent with each webhook as the x-webhook-secret header.
+    #[arg(long, env = "SIM_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
+    /// Probability (0..1) that a request meets a random fault.
+    #[arg(long, default_value_t = 0.0)]
+    pub fault_rate: f64,
+    /// Seed for the random faults.
+    #[arg(long)]
+    pub fault_seed: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Number of orders.
+    #[arg(long, default_value_t = 20)]
+    pub orders: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct EnqueueArgs {
+    /// ATRIP order number.
+    #[arg(long, required_unless_present = "json")]
+    pub order_no: Option<String>,
+    /// Payment method: 1 deposit, 3 VCC, 4 BYOA, 5 MoR.
+    #[arg(long, required_unless_present = "json")]
+    pub method: Option<i16>,
+    /// File holding the card JSON (ATRIP's creditCard object); "-" reads stdin.
+    #[arg(long)]
+    pub card_file: Option<PathBuf>,
+    /// Payment deadline (RFC 3339).
+    #[arg(long)]
+    pub pay_deadline: Option<chrono::DateTime<chrono::Utc>>,
+    /// The agency's own reference.
+    #[arg(long)]
+    pub client_order_no: Option<String>,
+    /// A JSON file with the whole row: {"order_no", "payment_method", "card", ...}; "-" reads stdin.
+    #[arg(long, conflicts_with_all = ["order_no", "method"])]
+    pub json: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long = "json-output")]
+    pub json_output: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    pub order_no: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only this state (pending, paying, ticketing, ticketed, failed, needs_review, cancelled).
+    #[arg(long)]
+    pub state: Option<String>,
+    #[arg(long, default_value_t = 50)]
+    pub limit: i64,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct OrderArgs {
+    pub order_no: String,
+    /// For retry of a card order: a file with fresh card JSON ("-" reads stdin).
+    #[arg(long)]
+    pub card_file: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Orders to enqueue.
+    #[arg(long, default_value_t = 2000)]
+    pub orders: usize,
+    /// Worker instances (in this process).
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+}

@@ -1,0 +1,204 @@
+//! The job table's vocabulary as types: states, payment methods, order numbers, ticket sets.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Where an order stands. The table's `state_is_known` CHECK holds the same list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// Waiting to be paid. The worker moves it to `paying` by recording a pay intent; an
+    /// operator may cancel it.
+    Pending,
+    /// A pay intent is recorded: `pay.do` may be in flight or its outcome unknown. Only an
+    /// order query moves it on (never a second blind `pay.do`).
+    Paying,
+    /// Paid; followed with the order query until the tickets are final.
+    Ticketing,
+    /// Terminal: PNR and every ticket number recorded.
+    Ticketed,
+    /// Terminal: payment definitively refused or ticketing failed.
+    Failed,
+    /// The worker will not guess; a person decides (retry or cancel).
+    NeedsReview,
+    /// Terminal: stopped by an operator before any payment was sent.
+    Cancelled,
+}
+
+impl State {
+    pub const ALL: [State; 7] = [
+        State::Pending,
+        State::Paying,
+        State::Ticketing,
+        State::Ticketed,
+        State::Failed,
+        State::NeedsReview,
+        State::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Pending => "pending",
+            State::Paying => "paying",
+            State::Ticketing => "ticketing",
+            State::Ticketed => "ticketed",
+            State::Failed => "failed",
+            State::NeedsReview => "needs_review",
+            State::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<State> {
+        State::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// The worker is done with the row (a person may still retry `failed`/`needs_review`).
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            State::Ticketed | State::Failed | State::NeedsReview | State::Cancelled
+        )
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// ATRIP's payment methods (there is no 2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PaymentMethod {
+    /// 1: the agency's prepaid ATRIP balance.
+    Deposit,
+    /// 3: a virtual card passed through to the airline.
+    Vcc,
+    /// 4: the agency's own airline account.
+    Byoa,
+    /// 5: ATRIP charges the card as merchant of record.
+    Mor,
+}
+
+impl PaymentMethod {
+    pub fn from_code(code: i64) -> Option<Self> {
+        match code {
+            1 => Some(Self::Deposit),
+            3 => Some(Self::Vcc),
+            4 => Some(Self::Byoa),
+            5 => Some(Self::Mor),
+            _ => None,
+        }
+    }
+
+    pub fn code(self) -> i16 {
+        match self {
+            Self::Deposit => 1,
+            Self::Vcc => 3,
+            Self::Byoa => 4,
+            Self::Mor => 5,
+        }
+    }
+
+    /// Methods 3 and 5 send a card; 1 and 4 must send `creditCard: null`.
+    pub fn needs_card(self) -> bool {
+        matches!(self, Self::Vcc | Self::Mor)
+    }
+}
+
+/// An ATRIP order number: 6 to 40 uppercase letters and digits (the table's
+/// `order_no_is_well_formed` CHECK holds the same rule).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct OrderNo(String);
+
+impl OrderNo {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let ok = (6..=40).contains(&s.len())
+            && s.bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+        if ok {
+            Ok(OrderNo(s.to_owned()))
+        } else {
+            Err(format!(
+                "order_no {:?} is not 6 to 40 uppercase letters and digits",
+                truncate(s, 60)
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for OrderNo {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        OrderNo::parse(&s)
+    }
+}
+
+impl From<OrderNo> for String {
+    fn from(o: OrderNo) -> String {
+        o.0
+    }
+}
+
+impl fmt::Display for OrderNo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One passenger's ticket numbers and airline PNRs, as recorded in `ticket_numbers`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PassengerTickets {
+    pub passenger: String,
+    pub ticket_numbers: Vec<String>,
+    pub airline_pnrs: Vec<String>,
+}
+
+/// The tickets of one order, one entry per passenger in ATRIP's order.
+pub type TicketSet = Vec<PassengerTickets>;
+
+/// Cuts a string for an error message, so a huge field cannot flood a log or a row.
+pub fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_owned()
+    } else {
+        let mut out: String = s.chars().take(max).collect();
+        out.push('…');
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_round_trip_through_their_names() {
+        for s in State::ALL {
+            assert_eq!(State::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(State::parse("done"), None);
+    }
+
+    #[test]
+    fn order_numbers_are_checked_like_the_table_does() {
+        assert!(OrderNo::parse("TESTA20260824171418381").is_ok());
+        for bad in ["", "abc123", "TEST-1", "SHORT", &"A".repeat(41)] {
+            let err = OrderNo::parse(bad).unwrap_err();
+            assert!(err.contains("order_no"), "{err}");
+        }
+    }
+
+    #[test]
+    fn payment_methods_know_which_need_a_card() {
+        assert_eq!(PaymentMethod::from_code(2), None);
+        assert!(PaymentMethod::from_code(3).unwrap().needs_card());
+        assert!(!PaymentMethod::from_code(4).unwrap().needs_card());
+    }
+}

@@ -1,0 +1,74 @@
+//! The test-only endpoints (no credentials): `GET /sim/ledger` to read what happened, and
+//! `POST /sim/orders/{orderNo}/scenario` to script what happens next to one order.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use chrono::Utc;
+use serde_json::{json, Map, Value};
+
+use super::create::find_or_create;
+use super::faults::Scenario;
+use super::ledger;
+use super::reply::{wants_gzip, Reply};
+use super::state::Sim;
+
+/// The ledger document: per order, its counters and current `orderStatus`; then the totals.
+pub(super) fn ledger_json(sim: &Sim) -> Value {
+    let (now, now_utc) = (Instant::now(), Utc::now());
+    let store = sim.lock();
+    let orders: Map<String, Value> = store
+        .orders
+        .iter()
+        .map(|(no, order)| {
+            let status = order.view(&sim.config, now, now_utc).status;
+            (no.clone(), order.ledger.to_json(status.wire()))
+        })
+        .collect();
+    ledger::document(orders, &store.totals)
+}
+
+/// `GET /sim/ledger`.
+pub(super) async fn get_ledger(State(sim): State<Arc<Sim>>, headers: HeaderMap) -> Response {
+    let gzip = wants_gzip(&sim, &headers);
+    Reply::Json(ledger_json(&sim)).render(&sim, gzip).await
+}
+
+/// `POST /sim/orders/{orderNo}/scenario`: replaces the order's scenario (an empty body clears it).
+pub(super) async fn set_scenario(
+    State(sim): State<Arc<Sim>>,
+    Path(order_no): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let gzip = wants_gzip(&sim, &headers);
+    let failure = |status: StatusCode, error: String| {
+        Reply::JsonStatus(status, json!({"ok": false, "error": error}))
+    };
+    let parsed = if body.iter().all(u8::is_ascii_whitespace) {
+        Ok(Scenario::default())
+    } else {
+        serde_json::from_slice::<Scenario>(&body)
+    };
+    let reply = match parsed {
+        Err(error) => failure(StatusCode::BAD_REQUEST, format!("bad scenario: {error}")),
+        Ok(scenario) => {
+            let mut store = sim.lock();
+            match find_or_create(&sim, &mut store, &order_no) {
+                Some(order) => {
+                    order.scenario = scenario;
+                    Reply::Json(json!({"ok": true}))
+                }
+                None => failure(
+                    StatusCode::NOT_FOUND,
+                    format!("order {order_no} does not exist"),
+                ),
+            }
+        }
+    };
+    reply.render(&sim, gzip).await
+}

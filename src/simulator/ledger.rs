@@ -1,0 +1,89 @@
+//! The simulator's ledger: what each order was asked and charged, read by tests through
+//! `GET /sim/ledger` to prove the worker paid every order exactly once.
+
+use serde_json::{json, Map, Value};
+
+/// What one `pay.do` request carried, without the card itself: enough for a test to check the
+/// worker sent the right method and card, never a full number or a CVV.
+#[derive(Clone, Debug, Default)]
+pub(super) struct PayRequestSummary {
+    /// As sent (`null` when the request left it out).
+    pub payment_method: Value,
+    pub has_credit_card: bool,
+    pub has_three_ds: bool,
+    pub card_last4: Option<String>,
+    pub card_brand: Option<&'static str>,
+    pub client_order_no: Option<String>,
+}
+
+impl PayRequestSummary {
+    fn to_json(&self) -> Value {
+        json!({
+            "paymentMethod": self.payment_method,
+            "has_credit_card": self.has_credit_card,
+            "has_three_ds": self.has_three_ds,
+            "card_last4": self.card_last4,
+            "card_brand": self.card_brand,
+            "client_order_no": self.client_order_no,
+        })
+    }
+}
+
+/// Per-order counters.
+#[derive(Clone, Debug, Default)]
+pub(super) struct OrderLedger {
+    pub pay_requests: u64,
+    /// Accepted payments. Anything above 1 is the bug the worker must never have.
+    pub charges: u64,
+    pub queries: u64,
+    /// Every pay.do status answered, `None` when no answer reached the client (dropped, held,
+    /// 5xx page, garbled body): the worker's view of the outcome was "unknown" for those.
+    pub pay_statuses: Vec<Option<i64>>,
+    /// pay.do requests received after an answer had shown the order paid: a worker that reads
+    /// answers correctly keeps this at 0.
+    pub pay_after_paid_shown: u64,
+    pub last_pay_request: Option<PayRequestSummary>,
+}
+
+/// Counters over every request, including those for orders that do not exist.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Totals {
+    pub pay_requests: u64,
+    pub charges: u64,
+    pub queries: u64,
+    /// Faults injected by chaos mode and by scenarios alike.
+    pub faults_injected: u64,
+    /// Requests refused with 900: the only thing they change is this counter.
+    pub unauthorized: u64,
+}
+
+impl OrderLedger {
+    pub(super) fn to_json(&self, order_status: &str) -> Value {
+        json!({
+            "pay_requests": self.pay_requests,
+            "charges": self.charges,
+            "queries": self.queries,
+            "pay_statuses": self.pay_statuses,
+            "pay_after_paid_shown": self.pay_after_paid_shown,
+            "order_status": order_status,
+            "last_pay_request": self.last_pay_request.as_ref().map(PayRequestSummary::to_json),
+        })
+    }
+}
+
+impl Totals {
+    pub(super) fn to_json(&self) -> Value {
+        json!({
+            "pay_requests": self.pay_requests,
+            "charges": self.charges,
+            "queries": self.queries,
+            "faults_injected": self.faults_injected,
+            "unauthorized": self.unauthorized,
+        })
+    }
+}
+
+/// The whole ledger document from per-order entries already rendered.
+pub(super) fn document(orders: Map<String, Value>, totals: &Totals) -> Value {
+    json!({ "orders": orders, "totals": totals.to_json() })
+}

@@ -1,0 +1,218 @@
+//! An in-process ATRIP simulator speaking `order.do`, `pay.do` and `queryOrderDetails.do` as
+//! `shared/atrip-api.md` describes them, with a ledger that counts every charge so tests can
+//! prove the worker pays each order exactly once, whatever faults it meets.
+//!
+//! Why a simulator: the real sandbox is not reachable from this project's machines, and even
+//! when it is, it cannot drop a connection *after* charging, which is the case the worker
+//! exists for. Where ATRIP's documentation leaves behaviour open (402 or 404 on re-pay, 604
+//! synchronous or later, what an expired order shows), [`SimConfig`] has a knob so the worker
+//! is tested against every reading.
+//!
+//! Time works lazily: an order's progress (paid → ticketed or cancelled) is computed from the
+//! clock whenever it is read, never by timers, so a slow test machine cannot reorder events.
+//! Only webhooks need a background task, a 200 ms sweep.
+//!
+//! Files: `state` (the one lock around all orders), `order` (an order and its view at an
+//! instant), `create` (`order.do` and the order extension fields), `pay_rules` (what `pay.do`
+//! answers), `pay` (the charge and its faults), `query`, `faults` (scenarios and chaos mode),
+//! `reply` (HTTP rendering, gzip, dropped connections), `card`, `ledger`, `control` (`/sim/…`),
+//! `webhook`.
+
+mod card;
+mod control;
+mod create;
+mod faults;
+mod ledger;
+mod order;
+mod pay;
+mod pay_rules;
+mod query;
+mod reply;
+mod state;
+mod webhook;
+
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_faults;
+#[cfg(test)]
+mod tests_wire;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::routing::{get, post};
+use axum::Router;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use faults::Chaos;
+use state::{Sim, Store};
+use webhook::Webhooks;
+
+/// How the simulator behaves. The defaults are the sandbox as observed; each knob selects one
+/// reading of something the documentation leaves open.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// Expected `x-atlas-client-id`.
+    pub client_id: String,
+    /// Expected `x-atlas-client-secret`.
+    pub client_secret: String,
+    /// An unknown `orderNo` on pay.do, queryOrderDetails.do or a scenario is created as an
+    /// unpaid order with the defaults, instead of answering 400/800/404.
+    pub auto_create: bool,
+    /// From charge (or the end of a payment-in-progress window) to the final state.
+    pub ticketing_delay: Duration,
+    /// Tickets appear one passenger at a time, spread evenly over the delay, so the worker
+    /// meets an order that is "1" with some tickets.
+    pub one_passenger_at_a_time: bool,
+    /// pay.do's answer for an already-paid order: 404 or 402 (sources disagree).
+    pub repay_status: i64,
+    /// true: "Reject"/"Three DS" card holders make pay.do answer 604/616 with no charge.
+    /// false: pay.do charges and answers 0, and the order ends "-3" with errorCode 604/616.
+    pub card_decline_sync: bool,
+    /// `orderStatus` of an unpaid order past its deadline: "0" or "-3".
+    pub expired_order_status: String,
+    /// During a payment-in-progress window the query shows "0" (true) or "1" (false).
+    pub unpaid_while_in_progress: bool,
+    /// Gzip answers for requests sending `Accept-Encoding: gzip`.
+    pub gzip: bool,
+    /// Where to POST `order.ticketed` / `order.cancelled` webhooks, if anywhere.
+    pub webhook_url: Option<String>,
+    /// Sent as `x-webhook-secret` with each webhook.
+    pub webhook_secret: Option<String>,
+    /// Chaos mode: the probability that a pay.do or query gets a random fault.
+    pub fault_rate: f64,
+    /// Seed for chaos mode, to replay a run.
+    pub fault_seed: Option<u64>,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            client_id: "sim-client".into(),
+            client_secret: "sim-secret".into(),
+            auto_create: false,
+            ticketing_delay: Duration::from_secs(1),
+            one_passenger_at_a_time: false,
+            repay_status: 404,
+            card_decline_sync: true,
+            expired_order_status: "0".into(),
+            unpaid_while_in_progress: true,
+            gzip: true,
+            webhook_url: None,
+            webhook_secret: None,
+            fault_rate: 0.0,
+            fault_seed: None,
+        }
+    }
+}
+
+/// The routes: the three ATRIP endpoints and the test-only `/sim/…` ones.
+fn router(sim: Arc<Sim>) -> Router {
+    Router::new()
+        .route("/order.do", post(create::order_do))
+        .route("/pay.do", post(pay::pay_do))
+        .route("/queryOrderDetails.do", post(query::query_do))
+        .route("/sim/ledger", get(control::get_ledger))
+        .route(
+            "/sim/orders/{order_no}/scenario",
+            post(control::set_scenario),
+        )
+        .with_state(sim)
+}
+
+/// Binds `addr` (port 0 picks a free port), starts the server on the current tokio runtime and
+/// returns at once. The server runs until [`SimHandle::shutdown`] or the handle is dropped.
+pub async fn start(config: SimConfig, addr: SocketAddr) -> std::io::Result<SimHandle> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    let webhooks = match &config.webhook_url {
+        Some(url) => Some(Webhooks::new(url.clone(), config.webhook_secret.clone())?),
+        None => None,
+    };
+    let shutdown = CancellationToken::new();
+    let sim = Arc::new(Sim {
+        chaos: Chaos::new(config.fault_rate, config.fault_seed),
+        config,
+        store: Mutex::new(Store::default()),
+        garble_turn: AtomicUsize::new(0),
+        shutdown: shutdown.clone(),
+        webhooks,
+    });
+    if sim.webhooks.is_some() {
+        tokio::spawn(webhook::sweep(Arc::clone(&sim)));
+    }
+    let serve = axum::serve(listener, router(Arc::clone(&sim)))
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let server = tokio::spawn(async move {
+        if let Err(error) = serve.await {
+            tracing::warn!(%error, "ATRIP simulator stopped with an error");
+        }
+    });
+    tracing::info!(addr = %local, "ATRIP simulator listening");
+    Ok(SimHandle {
+        addr: local,
+        shutdown,
+        server: Some(server),
+        sim,
+    })
+}
+
+/// A running simulator. Dropping it stops the server, so each test's simulator ends with it.
+pub struct SimHandle {
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+    server: Option<JoinHandle<()>>,
+    sim: Arc<Sim>,
+}
+
+impl SimHandle {
+    /// The bound address (with the real port when 0 was asked).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://IP:PORT`; a wildcard bind is reached through 127.0.0.1.
+    pub fn base_url(&self) -> String {
+        let ip = if self.addr.ip().is_unspecified() {
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        } else {
+            self.addr.ip()
+        };
+        format!("http://{}", SocketAddr::new(ip, self.addr.port()))
+    }
+
+    /// Asks the server to stop: no new connections, held requests are dropped, idle
+    /// connections closed. Returns at once; [`SimHandle::stopped`] waits for the end.
+    pub fn shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// A token that stops the server when cancelled: lets a signal handler stop a simulator
+    /// whose handle was moved into [`SimHandle::stopped`].
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Waits until the server has ended (after `shutdown`, or a fatal accept error).
+    pub async fn stopped(mut self) {
+        if let Some(server) = self.server.take() {
+            // A panic in the server task is already reported by tokio; nothing to add here.
+            let _ = server.await;
+        }
+    }
+
+    /// The ledger, as `GET /sim/ledger` would answer it, for in-process tests.
+    pub fn ledger(&self) -> serde_json::Value {
+        control::ledger_json(&self.sim)
+    }
+}
+
+impl Drop for SimHandle {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}

@@ -1,0 +1,147 @@
+//! Turns what a handler decided to answer (JSON, an error page, garbage, a dropped or held
+//! connection) into the HTTP response, gzip-encoded when the client asked for it.
+
+use std::io::Write;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::http::header::{CONTENT_ENCODING, CONTENT_TYPE, VARY};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::Response;
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use serde_json::{json, Value};
+
+use super::state::Sim;
+use crate::atrip::codes::RATE_LIMITED;
+
+/// What to send back.
+#[derive(Debug)]
+pub(super) enum Reply {
+    /// HTTP 200 with a JSON body: every ATRIP answer, business errors included.
+    Json(Value),
+    /// A JSON body with another HTTP status (429 rate limit, the control endpoints' 400/404).
+    JsonStatus(StatusCode, Value),
+    /// HTTP 502 with an HTML page, as a load balancer in front of ATRIP would answer.
+    ServerError,
+    /// HTTP 200 whose body is not a valid ATRIP answer.
+    Garbled,
+    /// Close the connection without an answer.
+    Drop,
+    /// Keep the request open for this long (or until shutdown), then drop it.
+    Hold(Duration),
+}
+
+/// ATRIP's rate-limit body: note `code`, not `status`.
+pub(super) fn rate_limited() -> Reply {
+    Reply::JsonStatus(
+        StatusCode::TOO_MANY_REQUESTS,
+        json!({"code": RATE_LIMITED, "message": "Too many requests", "limitType": "QPS", "limit": 10, "retryAfter": 1}),
+    )
+}
+
+/// Whether this request gets a gzip answer: only when it says it accepts one, like ATRIP.
+pub(super) fn wants_gzip(sim: &Sim, headers: &HeaderMap) -> bool {
+    sim.config.gzip
+        && headers
+            .get_all(axum::http::header::ACCEPT_ENCODING)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|coding| {
+                coding
+                    .split(';')
+                    .next()
+                    .is_some_and(|c| c.trim().eq_ignore_ascii_case("gzip"))
+            })
+}
+
+/// The four kinds of broken body a client must survive, taken in turn so a test with
+/// `garbled: 4` meets each one.
+const GARBLED: [(&str, &str); 4] = [
+    ("application/json", ""),
+    ("text/html", "<html><head><title>500 Internal Server Error</title></head><body>Internal Server Error</body></html>"),
+    ("application/json", "{\"status\":0,\"msg\":\"succ"),
+    ("application/json", "{\"status\":\"0\",\"msg\":\"success\"}"),
+];
+
+const ERROR_PAGE: &str =
+    "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center></body></html>";
+
+impl Reply {
+    pub(super) async fn render(self, sim: &Sim, gzip: bool) -> Response {
+        match self {
+            Reply::Json(body) => {
+                body_response(StatusCode::OK, "application/json", body.to_string(), gzip)
+            }
+            Reply::JsonStatus(status, body) => {
+                body_response(status, "application/json", body.to_string(), gzip)
+            }
+            Reply::ServerError => body_response(
+                StatusCode::BAD_GATEWAY,
+                "text/html",
+                ERROR_PAGE.into(),
+                false,
+            ),
+            Reply::Garbled => {
+                let turn = sim.garble_turn.fetch_add(1, Ordering::Relaxed) % GARBLED.len();
+                let (content_type, body) = GARBLED[turn];
+                body_response(StatusCode::OK, content_type, body.into(), gzip)
+            }
+            Reply::Drop => dropped_connection(),
+            Reply::Hold(limit) => {
+                // Ends early on shutdown so a held request never keeps the server alive.
+                tokio::select! {
+                    () = tokio::time::sleep(limit) => {}
+                    () = sim.shutdown.cancelled() => {}
+                }
+                dropped_connection()
+            }
+        }
+    }
+}
+
+fn body_response(
+    status: StatusCode,
+    content_type: &'static str,
+    body: String,
+    gzip: bool,
+) -> Response {
+    let mut response = Response::builder()
+        .status(status)
+        .header(CONTENT_TYPE, content_type);
+    // An empty body stays unencoded: some clients fail on a zero-length gzip stream, and
+    // ATRIP's own empty answers (from its gateway) are not encoded.
+    let bytes = if gzip && !body.is_empty() {
+        response = response
+            .header(CONTENT_ENCODING, HeaderValue::from_static("gzip"))
+            .header(VARY, HeaderValue::from_static("accept-encoding"));
+        gzip_bytes(body.as_bytes())
+    } else {
+        body.into_bytes()
+    };
+    response
+        .body(Body::from(bytes))
+        .expect("static headers are valid")
+}
+
+fn gzip_bytes(data: &[u8]) -> Vec<u8> {
+    let mut encoder = GzEncoder::new(Vec::with_capacity(data.len() / 2 + 32), Compression::fast());
+    // Writing into a Vec cannot fail.
+    encoder.write_all(data).expect("in-memory write");
+    encoder.finish().expect("in-memory write")
+}
+
+/// A response whose body fails on its first poll. A handler cannot reset its connection, but
+/// hyper closes the connection when the body errors, before the buffered head is flushed, so the
+/// client sees the connection end with no answer: the "did my payment go through?" case.
+fn dropped_connection() -> Response {
+    let failing = futures_util::stream::once(async {
+        Err::<Bytes, std::io::Error>(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "simulated connection drop",
+        ))
+    });
+    Response::new(Body::from_stream(failing))
+}

@@ -1,0 +1,130 @@
+//! Tests of the transport around the business logic: credentials and body checks, gzip
+//! encoding, and webhooks delivered without any query.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::tests::{fast_config, Harness};
+use super::SimConfig;
+
+#[tokio::test]
+async fn credentials_and_bodies_are_checked_before_anything_else() {
+    let h = Harness::new(fast_config()).await;
+    let order_no = h.order(json!({})).await;
+    let wrong = h
+        .http
+        .post(h.url("pay.do"))
+        .header("x-atlas-client-id", "sim-client")
+        .header("x-atlas-client-secret", "wrong")
+        .json(&json!({"orderNo": order_no, "paymentMethod": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        wrong.json::<Value>().await.unwrap(),
+        json!({"status": 900, "msg": "Unauthorized"})
+    );
+    let not_json = h
+        .http
+        .post(h.url("pay.do"))
+        .header("x-atlas-client-id", "sim-client")
+        .header("x-atlas-client-secret", "sim-secret")
+        .body("orderNo=1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_json.json::<Value>().await.unwrap()["status"], 901);
+    let ledger = h.ledger().await;
+    assert_eq!(ledger["totals"]["unauthorized"], 1);
+    assert_eq!(ledger["orders"][&order_no]["pay_requests"], 0);
+    assert_eq!(h.query(&order_no).await["orderStatus"], "0");
+    let duplicate = h.call("order.do", json!({"orderNo": order_no})).await;
+    assert_eq!(duplicate["status"], 307);
+    let unknown = h
+        .call("queryOrderDetails.do", json!({"orderNo": "NOPE"}))
+        .await;
+    assert_eq!(unknown["status"], 800);
+}
+
+#[tokio::test]
+async fn answers_are_gzipped_only_when_asked() {
+    use std::io::Read;
+    let h = Harness::new(fast_config()).await;
+    let order_no = h.order(json!({})).await;
+    let raw = reqwest::Client::builder().no_gzip().build().unwrap();
+    let ask = |gzip: bool| {
+        let mut request = raw
+            .post(h.url("queryOrderDetails.do"))
+            .header("x-atlas-client-id", "sim-client")
+            .header("x-atlas-client-secret", "sim-secret")
+            .json(&json!({"orderNo": order_no}));
+        if gzip {
+            request = request.header("accept-encoding", "gzip");
+        }
+        request.send()
+    };
+    let zipped = ask(true).await.unwrap();
+    assert_eq!(zipped.headers()["content-encoding"], "gzip");
+    let bytes = zipped.bytes().await.unwrap();
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&bytes[..])
+        .read_to_string(&mut text)
+        .unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(&text).unwrap()["orderNo"],
+        order_no.as_str()
+    );
+    let plain = ask(false).await.unwrap();
+    assert!(plain.headers().get("content-encoding").is_none());
+    assert_eq!(plain.json::<Value>().await.unwrap()["orderStatus"], "0");
+}
+
+#[tokio::test]
+async fn a_webhook_announces_the_ticketed_order_without_any_query() {
+    use axum::routing::post;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Option<String>, Value)>();
+    let receiver = axum::Router::new().route(
+        "/hook",
+        post(
+            move |headers: axum::http::HeaderMap, axum::Json(body): axum::Json<Value>| {
+                let secret = headers
+                    .get("x-webhook-secret")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                let _ = tx.send((secret, body));
+                async {}
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook_url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move { axum::serve(listener, receiver).await });
+
+    let h = Harness::new(SimConfig {
+        webhook_url: Some(hook_url),
+        webhook_secret: Some("s3cret".into()),
+        ..fast_config()
+    })
+    .await;
+    let order_no = h.order(json!({})).await;
+    assert_eq!(h.pay(&order_no, 1, Value::Null).await["status"], 0);
+    let (secret, body) = tokio::time::timeout(Duration::from_secs(3), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(secret.as_deref(), Some("s3cret"));
+    assert_eq!(body["type"], "order.ticketed");
+    assert_eq!(body["cid"], "sim-client");
+    assert_eq!(body["data"]["orderNo"], order_no.as_str());
+    assert_eq!(body["data"]["orderStatus"], 2, "an integer in webhooks");
+    assert_eq!(
+        body["data"]["paxTicketInfos"][0]["ticketNos"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    h.wait_for(&order_no, "2").await;
+    assert!(rx.try_recv().is_err(), "one webhook per order");
+    server.abort();
+}

@@ -1,0 +1,7 @@
+//! The integration tests: one binary, so the PostgreSQL server is found (or started) once and
+//! every test gets a fresh, migrated database of its own on it (see `support::db`).
+
+mod support;
+
+mod harness;
+mod worker_flow;

@@ -1,0 +1,217 @@
+//! A test's whole world: a fresh database, an in-process simulator on port 0, settings that
+//! point at both with fast timings, and workers that share one movable clock.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use ticketing_tracker::atrip::Client;
+use ticketing_tracker::config::Settings;
+use ticketing_tracker::jobs::{JobRow, JobStore};
+use ticketing_tracker::simulator::{self, SimConfig, SimHandle};
+use ticketing_tracker::worker::{Clock, RoundReport, Worker};
+
+use super::db::TestDb;
+
+pub struct TestApp {
+    pub db: TestDb,
+    pub sim: SimHandle,
+    pub settings: Settings,
+    pub clock: Clock,
+    pub store: JobStore,
+    pub atrip: Client,
+    http: reqwest::Client,
+}
+
+/// Settings for tests: the simulator's address and credentials, short timings so recovery
+/// paths run in test time, and a large rate limit.
+pub fn test_settings(db_url: &str, sim_url: &str) -> Settings {
+    let mut s = Settings::defaults();
+    s.database.url = db_url.to_owned().into();
+    s.atrip.base_url = sim_url.to_owned();
+    s.atrip.pay_timeout_ms = 2000;
+    s.atrip.query_timeout_ms = 2000;
+    s.atrip.connect_timeout_ms = 1000;
+    s.atrip.rate_limit_per_s = 10_000.0;
+    s.worker.lease_ms = 10_000;
+    s.worker.pay_grace_ms = 1000;
+    s.worker.recovery_delay_ms = 100;
+    s.worker.first_poll_ms = 100;
+    s.worker.poll_initial_ms = 100;
+    s.worker.poll_max_ms = 1000;
+    s.worker.poll_randomization = 0.0;
+    s.worker.claim_interval_ms = 50;
+    s.worker.shutdown_grace_ms = 5000;
+    s
+}
+
+impl TestApp {
+    /// A world with the default simulator.
+    pub async fn new() -> TestApp {
+        Self::with_sim(SimConfig {
+            ticketing_delay: Duration::from_millis(200),
+            ..SimConfig::default()
+        })
+        .await
+    }
+
+    pub async fn with_sim(config: SimConfig) -> TestApp {
+        super::init_tracing();
+        let db = TestDb::new().await;
+        let sim = simulator::start(config, SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .expect("simulator starts");
+        let settings = test_settings(&db.url(), &sim.base_url());
+        let store = JobStore::new(db.pool().clone());
+        let atrip = Client::new(&settings.atrip).unwrap();
+        TestApp {
+            db,
+            sim,
+            settings,
+            clock: Clock::default(),
+            store,
+            atrip,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        self.db.pool()
+    }
+
+    /// A worker on this world's database, simulator and clock, with these settings.
+    pub fn worker_with(&self, settings: &Settings, id: &str) -> Worker {
+        Worker::new(
+            JobStore::new(self.db.pool().clone()),
+            Client::new(&settings.atrip).unwrap(),
+            settings.worker.clone(),
+            settings.atrip.rate_limit_per_s,
+            id.to_owned(),
+            self.clock.clone(),
+        )
+    }
+
+    pub fn worker(&self) -> Worker {
+        self.worker_with(&self.settings, "test-worker")
+    }
+
+    /// Creates an order on the simulator; `extra` holds order.do fields and simulator
+    /// extensions (passengers, supportPaymentMethods, payment.cardType, ...).
+    pub async fn create_order(&self, extra: Value) -> String {
+        let mut body = json!({ "passengers": [{ "name": "DOE/JANE", "passengerType": 0 }] });
+        if let (Some(b), Value::Object(e)) = (body.as_object_mut(), extra) {
+            b.extend(e);
+        }
+        self.atrip
+            .create_order(&body)
+            .await
+            .expect("order.do")
+            .order_no
+    }
+
+    /// Inserts a row the way an enqueuer does.
+    pub async fn enqueue(&self, order_no: &str, method: i16, card: Option<Value>) {
+        self.store
+            .enqueue(order_no, method, card.as_ref(), None)
+            .await
+            .expect("enqueue");
+    }
+
+    /// Creates an order and enqueues it.
+    pub async fn order_and_enqueue(
+        &self,
+        method: i16,
+        card: Option<Value>,
+        extra: Value,
+    ) -> String {
+        let order_no = self.create_order(extra).await;
+        self.enqueue(&order_no, method, card).await;
+        order_no
+    }
+
+    pub async fn job(&self, order_no: &str) -> JobRow {
+        self.store.job(order_no).await.unwrap().expect("row exists")
+    }
+
+    /// This order's ledger entry (pay_requests, charges, queries, ...).
+    pub fn ledger(&self, order_no: &str) -> Value {
+        self.sim.ledger()["orders"][order_no].clone()
+    }
+
+    pub fn charges(&self, order_no: &str) -> i64 {
+        self.ledger(order_no)["charges"].as_i64().unwrap_or(0)
+    }
+
+    pub fn pay_requests(&self, order_no: &str) -> i64 {
+        self.ledger(order_no)["pay_requests"].as_i64().unwrap_or(0)
+    }
+
+    /// Sets a scenario for an order on the simulator.
+    pub async fn scenario(&self, order_no: &str, scenario: Value) {
+        let resp = self
+            .http
+            .post(format!(
+                "{}/sim/orders/{order_no}/scenario",
+                self.sim.base_url()
+            ))
+            .json(&scenario)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            resp.status().is_success(),
+            "scenario refused: {}",
+            resp.text().await.unwrap()
+        );
+    }
+
+    /// Steps `worker` until no row is unfinished, moving the clock forward whenever a round
+    /// finds nothing due (the next row is scheduled later). Panics after `max_rounds`.
+    pub async fn settle(&self, worker: &Worker, max_rounds: usize) -> Vec<RoundReport> {
+        let mut reports = Vec::new();
+        for _ in 0..max_rounds {
+            if self.store.unfinished().await.unwrap() == 0 {
+                return reports;
+            }
+            let report = worker.step().await.unwrap();
+            if report.claimed == 0 {
+                // Nothing due now: jump to the next due time (plus a little), and give the
+                // simulator's real-time ticketing a moment to progress.
+                self.clock.advance(Duration::from_millis(500));
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            reports.push(report);
+        }
+        panic!(
+            "rows still unfinished after {max_rounds} rounds: {:?}",
+            sqlx::query_as::<_, (String, String, Option<String>)>(
+                "SELECT order_no, state, last_error FROM ticketing_jobs WHERE state IN ('pending','paying','ticketing')"
+            )
+            .fetch_all(self.pool())
+            .await
+            .unwrap()
+        );
+    }
+}
+
+/// A valid VCC card (a sandbox Visa test number), as an enqueuer writes it.
+pub fn vcc_card() -> Value {
+    json!({
+        "cardNumber": "4532015112830366", "cardCVV": "123",
+        "cardExpireMonth": "07", "cardExpireYear": "2030",
+        "cardHolderFirstName": "JANE", "cardHolderLastName": "DOE",
+        "cardHolderCountry": "PH", "cardHolderCity": "MANILA",
+        "reusable": false, "paymentLimit": 120
+    })
+}
+
+/// A valid MoR card (the sandbox MoR Visa), with the end user's IP for threeDS.
+pub fn mor_card() -> Value {
+    json!({
+        "cardNumber": "4054695723100768", "cardCVV": "123",
+        "cardExpireMonth": "12", "cardExpireYear": "2031",
+        "cardHolderFirstName": "JANE", "cardHolderLastName": "DOE",
+        "threeDS": { "ip": "203.0.113.7" }
+    })
+}
