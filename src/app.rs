@@ -21,6 +21,8 @@ use crate::worker::{Clock, Worker};
 pub async fn main(command: Command) -> ExitCode {
     let result = match command {
         Command::Simulate(args) => simulate(args).await,
+        Command::Bench(args) => crate::bench::run(args).await,
+        Command::Demo(args) => crate::demo::run(args).await,
         other => match Settings::load() {
             Ok(settings) => {
                 crate::telemetry::init(&settings.log);
@@ -47,7 +49,7 @@ async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<()> {
             println!("migrations applied");
             Ok(())
         }
-        other => anyhow::bail!("TEMP: {other:?} not wired yet"),
+        other => crate::ops::dispatch(other, settings).await,
     }
 }
 
@@ -92,12 +94,47 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     let worker = worker(&settings, pool.clone(), Clock::default())?;
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
-    let http = tokio::spawn(async {});
+    let store = JobStore::new(pool.clone());
+    let http =
+        crate::http::serve(&settings, store.clone(), Clock::default(), shutdown.clone()).await?;
+    tokio::spawn(prune_loop(
+        store,
+        settings.worker.retention_days,
+        shutdown.clone(),
+    ));
     info!(worker = worker.id(), atrip = %settings.atrip.base_url, "running");
     worker.run(shutdown.clone()).await?;
     shutdown.cancel();
     let _ = http.await;
     Ok(())
+}
+
+/// Deletes finished rows older than the retention, in small batches, every few minutes, so
+/// the hot table stays small. Several replicas may do this at once; each batch is independent.
+async fn prune_loop(store: JobStore, retention_days: u64, stop: CancellationToken) {
+    if retention_days == 0 {
+        return;
+    }
+    loop {
+        let before = chrono::Utc::now() - chrono::Duration::days(retention_days as i64);
+        loop {
+            match store.prune(before, 500).await {
+                Ok(n) if n > 0 => info!(deleted = n, "pruned finished rows"),
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "pruning failed");
+                    break;
+                }
+            }
+            if stop.is_cancelled() {
+                return;
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(300)) => {}
+        }
+    }
 }
 
 /// Cancels `token` on SIGTERM (what container runtimes send) or Ctrl-C.

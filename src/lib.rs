@@ -2,10 +2,16 @@
 
 pub mod app;
 pub mod atrip;
+pub mod bench;
 pub mod card;
 pub mod cli;
 pub mod config;
+pub mod demo;
+pub mod http;
 pub mod jobs;
+pub mod localpg;
+pub mod metrics;
+pub mod ops;
 pub mod simulator;
 pub mod telemetry;
 pub mod worker;

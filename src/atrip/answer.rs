@@ -33,6 +33,18 @@ pub enum PayAnswer {
 }
 
 impl PayAnswer {
+    /// The class's name, for metrics and events.
+    pub fn class_name(&self) -> &'static str {
+        match self {
+            PayAnswer::Accepted { .. } => "accepted",
+            PayAnswer::NeverPayAgain { .. } => "never_pay_again",
+            PayAnswer::Refused { .. } => "refused",
+            PayAnswer::Unauthorized { .. } => "unauthorized",
+            PayAnswer::OutcomeUnknown { .. } => "outcome_unknown",
+            PayAnswer::NotSent { .. } => "not_sent",
+        }
+    }
+
     /// The status code ATRIP answered, if it answered one.
     pub fn status(&self) -> Option<i64> {
         match self {

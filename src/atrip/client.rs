@@ -134,7 +134,12 @@ impl Client {
     /// Sends `pay.do` once and classifies the answer. Never retries: a second `pay.do` is a
     /// decision for the worker, after an order query.
     pub async fn pay(&self, request: &PayRequest<'_>) -> PayAnswer {
-        match self.post("pay.do", request, self.pay_timeout).await {
+        let started = std::time::Instant::now();
+        let sent = self.post("pay.do", request, self.pay_timeout).await;
+        crate::metrics::global()
+            .pay_latency
+            .observe(started.elapsed());
+        match sent {
             Ok((http, body)) => classify_pay(http, &body),
             // Connecting failed: the request never left. Anything later (a timeout, a reset,
             // a broken body) may have reached ATRIP.
@@ -151,10 +156,14 @@ impl Client {
     /// Queries one order. Safe to repeat.
     pub async fn query(&self, order_no: &str) -> QueryAnswer {
         let body = serde_json::json!({ "orderNo": order_no });
-        match self
+        let started = std::time::Instant::now();
+        let sent = self
             .post("queryOrderDetails.do", &body, self.query_timeout)
-            .await
-        {
+            .await;
+        crate::metrics::global()
+            .query_latency
+            .observe(started.elapsed());
+        match sent {
             Ok((http, body)) => classify_query(order_no, http, &body),
             Err(e) if e.is_decode() || e.is_body() => QueryAnswer::Invalid {
                 status: None,

@@ -5,6 +5,7 @@
 //! in the same statement, so the history can never disagree with the row.
 
 pub mod model;
+mod ops;
 mod rows;
 mod store;
 

@@ -341,13 +341,27 @@ RETURNING job_id
         card: Option<&Value>,
         pay_deadline: Option<DateTime<Utc>>,
     ) -> Result<i64, Error> {
+        self.enqueue_full(order_no, payment_method, card, pay_deadline, None)
+            .await
+    }
+
+    /// [`JobStore::enqueue`] with the agency's own reference.
+    pub async fn enqueue_full(
+        &self,
+        order_no: &str,
+        payment_method: i16,
+        card: Option<&Value>,
+        pay_deadline: Option<DateTime<Utc>>,
+        client_order_no: Option<&str>,
+    ) -> Result<i64, Error> {
         let id = sqlx::query_scalar!(
-            r#"INSERT INTO ticketing_jobs (order_no, payment_method, card, pay_deadline)
-               VALUES ($1, $2, $3, $4) RETURNING id"#,
+            r#"INSERT INTO ticketing_jobs (order_no, payment_method, card, pay_deadline, client_order_no)
+               VALUES ($1, $2, $3, $4, $5) RETURNING id"#,
             order_no,
             payment_method,
             card,
-            pay_deadline
+            pay_deadline,
+            client_order_no
         )
         .fetch_one(&self.pool)
         .await?;

@@ -32,6 +32,15 @@ pub(super) fn ledger_json(sim: &Sim) -> Value {
     ledger::document(orders, &store.totals)
 }
 
+/// One order's entry of [`ledger_json`].
+pub(super) fn order_ledger_json(sim: &Sim, order_no: &str) -> Option<Value> {
+    let (now, now_utc) = (Instant::now(), Utc::now());
+    let store = sim.lock();
+    let order = store.orders.get(order_no)?;
+    let status = order.view(&sim.config, now, now_utc).status;
+    Some(order.ledger.to_json(status.wire()))
+}
+
 /// `GET /sim/ledger`.
 pub(super) async fn get_ledger(State(sim): State<Arc<Sim>>, headers: HeaderMap) -> Response {
     let gzip = wants_gzip(&sim, &headers);

@@ -43,6 +43,8 @@ pub(super) struct OrderLedger {
     /// answers correctly keeps this at 0.
     pub pay_after_paid_shown: u64,
     pub last_pay_request: Option<PayRequestSummary>,
+    /// When the first pay.do arrived (Unix ms): the benchmark's pickup latency ends here.
+    pub first_pay_at_ms: Option<i64>,
 }
 
 /// Counters over every request, including those for orders that do not exist.
@@ -67,6 +69,7 @@ impl OrderLedger {
             "pay_after_paid_shown": self.pay_after_paid_shown,
             "order_status": order_status,
             "last_pay_request": self.last_pay_request.as_ref().map(PayRequestSummary::to_json),
+            "first_pay_at_ms": self.first_pay_at_ms,
         })
     }
 }

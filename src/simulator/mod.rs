@@ -205,6 +205,12 @@ impl SimHandle {
         }
     }
 
+    /// One order's ledger entry (cheap: no other order is rendered), for in-process tests
+    /// and the benchmark, which asks often.
+    pub fn order_ledger(&self, order_no: &str) -> Option<serde_json::Value> {
+        control::order_ledger_json(&self.sim, order_no)
+    }
+
     /// The ledger, as `GET /sim/ledger` would answer it, for in-process tests.
     pub fn ledger(&self) -> serde_json::Value {
         control::ledger_json(&self.sim)

@@ -96,6 +96,10 @@ fn register(sim: &Sim, order_no: &str, req: &Value) -> Option<PayPlan> {
     store.totals.pay_requests += 1;
     let order = find_or_create(sim, store, order_no)?;
     order.ledger.pay_requests += 1;
+    order
+        .ledger
+        .first_pay_at_ms
+        .get_or_insert_with(|| chrono::Utc::now().timestamp_millis());
     if order.shown_paid {
         order.ledger.pay_after_paid_shown += 1;
     }

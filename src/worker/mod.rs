@@ -163,7 +163,7 @@ impl Worker {
     /// Runs one claimed row's step and forgets its lease afterwards.
     async fn execute(self, job: ClaimedJob) -> StepOutcome {
         let span = tracing::info_span!("step", order_no = %job.order_no, job_id = job.id);
-        let id = job.id;
+        let (id, token) = (job.id, job.lease_token);
         let outcome = async {
             let result = match job.claimed_from.as_str() {
                 "pending" | "paying" => pay::step(&self.inner, &job).await,
@@ -191,6 +191,9 @@ impl Worker {
                 Err(e) => {
                     match &e {
                         StepError::Store(jobs::Error::LeaseLost { .. }) => {
+                            crate::metrics::global()
+                                .lease_losses
+                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                             warn!(error = %e, "step stopped: lease lost")
                         }
                         _ => error!(error = %e, "step could not record its result; the lease will expire and the row be recovered"),
@@ -204,7 +207,14 @@ impl Worker {
         }
         .instrument(span)
         .await;
-        self.inner.held.lock().unwrap().remove(&id);
+        {
+            // Only our own lease: the row may already have been claimed again (its next step
+            // due at once) under a new token, which is not ours to forget.
+            let mut held = self.inner.held.lock().unwrap();
+            if held.get(&id).is_some_and(|h| h.token == token) {
+                held.remove(&id);
+            }
+        }
         self.inner.slot_freed.notify_one();
         outcome
     }
@@ -270,8 +280,11 @@ impl Worker {
         while !shutdown.is_cancelled() {
             let in_flight = i.held.lock().unwrap().len();
             let free = concurrency.saturating_sub(in_flight);
+            // Claim in batches: with work in flight, wait until a quarter of the slots are
+            // free rather than paying one claim round trip per finished step.
+            let worth_claiming = free > 0 && (in_flight == 0 || free >= (concurrency / 4).max(1));
             let mut claimed = 0;
-            if free > 0 {
+            if worth_claiming {
                 match self.claim(free).await {
                     Ok(jobs) => {
                         claimed = jobs.len();
@@ -291,7 +304,7 @@ impl Worker {
                     }
                 }
             }
-            if claimed > 0 && claimed == free {
+            if !worth_claiming || (claimed > 0 && claimed == free) {
                 // More may be due: claim again as soon as a slot frees.
                 tokio::select! {
                     _ = shutdown.cancelled() => break,

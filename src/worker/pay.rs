@@ -94,6 +94,7 @@ async fn pay(w: &Inner, job: &ClaimedJob, lease: &mut Lease) -> Result<Done, Ste
         "sending pay.do"
     );
     let answer = w.atrip.pay(&request).await;
+    crate::metrics::global().pay_outcome(answer.class_name());
     let mut change = pay_answer_change(w, &job.order_no, &answer);
     keep_card_summary(&mut change, job);
     let to = change.to;
@@ -248,9 +249,24 @@ async fn recover(w: &Inner, job: &ClaimedJob, lease: &mut Lease) -> Result<Done,
         }
         other => super::poll::unclear_change(w, job, State::Paying, other),
     };
-    // An outcome that stays unclear past every bound goes to a person.
+    review_when_unclear_too_long(w, job, &mut c, now);
+    keep_card_summary(&mut c, job);
+    let to = c.to;
+    w.record(lease, c).await?;
+    Ok(w.ends(to, false, format!("{answer:?}")))
+}
+
+/// An outcome that stays unclear past every bound (the paying deadline, or
+/// `max_error_streak` unclear answers in a row) goes to a person.
+fn review_when_unclear_too_long(
+    w: &Inner,
+    job: &ClaimedJob,
+    c: &mut Change,
+    now: chrono::DateTime<chrono::Utc>,
+) {
     let unclear_since = job.pay_started_at.unwrap_or(job.created_at);
     if c.to == State::Paying
+        && c.unclear
         && (now - unclear_since
             > chrono::Duration::from_std(w.settings.paying_deadline()).unwrap_or_default()
             || job.error_streak + 1 >= w.settings.max_error_streak)
@@ -258,15 +274,45 @@ async fn recover(w: &Inner, job: &ClaimedJob, lease: &mut Lease) -> Result<Done,
         c.to = State::NeedsReview;
         c.run_at = None;
         c.error = Some(format!(
-            "order {order_no}: payment outcome still unclear after {} checks since {unclear_since}; last: {}",
+            "order {}: payment outcome still unclear after {} checks since {unclear_since}; last: {}",
+            job.order_no,
             job.error_streak + 1,
             c.error.as_deref().unwrap_or("no error")
         ));
     }
-    keep_card_summary(&mut c, job);
-    let to = c.to;
-    w.record(lease, c).await?;
-    Ok(w.ends(to, false, format!("{answer:?}")))
+}
+
+/// The ATRIP answer, since the last operator retry, that showed this order paid or its
+/// payment running: a `pay.do` answered 0/615 or 402/404/406, or a query that showed
+/// `orderStatus` "1"/"2". After one of these ATRIP's rule is "never pay again", so a later
+/// "0" is the query lagging behind that payment, not proof that the order is unpaid.
+async fn answer_that_showed_paid(w: &Inner, job: &ClaimedJob) -> Result<Option<String>, StepError> {
+    let events = w.store.events(&job.order_no).await?;
+    let since_retry = events
+        .iter()
+        .rposition(|e| e.job_id == job.id && e.kind == "operator_retry")
+        .map_or(0, |i| i + 1);
+    let found = events[since_retry..]
+        .iter()
+        .filter(|e| e.job_id == job.id)
+        .find_map(|e| {
+            let d = &e.detail;
+            match (e.kind.as_str(), d["answer"].as_str()) {
+                ("pay_answered", Some("accepted" | "never_pay_again")) => {
+                    Some(format!("pay.do answered status {}", d["status"]))
+                }
+                ("query_answered", Some("order"))
+                    if matches!(d["orderStatus"].as_str(), Some("1" | "2")) =>
+                {
+                    Some(format!(
+                        "an order query showed orderStatus {}",
+                        d["orderStatus"]
+                    ))
+                }
+                _ => None,
+            }
+        });
+    Ok(found)
 }
 
 /// The order is explicitly unpaid: pay again only if every bound of design.md allows it.
@@ -280,14 +326,25 @@ async fn unpaid(w: &Inner, job: &ClaimedJob, lease: &mut Lease) -> Result<Done, 
         c.atrip_status = Some(0);
         c
     };
-    if let Some(deadline) = job.pay_deadline.filter(|d| *d <= now) {
-        let mut c = base("query_answered", State::Failed);
-        c.error = Some(format!(
-            "order {order_no}: still unpaid and its payment deadline {deadline} has passed"
+    // 402/404/406 mean "paid, not payable, or a payment is running": never pay again. Keep
+    // asking, with backoff, until the query catches up; a person decides if it never does.
+    if let Some(shown) = answer_that_showed_paid(w, job).await? {
+        let mut c = base("query_answered", State::Paying);
+        c.unclear = true;
+        c.run_at = Some(after(
+            now,
+            super::next_poll_delay(&w.settings, job.error_streak as u32),
         ));
-        c.erase_card = true;
+        c.error = Some(format!(
+            "order {order_no}: {shown} earlier, yet the order query shows it unpaid; not paying again, checking later"
+        ));
+        c.detail = json!({ "answer": "order", "orderStatus": "0",
+                           "decision": "unpaid, but an earlier answer showed it paid or in progress; not paying again",
+                           "shown": shown });
+        review_when_unclear_too_long(w, job, &mut c, now);
+        let to = c.to;
         w.record(lease, c).await?;
-        return Ok(w.ends(State::Failed, false, "unpaid past deadline"));
+        return Ok(w.ends(to, false, "unpaid after a never-pay-again answer; waiting"));
     }
     // A pay.do still travelling (or being processed) could land late: wait out the previous
     // attempt's timeout plus a grace before believing "unpaid".
@@ -301,6 +358,16 @@ async fn unpaid(w: &Inner, job: &ClaimedJob, lease: &mut Lease) -> Result<Done, 
                            "decision": "unpaid; waiting for the previous attempt to settle" });
         w.record(lease, c).await?;
         return Ok(w.ends(State::Paying, false, "unpaid; waiting"));
+    }
+    // Only once the previous attempt can no longer land is "unpaid past the deadline" final.
+    if let Some(deadline) = job.pay_deadline.filter(|d| *d <= now) {
+        let mut c = base("query_answered", State::Failed);
+        c.error = Some(format!(
+            "order {order_no}: still unpaid and its payment deadline {deadline} has passed"
+        ));
+        c.erase_card = true;
+        w.record(lease, c).await?;
+        return Ok(w.ends(State::Failed, false, "unpaid past deadline"));
     }
     if job.pay_attempts >= w.settings.max_pay_attempts {
         let mut c = base("query_answered", State::NeedsReview);

@@ -118,6 +118,10 @@ pub(super) async fn step(w: &Inner, job: &ClaimedJob) -> Result<Done, StepError>
     }
     let to = c.to;
     w.record(&mut lease, c).await?;
+    if to == State::Ticketed {
+        let waited = (now - job.created_at).to_std().unwrap_or_default();
+        crate::metrics::global().enqueue_to_ticketed.observe(waited);
+    }
     Ok(w.ends(to, false, format!("{answer:?}")))
 }
 

@@ -4,4 +4,10 @@
 mod support;
 
 mod harness;
+mod worker_bad_input;
+mod worker_failures;
+mod worker_fencing;
 mod worker_flow;
+mod worker_recovery;
+mod worker_scale;
+mod worker_shutdown;

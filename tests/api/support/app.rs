@@ -215,3 +215,65 @@ pub fn mor_card() -> Value {
         "threeDS": { "ip": "203.0.113.7" }
     })
 }
+
+/// Waits until `check` holds, looking every 20 ms; panics naming `what` after `limit`. The
+/// bounded alternative to sleeping and hoping.
+pub async fn wait_until<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "waited {limit:?} for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+impl TestApp {
+    /// Pays an order directly (deposit), the way another system or a person could before the
+    /// worker got to it.
+    pub async fn pay_directly(&self, order_no: &str) -> ticketing_tracker::atrip::PayAnswer {
+        use ticketing_tracker::atrip::PayRequest;
+        use ticketing_tracker::jobs::model::PaymentMethod;
+        self.atrip
+            .pay(&PayRequest::new(order_no, PaymentMethod::Deposit, None))
+            .await
+    }
+
+    /// The state recorded by each of an order's events, oldest first.
+    pub async fn event_states(&self, order_no: &str) -> Vec<String> {
+        self.store
+            .events(order_no)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.state)
+            .collect()
+    }
+
+    /// The simulator's totals (pay_requests, charges, queries, ...).
+    pub fn totals(&self) -> Value {
+        self.sim.ledger()["totals"].clone()
+    }
+
+    /// A worker with a connection pool of its own, as a separate replica has.
+    pub async fn replica(&self, settings: &Settings, id: &str, connections: u32) -> Worker {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(connections)
+            .connect(&self.db.url())
+            .await
+            .expect("replica pool");
+        Worker::new(
+            JobStore::new(pool),
+            Client::new(&settings.atrip).unwrap(),
+            settings.worker.clone(),
+            settings.atrip.rate_limit_per_s,
+            id.to_owned(),
+            self.clock.clone(),
+        )
+    }
+}

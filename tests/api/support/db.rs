@@ -16,7 +16,6 @@
 //! holds only URLs and every connection is opened by whoever uses it, on its own runtime.
 
 mod docker;
-mod local;
 
 use std::fmt;
 use std::future::Future;
@@ -185,7 +184,17 @@ fn find_server() -> Result<Server, String> {
             )),
         }
     }
-    match local::start() {
+    match ticketing_tracker::localpg::start().map(|started| {
+        started.and_then(|cluster| {
+            Server::from_url(
+                &cluster.url,
+                Source::LocalBinaries {
+                    bin_dir: cluster.bin_dir,
+                    dir: cluster.dir,
+                },
+            )
+        })
+    }) {
         Some(Ok(server)) => {
             // Said once, because a Docker engine that answers but cannot run PostgreSQL is
             // worth knowing about even when the tests pass.

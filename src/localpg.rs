@@ -1,4 +1,5 @@
-//! A throwaway PostgreSQL cluster from the local server binaries, gone when the test process is.
+//! A throwaway PostgreSQL cluster from the local server binaries, gone when this process is:
+//! what the demo, the benchmark and the tests run on when no other PostgreSQL is offered.
 
 use std::fs;
 use std::net::TcpListener;
@@ -8,9 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use super::{on_path, wait_until_ready, Server, Source};
-
-/// initdb and the first start, on a slow CI machine, once per test process.
+/// initdb and the first start, on a slow CI machine.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The port is free when we pick it but can be taken before postgres binds it (another test
@@ -20,7 +19,7 @@ const ATTEMPTS: usize = 3;
 /// initdb and postgres refuse to run as root; as root, the cluster belongs to this system user.
 const SYSTEM_USER: &str = "postgres";
 
-/// Creates and runs the cluster on behalf of the test process and removes it once that process
+/// Creates and runs the cluster on behalf of the owning process and removes it once that process
 /// is gone, however it ended (a panic, an abort, Ctrl-C, SIGKILL), which no code inside the
 /// process can promise. Polling the pid is the portable way to notice, hence the half second.
 ///
@@ -56,8 +55,19 @@ fi
 rm -rf "$dir"
 "#;
 
-/// Starts a cluster from the newest local binaries; `None` when there are none.
-pub(super) fn start() -> Option<Result<Server, String>> {
+/// A running throwaway cluster.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    /// The maintenance database (`postgres`), trust auth as user `postgres`.
+    pub url: String,
+    pub bin_dir: PathBuf,
+    /// The temporary directory holding the cluster, deleted when this process is gone.
+    pub dir: PathBuf,
+}
+
+/// Starts a cluster from the newest local binaries and waits until it accepts connections
+/// (blocking); `None` when there are no binaries.
+pub fn start() -> Option<Result<Cluster, String>> {
     let bin_dir = find_bin_dir()?;
     let mut outcome = Err(String::new());
     for _ in 0..ATTEMPTS {
@@ -75,7 +85,7 @@ pub(super) fn start() -> Option<Result<Server, String>> {
     }))
 }
 
-fn attempt(bin_dir: &Path) -> Result<Server, String> {
+fn attempt(bin_dir: &Path) -> Result<Cluster, String> {
     let owner = cluster_owner()?;
     let dir = std::env::temp_dir().join(format!(
         "ticketing-tracker-pg-{}-{:08x}",
@@ -115,23 +125,40 @@ fn attempt(bin_dir: &Path) -> Result<Server, String> {
         let _ = fs::remove_dir(&dir);
         return Err(format!("starting the watchdog shell: {error}"));
     }
-    let server = Server::from_url(
-        &format!("postgres://postgres@127.0.0.1:{port}/postgres"),
-        Source::LocalBinaries {
-            bin_dir: bin_dir.to_owned(),
-            dir: dir.clone(),
-        },
-    )?;
-    wait_until_ready(&server.url(), START_TIMEOUT, || ended_early(&dir)).map_err(|error| {
-        match ended_early(&dir) {
-            Some(reason) => reason,
-            None => format!(
-                "{error}\npostgres log:\n{}",
-                tail(&dir.join("postgres.log"))
-            ),
+    let cluster = Cluster {
+        url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+        bin_dir: bin_dir.to_owned(),
+        dir: dir.clone(),
+    };
+    wait_until_ready(bin_dir, port, &dir)?;
+    Ok(cluster)
+}
+
+/// Polls `pg_isready` (backing off from 20 to 500 ms) until the server answers, it ended early,
+/// or [`START_TIMEOUT`] passed.
+fn wait_until_ready(bin_dir: &Path, port: u16, dir: &Path) -> Result<(), String> {
+    let deadline = std::time::Instant::now() + START_TIMEOUT;
+    let mut pause = Duration::from_millis(20);
+    loop {
+        let ready = Command::new(bin_dir.join("pg_isready"))
+            .args(["-q", "-h", "127.0.0.1", "-t", "1", "-p", &port.to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        if ready {
+            return Ok(());
         }
-    })?;
-    Ok(server)
+        if let Some(reason) = ended_early(dir) {
+            return Err(reason);
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(format!(
+                "no connection within {START_TIMEOUT:?}\npostgres log:\n{}",
+                tail(&dir.join("postgres.log"))
+            ));
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(500));
+    }
 }
 
 fn ended_early(dir: &Path) -> Option<String> {
@@ -201,8 +228,12 @@ fn free_port() -> Result<u16, String> {
 /// The directory holding `initdb` and `postgres` of one version: the one `initdb` on `PATH`
 /// comes from, else the newest under `/usr/lib/postgresql/*/bin` (Debian and Ubuntu, which keep
 /// the server binaries off `PATH`).
-fn find_bin_dir() -> Option<PathBuf> {
-    let complete = |dir: &Path| dir.join("initdb").is_file() && dir.join("postgres").is_file();
+pub fn find_bin_dir() -> Option<PathBuf> {
+    let complete = |dir: &Path| {
+        ["initdb", "postgres", "pg_isready"]
+            .iter()
+            .all(|b| dir.join(b).is_file())
+    };
     if let Some(initdb) = on_path("initdb") {
         // A link on PATH (/usr/local/bin/initdb) points into the versioned directory, where the
         // matching postgres is.
@@ -235,4 +266,110 @@ fn find_bin_dir() -> Option<PathBuf> {
         .collect();
     versions.sort();
     versions.pop().map(|(_, dir)| dir)
+}
+
+/// The first file called `name` in a directory on `PATH`.
+fn on_path(name: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(name))
+        .find(|path| path.is_file())
+}
+
+/// A database for the demo or the benchmark: a new database named `{prefix}_{pid}` on the
+/// server `DATABASE_URL` names, else on a throwaway cluster started here. Migrated.
+pub struct Scratch {
+    pub url: String,
+    pub pool: sqlx::PgPool,
+    /// The server's maintenance URL and the database name, to drop it at the end (only when
+    /// it lives on a server we did not start).
+    pub server_url: String,
+    pub name: String,
+    pub cluster: Option<Cluster>,
+}
+
+impl Scratch {
+    pub async fn create(prefix: &str) -> anyhow::Result<Scratch> {
+        use anyhow::Context;
+        let (server_url, cluster) = match std::env::var("DATABASE_URL") {
+            Ok(url) => (url, None),
+            Err(_) => {
+                let cluster = tokio::task::spawn_blocking(start)
+                    .await?
+                    .context("no PostgreSQL: set DATABASE_URL or install the PostgreSQL server binaries (initdb, postgres)")?
+                    .map_err(anyhow::Error::msg)?;
+                (cluster.url.clone(), Some(cluster))
+            }
+        };
+        let name = format!("{prefix}_{}", std::process::id());
+        let admin = sqlx::PgPool::connect(&server_url)
+            .await
+            .with_context(|| "cannot connect to PostgreSQL (DATABASE_URL)".to_string())?;
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&admin)
+            .await?;
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&admin)
+            .await?;
+        admin.close().await;
+        let url = with_database(&server_url, &name);
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(40)
+            .connect(&url)
+            .await?;
+        crate::MIGRATOR.run(&pool).await?;
+        Ok(Scratch {
+            url,
+            pool,
+            server_url,
+            name,
+            cluster,
+        })
+    }
+
+    /// Drops the database when it lives on a server we did not start (a throwaway cluster
+    /// goes away with this process anyway).
+    pub async fn drop_database(self) {
+        self.pool.close().await;
+        if self.cluster.is_none() {
+            if let Ok(admin) = sqlx::PgPool::connect(&self.server_url).await {
+                let _ = sqlx::query(&format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    self.name
+                ))
+                .execute(&admin)
+                .await;
+            }
+        }
+    }
+}
+
+/// `url` with its database replaced by `name` (keeping any `?query`).
+pub fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (url, String::new()),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let root = match base[scheme_end..].find('/') {
+        Some(i) => &base[..scheme_end + i],
+        None => base,
+    };
+    format!("{root}/{name}{query}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn database_names_are_swapped_in_urls() {
+        assert_eq!(
+            with_database("postgres://u@h:5432/postgres?sslmode=disable", "x"),
+            "postgres://u@h:5432/x?sslmode=disable"
+        );
+        assert_eq!(
+            with_database("postgres://u@h:5432", "x"),
+            "postgres://u@h:5432/x"
+        );
+    }
 }

@@ -1,0 +1,191 @@
+//! The worker's HTTP side: liveness, readiness, Prometheus metrics, and ATRIP's webhook.
+
+use std::sync::Arc;
+
+use axum::extract::{Query, State as AxumState};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::config::Settings;
+use crate::jobs::JobStore;
+use crate::worker::Clock;
+
+#[derive(Clone)]
+struct Ctx {
+    store: JobStore,
+    clock: Clock,
+    webhook_secret: Arc<SecretString>,
+}
+
+/// The routes, for `run` and for tests.
+pub fn router(store: JobStore, clock: Clock, webhook_secret: SecretString) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/webhooks/atrip", post(webhook))
+        .with_state(Ctx {
+            store,
+            clock,
+            webhook_secret: Arc::new(webhook_secret),
+        })
+}
+
+/// Binds `http.host:http.port` and serves until `shutdown`.
+pub async fn serve(
+    settings: &Settings,
+    store: JobStore,
+    clock: Clock,
+    shutdown: CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let addr = format!("{}:{}", settings.http.host, settings.http.port);
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (http.host/http.port): {e}"))?;
+    info!(addr = %listener.local_addr()?, "HTTP endpoints listening");
+    let app = router(store, clock, settings.http.webhook_secret.clone());
+    Ok(tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await;
+        if let Err(e) = served {
+            warn!(error = %e, "HTTP server stopped");
+        }
+    }))
+}
+
+/// The process is up.
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Ready to work: the database answers and every migration is applied.
+async fn readyz(AxumState(ctx): AxumState<Ctx>) -> Response {
+    match ctx.store.migrations_applied().await {
+        Ok(true) => (StatusCode::OK, "ready\n").into_response(),
+        Ok(false) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: migrations not applied\n",
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: database unreachable: {e}\n"),
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics(AxumState(ctx): AxumState<Ctx>) -> Response {
+    let now = ctx.clock.now();
+    let (states, oldest) =
+        match tokio::try_join!(ctx.store.count_by_state(), ctx.store.oldest_due_age(now)) {
+            Ok(figures) => figures,
+            Err(e) => {
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("database unreachable: {e}\n"),
+                )
+                    .into_response()
+            }
+        };
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        crate::metrics::global().render(&states, oldest),
+    )
+        .into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct WebhookQuery {
+    secret: Option<String>,
+}
+
+/// Compares without an early exit, so the time taken does not tell how much of a guess was
+/// right.
+fn same_secret(given: &str, expected: &str) -> bool {
+    let (a, b) = (given.as_bytes(), expected.as_bytes());
+    let mut diff = a.len() ^ b.len();
+    for i in 0..a.len().max(b.len()) {
+        diff |= usize::from(a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0));
+    }
+    diff == 0
+}
+
+/// ATRIP's webhook. ATRIP signs nothing, so the URL carries a shared secret (`?secret=`, or
+/// the `x-webhook-secret` header). A webhook only makes its order due now and wakes a worker;
+/// the order query decides everything.
+async fn webhook(
+    AxumState(ctx): AxumState<Ctx>,
+    Query(q): Query<WebhookQuery>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let expected = ctx.webhook_secret.expose_secret();
+    if expected.is_empty() {
+        return (
+            StatusCode::NOT_FOUND,
+            "webhook disabled (http.webhook_secret is empty)\n",
+        )
+            .into_response();
+    }
+    let given = headers
+        .get("x-webhook-secret")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or(q.secret)
+        .unwrap_or_default();
+    if !same_secret(&given, expected) {
+        warn!("webhook refused: wrong or missing secret");
+        return (StatusCode::UNAUTHORIZED, "unauthorized\n").into_response();
+    }
+    let Ok(payload) = serde_json::from_slice::<Value>(&body) else {
+        return (StatusCode::BAD_REQUEST, "body is not JSON\n").into_response();
+    };
+    let order_no = payload["data"]["orderNo"]
+        .as_str()
+        .or_else(|| payload["orderNo"].as_str())
+        .filter(|o| crate::jobs::model::OrderNo::parse(o).is_ok());
+    let Some(order_no) = order_no else {
+        return (StatusCode::BAD_REQUEST, "no valid data.orderNo\n").into_response();
+    };
+    let detail = json!({
+        "type": payload["type"].as_str().map(|t| crate::jobs::model::truncate(t, 40)),
+        "orderStatus": payload["data"]["orderStatus"].clone().as_i64(),
+    });
+    match ctx.store.wake(order_no, &detail, ctx.clock.now()).await {
+        Ok(true) => {
+            info!(order_no, "webhook: order due for a query now");
+            (StatusCode::ACCEPTED, Json(json!({"accepted": true}))).into_response()
+        }
+        Ok(false) => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"accepted": false, "reason": "no order followed with that number"})),
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("database unreachable: {e}\n"),
+        )
+            .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_secret;
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(same_secret("abc", "abc"));
+        assert!(!same_secret("abd", "abc"));
+        assert!(!same_secret("ab", "abc"));
+        assert!(!same_secret("", "abc"));
+    }
+}

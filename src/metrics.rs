@@ -1,0 +1,172 @@
+//! The process's counters and histograms, rendered in Prometheus text format by `/metrics`.
+//! Hand-rolled (a few atomics) rather than a metrics stack: the set is small and fixed.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Pay outcomes, by the class of the answer.
+pub const PAY_CLASSES: [&str; 6] = [
+    "accepted",
+    "never_pay_again",
+    "refused",
+    "unauthorized",
+    "outcome_unknown",
+    "not_sent",
+];
+
+/// A histogram with fixed buckets (seconds).
+pub struct Histogram {
+    bounds: &'static [f64],
+    counts: Vec<AtomicU64>,
+    sum_micros: AtomicU64,
+    total: AtomicU64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Self {
+        Histogram {
+            bounds,
+            counts: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
+            sum_micros: AtomicU64::new(0),
+            total: AtomicU64::new(0),
+        }
+    }
+
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        for (bound, count) in self.bounds.iter().zip(&self.counts) {
+            if secs <= *bound {
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.sum_micros.fetch_add(
+            d.as_micros().min(u128::from(u64::MAX)) as u64,
+            Ordering::Relaxed,
+        );
+        self.total.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (bound, count) in self.bounds.iter().zip(&self.counts) {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {}",
+                count.load(Ordering::Relaxed)
+            );
+        }
+        let total = self.total.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {total}");
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let braces = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        let _ = writeln!(out, "{name}_sum{braces} {sum}");
+        let _ = writeln!(out, "{name}_count{braces} {total}");
+    }
+}
+
+const LATENCY_BOUNDS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+const TICKETED_BOUNDS: &[f64] = &[
+    1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 86400.0,
+];
+
+/// Everything this process counts.
+pub struct Metrics {
+    pay_outcomes: [AtomicU64; 6],
+    pub lease_losses: AtomicU64,
+    pub pay_latency: Histogram,
+    pub query_latency: Histogram,
+    pub enqueue_to_ticketed: Histogram,
+}
+
+static METRICS: std::sync::OnceLock<Metrics> = std::sync::OnceLock::new();
+
+/// The process-wide metrics.
+pub fn global() -> &'static Metrics {
+    METRICS.get_or_init(|| Metrics {
+        pay_outcomes: Default::default(),
+        lease_losses: AtomicU64::new(0),
+        pay_latency: Histogram::new(LATENCY_BOUNDS),
+        query_latency: Histogram::new(LATENCY_BOUNDS),
+        enqueue_to_ticketed: Histogram::new(TICKETED_BOUNDS),
+    })
+}
+
+impl Metrics {
+    pub fn pay_outcome(&self, class: &str) {
+        if let Some(i) = PAY_CLASSES.iter().position(|c| *c == class) {
+            self.pay_outcomes[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The text exposition, with the table's figures read at scrape time.
+    pub fn render(&self, jobs_by_state: &[(String, i64)], oldest_due_s: f64) -> String {
+        let mut out = String::new();
+        out.push_str(
+            "# HELP ticketing_jobs Rows in the job table, by state.\n# TYPE ticketing_jobs gauge\n",
+        );
+        for state in crate::jobs::model::State::ALL {
+            let n = jobs_by_state
+                .iter()
+                .find(|(s, _)| s == state.as_str())
+                .map_or(0, |(_, n)| *n);
+            let _ = writeln!(out, "ticketing_jobs{{state=\"{state}\"}} {n}");
+        }
+        out.push_str("# HELP ticketing_oldest_due_seconds How long the oldest due, unclaimed row has waited.\n# TYPE ticketing_oldest_due_seconds gauge\n");
+        let _ = writeln!(out, "ticketing_oldest_due_seconds {oldest_due_s}");
+        out.push_str("# HELP ticketing_pay_outcomes_total pay.do answers by class.\n# TYPE ticketing_pay_outcomes_total counter\n");
+        for (class, n) in PAY_CLASSES.iter().zip(&self.pay_outcomes) {
+            let _ = writeln!(
+                out,
+                "ticketing_pay_outcomes_total{{class=\"{class}\"}} {}",
+                n.load(Ordering::Relaxed)
+            );
+        }
+        out.push_str("# HELP ticketing_lease_losses_total Steps stopped because another worker took their row over.\n# TYPE ticketing_lease_losses_total counter\n");
+        let _ = writeln!(
+            out,
+            "ticketing_lease_losses_total {}",
+            self.lease_losses.load(Ordering::Relaxed)
+        );
+        out.push_str("# HELP ticketing_atrip_request_seconds ATRIP request latency.\n# TYPE ticketing_atrip_request_seconds histogram\n");
+        self.pay_latency.render(
+            &mut out,
+            "ticketing_atrip_request_seconds",
+            "endpoint=\"pay.do\"",
+        );
+        self.query_latency.render(
+            &mut out,
+            "ticketing_atrip_request_seconds",
+            "endpoint=\"queryOrderDetails.do\"",
+        );
+        out.push_str("# HELP ticketing_enqueue_to_ticketed_seconds Time from INSERT to ticketed.\n# TYPE ticketing_enqueue_to_ticketed_seconds histogram\n");
+        self.enqueue_to_ticketed
+            .render(&mut out, "ticketing_enqueue_to_ticketed_seconds", "");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histograms_are_cumulative_and_render_as_prometheus_text() {
+        let h = Histogram::new(&[0.1, 1.0]);
+        h.observe(Duration::from_millis(50));
+        h.observe(Duration::from_millis(500));
+        h.observe(Duration::from_secs(5));
+        let mut out = String::new();
+        h.render(&mut out, "x", "a=\"b\"");
+        assert!(out.contains("x_bucket{a=\"b\",le=\"0.1\"} 1\n"), "{out}");
+        assert!(out.contains("x_bucket{a=\"b\",le=\"1\"} 2\n"), "{out}");
+        assert!(out.contains("x_bucket{a=\"b\",le=\"+Inf\"} 3\n"), "{out}");
+        assert!(out.contains("x_count{a=\"b\"} 3\n"), "{out}");
+    }
+}

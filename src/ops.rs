@@ -1,0 +1,287 @@
+//! The operator commands: enqueue, status, list, retry, cancel. Tables for people by default,
+//! JSON with `--json`.
+
+use std::io::Read;
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use serde_json::{json, Value};
+
+use crate::cli::{Command, EnqueueArgs, ListArgs, OrderArgs, StatusArgs};
+use crate::config::Settings;
+use crate::jobs::model::{OrderNo, PaymentMethod, State};
+use crate::jobs::{EventRow, JobRow, JobStore};
+
+pub async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<()> {
+    let pool = crate::app::connect(&settings).await?;
+    let store = JobStore::new(pool);
+    let by = format!("cli:{}", whoami());
+    match command {
+        Command::Enqueue(a) => enqueue(&store, a).await,
+        Command::Status(a) => status(&store, a).await,
+        Command::List(a) => list(&store, a).await,
+        Command::Retry(a) => retry(&store, a, &by).await,
+        Command::Cancel(a) => cancel(&store, a, &by).await,
+        other => bail!("{other:?} is not an operator command"),
+    }
+}
+
+fn whoami() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "operator".into())
+}
+
+/// Reads JSON from a file, or stdin for "-". Card data never comes from argv, where any user
+/// of the machine could read it in the process list.
+fn read_json(path: &Path, what: &str) -> anyhow::Result<Value> {
+    let mut text = String::new();
+    if path == Path::new("-") {
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .with_context(|| format!("reading {what} from stdin"))?;
+    } else {
+        text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading {what} from {}", path.display()))?;
+    }
+    // serde's message can quote the text; say only where it broke.
+    serde_json::from_str(&text).map_err(|e| {
+        anyhow::anyhow!(
+            "{what} is not valid JSON (line {}, column {})",
+            e.line(),
+            e.column()
+        )
+    })
+}
+
+async fn enqueue(store: &JobStore, a: EnqueueArgs) -> anyhow::Result<()> {
+    let (order_no, method, card, deadline, client_order_no) = if let Some(path) = &a.json {
+        let v = read_json(path, "the order JSON")?;
+        let order_no = v["order_no"]
+            .as_str()
+            .context("order JSON: order_no is missing")?;
+        let method = v["payment_method"]
+            .as_i64()
+            .context("order JSON: payment_method is missing or not a number")?;
+        let deadline = match &v["pay_deadline"] {
+            Value::Null => None,
+            Value::String(s) => Some(
+                s.parse()
+                    .context("order JSON: pay_deadline is not RFC 3339")?,
+            ),
+            _ => bail!("order JSON: pay_deadline must be an RFC 3339 string"),
+        };
+        let card = (!v["card"].is_null()).then(|| v["card"].clone());
+        let client = v["client_order_no"].as_str().map(str::to_owned);
+        (order_no.to_owned(), method, card, deadline, client)
+    } else {
+        let card = match &a.card_file {
+            Some(p) => Some(read_json(p, "the card JSON")?),
+            None => None,
+        };
+        (
+            a.order_no.clone().unwrap_or_default(),
+            i64::from(a.method.unwrap_or_default()),
+            card,
+            a.pay_deadline,
+            a.client_order_no.clone(),
+        )
+    };
+    OrderNo::parse(&order_no).map_err(anyhow::Error::msg)?;
+    let method = PaymentMethod::from_code(method)
+        .with_context(|| format!("payment method {method} is not one of 1, 3, 4, 5"))?;
+    if method.needs_card() && card.is_none() {
+        bail!(
+            "payment method {} needs card data: --card-file FILE (or - for stdin)",
+            method.code()
+        );
+    }
+    if !method.needs_card() && card.is_some() {
+        bail!("payment method {} takes no card", method.code());
+    }
+    if let Some(c) = &card {
+        // Refuse now what the worker would refuse later, naming the field.
+        crate::card::CreditCard::from_json(c, method, chrono::Utc::now())?;
+    }
+    let id = store
+        .enqueue_full(
+            &order_no,
+            method.code(),
+            card.as_ref(),
+            deadline,
+            client_order_no.as_deref(),
+        )
+        .await?;
+    if a.json_output {
+        println!(
+            "{}",
+            json!({"id": id, "order_no": order_no, "state": "pending"})
+        );
+    } else {
+        println!("enqueued order {order_no} (job {id}), pending");
+    }
+    Ok(())
+}
+
+async fn status(store: &JobStore, a: StatusArgs) -> anyhow::Result<()> {
+    let row = store
+        .job(&a.order_no)
+        .await?
+        .with_context(|| format!("order {} is not in the job table", a.order_no))?;
+    let events = store.events(&a.order_no).await?;
+    if a.json {
+        println!("{}", json!({"job": row, "events": events}));
+        return Ok(());
+    }
+    print!("{}", render_status(&row, &events));
+    Ok(())
+}
+
+/// One order as an operator reads it: where it is, why, and what happened.
+pub fn render_status(row: &JobRow, events: &[EventRow]) -> String {
+    let mut out = String::new();
+    let t = |v: &Option<chrono::DateTime<chrono::Utc>>| {
+        v.map_or("-".to_owned(), |d| {
+            d.format("%Y-%m-%d %H:%M:%S%.3fZ").to_string()
+        })
+    };
+    let o = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    let lines = [
+        ("order", row.order_no.clone()),
+        ("state", row.state.clone()),
+        ("payment method", row.payment_method.to_string()),
+        (
+            "card",
+            match (&row.card_brand, &row.card_last4, row.card.is_some()) {
+                (_, _, true) => "present (erased once the payment resolves)".into(),
+                (Some(b), Some(l), false) => format!("{b} ending {l} (erased)"),
+                _ => "-".into(),
+            },
+        ),
+        ("pay attempts", row.pay_attempts.to_string()),
+        ("polls", row.poll_attempts.to_string()),
+        (
+            "last ATRIP status",
+            row.atrip_status.map_or("-".into(), |s| s.to_string()),
+        ),
+        ("ATRIP message", o(&row.atrip_message)),
+        ("order status", o(&row.order_status)),
+        ("ATRIP PNR", o(&row.atrip_pnr)),
+        ("airline PNR", o(&row.pnr)),
+        (
+            "tickets",
+            row.ticket_numbers
+                .as_ref()
+                .map_or("-".into(), |t| t.to_string()),
+        ),
+        ("last error", o(&row.last_error)),
+        ("created", t(&Some(row.created_at))),
+        ("pay started", t(&row.pay_started_at)),
+        ("paid", t(&row.paid_at)),
+        ("ticketed", t(&row.ticketed_at)),
+        ("finished", t(&row.finalized_at)),
+        (
+            "next due",
+            if State::parse(&row.state).is_some_and(State::is_finished) {
+                "-".into()
+            } else {
+                t(&Some(row.run_at))
+            },
+        ),
+        (
+            "lease",
+            match (&row.lease_owner, &row.lease_expires_at) {
+                (Some(w), Some(e)) => format!("{w} until {}", t(&Some(*e))),
+                _ => "-".into(),
+            },
+        ),
+    ];
+    for (k, v) in lines {
+        out.push_str(&format!("{k:>18}  {v}\n"));
+    }
+    out.push_str("\nhistory:\n");
+    for e in events {
+        out.push_str(&format!(
+            "  {}  {:<17} -> {:<12} {}\n",
+            e.at.format("%H:%M:%S%.3f"),
+            e.kind,
+            e.state,
+            e.detail
+        ));
+    }
+    out
+}
+
+async fn list(store: &JobStore, a: ListArgs) -> anyhow::Result<()> {
+    let state = match &a.state {
+        Some(s) => Some(State::parse(s).with_context(|| {
+            format!("unknown state {s:?}; one of pending, paying, ticketing, ticketed, failed, needs_review, cancelled")
+        })?),
+        None => None,
+    };
+    let rows = store.list(state, a.limit.clamp(1, 10_000)).await?;
+    if a.json {
+        println!("{}", serde_json::to_string(&rows)?);
+        return Ok(());
+    }
+    print!("{}", render_table(&rows));
+    Ok(())
+}
+
+/// Rows as a table, one line each.
+pub fn render_table(rows: &[JobRow]) -> String {
+    let mut out = format!(
+        "{:<24} {:<6} {:<12} {:>4} {:>5} {:<14} {}\n",
+        "ORDER", "METHOD", "STATE", "PAYS", "POLLS", "PNR", "LAST ERROR / ATRIP"
+    );
+    for r in rows {
+        let note = r
+            .last_error
+            .clone()
+            .or_else(|| {
+                r.atrip_status
+                    .map(|s| format!("status {s} {}", r.atrip_message.clone().unwrap_or_default()))
+            })
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "{:<24} {:<6} {:<12} {:>4} {:>5} {:<14} {}\n",
+            r.order_no,
+            r.payment_method,
+            r.state,
+            r.pay_attempts,
+            r.poll_attempts,
+            r.pnr.clone().unwrap_or_else(|| "-".into()),
+            crate::jobs::model::truncate(&note, 90)
+        ));
+    }
+    out
+}
+
+async fn retry(store: &JobStore, a: OrderArgs, by: &str) -> anyhow::Result<()> {
+    let card = match &a.card_file {
+        Some(p) => Some(read_json(p, "the card JSON")?),
+        None => None,
+    };
+    let to = store
+        .retry(&a.order_no, card.as_ref(), by, chrono::Utc::now())
+        .await?;
+    if a.json {
+        println!("{}", json!({"order_no": a.order_no, "state": to}));
+    } else {
+        let next = if to == State::Paying {
+            "its next step is an order query (never a blind pay.do)"
+        } else {
+            "it will be paid"
+        };
+        println!("order {} is {to} again; {next}", a.order_no);
+    }
+    Ok(())
+}
+
+async fn cancel(store: &JobStore, a: OrderArgs, by: &str) -> anyhow::Result<()> {
+    store.cancel(&a.order_no, by, chrono::Utc::now()).await?;
+    if a.json {
+        println!("{}", json!({"order_no": a.order_no, "state": "cancelled"}));
+    } else {
+        println!("order {} cancelled", a.order_no);
+    }
+    Ok(())
+}

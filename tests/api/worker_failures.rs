@@ -1,0 +1,291 @@
+//! Every way ATRIP refuses a payment or fails an order ends in the state design.md prescribes,
+//! and none of them leads the worker to send a second `pay.do`.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use ticketing_tracker::atrip::PayAnswer;
+use ticketing_tracker::jobs::model::State;
+
+use crate::support::app::{mor_card, vcc_card, wait_until, TestApp};
+
+/// One definitive refusal: how to provoke it, and the code it must end with.
+struct Refusal {
+    case: &'static str,
+    code: i32,
+    method: i16,
+    card: Value,
+    order: Value,
+    scenario: Option<Value>,
+}
+
+#[tokio::test]
+async fn each_definitive_pay_refusal_fails_the_order_with_its_code_and_erases_the_card() {
+    let app = TestApp::new().await;
+    let worker = app.worker();
+    let refusals = [
+        Refusal {
+            case: "invalid request data",
+            code: 400,
+            method: 3,
+            card: vcc_card(),
+            order: json!({}),
+            scenario: Some(json!({"pay_status": 400})),
+        },
+        Refusal {
+            case: "past the payment deadline",
+            code: 401,
+            method: 3,
+            card: vcc_card(),
+            order: json!({"paymentDeadlineSeconds": -60}),
+            scenario: None,
+        },
+        Refusal {
+            case: "payment method not supported",
+            code: 403,
+            method: 3,
+            card: vcc_card(),
+            order: json!({"supportPaymentMethods": [1]}),
+            scenario: None,
+        },
+        Refusal {
+            case: "passenger data missing",
+            code: 407,
+            method: 3,
+            card: vcc_card(),
+            order: json!({"missingPassengerData": true}),
+            scenario: None,
+        },
+        Refusal {
+            case: "card brand not supported",
+            code: 413,
+            method: 3,
+            card: vcc_card(),
+            order: json!({"acceptedCardBrands": ["MasterCard"]}),
+            scenario: None,
+        },
+        Refusal {
+            case: "card does not match the order's card type",
+            code: 414,
+            method: 5,
+            card: mor_card(),
+            order: json!({"payment": {"cardType": "MasterCard"}}),
+            scenario: None,
+        },
+        Refusal {
+            case: "FR flow order never confirmed",
+            code: 415,
+            method: 3,
+            card: vcc_card(),
+            order: json!({"frFlow": true}),
+            scenario: None,
+        },
+    ];
+    let mut orders = Vec::new();
+    for r in &refusals {
+        let order_no = app.create_order(r.order.clone()).await;
+        if let Some(s) = &r.scenario {
+            app.scenario(&order_no, s.clone()).await;
+        }
+        app.enqueue(&order_no, r.method, Some(r.card.clone())).await;
+        orders.push(order_no);
+    }
+
+    app.settle(&worker, 20).await;
+    // Hours later, nothing is due: a definitive refusal is never retried automatically.
+    app.clock.advance(Duration::from_secs(6 * 3600));
+    assert_eq!(worker.step().await.unwrap().claimed, 0);
+
+    for (r, order_no) in refusals.iter().zip(&orders) {
+        let case = r.case;
+        let row = app.job(order_no).await;
+        assert_eq!(row.state, "failed", "{case}: {:?}", row.last_error);
+        assert_eq!(row.atrip_status, Some(r.code), "{case}");
+        let error = row.last_error.clone().unwrap_or_default();
+        assert!(
+            error.contains(order_no.as_str()) && error.contains(&format!("status {}", r.code)),
+            "{case}: last_error must name the order and the code: {error}"
+        );
+        assert!(row.card.is_none(), "{case}: card data erased");
+        let number = r.card["cardNumber"].as_str().unwrap();
+        assert_eq!(row.card_brand.as_deref(), Some("Visa"), "{case}");
+        assert_eq!(row.card_last4.as_deref(), Some(&number[12..]), "{case}");
+        assert!(!error.contains(number), "{case}: the card number leaked");
+        assert_eq!((row.pay_attempts, row.lease_owner), (1, None), "{case}");
+        let ledger = app.ledger(order_no);
+        assert_eq!(ledger["pay_requests"], 1, "{case}: {ledger}");
+        assert_eq!(ledger["charges"], 0, "{case}: {ledger}");
+        let states = app.event_states(order_no).await;
+        assert_eq!(states, ["paying", "failed"], "{case}");
+    }
+}
+
+#[tokio::test]
+async fn an_order_already_paid_elsewhere_answers_404_and_is_followed_to_ticketed_without_paying_again(
+) {
+    let app = TestApp::new().await;
+    let worker = app.worker();
+    let order_no = app.create_order(json!({})).await;
+    let direct = app.pay_directly(&order_no).await;
+    assert!(
+        matches!(direct, PayAnswer::Accepted { status: 0, .. }),
+        "{direct:?}"
+    );
+    app.enqueue(&order_no, 3, Some(vcc_card())).await;
+
+    let round = worker.step().await.unwrap();
+    let outcome = &round.outcomes[0];
+    assert!(outcome.pay_sent);
+    assert_eq!(outcome.to, Some(State::Paying), "{}", outcome.note);
+    let row = app.job(&order_no).await;
+    assert_eq!(
+        (row.state.as_str(), row.atrip_status),
+        ("paying", Some(404))
+    );
+    assert!(row.card.is_some(), "the payment is not resolved yet");
+
+    app.settle(&worker, 200).await;
+    let row = app.job(&order_no).await;
+    assert_eq!(row.state, "ticketed", "{:?}", row.last_error);
+    assert!(row.card.is_none() && row.card_last4.as_deref() == Some("0366"));
+    let ledger = app.ledger(&order_no);
+    // The direct payment and the worker's single attempt; one charge.
+    assert_eq!(ledger["pay_requests"], 2, "{ledger}");
+    assert_eq!(ledger["charges"], 1, "{ledger}");
+    assert_eq!(row.pay_attempts, 1);
+}
+
+#[tokio::test]
+async fn a_payment_in_progress_406_is_never_paid_again_even_while_the_query_still_shows_unpaid() {
+    let app = TestApp::new().await;
+    let worker = app.worker();
+    let order_no = app.create_order(json!({})).await;
+    // Someone else's payment is running for the next 1.5 s (real time); meanwhile the order
+    // query shows "0", as the sandbox does.
+    app.scenario(&order_no, json!({"payment_in_progress_ms": 1500}))
+        .await;
+    assert!(matches!(
+        app.pay_directly(&order_no).await,
+        PayAnswer::Accepted { .. }
+    ));
+    app.enqueue(&order_no, 1, None).await;
+
+    let round = worker.step().await.unwrap();
+    assert!(round.outcomes[0].pay_sent);
+    assert_eq!(app.job(&order_no).await.atrip_status, Some(406));
+
+    // Well past the pay timeout plus grace on the worker's clock, still inside the window in
+    // real time: the query says "0", and the worker must believe the 406, not the "0".
+    let w = &app.settings;
+    app.clock.advance(
+        Duration::from_millis(w.atrip.pay_timeout_ms + w.worker.pay_grace_ms)
+            + Duration::from_secs(1),
+    );
+    let round = worker.step().await.unwrap();
+    assert_eq!(round.claimed, 1);
+    let outcome = &round.outcomes[0];
+    assert!(!outcome.pay_sent, "{}", outcome.note);
+    assert_eq!(outcome.to, Some(State::Paying), "{}", outcome.note);
+    let row = app.job(&order_no).await;
+    assert_eq!(
+        row.order_status.as_deref(),
+        Some("0"),
+        "the query showed unpaid"
+    );
+    assert_eq!(app.pay_requests(&order_no), 2);
+
+    wait_until(
+        Duration::from_secs(5),
+        "the payment window to close",
+        || {
+            let status = app.ledger(&order_no)["order_status"].clone();
+            async move { status != "0" }
+        },
+    )
+    .await;
+    app.settle(&worker, 200).await;
+    let row = app.job(&order_no).await;
+    assert_eq!(row.state, "ticketed", "{:?}", row.last_error);
+    let ledger = app.ledger(&order_no);
+    assert_eq!(ledger["pay_requests"], 2, "{ledger}");
+    assert_eq!(ledger["charges"], 1, "{ledger}");
+    assert_eq!(row.pay_attempts, 1);
+}
+
+#[tokio::test]
+async fn an_order_that_answered_406_and_stays_unpaid_goes_to_review_without_a_second_pay() {
+    let app = TestApp::new().await;
+    let mut settings = app.settings.clone();
+    settings.worker.max_error_streak = 3;
+    let worker = app.worker_with(&settings, "review-worker");
+    let order_no = app.order_and_enqueue(1, None, json!({})).await;
+    // ATRIP says a payment is running, but none ever completes: the query shows "0" forever.
+    app.scenario(&order_no, json!({"pay_status": 406})).await;
+
+    app.settle(&worker, 200).await;
+    let row = app.job(&order_no).await;
+    assert_eq!(row.state, "needs_review", "{:?}", row.last_error);
+    let error = row.last_error.unwrap_or_default();
+    assert!(
+        error.contains(&order_no) && error.contains("406"),
+        "last_error must name the order and the 406: {error}"
+    );
+    let ledger = app.ledger(&order_no);
+    assert_eq!(ledger["pay_requests"], 1, "{ledger}");
+    assert_eq!(ledger["charges"], 0, "{ledger}");
+    assert_eq!(row.pay_attempts, 1);
+}
+
+#[tokio::test]
+async fn a_ticketing_failure_fails_the_paid_order_with_atrips_error_code() {
+    let app = TestApp::new().await;
+    let worker = app.worker();
+    let order_no = app.create_order(json!({})).await;
+    app.scenario(&order_no, json!({"fail_ticketing": "605"}))
+        .await;
+    app.enqueue(&order_no, 1, None).await;
+
+    app.settle(&worker, 200).await;
+    let row = app.job(&order_no).await;
+    assert_eq!(row.state, "failed", "{:?}", row.last_error);
+    let error = row.last_error.unwrap_or_default();
+    assert!(
+        error.contains(&order_no) && error.contains("errorCode 605"),
+        "{error}"
+    );
+    assert_eq!(row.order_status.as_deref(), Some("-3"));
+    assert!(row.paid_at.is_some() && row.ticket_numbers.is_none());
+    let ledger = app.ledger(&order_no);
+    assert_eq!(ledger["pay_requests"], 1, "{ledger}");
+    assert_eq!(ledger["charges"], 1, "{ledger}");
+}
+
+#[tokio::test]
+async fn a_ticketing_that_outlasts_the_ticketing_deadline_goes_to_review() {
+    let app = TestApp::new().await;
+    let mut settings = app.settings.clone();
+    settings.worker.ticketing_deadline_s = 1;
+    let worker = app.worker_with(&settings, "deadline-worker");
+    let order_no = app.create_order(json!({})).await;
+    app.scenario(&order_no, json!({"ticketing_delay_ms": 600_000}))
+        .await;
+    app.enqueue(&order_no, 1, None).await;
+
+    app.settle(&worker, 200).await;
+    let row = app.job(&order_no).await;
+    assert_eq!(row.state, "needs_review", "{:?}", row.last_error);
+    let error = row.last_error.unwrap_or_default();
+    assert!(
+        error.contains(&order_no) && error.contains("ticketing deadline"),
+        "{error}"
+    );
+    assert_eq!(
+        row.order_status.as_deref(),
+        Some("1"),
+        "still ticketing at ATRIP"
+    );
+    assert!(row.poll_attempts >= 1);
+    let ledger = app.ledger(&order_no);
+    assert_eq!(ledger["pay_requests"], 1, "{ledger}");
+    assert_eq!(ledger["charges"], 1, "{ledger}");
+}

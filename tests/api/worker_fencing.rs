@@ -1,0 +1,157 @@
+//! Fencing: once a lease has passed to another worker, nothing the old holder writes lands,
+//! and the old holder sends nothing more.
+
+use std::time::Duration;
+
+use serde_json::json;
+use ticketing_tracker::jobs::model::State;
+use ticketing_tracker::jobs::{self, Change, Lease};
+
+use crate::support::app::{wait_until, TestApp};
+
+#[tokio::test]
+async fn a_write_with_a_lease_token_taken_over_by_another_worker_is_refused_and_changes_nothing() {
+    let app = TestApp::new().await;
+    let order_no = app.order_and_enqueue(1, None, json!({})).await;
+    let lease = app.settings.worker.lease();
+
+    let a = app
+        .store
+        .claim("worker-a", 10, lease, app.clock.now())
+        .await
+        .unwrap();
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].claimed_from, "pending");
+    assert!(app
+        .store
+        .claim("worker-b", 10, lease, app.clock.now())
+        .await
+        .unwrap()
+        .is_empty());
+
+    app.clock.advance(lease + Duration::from_millis(1));
+    let b = app
+        .store
+        .claim("worker-b", 10, lease, app.clock.now())
+        .await
+        .unwrap();
+    assert_eq!(b.len(), 1);
+    assert_eq!(b[0].claimed_from, "paying", "B recovers A's intent");
+    assert!(b[0].lease_token > a[0].lease_token);
+    assert_eq!(
+        b[0].pay_attempts, 1,
+        "taking a paying row over is no new intent"
+    );
+
+    let before = app.job(&order_no).await;
+    let events_before = app.store.events(&order_no).await.unwrap().len();
+    let mut stale = Lease {
+        id: a[0].id,
+        token: a[0].lease_token,
+        order_no: order_no.clone(),
+        state: State::Paying,
+    };
+    let mut paid = Change::new("pay_answered", State::Ticketing);
+    paid.erase_card = true;
+    let refused = app
+        .store
+        .apply(&mut stale, "worker-a", &paid, app.clock.now())
+        .await;
+    assert!(
+        matches!(refused, Err(jobs::Error::LeaseLost { job_id, .. }) if job_id == a[0].id),
+        "{refused:?}"
+    );
+    assert_eq!(stale.state, State::Paying, "the lease did not move on");
+    let renewed = app
+        .store
+        .renew(
+            "worker-a",
+            &[(a[0].id, a[0].lease_token)],
+            lease,
+            app.clock.now(),
+        )
+        .await
+        .unwrap();
+    assert!(renewed.is_empty(), "A's heartbeat cannot win the row back");
+
+    let after = app.job(&order_no).await;
+    assert_eq!(after.state, "paying");
+    assert_eq!(after.lease_token, before.lease_token);
+    assert_eq!(after.lease_owner.as_deref(), Some("worker-b"));
+    assert_eq!(after.lease_expires_at, before.lease_expires_at);
+    assert_eq!(after.updated_at, before.updated_at);
+    assert_eq!(after.paid_at, None);
+    assert_eq!(
+        app.store.events(&order_no).await.unwrap().len(),
+        events_before
+    );
+
+    // The current holder's write goes through.
+    let mut current = Lease {
+        id: b[0].id,
+        token: b[0].lease_token,
+        order_no: order_no.clone(),
+        state: State::Paying,
+    };
+    app.store
+        .apply(&mut current, "worker-b", &paid, app.clock.now())
+        .await
+        .unwrap();
+    let row = app.job(&order_no).await;
+    assert_eq!((row.state.as_str(), row.lease_owner), ("ticketing", None));
+}
+
+#[tokio::test]
+async fn a_worker_whose_lease_expired_during_pay_records_nothing_and_sends_nothing_more() {
+    let app = TestApp::new().await;
+    let order_no = app.order_and_enqueue(1, None, json!({})).await;
+    // Every request for this order takes 800 ms: A's pay.do is in flight long enough for its
+    // lease to pass to B.
+    app.scenario(&order_no, json!({"delay_ms": 800})).await;
+    let a = app.worker_with(&app.settings, "worker-a");
+    let b = app.worker_with(&app.settings, "worker-b");
+
+    let slow = tokio::spawn(async move { a.step().await });
+    let (sim, order) = (&app, order_no.as_str());
+    wait_until(
+        Duration::from_secs(5),
+        "A's pay.do to arrive",
+        move || async move { sim.pay_requests(order) == 1 },
+    )
+    .await;
+    let claimed_by_a = app.job(&order_no).await.lease_token;
+    app.clock
+        .advance(app.settings.worker.lease() + Duration::from_secs(1));
+
+    let round_b = b.step().await.unwrap();
+    assert_eq!(round_b.claimed, 1);
+    let outcome_b = &round_b.outcomes[0];
+    assert_eq!(outcome_b.from, "paying");
+    assert!(!outcome_b.pay_sent, "B starts with the order query");
+    assert!(outcome_b.to.is_some(), "{}", outcome_b.note);
+
+    let round_a = slow.await.unwrap().unwrap();
+    let outcome_a = &round_a.outcomes[0];
+    assert_eq!(outcome_a.to, None, "A's answer must not be recorded");
+    assert!(
+        outcome_a.note.contains("lease lost"),
+        "note: {}",
+        outcome_a.note
+    );
+    assert_eq!(app.pay_requests(&order_no), 1);
+    let events = app.store.events(&order_no).await.unwrap();
+    assert!(
+        events
+            .iter()
+            .filter(|e| e.worker.as_deref() == Some("worker-a"))
+            .all(|e| e.kind == "pay_intent" && e.lease_token == Some(claimed_by_a)),
+        "only A's intent is in the history: {events:?}"
+    );
+
+    app.settle(&b, 200).await;
+    let row = app.job(&order_no).await;
+    assert_eq!(row.state, "ticketed", "{:?}", row.last_error);
+    let ledger = app.ledger(&order_no);
+    assert_eq!(ledger["pay_requests"], 1, "{ledger}");
+    assert_eq!(ledger["charges"], 1, "{ledger}");
+}
