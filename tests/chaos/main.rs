@@ -1,0 +1,2 @@
+//! The chaos run (being written).
+fn main() {}
