@@ -23,6 +23,13 @@ pub async fn main(command: Command) -> ExitCode {
         Command::Simulate(args) => simulate(args).await,
         Command::Bench(args) => crate::bench::run(args).await,
         Command::Demo(args) => crate::demo::run(args).await,
+        Command::Keygen(args) => crate::sealed::write_key_pair(&args.out).map(|key| {
+            println!(
+                "wrote {0}/card_key.secret (keep it secret: give it to the workers as APP_CARD__SECRET_KEY) and {0}/card_key.pub\npublic key (enqueuers seal cards to it): {1}",
+                args.out.display(),
+                key.public_base64()
+            );
+        }),
         other => match Settings::load() {
             Ok(settings) => {
                 crate::telemetry::init(&settings.log);
@@ -74,15 +81,20 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
 
 /// A worker for these settings.
 pub fn worker(settings: &Settings, pool: PgPool, clock: Clock) -> anyhow::Result<Worker> {
-    let atrip = crate::atrip::Client::new(&settings.atrip)?;
+    let id = Worker::default_id();
+    // Every request names this process, so ATRIP-side logs (and the simulator's request log)
+    // can tell which replica sent it.
+    let atrip = crate::atrip::Client::new(&settings.atrip)?.with_worker(&id);
+    let key = settings.card.key()?;
     Ok(Worker::new(
         JobStore::new(pool),
         atrip,
         settings.worker.clone(),
         settings.atrip.rate_limit_per_s,
-        Worker::default_id(),
+        id,
         clock,
-    ))
+    )
+    .with_card_key(key))
 }
 
 /// `run`: the worker and its HTTP endpoints until SIGTERM or Ctrl-C.

@@ -40,6 +40,16 @@ pub enum Command {
     Cancel(OrderArgs),
     /// Measure throughput and pickup latency against an in-process simulator.
     Bench(BenchArgs),
+    /// Write a key pair for sealed card data: card_key.secret (the worker's, mode 0600) and
+    /// card_key.pub (for enqueuers, who seal cards to it).
+    Keygen(KeygenArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Directory to write the two files into (they must not exist yet).
+    #[arg(long, default_value = ".")]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -15,7 +15,30 @@ pub struct Settings {
     pub atrip: AtripSettings,
     pub http: HttpSettings,
     pub worker: WorkerSettings,
+    pub card: CardSettings,
     pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct CardSettings {
+    /// Opens `card_sealed`; empty: this worker cannot pay sealed cards.
+    pub secret_key: SecretString,
+}
+
+impl CardSettings {
+    /// The key, when one is configured.
+    pub fn key(&self) -> Result<Option<crate::sealed::CardKey>, ConfigError> {
+        let secret = self.secret_key.expose_secret();
+        if secret.trim().is_empty() {
+            return Ok(None);
+        }
+        crate::sealed::CardKey::from_base64(secret)
+            .map(Some)
+            .map_err(|e| ConfigError::Invalid {
+                key: "card.secret_key",
+                problem: e.to_string(),
+            })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -137,6 +160,7 @@ impl Settings {
                 "must be at most half of worker.lease_ms",
             );
         }
+        self.card.key()?;
         if self.worker.concurrency == 0 {
             return invalid("worker.concurrency", "must be at least 1");
         }

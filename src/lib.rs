@@ -12,6 +12,7 @@ pub mod jobs;
 pub mod localpg;
 pub mod metrics;
 pub mod ops;
+pub mod sealed;
 pub mod simulator;
 pub mod telemetry;
 pub mod worker;

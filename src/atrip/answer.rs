@@ -297,7 +297,9 @@ fn is_ticket_like(s: &str) -> bool {
 
 /// Reads the fields the worker uses from a `status 0` query answer, refusing what cannot be
 /// trusted: another order's answer, wrong types, more ticket numbers than a passenger can
-/// hold (one, or two for a round trip split in two bookings).
+/// hold (one, or two for a round trip split in two bookings), and, when the answer lists the
+/// passengers, a ticket entry for someone who is not one of them. A listed passenger without
+/// an entry is kept with no ticket, so that the set is not final without them.
 fn read_order(order_no: &str, m: &serde_json::Map<String, Value>) -> Result<OrderView, String> {
     match m.get("orderNo") {
         Some(Value::String(s)) if s == order_no => {}
@@ -317,16 +319,21 @@ fn read_order(order_no: &str, m: &serde_json::Map<String, Value>) -> Result<Orde
         Some(Value::Array(a)) => a.clone(),
         Some(_) => return Err("paxTicketInfos is not a list".into()),
     };
-    // When the answer also lists the passengers, the ticket list may not name more of them.
-    if let Some(Value::Array(passengers)) = m.get("passengers") {
-        if pax.len() > passengers.len() {
-            return Err(format!(
-                "paxTicketInfos has {} entries for {} passengers",
-                pax.len(),
-                passengers.len()
-            ));
+    // When the answer also lists the passengers, the ticket list may not name more of them,
+    // and each of its entries must be one of them (see `match_passenger`).
+    let mut unmatched = match m.get("passengers") {
+        Some(Value::Array(passengers)) => {
+            if pax.len() > passengers.len() {
+                return Err(format!(
+                    "paxTicketInfos has {} entries for {} passengers",
+                    pax.len(),
+                    passengers.len()
+                ));
+            }
+            Some(passenger_names(passengers)?)
         }
-    }
+        _ => None,
+    };
     let mut tickets = Vec::with_capacity(pax.len());
     for (i, p) in pax.iter().enumerate() {
         let p = p
@@ -336,6 +343,9 @@ fn read_order(order_no: &str, m: &serde_json::Map<String, Value>) -> Result<Orde
             Some(Value::String(s)) if !s.trim().is_empty() => truncate(s.trim(), 80),
             _ => return Err(format!("paxTicketInfos[{i}] has no passenger name")),
         };
+        if let Some(unmatched) = unmatched.as_mut() {
+            match_passenger(unmatched, &name, i)?;
+        }
         let ticket_numbers = string_list(
             p.get("ticketNos"),
             &format!("paxTicketInfos[{i}].ticketNos"),
@@ -356,6 +366,14 @@ fn read_order(order_no: &str, m: &serde_json::Map<String, Value>) -> Result<Orde
             airline_pnrs,
         });
     }
+    // A listed passenger without an entry has no ticket: the set is then never final.
+    for passenger in unmatched.unwrap_or_default() {
+        tickets.push(PassengerTickets {
+            passenger,
+            ticket_numbers: Vec::new(),
+            airline_pnrs: Vec::new(),
+        });
+    }
     Ok(OrderView {
         order_no: order_no.to_owned(),
         pnr_code: text(m, "pnrCode"),
@@ -366,6 +384,37 @@ fn read_order(order_no: &str, m: &serde_json::Map<String, Value>) -> Result<Orde
         error_message: text(m, "errorMessage"),
         msg: text(m, "msg"),
     })
+}
+
+/// The names of the order's passengers (`passengers[].name`), as `paxTicketInfos` names them.
+fn passenger_names(passengers: &[Value]) -> Result<Vec<String>, String> {
+    passengers
+        .iter()
+        .enumerate()
+        .map(|(i, p)| match p.get("name") {
+            Some(Value::String(s)) if !s.trim().is_empty() => Ok(truncate(s.trim(), 80)),
+            _ => Err(format!("passengers[{i}] has no name")),
+        })
+        .collect()
+}
+
+/// Pairs ticket entry `i` (for passenger `name`) with a listed passenger not paired yet. A
+/// ticket for someone who is not on the order, or a second entry for one passenger (while
+/// another may have none), is an answer the worker cannot trust: it must never make an order
+/// look ticketed. Names compare without regard to case (ATRIP's examples mix `DOE/JANE` and
+/// `zhang/lisi`).
+fn match_passenger(unmatched: &mut Vec<String>, name: &str, i: usize) -> Result<(), String> {
+    let name_upper = name.to_uppercase();
+    match unmatched.iter().position(|p| p.to_uppercase() == name_upper) {
+        Some(at) => {
+            unmatched.remove(at);
+            Ok(())
+        }
+        None => Err(format!(
+            "paxTicketInfos[{i}] names {:?}, who is not among the order's passengers (or has an entry already)",
+            truncate(name, 40)
+        )),
+    }
 }
 
 /// Says what was wrong with a body that is not JSON, without quoting much of it.

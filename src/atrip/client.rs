@@ -12,6 +12,10 @@ use crate::card::CreditCard;
 use crate::config::AtripSettings;
 use crate::jobs::model::PaymentMethod;
 
+/// The header that names the worker process sending a request (its worker id, as in the
+/// job table's `lease_owner`), so that ATRIP-side logs and the simulator can tell replicas apart.
+pub const WORKER_HEADER: &str = "x-ticketing-worker";
+
 /// Failures of the client outside the pay/query classification (building it, `order.do`).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -71,6 +75,8 @@ pub struct Client {
     client_secret: SecretString,
     pay_timeout: Duration,
     query_timeout: Duration,
+    /// Sent as [`WORKER_HEADER`] with every request, when set.
+    worker: Option<reqwest::header::HeaderValue>,
 }
 
 impl std::fmt::Debug for Client {
@@ -79,6 +85,7 @@ impl std::fmt::Debug for Client {
             .field("base_url", &self.base_url)
             .field("client_id", &self.client_id)
             .field("client_secret", &"[redacted]")
+            .field("worker", &self.worker)
             .finish()
     }
 }
@@ -99,7 +106,15 @@ impl Client {
             client_secret: settings.client_secret.clone(),
             pay_timeout: settings.pay_timeout(),
             query_timeout: settings.query_timeout(),
+            worker: None,
         })
+    }
+
+    /// Names the worker process in every request ([`WORKER_HEADER`]). An id that cannot be a
+    /// header value (not visible ASCII) is left out rather than failing the client.
+    pub fn with_worker(mut self, id: &str) -> Self {
+        self.worker = reqwest::header::HeaderValue::from_str(id).ok();
+        self
     }
 
     pub fn base_url(&self) -> &str {
@@ -116,16 +131,16 @@ impl Client {
         body: &B,
         timeout: Duration,
     ) -> Result<(u16, Vec<u8>), reqwest::Error> {
-        let resp = self
+        let mut request = self
             .http
             .post(format!("{}/{endpoint}", self.base_url))
             .header("Accept", "application/json")
             .header("x-atlas-client-id", &self.client_id)
-            .header("x-atlas-client-secret", self.client_secret.expose_secret())
-            .timeout(timeout)
-            .json(body)
-            .send()
-            .await?;
+            .header("x-atlas-client-secret", self.client_secret.expose_secret());
+        if let Some(worker) = &self.worker {
+            request = request.header(WORKER_HEADER, worker.clone());
+        }
+        let resp = request.timeout(timeout).json(body).send().await?;
         let status = resp.status().as_u16();
         let bytes = resp.bytes().await?;
         Ok((status, bytes.to_vec()))

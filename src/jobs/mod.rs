@@ -9,7 +9,7 @@ mod ops;
 mod rows;
 mod store;
 
-pub use rows::{CardJson, ClaimedJob, EventRow, JobRow};
+pub use rows::{CardJson, ClaimedJob, EventRow, JobRow, SealedCard};
 pub use store::{Change, JobStore, Lease};
 
 /// Job-store failures, by what the caller does about them.

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::model::State;
-use super::rows::{CardJson, JobRow};
+use super::rows::{CardJson, JobRow, SealedCard};
 use super::store::JobStore;
 use super::Error;
 
@@ -16,7 +16,7 @@ impl JobStore {
         let rows = sqlx::query_as!(
             JobRow,
             r#"SELECT id, order_no, client_order_no, payment_method, card AS "card: CardJson",
-                      card_brand, card_last4, pay_deadline, priority, state, run_at, created_at,
+                      card_sealed AS "card_sealed: SealedCard", card_brand, card_last4, pay_deadline, priority, state, run_at, created_at,
                       updated_at, lease_owner, lease_expires_at, lease_token, pay_attempts,
                       poll_attempts, error_streak, pay_started_at, paid_at, ticketed_at,
                       finalized_at, atrip_status, atrip_message, order_status, atrip_pnr, pnr,
@@ -59,7 +59,7 @@ impl JobStore {
             )));
         }
         let needs_card = matches!(row.payment_method, 3 | 5);
-        if needs_card && row.card.is_none() && card.is_none() {
+        if needs_card && row.card.is_none() && row.card_sealed.is_none() && card.is_none() {
             return Err(refuse(
                 "its card data was erased when the payment resolved; give fresh card data (--card-file)".into(),
             ));
@@ -115,7 +115,7 @@ RETURNING job_id"#,
             r#"
 WITH u AS (
     UPDATE ticketing_jobs SET
-        state = 'cancelled', updated_at = $1, finalized_at = $1, card = NULL,
+        state = 'cancelled', updated_at = $1, finalized_at = $1, card = NULL, card_sealed = NULL,
         last_error = 'cancelled by an operator before any payment was sent'
     WHERE order_no = $2 AND state = 'pending' AND pay_attempts = 0 AND lease_owner IS NULL
     RETURNING id, order_no, state, lease_token

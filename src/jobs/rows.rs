@@ -16,6 +16,17 @@ impl fmt::Debug for CardJson {
     }
 }
 
+/// The `card_sealed` bytes of a row (a sealed box). `Debug` shows only the length.
+#[derive(Clone, sqlx::Type)]
+#[sqlx(transparent)]
+pub struct SealedCard(pub Vec<u8>);
+
+impl fmt::Debug for SealedCard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[sealed card, {} bytes]", self.0.len())
+    }
+}
+
 /// A row just claimed by this worker, with the state it was claimed from.
 #[derive(Debug, Clone)]
 pub struct ClaimedJob {
@@ -23,6 +34,7 @@ pub struct ClaimedJob {
     pub order_no: String,
     pub payment_method: i16,
     pub card: Option<CardJson>,
+    pub card_sealed: Option<SealedCard>,
     pub client_order_no: Option<String>,
     pub pay_deadline: Option<DateTime<Utc>>,
     /// The state after the claim (`paying` when the claim recorded a pay intent).
@@ -48,6 +60,8 @@ pub struct JobRow {
     pub payment_method: i16,
     #[serde(skip)]
     pub card: Option<CardJson>,
+    #[serde(skip)]
+    pub card_sealed: Option<SealedCard>,
     pub card_brand: Option<String>,
     pub card_last4: Option<String>,
     pub pay_deadline: Option<DateTime<Utc>>,

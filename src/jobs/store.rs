@@ -7,7 +7,7 @@ use serde_json::Value;
 use sqlx::PgPool;
 
 use super::model::State;
-use super::rows::{CardJson, ClaimedJob, EventRow, JobRow};
+use super::rows::{CardJson, ClaimedJob, EventRow, JobRow, SealedCard};
 use super::Error;
 
 /// Milliseconds as the `bigint` the SQL multiplies by `interval '1 millisecond'`.
@@ -138,7 +138,7 @@ WITH due AS (
         updated_at = $1
     FROM due
     WHERE j.id = due.id
-    RETURNING j.id, j.order_no, j.payment_method, j.card, j.client_order_no, j.pay_deadline,
+    RETURNING j.id, j.order_no, j.payment_method, j.card, j.card_sealed, j.client_order_no, j.pay_deadline,
               j.state, due.claimed_from, j.lease_token, j.pay_attempts, j.poll_attempts,
               j.error_streak, j.pay_started_at, j.paid_at, j.tickets_seen, j.created_at,
               j.priority, j.run_at
@@ -151,7 +151,8 @@ WITH due AS (
     FROM claimed
 )
 SELECT id AS "id!", order_no AS "order_no!", payment_method AS "payment_method!",
-       card AS "card: CardJson", client_order_no, pay_deadline, state AS "state!",
+       card AS "card: CardJson", card_sealed AS "card_sealed: SealedCard", client_order_no,
+       pay_deadline, state AS "state!",
        claimed_from AS "claimed_from!", lease_token AS "lease_token!",
        pay_attempts AS "pay_attempts!", poll_attempts AS "poll_attempts!",
        error_streak AS "error_streak!", pay_started_at, paid_at, tickets_seen,
@@ -234,6 +235,7 @@ WITH u AS (
         finalized_at = CASE WHEN $4 IN ('ticketed', 'failed', 'needs_review', 'cancelled')
                             THEN $1 ELSE NULL END,
         card = CASE WHEN $18 THEN NULL ELSE card END,
+        card_sealed = CASE WHEN $18 THEN NULL ELSE card_sealed END,
         card_brand = COALESCE($19, card_brand),
         card_last4 = COALESCE($20, card_last4)
     WHERE id = $2 AND lease_token = $3 AND state = $21
@@ -287,7 +289,7 @@ RETURNING job_id
         let row = sqlx::query_as!(
             JobRow,
             r#"SELECT id, order_no, client_order_no, payment_method, card AS "card: CardJson",
-                      card_brand, card_last4, pay_deadline, priority, state, run_at, created_at,
+                      card_sealed AS "card_sealed: SealedCard", card_brand, card_last4, pay_deadline, priority, state, run_at, created_at,
                       updated_at, lease_owner, lease_expires_at, lease_token, pay_attempts,
                       poll_attempts, error_streak, pay_started_at, paid_at, ticketed_at,
                       finalized_at, atrip_status, atrip_message, order_status, atrip_pnr, pnr,

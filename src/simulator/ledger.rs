@@ -42,6 +42,9 @@ pub(super) struct OrderLedger {
     /// pay.do requests received after an answer had shown the order paid: a worker that reads
     /// answers correctly keeps this at 0.
     pub pay_after_paid_shown: u64,
+    /// Query answers delivered with `orderStatus` "0" (unpaid): each one is what may justify
+    /// one more pay.do, so `pay_requests <= 1 + unpaid_answers` must hold for every order.
+    pub unpaid_answers: u64,
     pub last_pay_request: Option<PayRequestSummary>,
     /// When the first pay.do arrived (Unix ms): the benchmark's pickup latency ends here.
     pub first_pay_at_ms: Option<i64>,
@@ -67,6 +70,7 @@ impl OrderLedger {
             "queries": self.queries,
             "pay_statuses": self.pay_statuses,
             "pay_after_paid_shown": self.pay_after_paid_shown,
+            "unpaid_answers": self.unpaid_answers,
             "order_status": order_status,
             "last_pay_request": self.last_pay_request.as_ref().map(PayRequestSummary::to_json),
             "first_pay_at_ms": self.first_pay_at_ms,

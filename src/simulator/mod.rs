@@ -15,8 +15,8 @@
 //! Files: `state` (the one lock around all orders), `order` (an order and its view at an
 //! instant), `create` (`order.do` and the order extension fields), `pay_rules` (what `pay.do`
 //! answers), `pay` (the charge and its faults), `query`, `faults` (scenarios and chaos mode),
-//! `reply` (HTTP rendering, gzip, dropped connections), `card`, `ledger`, `control` (`/sim/…`),
-//! `webhook`.
+//! `reply` (HTTP rendering, gzip, dropped connections), `card`, `ledger`, `requests` (who sent
+//! what, when), `control` (`/sim/…`), `webhook`.
 
 mod card;
 mod control;
@@ -28,6 +28,7 @@ mod pay;
 mod pay_rules;
 mod query;
 mod reply;
+mod requests;
 mod state;
 mod webhook;
 
@@ -49,6 +50,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use faults::Chaos;
+pub use requests::LoggedRequest;
+use requests::RequestLog;
 use state::{Sim, Store};
 use webhook::Webhooks;
 
@@ -139,6 +142,7 @@ pub async fn start(config: SimConfig, addr: SocketAddr) -> std::io::Result<SimHa
         config,
         store: Mutex::new(Store::default()),
         garble_turn: AtomicUsize::new(0),
+        requests: RequestLog::default(),
         shutdown: shutdown.clone(),
         webhooks,
     });
@@ -214,6 +218,12 @@ impl SimHandle {
     /// The ledger, as `GET /sim/ledger` would answer it, for in-process tests.
     pub fn ledger(&self) -> serde_json::Value {
         control::ledger_json(&self.sim)
+    }
+
+    /// Every `pay.do` and `queryOrderDetails.do` received so far, in arrival order, with the
+    /// sending worker's id (`x-ticketing-worker`), for in-process tests.
+    pub fn requests(&self) -> Vec<LoggedRequest> {
+        self.sim.requests.snapshot()
     }
 }
 

@@ -30,6 +30,7 @@ pub(super) async fn pay_do(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    sim.requests.record("pay.do", &headers, &body);
     let gzip = wants_gzip(&sim, &headers);
     let reply = match sim.admit(&headers, &body) {
         Ok(req) => pay(&sim, &req).await,

@@ -24,6 +24,7 @@ pub(super) async fn query_do(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    sim.requests.record("queryOrderDetails.do", &headers, &body);
     let gzip = wants_gzip(&sim, &headers);
     let reply = match sim.admit(&headers, &body) {
         Ok(req) => answer(&sim, &req).await,
@@ -72,6 +73,9 @@ async fn answer(sim: &Arc<Sim>, req: &Value) -> Reply {
         let garbled = plan.answer == Some(QueryOverride::Garble);
         if !garbled && matches!(view.status, OrderStatus::Ticketing | OrderStatus::Ticketed) {
             order.shown_paid = true;
+        }
+        if !garbled && view.status == OrderStatus::Unpaid {
+            order.ledger.unpaid_answers += 1;
         }
         let webhook = take_webhook(sim, order, &view);
         let body = (!garbled).then(|| order.query_answer(&view));

@@ -16,6 +16,7 @@ use super::faults::Chaos;
 use super::ledger::Totals;
 use super::order::Order;
 use super::reply::Reply;
+use super::requests::RequestLog;
 use super::webhook::Webhooks;
 use super::SimConfig;
 use crate::atrip::codes::{pay_msg, UNAUTHORIZED};
@@ -30,6 +31,8 @@ pub(super) struct Sim {
     pub chaos: Chaos,
     /// Which garbled body comes next (they rotate).
     pub garble_turn: AtomicUsize,
+    /// Every pay.do and query as it arrived, for tests that check who sent what when.
+    pub requests: RequestLog,
     /// Cancelled by `SimHandle::shutdown`: ends the server, the webhook task and held requests.
     pub shutdown: CancellationToken,
     pub webhooks: Option<Webhooks>,

@@ -82,6 +82,8 @@ pub(crate) struct Inner {
     paused_until: Mutex<Option<DateTime<Utc>>>,
     /// Signalled when a step ends (a slot is free).
     slot_freed: Notify,
+    /// Opens sealed card data; `None`: sealed cards go to needs_review.
+    pub card_key: Option<crate::sealed::CardKey>,
 }
 
 /// A worker process's engine. Cheap to clone.
@@ -110,8 +112,17 @@ impl Worker {
                 held: Mutex::new(HashMap::new()),
                 paused_until: Mutex::new(None),
                 slot_freed: Notify::new(),
+                card_key: None,
             }),
         }
+    }
+
+    /// Gives the worker the key that opens sealed card data (before it starts).
+    pub fn with_card_key(mut self, key: Option<crate::sealed::CardKey>) -> Self {
+        Arc::get_mut(&mut self.inner)
+            .expect("with_card_key is called before the worker is shared")
+            .card_key = key;
+        self
     }
 
     pub fn id(&self) -> &str {

@@ -16,6 +16,7 @@ use crate::atrip::{PayAnswer, PayRequest, QueryAnswer};
 use crate::card::CreditCard;
 use crate::jobs::model::{PaymentMethod, State};
 use crate::jobs::{Change, ClaimedJob, Lease};
+use crate::sealed::SealError;
 
 pub(super) async fn step(w: &Inner, job: &ClaimedJob) -> Result<Done, StepError> {
     let mut lease = Lease {
@@ -31,7 +32,7 @@ pub(super) async fn step(w: &Inner, job: &ClaimedJob) -> Result<Done, StepError>
 }
 
 /// A refusal before anything was sent: the row fails with the reason, and its card data goes.
-fn refuse_before_sending(job: &ClaimedJob, reason: String) -> Change {
+fn refuse_before_sending(w: &Inner, job: &ClaimedJob, reason: String) -> Change {
     let mut c = Change::new("pay_not_sent", State::Failed);
     c.error = Some(format!(
         "order {}: {reason}; pay.do was not sent",
@@ -39,7 +40,7 @@ fn refuse_before_sending(job: &ClaimedJob, reason: String) -> Change {
     ));
     c.erase_card = true;
     c.detail = json!({ "reason": reason, "pay_sent": false });
-    keep_card_summary(&mut c, job);
+    keep_card_summary(w, &mut c, job);
     c
 }
 
@@ -51,24 +52,55 @@ async fn pay(w: &Inner, job: &ClaimedJob, lease: &mut Lease) -> Result<Done, Ste
             "payment_method {} is not one of 1, 3, 4, 5",
             job.payment_method
         );
-        w.record(lease, refuse_before_sending(job, reason.clone()))
+        w.record(lease, refuse_before_sending(w, job, reason.clone()))
             .await?;
         return Ok(w.ends(State::Failed, false, reason));
     };
     if let Some(deadline) = job.pay_deadline.filter(|d| *d <= now) {
         let reason = format!("the payment deadline {deadline} passed before payment");
-        w.record(lease, refuse_before_sending(job, reason.clone()))
+        w.record(lease, refuse_before_sending(w, job, reason.clone()))
             .await?;
         return Ok(w.ends(State::Failed, false, reason));
     }
-    let card = match (method.needs_card(), &job.card) {
+    let raw_card = match &job.card_sealed {
+        None => job.card.clone(),
+        Some(sealed) => {
+            let opened = match &w.card_key {
+                Some(key) => key.open(&job.order_no, &sealed.0),
+                None => Err(SealError::NoKey),
+            };
+            match opened {
+                Ok(card) => Some(crate::jobs::CardJson(card)),
+                Err(e @ (SealError::WrongOrder { .. } | SealError::Malformed)) => {
+                    let reason = e.to_string();
+                    w.record(lease, refuse_before_sending(w, job, reason.clone()))
+                        .await?;
+                    return Ok(w.ends(State::Failed, false, reason));
+                }
+                // The data may be fine and this worker's key wrong or missing: a person
+                // looks, and the sealed card stays for the retry.
+                Err(e) => {
+                    let reason = e.to_string();
+                    let mut c = Change::new("pay_not_sent", State::NeedsReview);
+                    c.error = Some(format!(
+                        "order {}: {reason}; pay.do was not sent",
+                        job.order_no
+                    ));
+                    c.detail = json!({ "reason": reason, "pay_sent": false });
+                    w.record(lease, c).await?;
+                    return Ok(w.ends(State::NeedsReview, false, reason));
+                }
+            }
+        }
+    };
+    let card = match (method.needs_card(), &raw_card) {
         (false, _) => None,
         (true, None) => {
             let reason = format!(
                 "payment method {} needs card data and the row has none (card data is erased once a payment resolves; a retry needs fresh card data)",
                 method.code()
             );
-            w.record(lease, refuse_before_sending(job, reason.clone()))
+            w.record(lease, refuse_before_sending(w, job, reason.clone()))
                 .await?;
             return Ok(w.ends(State::Failed, false, reason));
         }
@@ -76,7 +108,7 @@ async fn pay(w: &Inner, job: &ClaimedJob, lease: &mut Lease) -> Result<Done, Ste
             Ok(card) => Some(card),
             Err(e) => {
                 let reason = e.to_string();
-                w.record(lease, refuse_before_sending(job, reason.clone()))
+                w.record(lease, refuse_before_sending(w, job, reason.clone()))
                     .await?;
                 return Ok(w.ends(State::Failed, false, reason));
             }
@@ -96,7 +128,7 @@ async fn pay(w: &Inner, job: &ClaimedJob, lease: &mut Lease) -> Result<Done, Ste
     let answer = w.atrip.pay(&request).await;
     crate::metrics::global().pay_outcome(answer.class_name());
     let mut change = pay_answer_change(w, &job.order_no, &answer);
-    keep_card_summary(&mut change, job);
+    keep_card_summary(w, &mut change, job);
     let to = change.to;
     w.record(lease, change).await?;
     Ok(w.ends(to, true, format!("{answer:?}")))
@@ -179,11 +211,17 @@ fn pay_answer_change(w: &Inner, order_no: &str, answer: &PayAnswer) -> Change {
 }
 
 /// When a change erases the card, it keeps the brand and last four digits for the operator.
-pub(super) fn keep_card_summary(c: &mut Change, job: &ClaimedJob) {
-    if c.erase_card {
-        if let Some(raw) = &job.card {
-            (c.card_brand, c.card_last4) = crate::card::summary(&raw.0);
-        }
+pub(super) fn keep_card_summary(w: &Inner, c: &mut Change, job: &ClaimedJob) {
+    if !c.erase_card {
+        return;
+    }
+    let card = match (&job.card, &job.card_sealed, &w.card_key) {
+        (Some(raw), _, _) => Some(raw.0.clone()),
+        (None, Some(sealed), Some(key)) => key.open(&job.order_no, &sealed.0).ok(),
+        _ => None,
+    };
+    if let Some(card) = card {
+        (c.card_brand, c.card_last4) = crate::card::summary(&card);
     }
 }
 
@@ -250,7 +288,7 @@ async fn recover(w: &Inner, job: &ClaimedJob, lease: &mut Lease) -> Result<Done,
         other => super::poll::unclear_change(w, job, State::Paying, other),
     };
     review_when_unclear_too_long(w, job, &mut c, now);
-    keep_card_summary(&mut c, job);
+    keep_card_summary(w, &mut c, job);
     let to = c.to;
     w.record(lease, c).await?;
     Ok(w.ends(to, false, format!("{answer:?}")))

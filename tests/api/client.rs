@@ -404,9 +404,12 @@ async fn a_query_follows_an_order_from_unpaid_through_ticketing_to_final_tickets
     assert!(paid.final_tickets().is_none());
     assert!(paid.tickets.iter().all(|p| p.ticket_numbers.is_empty()));
 
-    let ticketed = query_until(&app, &order_no, |_| {}, |v| {
-        v.order_status != OrderStatus::Ticketing
-    })
+    let ticketed = query_until(
+        &app,
+        &order_no,
+        |_| {},
+        |v| v.order_status != OrderStatus::Ticketing,
+    )
     .await;
     assert_eq!(ticketed.order_status, OrderStatus::Ticketed, "{ticketed:?}");
     assert_eq!(ticketed.ticket_status.as_deref(), Some("1"));
@@ -419,7 +422,10 @@ async fn a_query_follows_an_order_from_unpaid_through_ticketing_to_final_tickets
     }
     assert_ne!(tickets[0].ticket_numbers, tickets[1].ticket_numbers);
     assert!(ticketed.airline_pnr().is_some());
-    assert_eq!(ticketed.pnr_code, unpaid.pnr_code, "ATRIP's pnrCode is stable");
+    assert_eq!(
+        ticketed.pnr_code, unpaid.pnr_code,
+        "ATRIP's pnrCode is stable"
+    );
     assert_eq!(app.charges(&order_no), 1);
 }
 
@@ -599,7 +605,10 @@ async fn a_connection_dropped_after_the_charge_is_an_unknown_outcome_while_the_o
     );
     let ledger = app.ledger(&order_no);
     assert_eq!(ledger["charges"], 1, "{ledger}");
-    assert_eq!(ledger["pay_requests"], 1, "the client never re-sends: {ledger}");
+    assert_eq!(
+        ledger["pay_requests"], 1,
+        "the client never re-sends: {ledger}"
+    );
     assert_eq!(ledger["pay_statuses"], json!([null]), "{ledger}");
     // The order query is what tells the worker the truth.
     let view = order_of(app.atrip.query(&order_no).await);
@@ -676,7 +685,11 @@ async fn a_server_that_refuses_the_connection_means_pay_was_not_sent() {
     let settings = test_settings(&app.db.url(), &format!("http://{closed}"));
     let client = Client::new(&settings.atrip).unwrap();
     let answer = client
-        .pay(&PayRequest::new("TESTA20990101000000000", PaymentMethod::Deposit, None))
+        .pay(&PayRequest::new(
+            "TESTA20990101000000000",
+            PaymentMethod::Deposit,
+            None,
+        ))
         .await;
     assert!(matches!(answer, PayAnswer::NotSent { .. }), "{answer:?}");
     let query = client.query("TESTA20990101000000000").await;

@@ -3,7 +3,13 @@
 
 mod support;
 
+mod cards;
+mod cli;
+mod client;
 mod harness;
+mod http;
+mod redaction;
+mod table;
 mod worker_bad_input;
 mod worker_failures;
 mod worker_fencing;

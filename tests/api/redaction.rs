@@ -35,7 +35,18 @@ fn assert_clean(what: &str, shown: &str) {
         WEBHOOK_SECRET,
         "sim-secret",
     ] {
-        assert!(!shown.contains(secret), "{what} shows {secret}: {shown}");
+        if let Some(at) = shown.find(secret) {
+            // Quote only around the leak: a log capture can be long.
+            let mut from = at.saturating_sub(300);
+            while !shown.is_char_boundary(from) {
+                from -= 1;
+            }
+            let mut to = (at + secret.len() + 300).min(shown.len());
+            while !shown.is_char_boundary(to) {
+                to += 1;
+            }
+            panic!("{what} shows {secret}: …{}…", &shown[from..to]);
+        }
     }
 }
 
@@ -54,7 +65,10 @@ async fn settings_and_the_client_never_print_their_secrets() {
     settings.validate().unwrap();
     let shown = format!("{settings:?}");
     assert_clean("Settings", &shown);
-    assert!(shown.contains("client_secret"), "the field is listed: {shown}");
+    assert!(
+        shown.contains("client_secret"),
+        "the field is listed: {shown}"
+    );
     assert_clean("AtripSettings", &format!("{:#?}", settings.atrip));
 
     let client = Client::new(&settings.atrip).unwrap();
@@ -108,11 +122,18 @@ async fn a_card_error_names_the_field_and_never_its_value() {
 async fn rows_claims_and_atrip_answers_holding_a_card_never_print_it() {
     let app = TestApp::new().await;
     let order_no = app
-        .order_and_enqueue(3, Some(vcc_card()), json!({"acceptedCardBrands": ["MasterCard"]}))
+        .order_and_enqueue(
+            3,
+            Some(vcc_card()),
+            json!({"acceptedCardBrands": ["MasterCard"]}),
+        )
         .await;
 
     let row = app.job(&order_no).await;
-    assert!(row.card.is_some(), "the row holds its card until the payment resolves");
+    assert!(
+        row.card.is_some(),
+        "the row holds its card until the payment resolves"
+    );
     assert_clean("JobRow", &format!("{row:#?}"));
     assert_clean("JobRow as JSON", &serde_json::to_string(&row).unwrap());
 
@@ -140,7 +161,10 @@ async fn rows_claims_and_atrip_answers_holding_a_card_never_print_it() {
     assert_clean("PayAnswer", &format!("{answer:?}"));
     let query = app.atrip.query(&order_no).await;
     assert_clean("QueryAnswer", &format!("{query:?}"));
-    assert_clean("the event rows", &format!("{:?}", app.store.events(&order_no).await.unwrap()));
+    assert_clean(
+        "the event rows",
+        &format!("{:?}", app.store.events(&order_no).await.unwrap()),
+    );
     // The simulator's ledger keeps only the last four digits.
     assert_clean("the ledger", &app.sim.ledger().to_string());
     assert_eq!(
@@ -205,13 +229,20 @@ async fn a_worker_run_leaves_no_card_data_in_the_events_the_rows_or_the_logs() {
         assert_eq!(row.card_brand.as_deref(), Some("Visa"), "{order_no}");
     }
     assert_eq!(app.charges(&ticketed), 1);
-    assert_eq!(app.pay_requests(&unusable), 0, "an expired card is not sent");
+    assert_eq!(
+        app.pay_requests(&unusable),
+        0,
+        "an expired card is not sent"
+    );
 
     let details: Vec<String> = sqlx::query_scalar("SELECT detail::text FROM ticketing_events")
         .fetch_all(app.pool())
         .await
         .unwrap();
-    assert!(details.len() >= 6, "too few events to prove anything: {details:?}");
+    assert!(
+        details.len() >= 6,
+        "too few events to prove anything: {details:?}"
+    );
     assert_clean("ticketing_events.detail", &details.join("\n"));
     let events: Vec<String> = sqlx::query_scalar("SELECT e::text FROM ticketing_events e")
         .fetch_all(app.pool())

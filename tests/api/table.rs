@@ -211,10 +211,7 @@ async fn a_row_whose_columns_contradict_its_state_is_refused_by_the_state_checks
     let cases = [
         // Everything of 'ticketed' but the tickets.
         (
-            insert(
-                "state, paid_at, finalized_at",
-                "'ticketed', now(), now()",
-            ),
+            insert("state, paid_at, finalized_at", "'ticketed', now(), now()"),
             "tickets_exactly_when_ticketed",
         ),
         // Tickets on a row that is still being followed.
@@ -225,10 +222,7 @@ async fn a_row_whose_columns_contradict_its_state_is_refused_by_the_state_checks
             ),
             "tickets_exactly_when_ticketed",
         ),
-        (
-            insert("state", "'ticketing'"),
-            "paid_states_have_paid_at",
-        ),
+        (insert("state", "'ticketing'"), "paid_states_have_paid_at"),
         (
             insert("state, pay_attempts", "'pending', 1"),
             "pending_was_never_paid",
@@ -285,12 +279,22 @@ async fn a_row_whose_columns_contradict_its_state_is_refused_by_the_state_checks
     // The same states with consistent columns are accepted: the checks refuse contradictions,
     // not states.
     let consistent = [
-        ("GOODTKT01", "'ticketed', now(), now(), now(), 'S12345', '[]', NULL"),
-        ("GOODFAIL01", "'failed', NULL, now(), NULL, NULL, NULL, 'refused 413'"),
+        (
+            "GOODTKT01",
+            "'ticketed', now(), now(), now(), 'S12345', '[]', NULL",
+        ),
+        (
+            "GOODFAIL01",
+            "'failed', NULL, now(), NULL, NULL, NULL, 'refused 413'",
+        ),
         ("GOODPAY01", "'paying', NULL, NULL, NULL, NULL, NULL, NULL"),
     ];
     for (order_no, values) in consistent {
-        let attempts = if order_no == "GOODPAY01" { "1, now()" } else { "0, NULL" };
+        let attempts = if order_no == "GOODPAY01" {
+            "1, now()"
+        } else {
+            "0, NULL"
+        };
         sqlx::query(&format!(
             "INSERT INTO ticketing_jobs (order_no, payment_method, state, paid_at, finalized_at, \
              ticketed_at, pnr, ticket_numbers, last_error, pay_attempts, pay_started_at) \
@@ -332,7 +336,11 @@ async fn a_duplicate_order_number_is_refused_by_order_no_is_unique_or_ignored_on
             .fetch_all(pool)
             .await
             .unwrap();
-    assert_eq!(rows, vec![("DUPLICATE01".to_owned(), 1)], "the first row is kept");
+    assert_eq!(
+        rows,
+        vec![("DUPLICATE01".to_owned(), 1)],
+        "the first row is kept"
+    );
 }
 
 #[tokio::test]
@@ -360,7 +368,9 @@ async fn a_good_row_for_each_payment_method_is_accepted_as_pending() {
     .await
     .unwrap();
 
-    let stored: Vec<(String, i16, String, bool, i32, i64, Option<String>)> = sqlx::query_as(
+    /// order_no, payment_method, state, has a card, pay_attempts, lease_token, lease_owner.
+    type Stored = (String, i16, String, bool, i32, i64, Option<String>);
+    let stored: Vec<Stored> = sqlx::query_as(
         "SELECT order_no, payment_method, state, card IS NOT NULL, pay_attempts, lease_token, \
          lease_owner FROM ticketing_jobs ORDER BY id",
     )
@@ -378,27 +388,25 @@ async fn a_good_row_for_each_payment_method_is_accepted_as_pending() {
     assert_eq!(stored[4].2, "pending");
 }
 
+/// The payload of the next notification, waiting at most five seconds for it.
+async fn next_payload(listener: &mut PgListener) -> String {
+    tokio::time::timeout(Duration::from_secs(5), listener.recv())
+        .await
+        .expect("a notification within 5 s")
+        .expect("the listener connection is alive")
+        .payload()
+        .to_owned()
+}
+
 #[tokio::test]
 async fn an_insert_wakes_the_workers_once_per_statement_and_a_refused_one_not_at_all() {
     let db = TestDb::new().await;
     let mut listener = PgListener::connect(&db.url()).await.unwrap();
     listener.listen("ticketing_jobs").await.unwrap();
-    let next = |listener: &mut PgListener| {
-        let recv = listener.recv();
-        async move {
-            tokio::time::timeout(Duration::from_secs(5), recv)
-                .await
-                .expect("a notification within 5 s")
-                .expect("the listener connection is alive")
-                .payload()
-                .to_owned()
-        }
-    };
-
     insert_card_row(db.pool(), "NOTIFIED01", 1, None)
         .await
         .unwrap();
-    assert_eq!(next(&mut listener).await, "insert");
+    assert_eq!(next_payload(&mut listener).await, "insert");
 
     // A refused insert rolls back its notification; a three-row insert sends one. The marker,
     // sent after both, proves nothing else arrived in between (one session's notifications
@@ -417,9 +425,9 @@ async fn an_insert_wakes_the_workers_once_per_statement_and_a_refused_one_not_at
         .execute(db.pool())
         .await
         .unwrap();
-    assert_eq!(next(&mut listener).await, "insert");
+    assert_eq!(next_payload(&mut listener).await, "insert");
     assert_eq!(
-        next(&mut listener).await,
+        next_payload(&mut listener).await,
         "marker",
         "a bulk insert (or the refused one) sent more than one notification"
     );
@@ -429,11 +437,12 @@ async fn an_insert_wakes_the_workers_once_per_statement_and_a_refused_one_not_at
 async fn the_claim_reads_the_partial_due_index_which_leaves_finished_rows_out() {
     let db = TestDb::new().await;
     let pool = db.pool();
-    let indexdef: String =
-        sqlx::query_scalar("SELECT indexdef FROM pg_indexes WHERE indexname = 'ticketing_jobs_due'")
-            .fetch_one(pool)
-            .await
-            .expect("the index ticketing_jobs_due exists");
+    let indexdef: String = sqlx::query_scalar(
+        "SELECT indexdef FROM pg_indexes WHERE indexname = 'ticketing_jobs_due'",
+    )
+    .fetch_one(pool)
+    .await
+    .expect("the index ticketing_jobs_due exists");
     assert!(indexdef.contains("(priority, run_at, id)"), "{indexdef}");
     let predicate = indexdef.split(" WHERE ").nth(1).expect("a partial index");
     for state in ["'pending'", "'paying'", "'ticketing'"] {

@@ -60,6 +60,7 @@ async fn replicas_pay_every_order_exactly_once(replicas: usize) {
             app.store.count_by_state().await.unwrap()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
+        eprintln!("{:?} {:?} {}", started.elapsed(), app.store.count_by_state().await.unwrap(), app.totals());
     }
     let took = started.elapsed();
     stop.cancel();

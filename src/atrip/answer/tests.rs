@@ -254,3 +254,67 @@ fn untrustworthy_query_answers_are_invalid_with_a_reason() {
         ));
     }
 }
+
+#[test]
+fn a_ticket_for_someone_who_is_not_a_listed_passenger_is_invalid() {
+    let mut stranger = order(
+        json!("2"),
+        json!([{"name": "SMITH/JOHN", "ticketNos": ["S1"], "airlinePNRs": ["S1"]}]),
+    );
+    stranger["passengers"] = json!([{"name": "DOE/JANE"}]);
+    match query(stranger) {
+        QueryAnswer::Invalid { reason, .. } => {
+            assert!(
+                reason.contains("not among the order's passengers"),
+                "{reason}"
+            );
+            assert!(reason.contains("SMITH/JOHN"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Two entries for one passenger while the other has none: never final.
+    let mut twice = order(
+        json!("2"),
+        json!([{"name": "DOE/JANE", "ticketNos": ["S1"]}, {"name": "DOE/JANE", "ticketNos": ["S2"]}]),
+    );
+    twice["passengers"] = json!([{"name": "DOE/JANE"}, {"name": "DOE/JOHN"}]);
+    assert!(matches!(query(twice), QueryAnswer::Invalid { .. }));
+    // A passenger listed without a name cannot be paired with a ticket.
+    let mut nameless = order(
+        json!("2"),
+        json!([{"name": "DOE/JANE", "ticketNos": ["S1"]}]),
+    );
+    nameless["passengers"] = json!([{"passengerType": 0}]);
+    match query(nameless) {
+        QueryAnswer::Invalid { reason, .. } => {
+            assert!(reason.contains("passengers[0]"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_listed_passenger_without_a_ticket_entry_keeps_the_tickets_from_being_final() {
+    let mut short = order(
+        json!("2"),
+        json!([{"name": "doe/jane", "ticketNos": ["S1"], "airlinePNRs": ["S1"]}]),
+    );
+    short["passengers"] = json!([{"name": "DOE/JANE"}, {"name": "DOE/JOHN"}]);
+    let QueryAnswer::Order(v) = query(short) else {
+        panic!("a short ticket list is readable, only not final")
+    };
+    assert_eq!(v.tickets.len(), 2, "{:?}", v.tickets);
+    assert_eq!(v.tickets[1].passenger, "DOE/JOHN");
+    assert!(v.tickets[1].ticket_numbers.is_empty());
+    assert!(v.final_tickets().is_none());
+    // Names compare without regard to case, and the full set is final.
+    let mut full = order(
+        json!("2"),
+        json!([{"name": "doe/john", "ticketNos": ["S2"]}, {"name": "Doe/Jane", "ticketNos": ["S1"]}]),
+    );
+    full["passengers"] = json!([{"name": "DOE/JANE"}, {"name": "DOE/JOHN"}]);
+    let QueryAnswer::Order(v) = query(full) else {
+        panic!()
+    };
+    assert_eq!(v.final_tickets().map(Vec::len), Some(2));
+}

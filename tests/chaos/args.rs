@@ -1,0 +1,138 @@
+//! The command line, parsed by hand: our own flags, and everything a libtest-style runner may
+//! pass (`--nocapture`, `--test-threads 2`, `--quiet`, filters, `--list`) tolerated, so that a
+//! plain `cargo test` (or `cargo test -- --nocapture`) never breaks on this program.
+
+use std::time::Duration;
+
+/// The small run `cargo test` does: about a minute on a busy two-core machine.
+const SMALL_ORDERS: usize = 60;
+const SMALL_WORKERS: usize = 2;
+const SMALL_KILLS: usize = 4;
+
+/// libtest flags that take a value as the next argument (so that value is not a filter).
+const LIBTEST_WITH_VALUE: &[&str] = &[
+    "--test-threads",
+    "--skip",
+    "--format",
+    "--color",
+    "--logfile",
+    "--shuffle-seed",
+    "-Z",
+];
+
+#[derive(Debug, Clone)]
+pub struct Args {
+    pub orders: usize,
+    pub workers: usize,
+    pub kills: usize,
+    /// Seeds the simulator's faults and this program's choices (which worker, when).
+    pub seed: u64,
+    /// PostgreSQL "restarts": backends terminated, or a real restart when allowed.
+    pub pg_restarts: usize,
+    /// A command that restarts the database server for real (`sh -c`), e.g.
+    /// `docker restart pg` or `pg_ctl -D … restart -m fast`.
+    pub pg_restart_cmd: Option<String>,
+    /// The simulator's per-request fault probability.
+    pub fault_rate: f64,
+    /// How long every order may take to reach a terminal state, from the start of the run.
+    pub deadline: Duration,
+    /// Keep the worker logs of a passing run too (a failing run always keeps them).
+    pub keep_logs: bool,
+    /// libtest's `--list`: print the one "test" this is (or none with `--ignored`), run nothing.
+    pub list: bool,
+    /// libtest's `--ignored` (run only ignored tests): this run is not one, so it does nothing.
+    pub ignored: bool,
+    /// libtest filters (positional arguments) and `--exact`.
+    pub filters: Vec<String>,
+    pub exact: bool,
+}
+
+impl Args {
+    pub fn parse(raw: impl IntoIterator<Item = String>) -> Result<Args, String> {
+        let mut a = Args {
+            orders: SMALL_ORDERS,
+            workers: SMALL_WORKERS,
+            kills: SMALL_KILLS,
+            seed: rand::random::<u32>() as u64,
+            pg_restarts: usize::MAX,
+            pg_restart_cmd: None,
+            fault_rate: 0.2,
+            deadline: Duration::ZERO,
+            keep_logs: false,
+            list: false,
+            ignored: false,
+            filters: Vec::new(),
+            exact: false,
+        };
+        let mut deadline_s = None;
+        let mut it = raw.into_iter().peekable();
+        while let Some(arg) = it.next() {
+            // `--flag=value` and `--flag value` alike.
+            let (flag, inline) = match arg.split_once('=') {
+                Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
+                _ => (arg.clone(), None),
+            };
+            let mut value = |name: &str| -> Result<String, String> {
+                inline
+                    .clone()
+                    .or_else(|| it.next())
+                    .ok_or_else(|| format!("{name} needs a value"))
+            };
+            fn num<T: std::str::FromStr>(name: &str, v: String) -> Result<T, String> {
+                v.parse()
+                    .map_err(|_| format!("{name}: {v:?} is not a valid number"))
+            }
+            match flag.as_str() {
+                "--orders" => a.orders = num("--orders", value("--orders")?)?,
+                "--workers" => a.workers = num("--workers", value("--workers")?)?,
+                "--kills" => a.kills = num("--kills", value("--kills")?)?,
+                "--seed" => a.seed = num("--seed", value("--seed")?)?,
+                "--pg-restarts" => a.pg_restarts = num("--pg-restarts", value("--pg-restarts")?)?,
+                "--pg-restart-cmd" => a.pg_restart_cmd = Some(value("--pg-restart-cmd")?),
+                "--fault-rate" => a.fault_rate = num("--fault-rate", value("--fault-rate")?)?,
+                "--deadline-s" => {
+                    deadline_s = Some(num::<u64>("--deadline-s", value("--deadline-s")?)?)
+                }
+                "--keep-logs" => a.keep_logs = true,
+                "--list" => a.list = true,
+                "--ignored" => a.ignored = true,
+                "--exact" => a.exact = true,
+                f if LIBTEST_WITH_VALUE.contains(&f) => {
+                    if inline.is_none() {
+                        it.next();
+                    }
+                }
+                f if f.starts_with('-') => {} // --nocapture, --quiet, --include-ignored, ...
+                _ => a.filters.push(arg),
+            }
+        }
+        if a.orders == 0 || a.workers == 0 {
+            return Err("--orders and --workers must be at least 1".into());
+        }
+        if !(0.0..=1.0).contains(&a.fault_rate) {
+            return Err("--fault-rate must be between 0 and 1".into());
+        }
+        if a.pg_restarts == usize::MAX {
+            // One per 500 orders, at least one: the small run does one, the full run three.
+            a.pg_restarts = 1 + a.orders / 500;
+        }
+        // Bounded waits: about three minutes for the small run, fifteen for the big ones.
+        a.deadline =
+            Duration::from_secs(deadline_s.unwrap_or(if a.orders <= 200 { 180 } else { 900 }));
+        Ok(a)
+    }
+
+    /// Whether libtest-style filters (if any) select this program, whose one "test" is named
+    /// `chaos`: `cargo test some_api_test` should not spend minutes here.
+    pub fn selected(&self) -> bool {
+        !self.ignored
+            && (self.filters.is_empty()
+                || self.filters.iter().any(|f| {
+                    if self.exact {
+                        f == "chaos"
+                    } else {
+                        "chaos".contains(f.as_str())
+                    }
+                }))
+    }
+}

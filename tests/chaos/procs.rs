@@ -1,0 +1,226 @@
+//! The worker processes: the real binary with `run`, started, SIGKILLed, paused (SIGSTOP) and
+//! resumed (SIGCONT), and killed whenever this program ends, however it ends.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Runs the worker under a shell that first leaves behind a watcher and then `exec`s the
+/// binary, so the worker keeps the shell's pid (the one we signal, and the one in its worker
+/// id). The watcher kills the worker if this program disappears without cleaning up (SIGKILL,
+/// OOM): `Drop` covers every other way out. It stops watching once the worker is gone.
+const WRAPPER: &str = r#"
+owner=$1; shift
+( while kill -0 "$owner" 2>/dev/null && kill -0 $$ 2>/dev/null; do sleep 1; done
+  kill -0 "$owner" 2>/dev/null || kill -9 $$ 2>/dev/null ) </dev/null >/dev/null 2>&1 &
+exec "$@"
+"#;
+
+/// One worker position: a process at a time, replaced after each kill.
+pub struct Slot {
+    pub index: usize,
+    child: Option<Child>,
+    /// The current process's worker id (`chaos-wN-PID`), as it writes it into `lease_owner`,
+    /// the events and the `x-ticketing-worker` header.
+    pub id: String,
+    pub generation: usize,
+    pub paused: bool,
+    pub log: PathBuf,
+    /// When the process was found gone on its own (it is restarted a second later, so a
+    /// worker that cannot start while the database restarts does not spin).
+    down_since: Option<Instant>,
+}
+
+/// The worker processes of a run.
+pub struct Fleet {
+    exe: PathBuf,
+    env: Vec<(String, String)>,
+    pub dir: PathBuf,
+    pub slots: Vec<Slot>,
+    /// Processes that ended without being killed by us: `(worker id, exit status, log)`.
+    pub unexpected_exits: Vec<(String, String, PathBuf)>,
+}
+
+impl Fleet {
+    pub fn new(exe: PathBuf, env: Vec<(String, String)>, dir: PathBuf, workers: usize) -> Fleet {
+        let slots = (0..workers)
+            .map(|index| Slot {
+                index,
+                child: None,
+                id: String::new(),
+                generation: 0,
+                paused: false,
+                log: PathBuf::new(),
+                down_since: None,
+            })
+            .collect();
+        Fleet {
+            exe,
+            env,
+            dir,
+            slots,
+            unexpected_exits: Vec::new(),
+        }
+    }
+
+    /// Starts a new process in `slot` (its previous one must be gone).
+    pub fn start(&mut self, slot: usize) -> Result<(), String> {
+        let s = &mut self.slots[slot];
+        s.generation += 1;
+        s.log = self
+            .dir
+            .join(format!("chaos-w{}-{}.log", s.index, s.generation));
+        let log = File::create(&s.log).map_err(|e| format!("{}: {e}", s.log.display()))?;
+        let log2 = log.try_clone().map_err(|e| e.to_string())?;
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(WRAPPER)
+            .arg("chaos-worker")
+            .arg(std::process::id().to_string())
+            .arg(&self.exe)
+            .arg("run")
+            // Only what we set: an APP_… variable of the caller's shell must not change the run.
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            // The binary derives its worker id from HOSTNAME and its pid.
+            .env("HOSTNAME", format!("chaos-w{}", s.index))
+            .current_dir(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .spawn()
+            .map_err(|e| format!("starting worker {}: {e}", s.index))?;
+        s.id = format!("chaos-w{}-{}", s.index, child.id());
+        s.paused = false;
+        s.down_since = None;
+        s.child = Some(child);
+        Ok(())
+    }
+
+    pub fn start_all(&mut self) -> Result<(), String> {
+        (0..self.slots.len()).try_for_each(|i| self.start(i))
+    }
+
+    /// SIGKILLs the slot's process, reaps it, and starts a new one. Returns the killed id.
+    pub fn kill_and_restart(&mut self, slot: usize) -> Result<String, String> {
+        let s = &mut self.slots[slot];
+        let killed = s.id.clone();
+        if let Some(mut child) = s.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.start(slot)?;
+        Ok(killed)
+    }
+
+    /// Slots with a running process that is not paused: the ones a kill may pick.
+    pub fn killable(&self) -> Vec<usize> {
+        self.slots
+            .iter()
+            .filter(|s| s.child.is_some() && !s.paused)
+            .map(|s| s.index)
+            .collect()
+    }
+
+    pub fn pid(&self, slot: usize) -> Option<u32> {
+        self.slots[slot].child.as_ref().map(Child::id)
+    }
+
+    /// SIGSTOP: the process freezes mid-whatever, its leases run out.
+    pub fn pause(&mut self, slot: usize) -> Result<(), String> {
+        self.signal(slot, "-STOP")?;
+        self.slots[slot].paused = true;
+        Ok(())
+    }
+
+    pub fn resume(&mut self, slot: usize) -> Result<(), String> {
+        self.signal(slot, "-CONT")?;
+        self.slots[slot].paused = false;
+        Ok(())
+    }
+
+    fn signal(&self, slot: usize, sig: &str) -> Result<(), String> {
+        let pid = self.pid(slot).ok_or("no process in that slot")?;
+        let status = Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .map_err(|e| format!("kill {sig} {pid}: {e}"))?;
+        status
+            .success()
+            .then_some(())
+            .ok_or_else(|| format!("kill {sig} {pid} failed: {status}"))
+    }
+
+    /// Notices processes that ended on their own, records them, and starts replacements (a
+    /// second after they were found gone).
+    pub fn restart_exited(&mut self) -> Vec<String> {
+        let mut notes = Vec::new();
+        for slot in 0..self.slots.len() {
+            let s = &mut self.slots[slot];
+            let exited = match s.child.as_mut().map(Child::try_wait) {
+                Some(Ok(Some(status))) => Some(status.to_string()),
+                Some(Err(e)) => Some(format!("wait failed: {e}")),
+                _ => None,
+            };
+            if let Some(status) = exited {
+                s.child = None;
+                s.down_since = Some(Instant::now());
+                self.unexpected_exits
+                    .push((s.id.clone(), status.clone(), s.log.clone()));
+                notes.push(format!("worker {} exited on its own ({status})", s.id));
+            }
+            let s = &self.slots[slot];
+            if s.down_since
+                .is_some_and(|t| t.elapsed() >= Duration::from_secs(1))
+            {
+                if let Err(e) = self.start(slot) {
+                    notes.push(e);
+                }
+            }
+        }
+        notes
+    }
+
+    /// Kills every process (SIGKILL works on stopped ones too) and reaps it.
+    pub fn kill_all(&mut self) {
+        for s in &mut self.slots {
+            if let Some(mut child) = s.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+
+    /// Every log file written so far.
+    pub fn logs(&self) -> Vec<PathBuf> {
+        let mut logs: Vec<PathBuf> = std::fs::read_dir(&self.dir)
+            .map(|d| {
+                d.filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|x| x == "log"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        logs.sort();
+        logs
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        self.kill_all();
+    }
+}
+
+/// The lines of `log` that contain `needle`.
+pub fn grep(log: &Path, needle: &str) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .map(|text| {
+            text.lines()
+                .filter(|l| l.contains(needle))
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
