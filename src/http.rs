@@ -74,6 +74,16 @@ async fn readyz(AxumState(ctx): AxumState<Ctx>) -> Response {
             "not ready: migrations not applied\n",
         )
             .into_response(),
+        // A database that answers but was never migrated has no migration table at all.
+        Err(crate::jobs::Error::Database(sqlx::Error::Database(e)))
+            if e.code().as_deref() == Some(UNDEFINED_TABLE) =>
+        {
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not ready: migrations not applied (the database was never migrated)\n",
+            )
+                .into_response()
+        }
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("not ready: database unreachable: {e}\n"),
@@ -81,6 +91,9 @@ async fn readyz(AxumState(ctx): AxumState<Ctx>) -> Response {
             .into_response(),
     }
 }
+
+/// PostgreSQL's SQLSTATE for "relation does not exist".
+const UNDEFINED_TABLE: &str = "42P01";
 
 async fn metrics(AxumState(ctx): AxumState<Ctx>) -> Response {
     let now = ctx.clock.now();
@@ -157,7 +170,8 @@ async fn webhook(
     };
     let detail = json!({
         "type": payload["type"].as_str().map(|t| crate::jobs::model::truncate(t, 40)),
-        "orderStatus": payload["data"]["orderStatus"].clone().as_i64(),
+        // An integer in webhooks, a string in order queries: ATRIP's advice is to accept both.
+        "orderStatus": order_status(&payload["data"]["orderStatus"]),
     });
     match ctx.store.wake(order_no, &detail, ctx.clock.now()).await {
         Ok(true) => {
@@ -175,6 +189,12 @@ async fn webhook(
         )
             .into_response(),
     }
+}
+
+/// A webhook's `orderStatus`, as an integer whether it came as one or as a numeric string.
+fn order_status(v: &Value) -> Option<i64> {
+    v.as_i64()
+        .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
 }
 
 #[cfg(test)]

@@ -260,6 +260,19 @@ async fn retry(store: &JobStore, a: OrderArgs, by: &str) -> anyhow::Result<()> {
         Some(p) => Some(read_json(p, "the card JSON")?),
         None => None,
     };
+    if let Some(c) = &card {
+        // Refuse now, naming the field, what the worker would refuse after the retry: the row
+        // would otherwise go back to work with card data that can never be sent.
+        let row = store
+            .job(&a.order_no)
+            .await?
+            .with_context(|| format!("order {} is not in the job table", a.order_no))?;
+        if let Some(method) =
+            PaymentMethod::from_code(i64::from(row.payment_method)).filter(|m| m.needs_card())
+        {
+            crate::card::CreditCard::from_json(c, method, chrono::Utc::now())?;
+        }
+    }
     let to = store
         .retry(&a.order_no, card.as_ref(), by, chrono::Utc::now())
         .await?;

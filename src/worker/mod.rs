@@ -84,6 +84,9 @@ pub(crate) struct Inner {
     slot_freed: Notify,
     /// Opens sealed card data; `None`: sealed cards go to needs_review.
     pub card_key: Option<crate::sealed::CardKey>,
+    /// Cancelled when shutdown begins: steps that have not sent anything yet give their row
+    /// back instead of starting a call.
+    stopping: CancellationToken,
 }
 
 /// A worker process's engine. Cheap to clone.
@@ -113,6 +116,7 @@ impl Worker {
                 paused_until: Mutex::new(None),
                 slot_freed: Notify::new(),
                 card_key: None,
+                stopping: CancellationToken::new(),
             }),
         }
     }
@@ -334,6 +338,7 @@ impl Worker {
             in_flight = i.held.lock().unwrap().len(),
             "shutting down: no more claims"
         );
+        i.stopping.cancel();
         tracker.close();
         if tokio::time::timeout(i.settings.shutdown_grace(), tracker.wait())
             .await
@@ -401,6 +406,22 @@ impl Inner {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+
+    /// Before a step's first call: during shutdown, gives the row back (due now, lease
+    /// cleared, state unchanged) so another worker takes it at once, and ends the step.
+    pub async fn released_for_shutdown(
+        &self,
+        lease: &mut Lease,
+    ) -> Result<Option<Done>, StepError> {
+        if !self.stopping.is_cancelled() {
+            return Ok(None);
+        }
+        let mut c = Change::new("released", lease.state);
+        c.run_at = Some(self.clock.now());
+        c.detail = json!({ "reason": "worker shutting down before this step sent anything" });
+        self.record(lease, c).await?;
+        Ok(Some(self.ends(lease.state, false, "released at shutdown")))
     }
 
     /// Refuses to start a call that might outlive our lease (a paused or slow process must not

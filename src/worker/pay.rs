@@ -118,6 +118,9 @@ async fn pay(w: &Inner, job: &ClaimedJob, lease: &mut Lease) -> Result<Done, Ste
     request.client_order_no = job.client_order_no.as_deref();
 
     w.limiter.acquire().await;
+    if let Some(done) = w.released_for_shutdown(lease).await? {
+        return Ok(done);
+    }
     // The last check before the one call that cannot be taken back.
     w.ensure_lease_covers(job.id, w.atrip.pay_timeout())?;
     info!(
@@ -228,6 +231,9 @@ pub(super) fn keep_card_summary(w: &Inner, c: &mut Change, job: &ClaimedJob) {
 /// Recovery of a `paying` row: the order query first, always.
 async fn recover(w: &Inner, job: &ClaimedJob, lease: &mut Lease) -> Result<Done, StepError> {
     w.limiter.acquire().await;
+    if let Some(done) = w.released_for_shutdown(lease).await? {
+        return Ok(done);
+    }
     w.ensure_lease_covers(job.id, w.settings.recovery_delay())?;
     let answer = w.atrip.query(&job.order_no).await;
     let now = w.clock.now();

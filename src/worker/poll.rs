@@ -18,6 +18,9 @@ pub(super) async fn step(w: &Inner, job: &ClaimedJob) -> Result<Done, StepError>
         state: State::Ticketing,
     };
     w.limiter.acquire().await;
+    if let Some(done) = w.released_for_shutdown(&mut lease).await? {
+        return Ok(done);
+    }
     w.ensure_lease_covers(job.id, w.settings.recovery_delay())?;
     let answer = w.atrip.query(&job.order_no).await;
     let now = w.clock.now();

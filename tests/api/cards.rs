@@ -208,7 +208,10 @@ async fn after_a_run_no_table_event_or_log_line_holds_a_card_number_or_cvv() {
     // A bound for a loaded machine, not a timing claim.
     let deadline = Instant::now() + Duration::from_secs(120);
     while app.store.unfinished().await.unwrap() > 0 {
-        assert!(Instant::now() < deadline, "orders not finished within 120 s");
+        assert!(
+            Instant::now() < deadline,
+            "orders not finished within 120 s"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let pid = child.id().expect("running") as i32;

@@ -15,7 +15,7 @@ use ticketing_tracker::simulator::SimConfig;
 use crate::support::app::{mor_card, test_settings, vcc_card, TestApp};
 
 /// How long a test waits for the simulator's ticketing to reach a state, polling.
-const STATE_DEADLINE: Duration = Duration::from_secs(5);
+const STATE_DEADLINE: Duration = Duration::from_secs(10);
 const POLL_EVERY: Duration = Duration::from_millis(50);
 
 fn card(json: &Value, method: PaymentMethod) -> CreditCard {
@@ -80,7 +80,7 @@ fn order_of(answer: QueryAnswer) -> OrderView {
     }
 }
 
-/// Queries until `done` holds, every 50 ms, for at most five seconds. Every answer must be a
+/// Queries until `done` holds, every 50 ms, for at most `STATE_DEADLINE`. Every answer must be a
 /// readable order, and `seen` gets each one (to check what comes before the end).
 async fn query_until(
     app: &TestApp,
@@ -394,7 +394,7 @@ async fn a_query_follows_an_order_from_unpaid_through_ticketing_to_final_tickets
     assert_eq!(unpaid.order_no, order_no);
     assert!(unpaid.final_tickets().is_none());
 
-    app.scenario(&order_no, json!({"ticketing_delay_ms": 1500}))
+    app.scenario(&order_no, json!({"ticketing_delay_ms": 2500}))
         .await;
     let answer = pay(&app, &order_no, PaymentMethod::Deposit, None).await;
     assert_accepted(&app, &order_no, &answer, 0);
@@ -457,7 +457,8 @@ async fn a_query_reads_a_cancelled_order_with_its_error_code() {
 async fn partial_tickets_are_not_final_while_passengers_are_ticketed_one_at_a_time() {
     let app = TestApp::with_sim(SimConfig {
         one_passenger_at_a_time: true,
-        ticketing_delay: Duration::from_millis(1500),
+        // Three passengers: the first ticket at 0.8 s, all three at 2.4 s.
+        ticketing_delay: Duration::from_millis(2400),
         ..SimConfig::default()
     })
     .await;

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod bad_input;
 mod cards;
 mod cli;
 mod client;

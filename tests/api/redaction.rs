@@ -116,6 +116,16 @@ async fn a_card_error_names_the_field_and_never_its_value() {
             assert!(!shown.contains("0151"), "{shown}");
         }
     }
+
+    // A card keyed by its number (a map built the wrong way round): the unknown field is named,
+    // but its name is a card number and must not be quoted as it is.
+    let mut keyed = vcc_card();
+    keyed[CARD_NUMBER] = json!({"cardCVV": "123"});
+    let error = CreditCard::from_json(&keyed, PaymentMethod::Vcc, now).expect_err("refused");
+    for shown in [error.to_string(), format!("{error:?}")] {
+        assert!(shown.contains("unknown field"), "{shown}");
+        assert_clean("CardError for a card keyed by its number", &shown);
+    }
 }
 
 #[tokio::test]

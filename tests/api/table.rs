@@ -458,7 +458,7 @@ async fn the_claim_reads_the_partial_due_index_which_leaves_finished_rows_out() 
         "INSERT INTO ticketing_jobs (order_no, payment_method, state, paid_at, ticketed_at, \
          finalized_at, pnr, ticket_numbers) \
          SELECT 'DONE' || lpad(i::text, 8, '0'), 1, 'ticketed', now(), now(), now(), 'S10000', '[]' \
-         FROM generate_series(1, 20000) AS i",
+         FROM generate_series(1, 5000) AS i",
     )
     .execute(pool)
     .await

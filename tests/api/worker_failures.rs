@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use ticketing_tracker::atrip::PayAnswer;
 use ticketing_tracker::jobs::model::State;
+use ticketing_tracker::simulator::SimConfig;
 
 use crate::support::app::{mor_card, vcc_card, wait_until, TestApp};
 
@@ -120,10 +121,15 @@ async fn each_definitive_pay_refusal_fails_the_order_with_its_code_and_erases_th
     }
 }
 
-#[tokio::test]
-async fn an_order_already_paid_elsewhere_answers_404_and_is_followed_to_ticketed_without_paying_again(
-) {
-    let app = TestApp::new().await;
+/// An order paid before the worker got to it: pay.do answers `repay_status` (ATRIP's sources
+/// disagree between 404 "already paid" and 402 "status does not support payment").
+async fn an_order_paid_elsewhere_is_followed_to_ticketed_without_paying_again(repay_status: i32) {
+    let app = TestApp::with_sim(SimConfig {
+        ticketing_delay: Duration::from_millis(200),
+        repay_status: i64::from(repay_status),
+        ..SimConfig::default()
+    })
+    .await;
     let worker = app.worker();
     let order_no = app.create_order(json!({})).await;
     let direct = app.pay_directly(&order_no).await;
@@ -140,7 +146,7 @@ async fn an_order_already_paid_elsewhere_answers_404_and_is_followed_to_ticketed
     let row = app.job(&order_no).await;
     assert_eq!(
         (row.state.as_str(), row.atrip_status),
-        ("paying", Some(404))
+        ("paying", Some(repay_status))
     );
     assert!(row.card.is_some(), "the payment is not resolved yet");
 
@@ -156,13 +162,25 @@ async fn an_order_already_paid_elsewhere_answers_404_and_is_followed_to_ticketed
 }
 
 #[tokio::test]
+async fn an_order_already_paid_elsewhere_answers_404_and_is_followed_to_ticketed_without_paying_again(
+) {
+    an_order_paid_elsewhere_is_followed_to_ticketed_without_paying_again(404).await;
+}
+
+#[tokio::test]
+async fn an_order_already_paid_elsewhere_answers_402_and_is_followed_to_ticketed_without_paying_again(
+) {
+    an_order_paid_elsewhere_is_followed_to_ticketed_without_paying_again(402).await;
+}
+
+#[tokio::test]
 async fn a_payment_in_progress_406_is_never_paid_again_even_while_the_query_still_shows_unpaid() {
     let app = TestApp::new().await;
     let worker = app.worker();
     let order_no = app.create_order(json!({})).await;
-    // Someone else's payment is running for the next 1.5 s (real time); meanwhile the order
+    // Someone else's payment is running for the next 3 s (real time); meanwhile the order
     // query shows "0", as the sandbox does.
-    app.scenario(&order_no, json!({"payment_in_progress_ms": 1500}))
+    app.scenario(&order_no, json!({"payment_in_progress_ms": 3000}))
         .await;
     assert!(matches!(
         app.pay_directly(&order_no).await,
@@ -195,7 +213,7 @@ async fn a_payment_in_progress_406_is_never_paid_again_even_while_the_query_stil
     assert_eq!(app.pay_requests(&order_no), 2);
 
     wait_until(
-        Duration::from_secs(5),
+        Duration::from_secs(10),
         "the payment window to close",
         || {
             let status = app.ledger(&order_no)["order_status"].clone();

@@ -105,9 +105,9 @@ async fn a_write_with_a_lease_token_taken_over_by_another_worker_is_refused_and_
 async fn a_worker_whose_lease_expired_during_pay_records_nothing_and_sends_nothing_more() {
     let app = TestApp::new().await;
     let order_no = app.order_and_enqueue(1, None, json!({})).await;
-    // Every request for this order takes 800 ms: A's pay.do is in flight long enough for its
-    // lease to pass to B.
-    app.scenario(&order_no, json!({"delay_ms": 800})).await;
+    // Every request for this order takes 1.5 s (inside the 2 s timeouts): A's pay.do is in
+    // flight long enough for its lease to pass to B.
+    app.scenario(&order_no, json!({"delay_ms": 1500})).await;
     let a = app.worker_with(&app.settings, "worker-a");
     let b = app.worker_with(&app.settings, "worker-b");
 
@@ -154,4 +154,49 @@ async fn a_worker_whose_lease_expired_during_pay_records_nothing_and_sends_nothi
     let ledger = app.ledger(&order_no);
     assert_eq!(ledger["pay_requests"], 1, "{ledger}");
     assert_eq!(ledger["charges"], 1, "{ledger}");
+}
+
+#[tokio::test]
+async fn a_heartbeat_keeps_the_lease_of_a_pay_in_flight_so_no_other_worker_takes_over() {
+    let app = TestApp::new().await;
+    let order_no = app.order_and_enqueue(1, None, json!({})).await;
+    // A's pay.do takes 1.5 s (inside its 2 s timeout).
+    app.scenario(&order_no, json!({"delay_ms": 1500})).await;
+    let a = app.worker_with(&app.settings, "worker-a");
+    let b = app.worker_with(&app.settings, "worker-b");
+    let lease = app.settings.worker.lease();
+
+    let slow = tokio::spawn({
+        let a = a.clone();
+        async move { a.step().await }
+    });
+    let (sim, order) = (&app, order_no.as_str());
+    wait_until(
+        Duration::from_secs(5),
+        "A's pay.do to arrive",
+        move || async move { sim.pay_requests(order) == 1 },
+    )
+    .await;
+    let claimed = app.job(&order_no).await;
+    app.clock.advance(lease * 6 / 10);
+    a.heartbeat().await.unwrap();
+    let renewed = app.job(&order_no).await;
+    assert!(renewed.lease_expires_at > claimed.lease_expires_at);
+    assert_eq!(renewed.lease_token, claimed.lease_token);
+    // Past the first lease, inside the renewed one.
+    app.clock.advance(lease * 6 / 10);
+    assert_eq!(b.step().await.unwrap().claimed, 0, "A still holds the row");
+
+    let round = slow.await.unwrap().unwrap();
+    assert_eq!(
+        round.outcomes[0].to,
+        Some(State::Ticketing),
+        "{}",
+        round.outcomes[0].note
+    );
+    assert_eq!(app.job(&order_no).await.lease_owner, None);
+    assert_eq!(
+        (app.pay_requests(&order_no), app.charges(&order_no)),
+        (1, 1)
+    );
 }

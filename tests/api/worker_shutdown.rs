@@ -94,8 +94,10 @@ async fn shutdown_lets_in_flight_pay_calls_record_their_answers_and_claims_nothi
 #[tokio::test]
 async fn a_grace_period_shorter_than_the_pay_calls_leaves_rows_paying_and_consistent() {
     let app = TestApp::new().await;
-    let orders = slow_orders(&app, 3, 1500).await;
+    // Answers after 3 s, inside a 4 s pay timeout, long after a 200 ms grace.
+    let orders = slow_orders(&app, 3, 3000).await;
     let mut settings = app.settings.clone();
+    settings.atrip.pay_timeout_ms = 4000;
     settings.worker.shutdown_grace_ms = 200;
     let worker = app.worker_with(&settings, "hasty-worker");
     let stop = CancellationToken::new();
@@ -109,6 +111,10 @@ async fn a_grace_period_shorter_than_the_pay_calls_leaves_rows_paying_and_consis
         async move { n == Some(3) }
     })
     .await;
+    for order_no in &orders {
+        // The calls in flight keep their delay; later requests are prompt.
+        app.scenario(order_no, json!({})).await;
+    }
 
     stop.cancel();
     tokio::time::timeout(Duration::from_secs(5), run)

@@ -13,11 +13,14 @@
 //! written in full to the run directory's `failures.txt`).
 //!
 //! Files: `args` (the command line), `run` (the schedule), `procs` (the worker processes),
-//! `pg` (restarts), `orders` (booking and enqueueing), `checks` (the invariants).
+//! `pg` (restarts), `pause` (SIGSTOP/SIGCONT), `orders` (booking and enqueueing), `checks` and
+//! `leases` (the invariants).
 
 mod args;
 mod checks;
+mod leases;
 mod orders;
+mod pause;
 mod pg;
 mod procs;
 mod run;

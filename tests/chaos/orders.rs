@@ -1,5 +1,5 @@
 //! The run's orders: booked in the simulator (1 to 3 passengers, each with its own ticketing
-//! delay, a few failing ticketing or with a payment-in-progress window), then enqueued with
+//! delay, a few failing ticketing, slow, or with a payment-in-progress window), then enqueued with
 //! plain INSERTs across the four payment methods, the way an agency's system would.
 
 use std::time::Duration;
@@ -26,7 +26,13 @@ pub struct Order {
     pub passengers: usize,
     /// Ticketing ends "-3" (the order should end `failed`, charged once).
     pub fails_ticketing: bool,
+    /// Every request for it takes [`SLOW_MS`]: the pause freezes a worker waiting on one.
+    pub slow: bool,
 }
+
+/// How long the simulator holds every request of a slow order: under the worker's timeouts,
+/// long enough for the run to freeze a worker in the middle of the call.
+pub const SLOW_MS: u64 = 1200;
 
 /// A valid VCC card (a sandbox Visa test number).
 fn vcc_card() -> Value {
@@ -74,6 +80,10 @@ pub async fn prepare(sim: &SimHandle, rng: &mut StdRng, n: usize) -> Result<Vec<
         if fails_ticketing {
             scenario["fail_ticketing"] = json!("604");
         }
+        let slow = i % 10 == 7;
+        if slow {
+            scenario["delay_ms"] = json!(SLOW_MS);
+        }
         if rng.gen_bool(0.05) {
             scenario["payment_in_progress_ms"] = json!(rng.gen_range(500..=MAX_IN_PROGRESS_MS));
         }
@@ -99,6 +109,7 @@ pub async fn prepare(sim: &SimHandle, rng: &mut StdRng, n: usize) -> Result<Vec<
             card,
             passengers,
             fails_ticketing,
+            slow,
         });
     }
     Ok(orders)

@@ -10,11 +10,12 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use sqlx::{PgPool, Row};
 use ticketing_tracker::localpg::Scratch;
-use ticketing_tracker::simulator::{self, SimConfig};
+use ticketing_tracker::simulator::{self, SimConfig, SimHandle};
 
 use crate::args::Args;
 use crate::checks::{self, Data, Limits, Pause};
 use crate::orders::{self, Order, MAX_IN_PROGRESS_MS};
+use crate::pause::{self, Frozen};
 use crate::pg::Restarter;
 use crate::procs::{self, Fleet};
 
@@ -48,7 +49,7 @@ struct Plan {
 impl Plan {
     fn new(args: &Args, rng: &mut StdRng) -> Plan {
         let span = Duration::from_millis((args.orders as u64 * 250).clamp(10_000, 240_000));
-        let window = span + Duration::from_secs(5);
+        let window = span + Duration::from_secs(3);
         // n moments spread evenly over the window, each jittered within its share.
         let mut spread = |n: usize| -> Vec<Duration> {
             let mut at: Vec<Duration> = (0..n)
@@ -66,7 +67,7 @@ impl Plan {
             span,
             kills,
             pg,
-            pause_at: window.mul_f64(0.4),
+            pause_at: window.mul_f64(0.35),
             pause_for: LEASE * 2,
         }
     }
@@ -117,7 +118,7 @@ pub async fn run(args: Args, started: Instant) -> i32 {
     code
 }
 
-fn say(started: Instant, msg: impl AsRef<str>) {
+pub fn say(started: Instant, msg: impl AsRef<str>) {
     println!(
         "[{:6.1}s] {}",
         started.elapsed().as_secs_f64(),
@@ -202,6 +203,7 @@ async fn body(args: &Args, started: Instant, fig: &mut Figures) -> Result<i32, S
         db_url: &db.url,
         orders: &orders,
         restarter: &restarter,
+        sim: &sim,
         started,
     };
     let outcome = chaos(&ctx, &mut fleet, &mut rng).await;
@@ -377,13 +379,6 @@ struct Outcome {
     notes: Vec<String>,
 }
 
-/// The paused worker, while it is frozen.
-struct Frozen {
-    slot: usize,
-    since: Instant,
-    pause: Pause,
-}
-
 /// What the schedule works with.
 struct Ctx<'a> {
     args: &'a Args,
@@ -392,6 +387,7 @@ struct Ctx<'a> {
     db_url: &'a str,
     orders: &'a [Order],
     restarter: &'a Restarter,
+    sim: &'a SimHandle,
     started: Instant,
 }
 
@@ -405,13 +401,18 @@ async fn chaos(ctx: &Ctx<'_>, fleet: &mut Fleet, rng: &mut StdRng) -> Outcome {
         db_url,
         orders,
         restarter,
+        sim,
         started,
     } = *ctx;
     let mut out = Outcome::default();
     let t0 = Instant::now();
+    let (mut kills, mut pgs) = (plan.kills.clone(), plan.pg.clone());
     let (mut enqueued, mut next_kill, mut next_pg) = (0, 0, 0);
     let mut frozen: Option<Frozen> = None;
-    let mut pause_tried = false;
+    let mut pause_done = false;
+    let mut seen_requests = 0;
+    // The resumed worker is left alone for a while, so its first steps after SIGCONT happen.
+    let mut spared: Option<(usize, Instant)> = None;
     let mut last_progress = Instant::now();
     loop {
         let now = t0.elapsed();
@@ -425,11 +426,19 @@ async fn chaos(ctx: &Ctx<'_>, fleet: &mut Fleet, rng: &mut StdRng) -> Outcome {
         for note in fleet.restart_exited() {
             say(started, note);
         }
-        // Kills and PostgreSQL cuts wait while a worker is frozen, so that the others are
-        // there to take its rows over.
-        if frozen.is_none() && next_kill < plan.kills.len() && now >= plan.kills[next_kill] {
+        // Kills and PostgreSQL cuts wait while a worker is frozen (they follow the resume),
+        // so that the others are there to take its rows over.
+        if frozen.is_none() && next_kill < kills.len() && now >= kills[next_kill] {
             next_kill += 1;
-            if let Some(&slot) = fleet.killable().choose(rng) {
+            let spare = spared
+                .filter(|(_, until)| Instant::now() < *until)
+                .map(|(s, _)| s);
+            let choices: Vec<usize> = fleet
+                .killable()
+                .into_iter()
+                .filter(|s| Some(*s) != spare)
+                .collect();
+            if let Some(&slot) = choices.choose(rng) {
                 match fleet.kill_and_restart(slot) {
                     Ok(id) => {
                         out.kills += 1;
@@ -445,7 +454,7 @@ async fn chaos(ctx: &Ctx<'_>, fleet: &mut Fleet, rng: &mut StdRng) -> Outcome {
                 }
             }
         }
-        if frozen.is_none() && next_pg < plan.pg.len() && now >= plan.pg[next_pg] {
+        if frozen.is_none() && next_pg < pgs.len() && now >= pgs[next_pg] {
             next_pg += 1;
             match restarter.restart(db_url).await {
                 Ok(what) => {
@@ -462,18 +471,30 @@ async fn chaos(ctx: &Ctx<'_>, fleet: &mut Fleet, rng: &mut StdRng) -> Outcome {
             }
         }
         match frozen.take() {
-            None if !pause_tried && now >= plan.pause_at => {
-                match freeze(pool, fleet, started).await {
-                    Ok(Some(f)) => {
-                        pause_tried = true;
-                        frozen = Some(f);
+            None if !pause_done && now >= plan.pause_at => {
+                let requests = sim.requests();
+                let fresh = &requests[seen_requests.min(requests.len())..];
+                seen_requests = requests.len();
+                let fallback = now >= plan.pause_at + Duration::from_secs(10);
+                if let Some((slot, why)) = pause::pick(pool, fleet, orders, fresh, fallback).await {
+                    match pause::freeze(pool, fleet, slot, &why, started).await {
+                        Ok(f) => frozen = Some(f),
+                        Err(e) => say(started, format!("pause: {e}")),
                     }
-                    Ok(None) => {} // nobody holds a lease right now: try again next tick
-                    Err(e) => say(started, format!("pause: {e}; trying again")),
                 }
             }
             Some(f) if f.since.elapsed() >= plan.pause_for => {
-                out.pause = Some(thaw(pool, fleet, f, started).await);
+                spared = Some((f.slot, Instant::now() + LEASE * 2));
+                out.pause = Some(pause::thaw(pool, fleet, f, started).await);
+                pause_done = true;
+                // What fell due during the pause happens now, a second and a half apart.
+                let resumed = t0.elapsed();
+                for list in [&mut kills[next_kill..], &mut pgs[next_pg..]] {
+                    for (k, at) in list.iter_mut().filter(|at| **at < resumed).enumerate() {
+                        *at = resumed + Duration::from_millis(1500) * (k as u32 + 1);
+                    }
+                    list.sort();
+                }
             }
             other => frozen = other,
         }
@@ -486,7 +507,8 @@ async fn chaos(ctx: &Ctx<'_>, fleet: &mut Fleet, rng: &mut StdRng) -> Outcome {
                 );
             }
         }
-        if enqueued == orders.len() && frozen.is_none() && (pause_tried || now > plan.span) {
+        let pause_settled = pause_done || now > plan.pause_at + Duration::from_secs(15);
+        if enqueued == orders.len() && frozen.is_none() && pause_settled {
             if let Ok(0) = unfinished(pool).await {
                 break;
             }
@@ -494,127 +516,22 @@ async fn chaos(ctx: &Ctx<'_>, fleet: &mut Fleet, rng: &mut StdRng) -> Outcome {
         if started.elapsed() > args.deadline {
             out.timed_out = true;
             if let Some(f) = frozen.take() {
-                out.pause = Some(thaw(pool, fleet, f, started).await);
+                out.pause = Some(pause::thaw(pool, fleet, f, started).await);
             }
             break;
         }
         tokio::time::sleep(TICK).await;
     }
-    if next_kill < plan.kills.len() || next_pg < plan.pg.len() {
+    if next_kill < kills.len() || next_pg < pgs.len() {
         out.notes.push(format!(
             "every order was terminal before the schedule ended: {}/{} kills and {}/{} restarts done",
             out.kills,
-            plan.kills.len(),
+            kills.len(),
             out.pg_restarts,
-            plan.pg.len()
+            pgs.len()
         ));
     }
     out
-}
-
-/// SIGSTOPs the worker holding the most leases (none held: `Ok(None)`), and records which rows
-/// it held once its last statements have landed.
-async fn freeze(
-    pool: &PgPool,
-    fleet: &mut Fleet,
-    started: Instant,
-) -> Result<Option<Frozen>, String> {
-    let rows = sqlx::query(
-        "SELECT lease_owner, count(*) AS n FROM ticketing_jobs
-         WHERE lease_owner IS NOT NULL AND lease_expires_at > now() GROUP BY lease_owner",
-    )
-    .fetch_all(pool)
-    .await
-    .map_err(|e| e.to_string())?;
-    let candidates = fleet.killable();
-    let best = rows
-        .iter()
-        .filter_map(|r| {
-            let owner: String = r.get("lease_owner");
-            let n: i64 = r.get("n");
-            let slot = candidates
-                .iter()
-                .copied()
-                .find(|&s| fleet.slots[s].id == owner)?;
-            Some((n, slot))
-        })
-        .max();
-    let Some((n, slot)) = best else {
-        return Ok(None);
-    };
-    let worker = fleet.slots[slot].id.clone();
-    let stopped_at = Utc::now();
-    fleet.pause(slot)?;
-    let since = Instant::now();
-    // A claim statement sent just before the stop still commits: let it land, then look.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let held: Vec<(i64, String, i64)> =
-        sqlx::query("SELECT id, order_no, lease_token FROM ticketing_jobs WHERE lease_owner = $1")
-            .bind(&worker)
-            .fetch_all(pool)
-            .await
-            .map_err(|e| e.to_string())?
-            .into_iter()
-            .map(|r| (r.get("id"), r.get("order_no"), r.get("lease_token")))
-            .collect();
-    say(
-        started,
-        format!(
-            "SIGSTOP {worker} holding {n} leases ({} rows after it froze)",
-            held.len()
-        ),
-    );
-    Ok(Some(Frozen {
-        slot,
-        since,
-        pause: Pause {
-            worker,
-            log: fleet.slots[slot].log.clone(),
-            stopped_at,
-            resumed_at: stopped_at,
-            held,
-            reclaimed: Default::default(),
-        },
-    }))
-}
-
-/// Notes which of the frozen worker's rows were taken over, then SIGCONTs it.
-async fn thaw(pool: &PgPool, fleet: &mut Fleet, f: Frozen, started: Instant) -> Pause {
-    let mut pause = f.pause;
-    let ids: Vec<i64> = pause.held.iter().map(|(id, _, _)| *id).collect();
-    match sqlx::query("SELECT id, lease_token FROM ticketing_jobs WHERE id = ANY($1)")
-        .bind(&ids)
-        .fetch_all(pool)
-        .await
-    {
-        Ok(rows) => {
-            for r in rows {
-                let (id, token): (i64, i64) = (r.get("id"), r.get("lease_token"));
-                if pause.held.iter().any(|(h, _, t)| *h == id && *t != token) {
-                    pause.reclaimed.insert(id);
-                }
-            }
-        }
-        Err(e) => say(
-            started,
-            format!("could not read the paused worker's rows: {e}"),
-        ),
-    }
-    pause.resumed_at = Utc::now();
-    if let Err(e) = fleet.resume(f.slot) {
-        say(started, format!("SIGCONT failed: {e}"));
-    }
-    say(
-        started,
-        format!(
-            "SIGCONT {} after {} ms; {} of its {} rows were taken over meanwhile",
-            pause.worker,
-            f.since.elapsed().as_millis(),
-            pause.reclaimed.len(),
-            pause.held.len()
-        ),
-    );
-    pause
 }
 
 async fn state_counts(pool: &PgPool) -> Result<String, sqlx::Error> {
