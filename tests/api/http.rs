@@ -187,10 +187,13 @@ fn parse_labels(body: &str, line: &str) -> BTreeMap<String, String> {
     labels
 }
 
+/// A sample's labels, by name.
+type Labels = BTreeMap<String, String>;
+
 fn check_histograms(samples: &[Sample], types: &BTreeMap<String, String>) {
     for (family, _) in types.iter().filter(|(_, t)| *t == "histogram") {
         // Group the buckets by their labels other than `le`.
-        let mut series: BTreeMap<Vec<(String, String)>, Vec<(f64, f64)>> = BTreeMap::new();
+        let mut series: BTreeMap<Labels, Vec<(f64, f64)>> = BTreeMap::new();
         for s in samples
             .iter()
             .filter(|s| s.name == format!("{family}_bucket"))
@@ -201,12 +204,8 @@ fn check_histograms(samples: &[Sample], types: &BTreeMap<String, String>) {
             } else {
                 le.parse().expect("le is a float")
             };
-            let key: Vec<(String, String)> = s
-                .labels
-                .iter()
-                .filter(|(k, _)| *k != "le")
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
+            let mut key = s.labels.clone();
+            key.remove("le");
             series.entry(key).or_default().push((bound, s.value));
         }
         assert!(!series.is_empty(), "histogram {family} has no buckets");
@@ -221,14 +220,7 @@ fn check_histograms(samples: &[Sample], types: &BTreeMap<String, String>) {
             assert_eq!(last_bound, f64::INFINITY, "{family}{labels:?} lacks +Inf");
             let count = samples
                 .iter()
-                .find(|s| {
-                    s.name == format!("{family}_count")
-                        && s.labels
-                            .iter()
-                            .map(|(k, v)| (k.clone(), v.clone()))
-                            .collect::<Vec<_>>()
-                            == labels
-                })
+                .find(|s| s.name == format!("{family}_count") && s.labels == labels)
                 .unwrap_or_else(|| panic!("{family}{labels:?} has no _count"));
             assert_eq!(
                 count.value, last,
