@@ -79,9 +79,13 @@ impl CreditCard {
             .ok_or_else(|| CardError("card is not a JSON object".into()))?;
         for key in obj.keys() {
             if !STRING_FIELDS.contains(&key.as_str()) && !OTHER_FIELDS.contains(&key.as_str()) {
+                // Digits masked: a card keyed by its own number must not be quoted back.
                 return Err(CardError(format!(
                     "card has an unknown field {:?}",
-                    crate::jobs::model::truncate(key, 40)
+                    crate::jobs::model::truncate(
+                        &key.replace(|c: char| c.is_ascii_digit(), "#"),
+                        40
+                    )
                 )));
             }
         }

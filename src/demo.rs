@@ -211,8 +211,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("\nFinal table:\n{}", crate::ops::render_table(&rows));
     let ledger = sim.ledger();
     println!(
-        "{:<24} {:<12} {:>7} {:>8}  {}",
-        "ORDER", "STATE", "PAY.DO", "CHARGES", "CASE"
+        "{:<24} {:<12} {:>7} {:>8}  CASE",
+        "ORDER", "STATE", "PAY.DO", "CHARGES"
     );
     let mut double = 0;
     for (order_no, what) in &orders {

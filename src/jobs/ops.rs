@@ -109,7 +109,9 @@ RETURNING job_id"#,
         }
     }
 
-    /// Cancels an order that never had a pay intent: only `pending` rows no worker holds.
+    /// Cancels an order no `pay.do` was ever sent for: a `pending` row, or a `needs_review`
+    /// row each of whose pay intents ended "not sent" (e.g. its sealed card could not be
+    /// opened). Never a row a worker holds.
     pub async fn cancel(&self, order_no: &str, by: &str, now: DateTime<Utc>) -> Result<(), Error> {
         let done = sqlx::query_scalar!(
             r#"
@@ -117,7 +119,11 @@ WITH u AS (
     UPDATE ticketing_jobs SET
         state = 'cancelled', updated_at = $1, finalized_at = $1, card = NULL, card_sealed = NULL,
         last_error = 'cancelled by an operator before any payment was sent'
-    WHERE order_no = $2 AND state = 'pending' AND pay_attempts = 0 AND lease_owner IS NULL
+    WHERE order_no = $2 AND lease_owner IS NULL
+      AND ((state = 'pending' AND pay_attempts = 0)
+           OR (state = 'needs_review' AND pay_attempts = (
+                   SELECT count(*) FROM ticketing_events e
+                   WHERE e.job_id = ticketing_jobs.id AND e.kind = 'pay_not_sent')))
     RETURNING id, order_no, state, lease_token
 )
 INSERT INTO ticketing_events (job_id, order_no, at, kind, state, lease_token, worker, detail)
