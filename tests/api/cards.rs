@@ -189,7 +189,8 @@ async fn after_a_run_no_table_event_or_log_line_holds_a_card_number_or_cvv() {
         orders.push(order_no);
     }
     // The real binary, logging everything it can (debug, including sqlx and HTTP crates).
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ticketing-tracker"))
+    let log_file = tempfile_in_target("cards-worker.log");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ticketing-tracker"))
         .arg("run")
         .env("DATABASE_URL", app.db.url())
         .env("APP_ATRIP__BASE_URL", app.sim.base_url())
@@ -200,35 +201,58 @@ async fn after_a_run_no_table_event_or_log_line_holds_a_card_number_or_cvv() {
         .env("APP_WORKER__POLL_INITIAL_MS", "100")
         .env("APP_WORKER__CLAIM_INTERVAL_MS", "100")
         .env("RUST_LOG", "debug")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        // A file, not a pipe: nobody reads a pipe until the end, and a full pipe would block
+        // the worker's logging (and with it the worker).
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log_file.reopen().unwrap()))
         .kill_on_drop(true)
         .spawn()
         .expect("the binary starts");
     // A bound for a loaded machine, not a timing claim.
     let deadline = Instant::now() + Duration::from_secs(120);
-    while app.store.unfinished().await.unwrap() > 0 {
-        assert!(
-            Instant::now() < deadline,
-            "orders not finished within 120 s"
-        );
+    let mut finished = false;
+    while Instant::now() < deadline {
+        if app.store.unfinished().await.unwrap() == 0 {
+            finished = true;
+            break;
+        }
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let pid = child.id().expect("running") as i32;
-    // SIGTERM: a clean stop, so the log is complete.
-    std::process::Command::new("kill")
-        .arg(pid.to_string())
-        .status()
-        .unwrap();
-    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+    if child.try_wait().unwrap().is_none() {
+        // SIGTERM: a clean stop, so the log is complete.
+        let pid = child.id().expect("running");
+        std::process::Command::new("kill")
+            .arg(pid.to_string())
+            .status()
+            .unwrap();
+    }
+    tokio::time::timeout(Duration::from_secs(30), child.wait())
         .await
         .expect("the worker stops on SIGTERM")
         .unwrap();
-    let logs = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let stderr = std::fs::read_to_string(log_file.path()).unwrap();
+    if !finished {
+        let events: Vec<String> = sqlx::query_scalar(
+            "SELECT concat_ws(' ', at::text, order_no, kind, state, detail::text) FROM ticketing_events ORDER BY id DESC LIMIT 30",
+        )
+        .fetch_all(app.pool())
+        .await
+        .unwrap();
+        eprintln!("last events:\n{}", events.join("\n"));
+        for o in &orders {
+            eprintln!("ledger {o}: {}", app.ledger(o));
+            eprintln!("query {o}: {:?}", app.atrip.query(o).await);
+        }
+    }
+    assert!(
+        finished,
+        "orders not finished within 120 s; the worker said:\n{}",
+        &stderr[stderr.len().saturating_sub(3000)..]
     );
+    let logs = stderr;
     assert!(logs.contains("sending pay.do"), "debug logs were captured");
 
     let mut tables = String::new();
@@ -268,4 +292,35 @@ async fn after_a_run_no_table_event_or_log_line_holds_a_card_number_or_cvv() {
         );
     }
     assert!(tables.contains("0366"), "last four digits are kept");
+}
+
+/// A log file for a child process, removed when dropped.
+struct LogFile {
+    path: std::path::PathBuf,
+}
+
+impl LogFile {
+    fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    fn reopen(&self) -> std::io::Result<std::fs::File> {
+        std::fs::OpenOptions::new().append(true).open(&self.path)
+    }
+}
+
+impl Drop for LogFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn tempfile_in_target(name: &str) -> LogFile {
+    let path = std::env::temp_dir().join(format!(
+        "{}-{}-{name}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    std::fs::File::create(&path).unwrap();
+    LogFile { path }
 }
