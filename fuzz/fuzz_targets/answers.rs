@@ -51,8 +51,12 @@ fn short(what: &str, text: &str, max: usize) {
 }
 
 fn check_pay(http: u16, body: &[u8], status: Option<i64>) {
-    let answer = classify_pay(http, body);
-    assert_eq!(answer, classify_pay(http, body), "classification is a function");
+    let answer = classify_pay(ORDER_NO, http, body);
+    assert_eq!(
+        answer,
+        classify_pay(ORDER_NO, http, body),
+        "classification is a function"
+    );
     match &answer {
         PayAnswer::Accepted { status: s, msg, .. } => {
             assert_eq!(http, 200, "accepted from HTTP {http}");
@@ -82,7 +86,11 @@ fn check_query(http: u16, body: &[u8], json: Option<&Value>, status: Option<i64>
             assert_eq!(status, Some(0));
             assert_eq!(view.order_no, ORDER_NO);
             let json = json.expect("an order from a body that is not JSON");
-            assert_eq!(json["orderNo"].as_str(), Some(ORDER_NO), "another order's answer");
+            assert_eq!(
+                json["orderNo"].as_str(),
+                Some(ORDER_NO),
+                "another order's answer"
+            );
             for p in &view.tickets {
                 assert!(p.ticket_numbers.len() <= 2, "{p:?}");
                 for t in p.ticket_numbers.iter().chain(&p.airline_pnrs) {
@@ -95,7 +103,11 @@ fn check_query(http: u16, body: &[u8], json: Option<&Value>, status: Option<i64>
                 short("passenger", &p.passenger, 81);
             }
             if let Some(listed) = json["passengers"].as_array() {
-                assert_eq!(view.tickets.len(), listed.len(), "one entry per listed passenger");
+                assert_eq!(
+                    view.tickets.len(),
+                    listed.len(),
+                    "one entry per listed passenger"
+                );
             }
             if let Some(tickets) = view.final_tickets() {
                 assert_eq!(view.order_status, OrderStatus::Ticketed);
@@ -108,7 +120,10 @@ fn check_query(http: u16, body: &[u8], json: Option<&Value>, status: Option<i64>
             }
         }
         QueryAnswer::NotFound { status: s, .. } => {
-            assert!(matches!(s, 800 | 703) && http == 200, "not found: {s}, HTTP {http}");
+            assert!(
+                matches!(s, 800 | 703) && http == 200,
+                "not found: {s}, HTTP {http}"
+            );
         }
         QueryAnswer::RateLimited { retry_after } => {
             assert!(retry_after.as_secs() <= 300, "{retry_after:?}");

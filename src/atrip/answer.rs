@@ -148,8 +148,8 @@ fn rate_limit(http: u16, m: Option<&serde_json::Map<String, Value>>) -> Option<D
     Some(Duration::from_secs_f64(secs))
 }
 
-/// Classifies a `pay.do` HTTP answer (code and body).
-pub fn classify_pay(http: u16, body: &[u8]) -> PayAnswer {
+/// Classifies a `pay.do` HTTP answer (code and body) to the payment of `order_no`.
+pub fn classify_pay(order_no: &str, http: u16, body: &[u8]) -> PayAnswer {
     let obj = json_object(body);
     if rate_limit(http, obj.as_ref()).is_some() {
         // pay.do is outside ATRIP's rate limits; a 429 here is unexplained: we cannot know
@@ -177,6 +177,19 @@ pub fn classify_pay(http: u16, body: &[u8]) -> PayAnswer {
             reason: "pay.do answer has no integer status".into(),
         };
     };
+    // An answer naming another order says nothing about ours (ATRIP's error answers carry
+    // `orderNo: null`, which is fine).
+    if let Some(Value::String(other)) = m.get("orderNo") {
+        if other != order_no {
+            return PayAnswer::OutcomeUnknown {
+                status: Some(status),
+                reason: format!(
+                    "pay.do answered for another order ({})",
+                    truncate(other, 40)
+                ),
+            };
+        }
+    }
     let msg = text(&m, "msg");
     match codes::pay_class(status) {
         PayClass::Accepted | PayClass::PaidPnrPending => PayAnswer::Accepted {

@@ -155,7 +155,7 @@ impl Client {
             .pay_latency
             .observe(started.elapsed());
         match sent {
-            Ok((http, body)) => classify_pay(http, &body),
+            Ok((http, body)) => classify_pay(request.order_no, http, &body),
             // Connecting failed: the request never left. Anything later (a timeout, a reset,
             // a broken body) may have reached ATRIP.
             Err(e) if e.is_connect() && !e.is_timeout() => PayAnswer::NotSent {

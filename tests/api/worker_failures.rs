@@ -307,3 +307,38 @@ async fn a_ticketing_that_outlasts_the_ticketing_deadline_goes_to_review() {
     assert_eq!(ledger["pay_requests"], 1, "{ledger}");
     assert_eq!(ledger["charges"], 1, "{ledger}");
 }
+
+#[tokio::test]
+async fn refused_credentials_pause_all_claims_and_never_fail_the_order() {
+    let app = TestApp::new().await;
+    let worker = app.worker();
+    let order_no = app.order_and_enqueue(1, None, json!({})).await;
+    app.scenario(&order_no, json!({"pay_status": 900})).await;
+
+    let round = worker.step().await.unwrap();
+    assert_eq!(round.outcomes[0].to, Some(State::Paying));
+    let row = app.job(&order_no).await;
+    assert_eq!(row.atrip_status, Some(900));
+    let error = row.last_error.unwrap_or_default();
+    assert!(
+        error.contains(&order_no) && error.contains("credentials"),
+        "{error}"
+    );
+
+    // Nothing is claimed while paused, not even a new order that is due.
+    let other = app.order_and_enqueue(1, None, json!({})).await;
+    app.clock.advance(Duration::from_secs(30));
+    assert_eq!(worker.step().await.unwrap().claimed, 0);
+    assert_eq!(app.job(&other).await.state, "pending");
+
+    app.clock.advance(Duration::from_secs(31));
+    app.settle(&worker, 200).await;
+    for o in [&order_no, &other] {
+        let row = app.job(o).await;
+        assert_eq!(row.state, "ticketed", "{o}: {:?}", row.last_error);
+        assert_eq!(app.charges(o), 1);
+    }
+    // 900 means nothing was done: once the query proved the order unpaid, it was paid again.
+    assert_eq!(app.pay_requests(&order_no), 2);
+    assert_eq!(app.job(&order_no).await.pay_attempts, 2);
+}

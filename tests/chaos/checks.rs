@@ -130,6 +130,11 @@ pub struct Report {
     pub lost: usize,
     pub stranded: usize,
     pub double_charges: usize,
+    /// Pay intents after an order's first (each a second pay.do, allowed by an unpaid answer).
+    pub repays: usize,
+    /// Of those, the ones whose justifying unpaid answer is recorded in the intent's own event
+    /// (the query that found it unpaid and the new intent are one statement), not before it.
+    pub repays_justified_in_place: usize,
     pub violations: Vec<Violation>,
     pub notes: Vec<String>,
 }
@@ -297,13 +302,18 @@ fn intents(
     }
     for pair in intents.windows(2) {
         let (prev, next) = (pair[0], pair[1]);
-        let justified = next.order_status() == Some("0")
-            || evs.iter().any(|e| {
-                e.id > prev.id
-                    && e.id < next.id
-                    && e.kind == "query_answered"
-                    && e.order_status() == Some("0")
-            });
+        let answered_before = evs.iter().any(|e| {
+            e.id > prev.id
+                && e.id < next.id
+                && e.kind == "query_answered"
+                && e.order_status() == Some("0")
+        });
+        let in_place = next.order_status() == Some("0");
+        r.repays += 1;
+        if in_place && !answered_before {
+            r.repays_justified_in_place += 1;
+        }
+        let justified = answered_before || in_place;
         if !justified {
             r.fail(
                 "repay_needs_unpaid_answer",

@@ -12,6 +12,8 @@
 //! Exit status 1 when an invariant fails (each failure is printed, and the orders involved are
 //! written in full to the run directory's `failures.txt`).
 //!
+//! Before the run, `selftest` feeds the checks a clean and a broken synthetic history.
+//!
 //! Files: `args` (the command line), `run` (the schedule), `procs` (the worker processes),
 //! `pg` (restarts), `pause` (SIGSTOP/SIGCONT), `orders` (booking and enqueueing), `checks` and
 //! `leases` (the invariants).
@@ -24,6 +26,7 @@ mod pause;
 mod pg;
 mod procs;
 mod run;
+mod selftest;
 
 use std::time::{Duration, Instant};
 
@@ -45,6 +48,10 @@ fn main() {
     if !args.selected() {
         println!("chaos: skipped (not selected by the test filters)");
         return;
+    }
+    if let Err(e) = selftest::run() {
+        println!("chaos: FAILED: the checks themselves are broken: {e}");
+        std::process::exit(1);
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

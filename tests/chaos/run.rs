@@ -146,6 +146,20 @@ async fn body(args: &Args, started: Instant, fig: &mut Figures) -> Result<i32, S
     let db = Scratch::create("chaos")
         .await
         .map_err(|e| format!("no database: {e:#}"))?;
+    let result = with_database(args, started, fig, &plan, &mut rng, &db).await;
+    db.drop_database().await;
+    result
+}
+
+/// Everything after the database exists (which the caller drops however this ends).
+async fn with_database(
+    args: &Args,
+    started: Instant,
+    fig: &mut Figures,
+    plan: &Plan,
+    rng: &mut StdRng,
+    db: &Scratch,
+) -> Result<i32, String> {
     let (restarter, how) = Restarter::choose(
         args.pg_restart_cmd.as_deref(),
         &db.server_url,
@@ -172,7 +186,7 @@ async fn body(args: &Args, started: Instant, fig: &mut Figures) -> Result<i32, S
     )
     .await
     .map_err(|e| format!("simulator: {e}"))?;
-    let orders = orders::prepare(&sim, &mut rng, args.orders).await?;
+    let orders = orders::prepare(&sim, rng, args.orders).await?;
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
         "chaos-{}-{}",
         Utc::now().format("%Y%m%d-%H%M%S"),
@@ -198,7 +212,7 @@ async fn body(args: &Args, started: Instant, fig: &mut Figures) -> Result<i32, S
 
     let ctx = Ctx {
         args,
-        plan: &plan,
+        plan,
         pool: &db.pool,
         db_url: &db.url,
         orders: &orders,
@@ -206,7 +220,7 @@ async fn body(args: &Args, started: Instant, fig: &mut Figures) -> Result<i32, S
         sim: &sim,
         started,
     };
-    let outcome = chaos(&ctx, &mut fleet, &mut rng).await;
+    let outcome = chaos(&ctx, &mut fleet, rng).await;
     fleet.kill_all();
     fig.kills = outcome.kills;
     fig.pg_restarts = outcome.pg_restarts;
@@ -256,6 +270,16 @@ async fn body(args: &Args, started: Instant, fig: &mut Figures) -> Result<i32, S
             data.requests.len()
         ),
     );
+    say(
+        started,
+        format!(
+            "{} further pay intents, each after an unpaid answer ({} with that answer recorded in the intent's own event)",
+            report.repays, report.repays_justified_in_place
+        ),
+    );
+    for (reason, n) in outcome_reasons(&data.jobs) {
+        say(started, format!("{n:>5} x {reason}"));
+    }
     let count_lines = |needle: &str| -> usize {
         fleet
             .logs()
@@ -330,8 +354,6 @@ async fn body(args: &Args, started: Instant, fig: &mut Figures) -> Result<i32, S
         );
         1
     };
-    drop(fleet);
-    db.drop_database().await;
     Ok(code)
 }
 
@@ -532,6 +554,20 @@ async fn chaos(ctx: &Ctx<'_>, fleet: &mut Fleet, rng: &mut StdRng) -> Outcome {
         ));
     }
     out
+}
+
+/// The rows that did not end ticketed, grouped by state and reason (order numbers cut out).
+fn outcome_reasons(jobs: &[checks::Job]) -> Vec<(String, usize)> {
+    let mut by: std::collections::BTreeMap<String, usize> = Default::default();
+    for j in jobs.iter().filter(|j| j.state != "ticketed") {
+        let error = j.last_error.as_deref().unwrap_or("no error recorded");
+        let error = error
+            .strip_prefix(&format!("order {}: ", j.order_no))
+            .unwrap_or(error);
+        let short: String = error.chars().take(110).collect();
+        *by.entry(format!("{}: {short}", j.state)).or_default() += 1;
+    }
+    by.into_iter().collect()
 }
 
 async fn state_counts(pool: &PgPool) -> Result<String, sqlx::Error> {

@@ -5,7 +5,7 @@ use crate::atrip::codes::PAY_CODES;
 use serde_json::json;
 
 fn pay(body: Value) -> PayAnswer {
-    classify_pay(200, body.to_string().as_bytes())
+    classify_pay("TESTA20260824171418381", 200, body.to_string().as_bytes())
 }
 
 fn query(body: Value) -> QueryAnswer {
@@ -52,6 +52,19 @@ fn pay_codes_that_must_never_lead_to_a_second_payment() {
 }
 
 #[test]
+fn a_pay_answer_for_another_order_is_an_unknown_outcome() {
+    let a = pay(json!({"status": 0, "orderNo": "TESTB20260824171418381"}));
+    assert!(
+        matches!(&a, PayAnswer::OutcomeUnknown { reason, .. } if reason.contains("another order")),
+        "{a:?}"
+    );
+    assert!(matches!(
+        pay(json!({"status": 406, "orderNo": null})),
+        PayAnswer::NeverPayAgain { .. }
+    ));
+}
+
+#[test]
 fn the_message_never_decides() {
     // A success message on an error status is an error; an error message on 0 is success.
     assert!(matches!(
@@ -75,14 +88,14 @@ fn garbled_pay_answers_are_outcome_unknown() {
         b"{\"msg\": \"no status\"}",
     ];
     for body in bodies {
-        let a = classify_pay(200, body);
+        let a = classify_pay("X", 200, body);
         assert!(
             matches!(a, PayAnswer::OutcomeUnknown { status: None, .. }),
             "{a:?}"
         );
     }
     for http in [500, 502, 503, 504, 404, 429] {
-        let a = classify_pay(http, br#"{"status":0}"#);
+        let a = classify_pay("X", http, br#"{"status":0}"#);
         assert!(
             matches!(a, PayAnswer::OutcomeUnknown { .. }),
             "HTTP {http}: {a:?}"

@@ -132,7 +132,7 @@ refused_by! {
             let mut card = vcc_card();
             // Varied text, so that compression could not hide the size either.
             card["cardHolderAddress"] =
-                json!((0..2000).map(|i| format!("{:x}", i * 7919 % 65521)).collect::<String>());
+                json!((0..2600).map(|i| format!("{:04x}", i * 7919 % 65521)).collect::<String>());
             assert!(card.to_string().len() > 10_000);
             card
         }))];
