@@ -11,6 +11,14 @@
 //! - ATRIP's own CLI `atlas-doc/atlas-flight-booking` (`business_status.py`, `ticketing.py`),
 //!   which treats 411 and unknown codes as "outcome unknown" and never pays again.
 //!
+//! Re-checked for this table on 2026-11-25 in ATRIP's own client,
+//! `atlas-doc/atlas-flight-booking` `src/atlas_cli/ticketing.py` @ `7fd77449626f`: it accepts
+//! exactly `orderStatus` in {"0", "1", "2", "-3"} and `ticketStatus` in {"0", "1"} (strings),
+//! reads ticket numbers and airline PNRs from every `paxTicketInfos[i].ticketNos` /
+//! `.airlinePNRs`, refuses an answer whose `orderNo` is not the one asked for, and calls an
+//! order ticketed only when `"2"`, `"1"` and a ticket for every passenger — the predicate of
+//! [`crate::atrip::OrderView::final_tickets`].
+//!
 //! What the sources confirm: `orderStatus` is a *string* holding `"0"`, `"1"`, `"2"` or `"-3"` in
 //! the query answer (an integer in webhooks); `ticketStatus` is `"0"`/`"1"`; ticket numbers sit
 //! per passenger in `paxTicketInfos[i].ticketNos` (and `airlinePNRs`), one element per passenger
