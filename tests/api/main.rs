@@ -10,6 +10,7 @@ mod client;
 mod harness;
 mod http;
 mod redaction;
+mod retention;
 mod table;
 mod worker_bad_input;
 mod worker_failures;
