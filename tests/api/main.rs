@@ -9,6 +9,7 @@ mod cli;
 mod client;
 mod harness;
 mod http;
+mod logs;
 mod redaction;
 mod retention;
 mod table;
