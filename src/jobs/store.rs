@@ -302,12 +302,14 @@ RETURNING job_id
         Ok(row)
     }
 
-    /// An order's history, oldest first.
+    /// An order's history, oldest first (through the row's id, which the events index serves).
     pub async fn events(&self, order_no: &str) -> Result<Vec<EventRow>, Error> {
         let rows = sqlx::query_as!(
             EventRow,
             r#"SELECT id, job_id, order_no, at, kind, state, lease_token, worker, detail
-               FROM ticketing_events WHERE order_no = $1 ORDER BY id"#,
+               FROM ticketing_events
+               WHERE job_id = (SELECT id FROM ticketing_jobs WHERE order_no = $1)
+               ORDER BY id"#,
             order_no
         )
         .fetch_all(&self.pool)
