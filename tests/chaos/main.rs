@@ -14,9 +14,9 @@
 //!
 //! Before the run, `selftest` feeds the checks a clean and a broken synthetic history.
 //!
-//! Files: `args` (the command line), `run` (the schedule), `procs` (the worker processes),
-//! `pg` (restarts), `pause` (SIGSTOP/SIGCONT), `orders` (booking and enqueueing), `checks` and
-//! `leases` (the invariants).
+//! Files: `args` (the command line), `run` (setup, checks, figures), `schedule` (what goes
+//! wrong when), `procs` (the worker processes), `pg` (restarts), `pause` (SIGSTOP/SIGCONT),
+//! `orders` (booking and enqueueing), `checks` and `leases` (the invariants).
 
 mod args;
 mod checks;
@@ -26,6 +26,7 @@ mod pause;
 mod pg;
 mod procs;
 mod run;
+mod schedule;
 mod selftest;
 
 use std::time::{Duration, Instant};

@@ -1,6 +1,8 @@
 //! PostgreSQL "restarts": every session of the run's database cut at once (the default, safe
 //! on a shared server), or a real restart of the server when the caller allows it.
 
+use std::path::Path;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use sqlx::{Connection, PgConnection};
@@ -55,8 +57,9 @@ impl Restarter {
         }
     }
 
-    /// One restart; returns what happened, for the progress lines.
-    pub async fn restart(&self, db_url: &str) -> Result<String, String> {
+    /// One restart; returns what happened, for the progress lines. A command's output goes to
+    /// `log` (appended).
+    pub async fn restart(&self, db_url: &str, log: &Path) -> Result<String, String> {
         match self {
             Restarter::TerminateBackends => {
                 let mut conn = PgConnection::connect(db_url)
@@ -74,42 +77,64 @@ impl Restarter {
                 Ok(format!("{n} backends terminated"))
             }
             Restarter::Command(cmd) => {
-                run("sh", &["-c", cmd]).await?;
-                wait_ready(db_url).await
+                let started = Instant::now();
+                run("sh", &["-c", cmd], log).await?;
+                wait_ready(db_url, started).await
             }
             Restarter::Cluster { version, name } => {
+                let started = Instant::now();
                 run(
                     "pg_ctlcluster",
                     &["--mode", "fast", version, name, "restart"],
+                    log,
                 )
                 .await?;
-                wait_ready(db_url).await
+                wait_ready(db_url, started).await
             }
         }
     }
 }
 
-async fn run(program: &str, args: &[&str]) -> Result<(), String> {
-    let out = tokio::process::Command::new(program)
+/// Runs a restart command to its end (a minute at most). Its output goes to a file, never to a
+/// pipe: a server started by it (`pg_ctl restart` without `-l`) keeps writing there and would
+/// hold a pipe open forever.
+async fn run(program: &str, args: &[&str], log: &Path) -> Result<(), String> {
+    let open = || {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(|e| format!("{}: {e}", log.display()))
+    };
+    let mut child = tokio::process::Command::new(program)
         .args(args)
-        .output()
-        .await
+        .stdin(Stdio::null())
+        .stdout(open()?)
+        .stderr(open()?)
+        .kill_on_drop(true)
+        // Out of our process group: a Ctrl-C on the run must not hit a restart half done.
+        .process_group(0)
+        .spawn()
         .map_err(|e| format!("{program}: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{program} {}: {}: {}",
+    match tokio::time::timeout(Duration::from_secs(60), child.wait()).await {
+        Ok(Ok(status)) if status.success() => Ok(()),
+        Ok(Ok(status)) => Err(format!(
+            "{program} {}: {status} (output in {})",
             args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
+            log.display()
+        )),
+        Ok(Err(e)) => Err(format!("{program}: {e}")),
+        Err(_) => Err(format!(
+            "{program} {} did not finish within a minute (output in {})",
+            args.join(" "),
+            log.display()
+        )),
     }
 }
 
-/// Waits (up to a minute) until the server takes connections again.
-async fn wait_ready(db_url: &str) -> Result<String, String> {
-    let started = Instant::now();
+/// Waits (up to a minute) until the server takes connections again; says how long it was
+/// gone, counted from `started`.
+async fn wait_ready(db_url: &str, started: Instant) -> Result<String, String> {
     loop {
         match PgConnection::connect(db_url).await {
             Ok(conn) => {
