@@ -211,7 +211,14 @@ impl Worker {
                                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                             warn!(error = %e, "step stopped: lease lost")
                         }
-                        _ => error!(error = %e, "step could not record its result; the lease will expire and the row be recovered"),
+                        StepError::LeaseExpiring(_) => warn!(
+                            error = %e,
+                            "step stopped before calling ATRIP: too little lease left; the row is recovered once the lease expires"
+                        ),
+                        StepError::Store(_) => error!(
+                            error = %e,
+                            "step could not record its result; the lease will expire and the row be recovered"
+                        ),
                     }
                     StepOutcome {
                         note: e.to_string(),
