@@ -1,4 +1,30 @@
-//! ticketing-tracker (map written at the end of the foundation work).
+//! ticketing-tracker pays ATRIP airline orders exactly once (`pay.do`) and follows each one with
+//! the order query until its PNR and every ticket number are final.
+//!
+//! An enqueuer inserts a row into `ticketing_jobs`. A worker claims due rows in batches
+//! (`FOR NO KEY UPDATE SKIP LOCKED`, a lease token bumped per claim). Claiming a `pending` row
+//! commits the pay intent, moving it to `paying`, before `pay.do` leaves. The answer is
+//! recorded by one fenced write:
+//! - accepted → `ticketing`;
+//! - definitive refusal → `failed`;
+//! - anything unclear → stays `paying`, and only an order query moves it on.
+//!
+//! `ticketing` rows are polled with backoff until every passenger's ticket has been seen
+//! identically twice (→ `ticketed`), ATRIP cancels the order (→ `failed`), or a bound passes
+//! (→ `needs_review`). Operators may `cancel` a row before any payment was sent, and `retry`
+//! a `failed` or `needs_review` row; a retry resumes with an order query.
+//!
+//! Modules:
+//! - [`jobs`]: the job store, every SQL statement;
+//! - [`worker`]: the claim loop and the pay, recovery and follow steps;
+//! - [`atrip`]: codes, answer classification and the HTTP client;
+//! - [`simulator`]: the ATRIP simulator;
+//! - [`card`] and [`sealed`]: card data;
+//! - [`config`] and [`telemetry`]: settings and logs;
+//! - [`http`] and [`metrics`]: the endpoints;
+//! - [`ops`], [`demo`] and [`bench`]: the commands;
+//! - [`app`] and [`cli`]: wiring;
+//! - [`localpg`]: a throwaway PostgreSQL.
 
 pub mod app;
 pub mod atrip;
