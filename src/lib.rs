@@ -22,7 +22,7 @@
 //! - [`card`] and [`sealed`]: card data;
 //! - [`config`] and [`telemetry`]: settings and logs;
 //! - [`http`] and [`metrics`]: the endpoints;
-//! - [`ops`], [`demo`] and [`bench`]: the commands;
+//! - [`ops`], [`demo`] and [`mod@bench`]: the commands;
 //! - [`app`] and [`cli`]: wiring;
 //! - [`localpg`]: a throwaway PostgreSQL.
 
