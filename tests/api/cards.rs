@@ -1,13 +1,13 @@
 //! Card data that never lingers: sealed cards pay like plain ones, a sealed card is bound to
 //! its order, and after a run no table, event or log line holds a card number or a CVV.
 
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use ticketing_tracker::sealed::{self, CardKey};
 
 use crate::support::app::{mor_card, vcc_card, TestApp};
+use crate::support::binary::WorkerProcess;
 
 async fn insert_sealed(app: &TestApp, order_no: &str, method: i16, sealed: &[u8]) {
     sqlx::query(
@@ -189,51 +189,15 @@ async fn after_a_run_no_table_event_or_log_line_holds_a_card_number_or_cvv() {
         orders.push(order_no);
     }
     // The real binary, logging everything it can (debug, including sqlx and HTTP crates).
-    let log_file = tempfile_in_target("cards-worker.log");
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ticketing-tracker"))
-        .arg("run")
-        .env("DATABASE_URL", app.db.url())
-        .env("APP_ATRIP__BASE_URL", app.sim.base_url())
-        .env("APP_HTTP__PORT", "0")
-        .env("APP_HTTP__HOST", "127.0.0.1")
-        .env("APP_CARD__SECRET_KEY", key.secret_base64())
-        .env("APP_WORKER__FIRST_POLL_MS", "100")
-        .env("APP_WORKER__POLL_INITIAL_MS", "100")
-        .env("APP_WORKER__CLAIM_INTERVAL_MS", "100")
-        .env("RUST_LOG", "debug")
-        // A file, not a pipe: nobody reads a pipe until the end, and a full pipe would block
-        // the worker's logging (and with it the worker).
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(log_file.reopen().unwrap()))
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the binary starts");
-    // A bound for a loaded machine, not a timing claim.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut finished = false;
-    while Instant::now() < deadline {
-        if app.store.unfinished().await.unwrap() == 0 {
-            finished = true;
-            break;
-        }
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    if child.try_wait().unwrap().is_none() {
-        // SIGTERM: a clean stop, so the log is complete.
-        let pid = child.id().expect("running");
-        std::process::Command::new("kill")
-            .arg(pid.to_string())
-            .status()
-            .unwrap();
-    }
-    tokio::time::timeout(Duration::from_secs(30), child.wait())
-        .await
-        .expect("the worker stops on SIGTERM")
-        .unwrap();
-    let stderr = std::fs::read_to_string(log_file.path()).unwrap();
+    let mut worker = WorkerProcess::start(
+        &app,
+        &[
+            ("APP_CARD__SECRET_KEY", key.secret_base64()),
+            ("RUST_LOG", "debug".into()),
+        ],
+    );
+    let finished = worker.wait_until_done(&app, Duration::from_secs(120)).await;
+    let stderr = worker.stop().await;
     if !finished {
         let events: Vec<String> = sqlx::query_scalar(
             "SELECT concat_ws(' ', at::text, order_no, kind, state, detail::text) FROM ticketing_events ORDER BY id DESC LIMIT 30",
@@ -292,35 +256,4 @@ async fn after_a_run_no_table_event_or_log_line_holds_a_card_number_or_cvv() {
         );
     }
     assert!(tables.contains("0366"), "last four digits are kept");
-}
-
-/// A log file for a child process, removed when dropped.
-struct LogFile {
-    path: std::path::PathBuf,
-}
-
-impl LogFile {
-    fn path(&self) -> &std::path::Path {
-        &self.path
-    }
-
-    fn reopen(&self) -> std::io::Result<std::fs::File> {
-        std::fs::OpenOptions::new().append(true).open(&self.path)
-    }
-}
-
-impl Drop for LogFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-fn tempfile_in_target(name: &str) -> LogFile {
-    let path = std::env::temp_dir().join(format!(
-        "{}-{}-{name}",
-        std::process::id(),
-        rand::random::<u32>()
-    ));
-    std::fs::File::create(&path).unwrap();
-    LogFile { path }
 }

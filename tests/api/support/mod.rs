@@ -1,6 +1,7 @@
 //! What every integration test shares: a database of its own, and logs only when asked for.
 
 pub mod app;
+pub mod binary;
 pub mod db;
 
 use std::sync::Once;

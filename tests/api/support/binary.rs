@@ -1,0 +1,81 @@
+//! The real `ticketing-tracker run`, as a child process of a test, pointed at the test's
+//! database and simulator, with its log in a file.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use super::app::TestApp;
+
+/// A running worker process. Killed if dropped; [`WorkerProcess::stop`] stops it cleanly.
+pub struct WorkerProcess {
+    child: tokio::process::Child,
+    log: PathBuf,
+}
+
+impl WorkerProcess {
+    /// Starts `run` with fast polls plus `env` (which may override them).
+    pub fn start(app: &TestApp, env: &[(&str, String)]) -> WorkerProcess {
+        let log = std::env::temp_dir().join(format!(
+            "tt-worker-{}-{}.log",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        let file = std::fs::File::create(&log).unwrap();
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ticketing-tracker"))
+            .arg("run")
+            .env("DATABASE_URL", app.db.url())
+            .env("APP_ATRIP__BASE_URL", app.sim.base_url())
+            .env("APP_HTTP__PORT", "0")
+            .env("APP_HTTP__HOST", "127.0.0.1")
+            .env("APP_WORKER__FIRST_POLL_MS", "100")
+            .env("APP_WORKER__POLL_INITIAL_MS", "100")
+            .env("APP_WORKER__CLAIM_INTERVAL_MS", "100")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            // A file, not a pipe: nobody reads a pipe until the end, and a full pipe would
+            // block the worker's logging (and with it the worker).
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(file))
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the binary starts");
+        WorkerProcess { child, log }
+    }
+
+    /// Waits (bounded: a loaded machine, not a timing claim) until no row is unfinished;
+    /// false when the bound passed or the process exited first.
+    pub async fn wait_until_done(&mut self, app: &TestApp, bound: Duration) -> bool {
+        let deadline = Instant::now() + bound;
+        while Instant::now() < deadline {
+            if app.store.unfinished().await.unwrap() == 0 {
+                return true;
+            }
+            if self.child.try_wait().unwrap().is_some() {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    }
+
+    /// SIGTERM (a clean stop, so the log is complete), then the whole log.
+    pub async fn stop(mut self) -> String {
+        if let (None, Some(pid)) = (self.child.try_wait().unwrap(), self.child.id()) {
+            std::process::Command::new("kill")
+                .arg(pid.to_string())
+                .status()
+                .unwrap();
+        }
+        tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("the worker stops on SIGTERM")
+            .unwrap();
+        std::fs::read_to_string(&self.log).unwrap()
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
