@@ -14,22 +14,18 @@ use ticketing_tracker::simulator::LoggedRequest;
 use crate::leases;
 use crate::orders::Order;
 
-#[derive(Debug, Clone)]
-pub struct Event {
-    pub id: i64,
-    pub job_id: i64,
-    pub order_no: String,
-    pub at: DateTime<Utc>,
-    pub kind: String,
-    pub state: String,
-    pub lease_token: Option<i64>,
-    pub worker: Option<String>,
-    pub detail: Value,
+/// One event, as the job store reads it.
+pub use ticketing_tracker::jobs::EventRow as Event;
+
+/// What the checks read off an event.
+pub trait EventExt {
+    /// Written by the claim statement (which bumps the lease token), not by a fenced write.
+    fn is_claim(&self) -> bool;
+    fn order_status(&self) -> Option<&str>;
 }
 
-impl Event {
-    /// Written by the claim statement (which bumps the lease token), not by a fenced write.
-    pub fn is_claim(&self) -> bool {
+impl EventExt for Event {
+    fn is_claim(&self) -> bool {
         self.kind == "claimed"
             || (self.kind == "pay_intent" && self.detail.get("claimed_from").is_some())
     }

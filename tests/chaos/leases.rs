@@ -3,7 +3,7 @@
 
 use ticketing_tracker::simulator::LoggedRequest;
 
-use crate::checks::{Data, Event, Limits, Pause, Report};
+use crate::checks::{Data, Event, EventExt, Limits, Pause, Report};
 use crate::orders::Order;
 
 /// Every write after a claim carries the lease token of the latest claim, by the worker that
