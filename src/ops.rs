@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use crate::cli::{Command, EnqueueArgs, ListArgs, OrderArgs, StatusArgs};
 use crate::config::Settings;
 use crate::jobs::model::{OrderNo, PaymentMethod, State};
-use crate::jobs::{EventRow, JobRow, JobStore};
+use crate::jobs::{EventRow, JobRow, JobStore, NewJob};
 
 pub async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<()> {
     let pool = crate::app::connect(&settings).await?;
@@ -52,42 +52,86 @@ fn read_json(path: &Path, what: &str) -> anyhow::Result<Value> {
     })
 }
 
-async fn enqueue(store: &JobStore, a: EnqueueArgs) -> anyhow::Result<()> {
-    let (order_no, method, card, deadline, client_order_no) = if let Some(path) = &a.json {
-        let v = read_json(path, "the order JSON")?;
-        let order_no = v["order_no"]
-            .as_str()
-            .context("order JSON: order_no is missing")?;
-        let method = v["payment_method"]
-            .as_i64()
-            .context("order JSON: payment_method is missing or not a number")?;
-        let deadline = match &v["pay_deadline"] {
-            Value::Null => None,
-            Value::String(s) => Some(
-                s.parse()
-                    .context("order JSON: pay_deadline is not RFC 3339")?,
-            ),
-            _ => bail!("order JSON: pay_deadline must be an RFC 3339 string"),
-        };
-        let card = (!v["card"].is_null()).then(|| v["card"].clone());
-        let client = v["client_order_no"].as_str().map(str::to_owned);
-        (order_no.to_owned(), method, card, deadline, client)
-    } else {
-        let card = match &a.card_file {
-            Some(p) => Some(read_json(p, "the card JSON")?),
-            None => None,
-        };
-        (
-            a.order_no.clone().unwrap_or_default(),
-            i64::from(a.method.unwrap_or_default()),
-            card,
-            a.pay_deadline,
-            a.client_order_no.clone(),
-        )
+/// The keys an order JSON may have: the columns an enqueuer writes.
+const ORDER_KEYS: &[&str] = &[
+    "order_no",
+    "payment_method",
+    "card",
+    "pay_deadline",
+    "client_order_no",
+    "priority",
+    "run_at",
+];
+
+/// Reads `--json`'s order, refusing unknown keys (a typo must not be dropped silently).
+fn order_from_json(v: &Value) -> anyhow::Result<NewJob> {
+    let obj = v.as_object().context("order JSON: not a JSON object")?;
+    if let Some(k) = obj.keys().find(|k| !ORDER_KEYS.contains(&k.as_str())) {
+        bail!(
+            "order JSON: unknown key {:?} (known: {})",
+            crate::jobs::model::truncate(k, 40),
+            ORDER_KEYS.join(", ")
+        );
+    }
+    let time = |key: &str| -> anyhow::Result<Option<chrono::DateTime<chrono::Utc>>> {
+        match &v[key] {
+            Value::Null => Ok(None),
+            Value::String(s) => {
+                Ok(Some(s.parse().with_context(|| {
+                    format!("order JSON: {key} is not RFC 3339")
+                })?))
+            }
+            _ => bail!("order JSON: {key} must be an RFC 3339 string"),
+        }
     };
-    OrderNo::parse(&order_no).map_err(anyhow::Error::msg)?;
-    let method = PaymentMethod::from_code(method)
-        .with_context(|| format!("payment method {method} is not one of 1, 3, 4, 5"))?;
+    let priority = match &v["priority"] {
+        Value::Null => None,
+        p => Some(
+            p.as_i64()
+                .and_then(|p| i16::try_from(p).ok())
+                .context("order JSON: priority must be a small integer")?,
+        ),
+    };
+    Ok(NewJob {
+        order_no: v["order_no"]
+            .as_str()
+            .context("order JSON: order_no is missing or not a string")?
+            .to_owned(),
+        payment_method: v["payment_method"]
+            .as_i64()
+            .and_then(|m| i16::try_from(m).ok())
+            .context("order JSON: payment_method is missing or not a number")?,
+        card: (!v["card"].is_null()).then(|| v["card"].clone()),
+        pay_deadline: time("pay_deadline")?,
+        client_order_no: v["client_order_no"].as_str().map(str::to_owned),
+        priority,
+        run_at: time("run_at")?,
+    })
+}
+
+async fn enqueue(store: &JobStore, a: EnqueueArgs) -> anyhow::Result<()> {
+    let job = match &a.json {
+        Some(path) => order_from_json(&read_json(path, "the order JSON")?)?,
+        None => NewJob {
+            order_no: a.order_no.clone().unwrap_or_default(),
+            payment_method: a.method.unwrap_or_default(),
+            card: match &a.card_file {
+                Some(p) => Some(read_json(p, "the card JSON")?),
+                None => None,
+            },
+            pay_deadline: a.pay_deadline,
+            client_order_no: a.client_order_no.clone(),
+            ..NewJob::default()
+        },
+    };
+    let (order_no, card) = (&job.order_no, &job.card);
+    OrderNo::parse(order_no).map_err(anyhow::Error::msg)?;
+    let method = PaymentMethod::from_code(i64::from(job.payment_method)).with_context(|| {
+        format!(
+            "payment method {} is not one of 1, 3, 4, 5",
+            job.payment_method
+        )
+    })?;
     if method.needs_card() && card.is_none() {
         bail!(
             "payment method {} needs card data: --card-file FILE (or - for stdin)",
@@ -101,15 +145,7 @@ async fn enqueue(store: &JobStore, a: EnqueueArgs) -> anyhow::Result<()> {
         // Refuse now what the worker would refuse later, naming the field.
         crate::card::CreditCard::from_json(c, method, chrono::Utc::now())?;
     }
-    let id = store
-        .enqueue_full(
-            &order_no,
-            method.code(),
-            card.as_ref(),
-            deadline,
-            client_order_no.as_deref(),
-        )
-        .await?;
+    let id = store.insert(&job).await?;
     if a.json_output {
         println!(
             "{}",

@@ -10,7 +10,7 @@ mod rows;
 mod store;
 
 pub use rows::{CardJson, ClaimedJob, EventRow, JobRow, SealedCard};
-pub use store::{Change, JobStore, Lease};
+pub use store::{Change, JobStore, Lease, NewJob};
 
 /// Job-store failures, by what the caller does about them.
 #[derive(Debug, thiserror::Error)]

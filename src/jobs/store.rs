@@ -88,6 +88,20 @@ impl Change {
     }
 }
 
+/// A row as an enqueuer writes it. No `Debug`: it may hold a card.
+#[derive(Default, Clone)]
+pub struct NewJob {
+    pub order_no: String,
+    pub payment_method: i16,
+    pub card: Option<Value>,
+    pub pay_deadline: Option<DateTime<Utc>>,
+    pub client_order_no: Option<String>,
+    /// Lower runs first; `None` is 0.
+    pub priority: Option<i16>,
+    /// Not before; `None` is now.
+    pub run_at: Option<DateTime<Utc>>,
+}
+
 /// Access to the job table.
 #[derive(Clone, Debug)]
 pub struct JobStore {
@@ -337,7 +351,7 @@ RETURNING job_id
         Ok(n)
     }
 
-    /// Inserts one order the way an enqueuer does (tests, the demo, the `enqueue` command).
+    /// Inserts one order the way an enqueuer does (tests and the demo).
     pub async fn enqueue(
         &self,
         order_no: &str,
@@ -345,27 +359,30 @@ RETURNING job_id
         card: Option<&Value>,
         pay_deadline: Option<DateTime<Utc>>,
     ) -> Result<i64, Error> {
-        self.enqueue_full(order_no, payment_method, card, pay_deadline, None)
-            .await
+        self.insert(&NewJob {
+            order_no: order_no.to_owned(),
+            payment_method,
+            card: card.cloned(),
+            pay_deadline,
+            ..NewJob::default()
+        })
+        .await
     }
 
-    /// [`JobStore::enqueue`] with the agency's own reference.
-    pub async fn enqueue_full(
-        &self,
-        order_no: &str,
-        payment_method: i16,
-        card: Option<&Value>,
-        pay_deadline: Option<DateTime<Utc>>,
-        client_order_no: Option<&str>,
-    ) -> Result<i64, Error> {
+    /// Inserts one row with every column an enqueuer may write (the `enqueue` command).
+    pub async fn insert(&self, job: &NewJob) -> Result<i64, Error> {
         let id = sqlx::query_scalar!(
-            r#"INSERT INTO ticketing_jobs (order_no, payment_method, card, pay_deadline, client_order_no)
-               VALUES ($1, $2, $3, $4, $5) RETURNING id"#,
-            order_no,
-            payment_method,
-            card,
-            pay_deadline,
-            client_order_no
+            r#"INSERT INTO ticketing_jobs
+                   (order_no, payment_method, card, pay_deadline, client_order_no, priority, run_at)
+               VALUES ($1, $2, $3, $4, $5, COALESCE($6, 0::smallint), COALESCE($7, now()))
+               RETURNING id"#,
+            job.order_no,
+            job.payment_method,
+            job.card.as_ref(),
+            job.pay_deadline,
+            job.client_order_no.as_deref(),
+            job.priority,
+            job.run_at
         )
         .fetch_one(&self.pool)
         .await?;

@@ -317,6 +317,29 @@ async fn enqueue_takes_a_whole_row_from_a_json_file() {
     .await;
     run.assert_code(0);
     assert_eq!(app.job(&other).await.payment_method, 1);
+
+    // Priority and run_at are the enqueuer's too; an unknown key is refused, not dropped.
+    let later = chrono::Utc::now() + chrono::Duration::hours(2);
+    let scheduled = order_no("CLIRWP");
+    let file = TempFile::json(&json!({
+        "order_no": scheduled, "payment_method": 1, "priority": -5, "run_at": later.to_rfc3339(),
+    }));
+    cli(&app, &["enqueue", "--json", file.path()])
+        .await
+        .assert_code(0);
+    let row = app.job(&scheduled).await;
+    assert_eq!(row.priority, -5);
+    assert!(
+        (row.run_at - later).num_milliseconds().abs() < 1,
+        "{}",
+        row.run_at
+    );
+    let typo = order_no("CLIRWT");
+    let file = TempFile::json(&json!({"order_no": typo, "payment_method": 1, "priorty": 1}));
+    let run = cli(&app, &["enqueue", "--json", file.path()]).await;
+    run.assert_code(1);
+    assert!(run.all().contains("unknown key \"priorty\""), "{run:#?}");
+    assert!(app.store.job(&typo).await.unwrap().is_none());
 }
 
 #[tokio::test]
