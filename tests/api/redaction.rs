@@ -2,8 +2,6 @@
 //! print, not in an error, not in a log line, not in the events table, and not in the row once
 //! the payment is resolved.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -14,6 +12,7 @@ use ticketing_tracker::config::Settings;
 use ticketing_tracker::jobs::model::PaymentMethod;
 
 use crate::support::app::{vcc_card, TestApp};
+use crate::support::binary::WorkerProcess;
 
 /// The number, as `vcc_card()` carries it.
 const CARD_NUMBER: &str = "4532015112830366";
@@ -183,39 +182,8 @@ async fn rows_claims_and_atrip_answers_holding_a_card_never_print_it() {
     );
 }
 
-/// A `tracing` writer into memory, to read every log line a test produced.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
 #[tokio::test]
 async fn a_worker_run_leaves_no_card_data_in_the_events_the_rows_or_the_logs() {
-    // Every log line of this test (the runtime is single-threaded, so the worker's and the
-    // simulator's tasks all log through this subscriber).
-    let logs = Captured::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter("debug,ticketing_tracker=trace")
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _logging = tracing::subscriber::set_default(subscriber);
-
     let app = TestApp::new().await;
     let mut declined = vcc_card();
     declined["cardHolderFirstName"] = json!("Reject");
@@ -225,7 +193,14 @@ async fn a_worker_run_leaves_no_card_data_in_the_events_the_rows_or_the_logs() {
     let refused = app.order_and_enqueue(3, Some(declined), json!({})).await;
     let unusable = app.order_and_enqueue(3, Some(expired), json!({})).await;
 
-    app.settle(&app.worker(), 200).await;
+    // The real worker process, logging everything: a subscriber scoped to this test would
+    // miss events whose callsites other tests' threads already cached as uninteresting.
+    let mut worker = WorkerProcess::start(
+        &app,
+        &[("RUST_LOG", "debug,ticketing_tracker=trace".into())],
+    );
+    assert!(worker.wait_until_done(&app, Duration::from_secs(120)).await);
+    let logged = worker.stop().await;
 
     for (order_no, state) in [
         (&ticketed, "ticketed"),
@@ -266,7 +241,6 @@ async fn a_worker_run_leaves_no_card_data_in_the_events_the_rows_or_the_logs() {
     assert_eq!(rows.len(), 3);
     assert_clean("ticketing_jobs", &rows.join("\n"));
 
-    let logged = logs.text();
     assert!(
         logged.contains("sending pay.do"),
         "the capture saw none of the worker's logs: {logged}"

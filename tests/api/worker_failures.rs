@@ -151,13 +151,9 @@ async fn an_order_paid_elsewhere_is_followed_to_ticketed_without_paying_again(re
     assert!(row.card.is_some(), "the payment is not resolved yet");
 
     app.settle(&worker, 200).await;
-    let row = app.job(&order_no).await;
-    assert_eq!(row.state, "ticketed", "{:?}", row.last_error);
-    assert!(row.card.is_none() && row.card_last4.as_deref() == Some("0366"));
-    let ledger = app.ledger(&order_no);
     // The direct payment and the worker's single attempt; one charge.
-    assert_eq!(ledger["pay_requests"], 2, "{ledger}");
-    assert_eq!(ledger["charges"], 1, "{ledger}");
+    let row = app.assert_ticketed_once(&order_no, 2).await;
+    assert!(row.card.is_none() && row.card_last4.as_deref() == Some("0366"));
     assert_eq!(row.pay_attempts, 1);
 }
 
@@ -222,11 +218,7 @@ async fn a_payment_in_progress_406_is_never_paid_again_even_while_the_query_stil
     )
     .await;
     app.settle(&worker, 200).await;
-    let row = app.job(&order_no).await;
-    assert_eq!(row.state, "ticketed", "{:?}", row.last_error);
-    let ledger = app.ledger(&order_no);
-    assert_eq!(ledger["pay_requests"], 2, "{ledger}");
-    assert_eq!(ledger["charges"], 1, "{ledger}");
+    let row = app.assert_ticketed_once(&order_no, 2).await;
     assert_eq!(row.pay_attempts, 1);
 }
 

@@ -149,11 +149,7 @@ async fn a_worker_whose_lease_expired_during_pay_records_nothing_and_sends_nothi
     );
 
     app.settle(&b, 200).await;
-    let row = app.job(&order_no).await;
-    assert_eq!(row.state, "ticketed", "{:?}", row.last_error);
-    let ledger = app.ledger(&order_no);
-    assert_eq!(ledger["pay_requests"], 1, "{ledger}");
-    assert_eq!(ledger["charges"], 1, "{ledger}");
+    app.assert_ticketed_once(&order_no, 1).await;
 }
 
 #[tokio::test]

@@ -52,12 +52,8 @@ async fn an_order_is_charged_once_when_the_worker_dies_after_sending_pay() {
     assert_eq!(outcome.to, Some(State::Ticketing), "{}", outcome.note);
 
     app.settle(&second, 200).await;
-    let row = app.job(&order_no).await;
-    assert_eq!(row.state, "ticketed", "{:?}", row.last_error);
+    let row = app.assert_ticketed_once(&order_no, 1).await;
     assert_eq!(row.pay_attempts, 1);
-    let ledger = app.ledger(&order_no);
-    assert_eq!(ledger["pay_requests"], 1, "{ledger}");
-    assert_eq!(ledger["charges"], 1, "{ledger}");
     let workers: Vec<Option<String>> = app
         .store
         .events(&order_no)
@@ -90,11 +86,7 @@ async fn a_pay_answer_lost_after_the_charge_is_recovered_by_query_without_paying
     assert_eq!(app.charges(&order_no), 1);
 
     app.settle(&worker, 200).await;
-    let row = app.job(&order_no).await;
-    assert_eq!(row.state, "ticketed", "{:?}", row.last_error);
-    let ledger = app.ledger(&order_no);
-    assert_eq!(ledger["pay_requests"], 1, "{ledger}");
-    assert_eq!(ledger["charges"], 1, "{ledger}");
+    app.assert_ticketed_once(&order_no, 1).await;
 }
 
 #[tokio::test]
@@ -179,12 +171,9 @@ async fn a_pay_lost_before_the_charge_is_sent_again_only_after_the_timeout_and_g
     );
 
     app.settle(&worker, 200).await;
-    let row = app.job(&order_no).await;
-    assert_eq!(row.state, "ticketed", "{:?}", row.last_error);
+    let row = app.assert_ticketed_once(&order_no, 2).await;
     assert_eq!(row.pay_attempts, 2);
     let ledger = app.ledger(&order_no);
-    assert_eq!(ledger["pay_requests"], 2, "{ledger}");
-    assert_eq!(ledger["charges"], 1, "{ledger}");
     assert_eq!(ledger["pay_after_paid_shown"], 0, "{ledger}");
 }
 
@@ -263,9 +252,5 @@ async fn a_payment_still_landing_at_the_rows_deadline_is_found_by_the_query_inst
     })
     .await;
     app.settle(&worker, 200).await;
-    let row = app.job(&order_no).await;
-    assert_eq!(row.state, "ticketed", "{:?}", row.last_error);
-    let ledger = app.ledger(&order_no);
-    assert_eq!(ledger["pay_requests"], 1, "{ledger}");
-    assert_eq!(ledger["charges"], 1, "{ledger}");
+    app.assert_ticketed_once(&order_no, 1).await;
 }

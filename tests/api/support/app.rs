@@ -134,6 +134,17 @@ impl TestApp {
         self.store.job(order_no).await.unwrap().expect("row exists")
     }
 
+    /// Asserts the order ended `ticketed` with exactly one charge after `pay_requests`
+    /// pay.do requests; returns its row for further checks.
+    pub async fn assert_ticketed_once(&self, order_no: &str, pay_requests: i64) -> JobRow {
+        let row = self.job(order_no).await;
+        assert_eq!(row.state, "ticketed", "{order_no}: {:?}", row.last_error);
+        let ledger = self.ledger(order_no);
+        assert_eq!(ledger["pay_requests"], pay_requests, "{ledger}");
+        assert_eq!(ledger["charges"], 1, "{ledger}");
+        row
+    }
+
     /// This order's ledger entry (pay_requests, charges, queries, ...).
     pub fn ledger(&self, order_no: &str) -> Value {
         self.sim.ledger()["orders"][order_no].clone()
