@@ -68,7 +68,8 @@ fn check_pay(http: u16, body: &[u8], status: Option<i64>) {
         }
         PayAnswer::NeverPayAgain { status: s, msg }
         | PayAnswer::Refused { status: s, msg }
-        | PayAnswer::Unauthorized { status: s, msg } => {
+        | PayAnswer::Unauthorized { status: s, msg }
+        | PayAnswer::PaymentError { status: s, msg } => {
             assert_eq!(status, Some(*s));
             short("msg", msg.as_deref().unwrap_or(""), MAX_MSG);
         }

@@ -24,6 +24,10 @@ pub enum PayAnswer {
     Refused { status: i64, msg: Option<String> },
     /// Our credentials were refused (`900`/`902`); nothing was done, the order is not at fault.
     Unauthorized { status: i64, msg: Option<String> },
+    /// `411`: a generic payment error (balance, gateway). The outcome is not certain: the order
+    /// query decides, and if it does not show the order paid, a person checks the balance or
+    /// the card before any second payment.
+    PaymentError { status: i64, msg: Option<String> },
     /// A charge may or may not have happened (timeout, reset, 5xx, unparsable body, `411`,
     /// unknown code). Only an order query can tell; never pay again blindly.
     OutcomeUnknown { status: Option<i64>, reason: String },
@@ -40,6 +44,7 @@ impl PayAnswer {
             PayAnswer::NeverPayAgain { .. } => "never_pay_again",
             PayAnswer::Refused { .. } => "refused",
             PayAnswer::Unauthorized { .. } => "unauthorized",
+            PayAnswer::PaymentError { .. } => "payment_error",
             PayAnswer::OutcomeUnknown { .. } => "outcome_unknown",
             PayAnswer::NotSent { .. } => "not_sent",
         }
@@ -51,7 +56,8 @@ impl PayAnswer {
             PayAnswer::Accepted { status, .. }
             | PayAnswer::NeverPayAgain { status, .. }
             | PayAnswer::Refused { status, .. }
-            | PayAnswer::Unauthorized { status, .. } => Some(*status),
+            | PayAnswer::Unauthorized { status, .. }
+            | PayAnswer::PaymentError { status, .. } => Some(*status),
             PayAnswer::OutcomeUnknown { status, .. } => *status,
             PayAnswer::NotSent { .. } => None,
         }
@@ -200,6 +206,7 @@ pub fn classify_pay(order_no: &str, http: u16, body: &[u8]) -> PayAnswer {
         PayClass::NeverPayAgain => PayAnswer::NeverPayAgain { status, msg },
         PayClass::Refused => PayAnswer::Refused { status, msg },
         PayClass::Unauthorized => PayAnswer::Unauthorized { status, msg },
+        PayClass::PaymentError => PayAnswer::PaymentError { status, msg },
         PayClass::OutcomeUnknown => PayAnswer::OutcomeUnknown {
             status: Some(status),
             reason: format!(

@@ -41,8 +41,14 @@ pub enum PayClass {
     Refused,
     /// `900`, `902`: our credentials are wrong; the order is not at fault.
     Unauthorized,
-    /// `411`, `-1`, `2`, `9999` and every code not in this table: a charge may or may not
-    /// have happened. Only an order query can tell.
+    /// `411`: a generic payment error (deposit balance, card gateway). ATRIP's own client
+    /// queries the order and never pays again; its newer versions tell the user to check the
+    /// balance. Only an order query can tell, and if it does not show the order paid, a person
+    /// checks the balance or card before any second payment (docs/design.md, rule P6).
+    PaymentError,
+    /// `-1`, `2`, `9999`, the codes documented for other endpoints (`604`, `616`, `100`,
+    /// `901`) and every code not in this table: a charge may or may not have happened. Only an
+    /// order query can tell.
     OutcomeUnknown,
 }
 
@@ -55,7 +61,8 @@ pub struct PayCode {
     pub msg: &'static str,
 }
 
-/// Every `pay.do` status code ATRIP documents, with the worker's reading of it.
+/// Every `pay.do` status code ATRIP documents (and the few other codes ATRIP is known to answer
+/// on `pay.do`), with the worker's reading of it.
 pub const PAY_CODES: &[PayCode] = &[
     PayCode {
         status: 0,
@@ -114,7 +121,7 @@ pub const PAY_CODES: &[PayCode] = &[
     },
     PayCode {
         status: 411,
-        class: PayClass::OutcomeUnknown,
+        class: PayClass::PaymentError,
         msg: "Payment error",
     },
     PayCode {
@@ -142,24 +149,29 @@ pub const PAY_CODES: &[PayCode] = &[
         class: PayClass::PaidPnrPending,
         msg: "Payment completed but failed to get PNR",
     },
+    // Not documented as pay.do codes: 604 and 616 are ticket-stage codes (the sandbox's
+    // "Reject" and "Three DS" card holders produce them, synchronously or later as the
+    // `errorCode` of a cancelled order), 100 and 901 are generic API codes. ATRIP's own client
+    // reads every code outside its pay.do table as "outcome unknown" and queries the order; so
+    // do we. They are listed only so that the simulator can answer them with ATRIP's message.
     PayCode {
         status: 604,
-        class: PayClass::Refused,
+        class: PayClass::OutcomeUnknown,
         msg: "Payment declined by airline",
     },
     PayCode {
         status: 616,
-        class: PayClass::Refused,
+        class: PayClass::OutcomeUnknown,
         msg: "3DS Authentication",
     },
     PayCode {
         status: 100,
-        class: PayClass::Refused,
+        class: PayClass::OutcomeUnknown,
         msg: "Missing required request data",
     },
     PayCode {
         status: 901,
-        class: PayClass::Refused,
+        class: PayClass::OutcomeUnknown,
         msg: "Illegal request data",
     },
     PayCode {
@@ -313,7 +325,10 @@ mod tests {
         }
         assert_eq!(pay_class(0), PayClass::Accepted);
         assert_eq!(pay_class(404), PayClass::NeverPayAgain);
-        assert_eq!(pay_class(411), PayClass::OutcomeUnknown);
+        assert_eq!(pay_class(411), PayClass::PaymentError);
+        for undocumented_for_pay in [604, 616, 100, 901] {
+            assert_eq!(pay_class(undocumented_for_pay), PayClass::OutcomeUnknown);
+        }
         assert_eq!(pay_class(12345), PayClass::OutcomeUnknown);
         assert_eq!(pay_class(900), PayClass::Unauthorized);
     }

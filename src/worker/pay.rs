@@ -181,6 +181,17 @@ fn pay_answer_change(w: &Inner, order_no: &str, answer: &PayAnswer) -> Change {
             c.detail = answer_detail("unauthorized", Some(*status), msg.as_deref());
             c
         }
+        PayAnswer::PaymentError { status, msg } => {
+            let mut c = Change::new("pay_answered", State::Paying);
+            c.run_at = Some(recheck);
+            c.unclear = true;
+            c.error = Some(format!(
+                "order {order_no}: pay.do answered {status} ({}); the order query decides",
+                msg.as_deref().unwrap_or("no message")
+            ));
+            c.detail = answer_detail("payment_error", Some(*status), msg.as_deref());
+            c
+        }
         PayAnswer::OutcomeUnknown { status, reason } => {
             let mut c = Change::new("pay_answered", State::Paying);
             c.run_at = Some(recheck);

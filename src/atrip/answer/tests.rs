@@ -23,6 +23,7 @@ fn every_documented_pay_code_is_classified_as_the_table_says() {
             PayClass::NeverPayAgain => matches!(answer, PayAnswer::NeverPayAgain { .. }),
             PayClass::Refused => matches!(answer, PayAnswer::Refused { .. }),
             PayClass::Unauthorized => matches!(answer, PayAnswer::Unauthorized { .. }),
+            PayClass::PaymentError => matches!(answer, PayAnswer::PaymentError { .. }),
             PayClass::OutcomeUnknown => matches!(answer, PayAnswer::OutcomeUnknown { .. }),
         };
         assert!(ok, "status {} classified as {answer:?}", code.status);
@@ -38,7 +39,13 @@ fn pay_codes_that_must_never_lead_to_a_second_payment() {
             PayAnswer::NeverPayAgain { .. }
         ));
     }
-    for status in [411, -1, 2, 9999, 12345] {
+    assert!(matches!(
+        pay(json!({"status": 411})),
+        PayAnswer::PaymentError { status: 411, .. }
+    ));
+    // Codes ATRIP documents for other endpoints, never for pay.do: ATRIP's own client reads
+    // them as "outcome unknown" and queries (issue 8, item 9).
+    for status in [604, 616, 100, 901, -1, 2, 9999, 12345] {
         assert!(
             matches!(
                 pay(json!({"status": status})),
