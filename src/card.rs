@@ -10,7 +10,7 @@ use chrono::{DateTime, Datelike, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::jobs::model::PaymentMethod;
+use crate::domain::PaymentMethod;
 
 /// Why a row's card cannot be used. Messages name the field, never its value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -82,7 +82,7 @@ impl CreditCard {
                 // Digits masked: a card keyed by its own number must not be quoted back.
                 return Err(CardError(format!(
                     "card has an unknown field {:?}",
-                    crate::jobs::model::truncate(
+                    crate::domain::truncate(
                         &key.replace(|c: char| c.is_ascii_digit(), "#"),
                         40
                     )

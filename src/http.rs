@@ -164,12 +164,12 @@ async fn webhook(
     let order_no = payload["data"]["orderNo"]
         .as_str()
         .or_else(|| payload["orderNo"].as_str())
-        .filter(|o| crate::jobs::model::OrderNo::parse(o).is_ok());
+        .filter(|o| crate::domain::OrderNo::parse(o).is_ok());
     let Some(order_no) = order_no else {
         return (StatusCode::BAD_REQUEST, "no valid data.orderNo\n").into_response();
     };
     let detail = json!({
-        "type": payload["type"].as_str().map(|t| crate::jobs::model::truncate(t, 40)),
+        "type": payload["type"].as_str().map(|t| crate::domain::truncate(t, 40)),
         // An integer in webhooks, a string in order queries: ATRIP's advice is to accept both.
         "orderStatus": order_status(&payload["data"]["orderStatus"]),
     });

@@ -33,6 +33,7 @@ pub mod card;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod domain;
 pub mod http;
 pub mod jobs;
 pub mod localpg;

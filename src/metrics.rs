@@ -111,7 +111,7 @@ impl Metrics {
         out.push_str(
             "# HELP ticketing_jobs Rows in the job table, by state.\n# TYPE ticketing_jobs gauge\n",
         );
-        for state in crate::jobs::model::State::ALL {
+        for state in crate::domain::State::ALL {
             let n = jobs_by_state
                 .iter()
                 .find(|(s, _)| s == state.as_str())

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use crate::cli::{Command, EnqueueArgs, ListArgs, OrderArgs, StatusArgs};
 use crate::config::Settings;
-use crate::jobs::model::{OrderNo, PaymentMethod, State};
+use crate::domain::{OrderNo, PaymentMethod, State};
 use crate::jobs::{EventRow, JobRow, JobStore, NewJob};
 
 pub async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<()> {
@@ -69,7 +69,7 @@ fn order_from_json(v: &Value) -> anyhow::Result<NewJob> {
     if let Some(k) = obj.keys().find(|k| !ORDER_KEYS.contains(&k.as_str())) {
         bail!(
             "order JSON: unknown key {:?} (known: {})",
-            crate::jobs::model::truncate(k, 40),
+            crate::domain::truncate(k, 40),
             ORDER_KEYS.join(", ")
         );
     }
@@ -285,7 +285,7 @@ pub fn render_table(rows: &[JobRow]) -> String {
             r.pay_attempts,
             r.poll_attempts,
             r.pnr.clone().unwrap_or_else(|| "-".into()),
-            crate::jobs::model::truncate(&note, 90)
+            crate::domain::truncate(&note, 90)
         ));
     }
     out

@@ -72,7 +72,7 @@ impl CardKey {
             .to_owned();
         if sealed_for != order_no {
             return Err(SealError::WrongOrder {
-                sealed_for: crate::jobs::model::truncate(&sealed_for, 40),
+                sealed_for: crate::domain::truncate(&sealed_for, 40),
             });
         }
         match v.get_mut("card").map(Value::take) {

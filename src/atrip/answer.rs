@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::codes::{self, OrderStatus, PayClass};
-use crate::jobs::model::{truncate, PassengerTickets, TicketSet};
+use crate::domain::{truncate, PassengerTickets, TicketSet};
 
 /// What a `pay.do` answer means for the pay-once protocol.
 #[derive(Debug, Clone, PartialEq)]

@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::answer::{classify_pay, classify_query, PayAnswer, QueryAnswer};
 use crate::card::CreditCard;
 use crate::config::AtripSettings;
-use crate::jobs::model::PaymentMethod;
+use crate::domain::PaymentMethod;
 
 /// The header that names the worker process sending a request (its worker id, as in the
 /// job table's `lease_owner`), so that ATRIP-side logs and the simulator can tell replicas apart.
@@ -246,6 +246,6 @@ fn describe(e: &reqwest::Error) -> String {
     if cause.is_empty() {
         kind.to_owned()
     } else {
-        format!("{kind} ({})", crate::jobs::model::truncate(&cause, 120))
+        format!("{kind} ({})", crate::domain::truncate(&cause, 120))
     }
 }

@@ -4,7 +4,6 @@
 //! (zero rows matched is [`Error::LeaseLost`], never a silent no-op), and it appends its event
 //! in the same statement, so the history can never disagree with the row.
 
-pub mod model;
 mod ops;
 mod rows;
 mod store;

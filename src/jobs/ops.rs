@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use super::model::State;
+use crate::domain::State;
 use super::rows::{CardJson, JobRow, SealedCard};
 use super::store::JobStore;
 use super::Error;

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::PgPool;
 
-use super::model::State;
+use crate::domain::State;
 use super::rows::{CardJson, ClaimedJob, EventRow, JobRow, SealedCard};
 use super::Error;
 

@@ -24,7 +24,7 @@ use tracing::{debug, error, info, warn, Instrument};
 
 use crate::atrip::Client;
 use crate::config::WorkerSettings;
-use crate::jobs::model::State;
+use crate::domain::State;
 use crate::jobs::{self, Change, ClaimedJob, JobStore, Lease};
 pub use schedule::{next_poll_delay, Clock, RateLimiter};
 

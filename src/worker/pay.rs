@@ -14,7 +14,7 @@ use super::{answer_detail, Done, Inner, StepError};
 use crate::atrip::codes::OrderStatus;
 use crate::atrip::{PayAnswer, PayRequest, QueryAnswer};
 use crate::card::CreditCard;
-use crate::jobs::model::{PaymentMethod, State};
+use crate::domain::{PaymentMethod, State};
 use crate::jobs::{Change, ClaimedJob, Lease};
 use crate::sealed::SealError;
 

@@ -7,7 +7,7 @@ use super::schedule::after;
 use super::{answer_detail, next_poll_delay, Done, Inner, StepError};
 use crate::atrip::codes::OrderStatus;
 use crate::atrip::QueryAnswer;
-use crate::jobs::model::State;
+use crate::domain::State;
 use crate::jobs::{Change, ClaimedJob, Lease};
 
 pub(super) async fn step(w: &Inner, job: &ClaimedJob) -> Result<Done, StepError> {

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use ticketing_tracker::atrip::{Client, PayRequest};
 use ticketing_tracker::card::CreditCard;
 use ticketing_tracker::config::Settings;
-use ticketing_tracker::jobs::model::PaymentMethod;
+use ticketing_tracker::domain::PaymentMethod;
 
 use crate::support::app::{vcc_card, TestApp};
 use crate::support::binary::WorkerProcess;

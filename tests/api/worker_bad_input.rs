@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use ticketing_tracker::jobs::model::State;
+use ticketing_tracker::domain::State;
 
 use crate::support::app::{vcc_card, TestApp};
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use ticketing_tracker::atrip::PayAnswer;
-use ticketing_tracker::jobs::model::State;
+use ticketing_tracker::domain::State;
 use ticketing_tracker::simulator::SimConfig;
 
 use crate::support::app::{mor_card, vcc_card, wait_until, TestApp};

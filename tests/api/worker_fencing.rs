@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use ticketing_tracker::jobs::model::State;
+use ticketing_tracker::domain::State;
 use ticketing_tracker::jobs::{self, Change, Lease};
 
 use crate::support::app::{wait_until, TestApp};

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use ticketing_tracker::jobs::model::State;
+use ticketing_tracker::domain::State;
 
 use crate::support::app::{wait_until, TestApp};
 

@@ -5,7 +5,7 @@
 //! good order next to it is ticketed.
 
 use serde_json::{json, Value};
-use ticketing_tracker::jobs::model::State;
+use ticketing_tracker::domain::State;
 
 use super::rogue::{order_answer, pay_accepted, ticketed, Call, Reply, PASSENGER, TICKET};
 use super::world::{World, BAD};

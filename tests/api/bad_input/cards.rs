@@ -4,7 +4,7 @@
 //! order claimed in the same batch is ticketed.
 
 use serde_json::{json, Value};
-use ticketing_tracker::jobs::model::State;
+use ticketing_tracker::domain::State;
 
 use super::world::{World, BAD};
 use crate::support::app::{mor_card, vcc_card};

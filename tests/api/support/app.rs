@@ -249,7 +249,7 @@ impl TestApp {
     /// worker got to it.
     pub async fn pay_directly(&self, order_no: &str) -> ticketing_tracker::atrip::PayAnswer {
         use ticketing_tracker::atrip::PayRequest;
-        use ticketing_tracker::jobs::model::PaymentMethod;
+        use ticketing_tracker::domain::PaymentMethod;
         self.atrip
             .pay(&PayRequest::new(order_no, PaymentMethod::Deposit, None))
             .await

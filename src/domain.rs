@@ -1,4 +1,4 @@
-//! The job table's vocabulary as types: states, payment methods, order numbers, ticket sets.
+//! The vocabulary as types: states, payment methods, order numbers, ticket sets.
 
 use std::fmt;
 
