@@ -177,6 +177,8 @@ async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
         ticketing_delay: Duration::from_millis(args.ticketing_delay_ms),
         one_passenger_at_a_time: args.one_passenger_at_a_time,
         repay_status: args.repay_status,
+        duplicate_guard: !args.no_duplicate_guard,
+        payment_processing: Duration::from_millis(args.payment_processing_ms),
         card_decline_sync: !args.card_decline_async,
         expired_order_status: args.expired_order_status,
         webhook_url: args.webhook_url,

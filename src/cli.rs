@@ -80,6 +80,16 @@ pub struct SimulateArgs {
     /// What pay.do answers for an already paid order: 404 or 402.
     #[arg(long, default_value_t = 404)]
     pub repay_status: i64,
+    /// Simulate an ATRIP without its duplicate guard: every pay.do arriving before the order's
+    /// first payment has settled is taken and charged, so overlapping pay.do charge twice
+    /// (later ones still answer 404/402: the order is paid). Default: a pay.do during another's
+    /// processing answers 406 and charges nothing.
+    #[arg(long)]
+    pub no_duplicate_guard: bool,
+    /// Milliseconds from pay.do's decision to the charge: the request is held that long, then
+    /// answered 0; meanwhile the order query shows "0".
+    #[arg(long, default_value_t = 0)]
+    pub payment_processing_ms: u64,
     /// Card declines ("Reject", "Three DS") come later as a cancelled order instead of a
     /// pay.do error.
     #[arg(long)]

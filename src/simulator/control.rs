@@ -21,15 +21,18 @@ use super::state::Sim;
 pub(super) fn ledger_json(sim: &Sim) -> Value {
     let (now, now_utc) = (Instant::now(), Utc::now());
     let store = sim.lock();
+    let mut derived = ledger::Derived::default();
     let orders: Map<String, Value> = store
         .orders
         .iter()
         .map(|(no, order)| {
             let status = order.view(&sim.config, now, now_utc).status;
-            (no.clone(), order.ledger.to_json(status.wire()))
+            let charges = order.payments.charged(now);
+            derived.add(&order.ledger, charges);
+            (no.clone(), order.ledger.to_json(status.wire(), charges))
         })
         .collect();
-    ledger::document(orders, &store.totals)
+    ledger::document(orders, &store.totals, &derived)
 }
 
 /// One order's entry of [`ledger_json`].
@@ -38,7 +41,11 @@ pub(super) fn order_ledger_json(sim: &Sim, order_no: &str) -> Option<Value> {
     let store = sim.lock();
     let order = store.orders.get(order_no)?;
     let status = order.view(&sim.config, now, now_utc).status;
-    Some(order.ledger.to_json(status.wire()))
+    Some(
+        order
+            .ledger
+            .to_json(status.wire(), order.payments.charged(now)),
+    )
 }
 
 /// `GET /sim/ledger`.

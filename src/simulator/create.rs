@@ -163,7 +163,7 @@ impl OrderSpec {
             fr_flow: self.fr_flow,
             missing_passenger_data: self.missing_passenger_data,
             cancelled: None,
-            payment: None,
+            payments: Default::default(),
             scenario: Scenario::default(),
             ledger: OrderLedger::default(),
             shown_paid: false,

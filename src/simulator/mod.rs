@@ -8,15 +8,19 @@
 //! synchronous or later, what an expired order shows), [`SimConfig`] has a knob so the worker
 //! is tested against every reading.
 //!
-//! Time works lazily: an order's progress (paid → ticketed or cancelled) is computed from the
-//! clock whenever it is read, never by timers, so a slow test machine cannot reorder events.
-//! Only webhooks need a background task, a 200 ms sweep.
+//! Time works lazily: an order's progress (payment processing → charged → ticketed or
+//! cancelled) is computed from the clock whenever it is read, never by timers, so a slow test
+//! machine cannot reorder events. pay.do decides under the store's lock whether to take a
+//! payment and fixes the instant it settles; only the HTTP answer waits for that instant. Only
+//! webhooks need a background task, a 200 ms sweep.
 //!
 //! Files: `state` (the one lock around all orders), `order` (an order and its view at an
-//! instant), `create` (`order.do` and the order extension fields), `pay_rules` (what `pay.do`
-//! answers), `pay` (the charge and its faults), `query`, `faults` (scenarios and chaos mode),
-//! `reply` (HTTP rendering, gzip, dropped connections), `card`, `ledger`, `requests` (who sent
-//! what, when), `control` (`/sim/…`), `webhook`.
+//! instant), `payment` (the payments taken for an order, processing or charged), `create`
+//! (`order.do` and the order extension fields), `pay_rules` (what `pay.do` answers, the
+//! duplicate guard), `pay` (taking a payment and its faults), `query`, `faults` (scenarios and
+//! chaos mode), `reply` (HTTP rendering, gzip, dropped connections), `card`, `ledger` (counters,
+//! charges and double charges), `requests` (who sent what, when), `control` (`/sim/…`),
+//! `webhook`.
 
 mod card;
 mod control;
@@ -26,6 +30,7 @@ mod ledger;
 mod order;
 mod pay;
 mod pay_rules;
+mod payment;
 mod query;
 mod reply;
 mod requests;
@@ -36,6 +41,8 @@ mod webhook;
 mod tests;
 #[cfg(test)]
 mod tests_faults;
+#[cfg(test)]
+mod tests_payments;
 #[cfg(test)]
 mod tests_wire;
 
@@ -73,6 +80,16 @@ pub struct SimConfig {
     pub one_passenger_at_a_time: bool,
     /// pay.do's answer for an already-paid order: 404 or 402 (sources disagree).
     pub repay_status: i64,
+    /// ATRIP's duplicate guard (documented: 406 "a payment operation is already in progress").
+    /// On: a pay.do while the order's payment is processing (or in its in-progress window)
+    /// answers 406 and charges nothing; after it, 404/402 (`repay_status`). Off: an ATRIP
+    /// without the guard. Every pay.do arriving before any payment of the order has settled is
+    /// taken and charged when it settles, so two overlapping pay.do charge twice; once one has
+    /// settled the order is paid and later ones answer 404/402 (never 406) as with the guard.
+    pub duplicate_guard: bool,
+    /// From pay.do's decision to the charge: the request is held this long and then answered;
+    /// meanwhile the query shows "0" (with `paymentAttempted` for VCC). Zero answers at once.
+    pub payment_processing: Duration,
     /// true: "Reject"/"Three DS" card holders make pay.do answer 604/616 with no charge.
     /// false: pay.do charges and answers 0, and the order ends "-3" with errorCode 604/616.
     pub card_decline_sync: bool,
@@ -101,6 +118,8 @@ impl Default for SimConfig {
             ticketing_delay: Duration::from_secs(1),
             one_passenger_at_a_time: false,
             repay_status: 404,
+            duplicate_guard: true,
+            payment_processing: Duration::ZERO,
             card_decline_sync: true,
             expired_order_status: "0".into(),
             unpaid_while_in_progress: true,
