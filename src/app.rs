@@ -180,6 +180,8 @@ async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
         duplicate_guard: !args.no_duplicate_guard,
         payment_processing: Duration::from_millis(args.payment_processing_ms),
         card_decline_sync: !args.card_decline_async,
+        decline_cancels_order: !args.decline_keeps_order,
+        error_echoes_order_no: !args.error_order_no_null,
         expired_order_status: args.expired_order_status,
         webhook_url: args.webhook_url,
         webhook_secret: args.webhook_secret,

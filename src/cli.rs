@@ -94,6 +94,14 @@ pub struct SimulateArgs {
     /// pay.do error.
     #[arg(long)]
     pub card_decline_async: bool,
+    /// A pay.do card decline (604/616) leaves the order unpaid ("0") instead of cancelling it
+    /// ("-3" with that errorCode, which the worker's order query settles).
+    #[arg(long)]
+    pub decline_keeps_order: bool,
+    /// pay.do refusals answer "orderNo": null (as ATRIP's apifox example shows) instead of
+    /// echoing the requested order number.
+    #[arg(long)]
+    pub error_order_no_null: bool,
     /// orderStatus an unpaid order shows past its deadline: "0" or "-3".
     #[arg(long, default_value = "0")]
     pub expired_order_status: String,

@@ -93,6 +93,13 @@ pub struct SimConfig {
     /// true: "Reject"/"Three DS" card holders make pay.do answer 604/616 with no charge.
     /// false: pay.do charges and answers 0, and the order ends "-3" with errorCode 604/616.
     pub card_decline_sync: bool,
+    /// With `card_decline_sync`, a 604/616 answer also cancels the order ("-3" with that
+    /// `errorCode`, `errorMessage` and `airlineMessage`), so a worker that reads 604/616 as
+    /// "outcome unknown" settles it by query. false: the order stays "0".
+    pub decline_cancels_order: bool,
+    /// pay.do refusals carry the requested `orderNo` (true) or `null` as in ATRIP's apifox
+    /// example (false); the sources disagree.
+    pub error_echoes_order_no: bool,
     /// `orderStatus` of an unpaid order past its deadline: "0" or "-3".
     pub expired_order_status: String,
     /// During a payment-in-progress window the query shows "0" (true) or "1" (false).
@@ -121,6 +128,8 @@ impl Default for SimConfig {
             duplicate_guard: true,
             payment_processing: Duration::ZERO,
             card_decline_sync: true,
+            decline_cancels_order: true,
+            error_echoes_order_no: true,
             expired_order_status: "0".into(),
             unpaid_while_in_progress: true,
             gzip: true,

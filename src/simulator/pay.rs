@@ -42,12 +42,16 @@ pub(super) async fn pay_do(
     reply.render(&sim, gzip).await
 }
 
-fn answer(status: i64, detail: Option<String>) -> Value {
+/// A refusal's body: the success shape with nulls. Whether `orderNo` echoes the request is
+/// unsure (ATRIP's apifox example shows `null`; its client reads the number from every pay.do
+/// answer), hence `SimConfig::error_echoes_order_no`.
+fn answer(sim: &Sim, order_no: &str, status: i64, detail: Option<String>) -> Value {
     let msg = detail.map_or_else(
         || pay_msg(status).to_owned(),
         |d| format!("{}: {d}", pay_msg(status)),
     );
-    json!({"orderNo": null, "pnrCode": null, "paymentMethod": null, "airlines": null, "status": status, "msg": msg})
+    let echoed = (sim.config.error_echoes_order_no && !order_no.is_empty()).then_some(order_no);
+    json!({"orderNo": echoed, "pnrCode": null, "paymentMethod": null, "airlines": null, "status": status, "msg": msg})
 }
 
 async fn pay(sim: &Sim, req: &Value) -> Reply {
@@ -64,7 +68,7 @@ async fn pay(sim: &Sim, req: &Value) -> Reply {
             } else {
                 format!("orderNo {order_no:?} does not exist")
             };
-            return Reply::Json(answer(ILLEGAL_PARAMETER, Some(detail)));
+            return Reply::Json(answer(sim, order_no, ILLEGAL_PARAMETER, Some(detail)));
         }
     };
     sim.pause(plan.delay).await;
@@ -174,7 +178,10 @@ fn settle(sim: &Sim, order_no: &str, req: &Value, plan: &PayPlan) -> Settled {
     let Some(order) = store.orders.get(order_no) else {
         // Orders are never removed, so this is unreachable; answer as for an unknown order.
         let detail = format!("orderNo {order_no:?} does not exist");
-        return Settled::now(ILLEGAL_PARAMETER, answer(ILLEGAL_PARAMETER, Some(detail)));
+        return Settled::now(
+            ILLEGAL_PARAMETER,
+            answer(sim, order_no, ILLEGAL_PARAMETER, Some(detail)),
+        );
     };
     let decision = match plan.pay_status {
         Some(status) => forced(&sim.config, order, req, status, now),
@@ -182,8 +189,24 @@ fn settle(sim: &Sim, order_no: &str, req: &Value, plan: &PayPlan) -> Settled {
     };
     let passengers = order.passengers.len();
     match decision {
-        Decision::Refuse(status, detail) => Settled::now(status, answer(status, detail)),
-        Decision::Decline(code) => Settled::now(code, answer(code, None)),
+        Decision::Refuse(status, detail) => {
+            Settled::now(status, answer(sim, order_no, status, detail))
+        }
+        Decision::Decline(code) => {
+            // The sandbox's synchronous decline: nothing charged. ATRIP's client (and ours)
+            // reads 604/616 on pay.do as "outcome unknown" and queries, so the order is
+            // cancelled with that errorCode for the query to settle it. Only when no payment
+            // was taken: without the duplicate guard another one may be processing, and a
+            // cancelled order must not then be charged.
+            if sim.config.decline_cancels_order {
+                if let Some(order) = store.orders.get_mut(order_no) {
+                    if order.payments.is_empty() {
+                        order.cancelled = Some(failure_reason(&code.to_string()));
+                    }
+                }
+            }
+            Settled::now(code, answer(sim, order_no, code, None))
+        }
         Decision::CancelUnconfirmed => {
             if let Some(order) = store.orders.get_mut(order_no) {
                 order.cancelled = Some(Cancellation {
@@ -192,7 +215,7 @@ fn settle(sim: &Sim, order_no: &str, req: &Value, plan: &PayPlan) -> Settled {
                     airline_message: None,
                 });
             }
-            Settled::now(NOT_CONFIRMED, answer(NOT_CONFIRMED, None))
+            Settled::now(NOT_CONFIRMED, answer(sim, order_no, NOT_CONFIRMED, None))
         }
         Decision::Take {
             status,

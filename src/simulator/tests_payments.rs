@@ -133,3 +133,70 @@ async fn payment_attempted_is_shown_for_vcc_only() {
     assert_eq!(h.pay(&mor, 5, visa("JANE")).await["status"], 0);
     assert!(h.query(&mor).await["paymentAttempted"].is_null());
 }
+
+#[tokio::test]
+async fn pay_do_refusals_echo_the_order_number_unless_told_not_to() {
+    let h = Harness::new(fast_config()).await;
+    let order_no = h.order(json!({"supportPaymentMethods": [1]})).await;
+    let refused = h.pay(&order_no, 3, visa("JANE")).await;
+    assert_eq!(
+        refused,
+        json!({
+            "orderNo": order_no, "pnrCode": null, "paymentMethod": null, "airlines": null,
+            "status": 403, "msg": refused["msg"].clone(),
+        })
+    );
+    assert!(refused["msg"].is_string());
+    let unknown = h
+        .call(
+            "pay.do",
+            json!({"orderNo": "TESTA00000000000000000", "paymentMethod": 1}),
+        )
+        .await;
+    assert_eq!(unknown["orderNo"], "TESTA00000000000000000");
+
+    let h = Harness::new(SimConfig {
+        error_echoes_order_no: false,
+        ..fast_config()
+    })
+    .await;
+    let order_no = h.order(json!({"supportPaymentMethods": [1]})).await;
+    let refused = h.pay(&order_no, 3, visa("JANE")).await;
+    assert_eq!(
+        (refused["status"].as_i64(), refused["orderNo"].is_null()),
+        (Some(403), true)
+    );
+}
+
+#[tokio::test]
+async fn a_synchronous_card_decline_cancels_the_order_for_the_query_to_settle() {
+    let h = Harness::new(fast_config()).await;
+    for (holder, code) in [("Reject", "604"), ("Three DS", "616")] {
+        let order_no = h.order(json!({})).await;
+        let declined = h.pay(&order_no, 3, visa(holder)).await;
+        assert_eq!(declined["status"].to_string(), code);
+        let cancelled = h.query(&order_no).await;
+        assert_eq!(cancelled["orderStatus"], "-3", "{cancelled}");
+        assert_eq!(cancelled["errorCode"], code);
+        assert!(cancelled["errorMessage"].is_string() && cancelled["airlineMessage"].is_string());
+        assert!(cancelled["payTime"].is_null());
+        assert_eq!(h.pay(&order_no, 1, Value::Null).await["status"], 402);
+        assert_eq!(h.sim.order_ledger(&order_no).unwrap()["charges"], 0);
+    }
+
+    let h = Harness::new(SimConfig {
+        decline_cancels_order: false,
+        ..fast_config()
+    })
+    .await;
+    let order_no = h.order(json!({})).await;
+    assert_eq!(h.pay(&order_no, 3, visa("Reject")).await["status"], 604);
+    let unpaid = h.query(&order_no).await;
+    assert_eq!(
+        (
+            unpaid["orderStatus"].as_str(),
+            unpaid["errorCode"].is_null()
+        ),
+        (Some("0"), true)
+    );
+}
