@@ -16,11 +16,11 @@
 //!
 //! Files: `state` (the one lock around all orders), `order` (an order and its view at an
 //! instant), `payment` (the payments taken for an order, processing or charged), `create`
-//! (`order.do` and the order extension fields), `pay_rules` (what `pay.do` answers, the
-//! duplicate guard), `pay` (taking a payment and its faults), `query`, `faults` (scenarios and
-//! chaos mode), `reply` (HTTP rendering, gzip, dropped connections), `card`, `ledger` (counters,
-//! charges and double charges), `requests` (who sent what, when), `control` (`/sim/…`),
-//! `webhook`.
+//! (`order.do` and the order extension fields), `pricing` (`paymentOptions` and fees),
+//! `pay_rules` (what `pay.do` answers, the duplicate guard), `pay` (taking a payment and its
+//! faults), `query`, `faults` (scenarios and chaos mode), `reply` (HTTP rendering, gzip,
+//! dropped connections), `card`, `ledger` (counters, charges and double charges), `requests`
+//! (who sent what, when), `control` (`/sim/…`), `webhook`.
 
 mod card;
 mod control;
@@ -31,6 +31,7 @@ mod order;
 mod pay;
 mod pay_rules;
 mod payment;
+mod pricing;
 mod query;
 mod reply;
 mod requests;

@@ -248,7 +248,11 @@ impl Order {
             "airlineMessage": cancel.airline_message,
             "paymentAttempted": vcc_attempted.then_some(true),
             "totalPrice": self.total_price,
+            "totalTransactionFee": self.total_transaction_fee(),
             "currency": CURRENCY,
+            // The price per method while the order can be paid; once paid, the one used.
+            "paymentOptions": (view.status == OrderStatus::Unpaid).then(|| self.payment_options()),
+            "payment": paid.map(|p| self.payment_option(p.method)),
         })
     }
 }

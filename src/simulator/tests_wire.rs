@@ -128,3 +128,69 @@ async fn a_webhook_announces_the_ticketed_order_without_any_query() {
     assert!(rx.try_recv().is_err(), "one webhook per order");
     server.abort();
 }
+
+#[tokio::test]
+async fn order_do_answers_what_atrips_own_client_reads_and_the_query_prices_the_order() {
+    let h = Harness::new(fast_config()).await;
+    let passengers = json!([{"name": "DOE/JANE"}, {"name": "DOE/JOHN"}]);
+    let created = h
+        .call(
+            "order.do",
+            json!({"sessionId": "s-1", "passengers": passengers, "payment": {"cardType": "Visa"}}),
+        )
+        .await;
+    // ATRIP's client (orders.py, CreatedOrder) refuses the answer without any of these.
+    assert_eq!(created["status"], 0);
+    let order_no = created["orderNo"].as_str().expect("orderNo").to_owned();
+    assert!(created["totalPrice"].as_f64().is_some_and(|p| p >= 0.0));
+    assert_eq!(created["totalTransactionFee"], 4.0, "2 per passenger");
+    assert_eq!(created["currency"], "USD");
+    let deadline = created["tktLimitTime"].as_str().expect("tktLimitTime");
+    assert!(chrono::NaiveDateTime::parse_from_str(deadline, "%Y-%m-%d %H:%M:%S").is_ok());
+    assert_eq!(created["sessionId"], "s-1");
+
+    let options = created["paymentOptions"]
+        .as_array()
+        .expect("paymentOptions");
+    let methods: Vec<_> = options.iter().map(|o| o["paymentMethod"].clone()).collect();
+    assert_eq!(methods, [json!(1), json!(3), json!(4), json!(5)]);
+    for option in options {
+        let mut keys: Vec<_> = option.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                "cardType",
+                "paymentFee",
+                "paymentMethod",
+                "serviceFee",
+                "ticketFare"
+            ],
+            "{option}"
+        );
+        assert_eq!(option["ticketFare"]["amount"], 100.0);
+        assert_eq!(option["ticketFare"]["currency"], "USD");
+        assert_eq!(option["serviceFee"]["deductFrom"], "DEPOSIT");
+    }
+    assert_eq!(options[0]["ticketFare"]["deductFrom"], "DEPOSIT");
+    assert_eq!(options[1]["ticketFare"]["deductFrom"], "CARD");
+    let mor = &options[3];
+    assert_eq!(mor["cardType"], "Visa", "filled for MoR only");
+    assert!(options[1]["cardType"].is_null());
+    assert_eq!(
+        mor["paymentFee"],
+        json!({"amount": 3.0, "currency": "USD", "deductFrom": "CARD"})
+    );
+
+    let unpaid = h.query(&order_no).await;
+    assert_eq!(unpaid["paymentOptions"], created["paymentOptions"]);
+    assert!(unpaid["payment"].is_null());
+    assert_eq!(unpaid["totalTransactionFee"], 4.0);
+    assert_eq!(
+        h.pay(&order_no, 5, super::tests::visa("JANE")).await["status"],
+        0
+    );
+    let paid = h.query(&order_no).await;
+    assert!(paid["paymentOptions"].is_null(), "null once paid");
+    assert_eq!(paid["payment"], *mor);
+}
