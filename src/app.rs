@@ -170,7 +170,19 @@ pub async fn stop_on_signal(token: CancellationToken) {
 /// `simulate`: the ATRIP simulator as a server until SIGTERM or Ctrl-C.
 async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
     crate::telemetry::init(&crate::config::Settings::defaults().log);
-    let config = SimConfig {
+    let listen = args.listen;
+    let config = sim_config(args);
+    let handle = simulator::start(config, listen).await?;
+    println!("ATRIP simulator listening on {}", handle.base_url());
+    let token = handle.shutdown_token();
+    tokio::spawn(stop_on_signal(token));
+    handle.stopped().await;
+    Ok(())
+}
+
+/// The simulator's configuration from `simulate`'s flags.
+pub(crate) fn sim_config(args: SimulateArgs) -> SimConfig {
+    SimConfig {
         client_id: args.client_id,
         client_secret: args.client_secret,
         auto_create: args.auto_create,
@@ -187,12 +199,8 @@ async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
         webhook_secret: args.webhook_secret,
         fault_rate: args.fault_rate,
         fault_seed: args.fault_seed,
+        latency_mean: Duration::from_millis(args.latency_ms.unwrap_or_default()),
+        latency_jitter: Duration::from_millis(args.latency_jitter_ms.unwrap_or_default()),
         ..SimConfig::default()
-    };
-    let handle = simulator::start(config, args.listen).await?;
-    println!("ATRIP simulator listening on {}", handle.base_url());
-    let token = handle.shutdown_token();
-    tokio::spawn(stop_on_signal(token));
-    handle.stopped().await;
-    Ok(())
+    }
 }

@@ -117,6 +117,13 @@ pub struct SimulateArgs {
     /// Seed for the random faults.
     #[arg(long)]
     pub fault_seed: Option<u64>,
+    /// Delay every ATRIP answer (order.do, pay.do, queryOrderDetails.do; not /sim/...) by this
+    /// many milliseconds on average, as a real round trip would.
+    #[arg(long, value_name = "MEAN")]
+    pub latency_ms: Option<u64>,
+    /// Spread the latency uniformly over MEAN ± J milliseconds (never below 0).
+    #[arg(long, value_name = "J", requires = "latency_ms")]
+    pub latency_jitter_ms: Option<u64>,
 }
 
 #[derive(Debug, Args)]

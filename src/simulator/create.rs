@@ -200,6 +200,7 @@ pub(super) async fn order_do(
         Ok(req) => create(&sim, &req),
         Err(refusal) => refusal,
     };
+    sim.answer_latency().await;
     reply.render(&sim, gzip).await
 }
 

@@ -63,6 +63,9 @@ pub(super) struct Totals {
     pub faults_injected: u64,
     /// Requests refused with 900: the only thing they change is this counter.
     pub unauthorized: u64,
+    /// Queries answered 429 by a `/sim/storm` (also counted in `queries`, not per order: the
+    /// rate limit stands in front of the order lookup).
+    pub storm_answers: u64,
 }
 
 /// Totals computed over the orders when the ledger is read.
@@ -112,6 +115,7 @@ impl Totals {
             "queries": self.queries,
             "faults_injected": self.faults_injected,
             "unauthorized": self.unauthorized,
+            "storm_answers": self.storm_answers,
         })
     }
 }

@@ -18,9 +18,13 @@
 //! instant), `payment` (the payments taken for an order, processing or charged), `create`
 //! (`order.do` and the order extension fields), `pricing` (`paymentOptions` and fees),
 //! `pay_rules` (what `pay.do` answers, the duplicate guard), `pay` (taking a payment and its
-//! faults), `query`, `faults` (scenarios and chaos mode), `reply` (HTTP rendering, gzip,
-//! dropped connections), `card`, `ledger` (counters, charges and double charges), `requests`
-//! (who sent what, when), `control` (`/sim/…`), `webhook`.
+//! faults), `query`, `faults` (scenarios and chaos mode), `pacing` (answer latency, query
+//! rate-limit storms), `reply` (HTTP rendering, gzip, dropped connections), `card`, `ledger`
+//! (counters, charges and double charges), `requests` (who sent what, when), `control`
+//! (`/sim/ledger`, `/sim/orders/{orderNo}/scenario`, `/sim/storm`), `webhook`. Tests:
+//! `tests` (business rules and knobs), `tests_payments` (processing, the duplicate guard,
+//! declines), `tests_faults`, `tests_wire` (transport, `order.do`'s shape, the CLI flags),
+//! `tests_load` (latency, storms).
 
 mod card;
 mod control;
@@ -28,6 +32,7 @@ mod create;
 mod faults;
 mod ledger;
 mod order;
+mod pacing;
 mod pay;
 mod pay_rules;
 mod payment;
@@ -42,6 +47,8 @@ mod webhook;
 mod tests;
 #[cfg(test)]
 mod tests_faults;
+#[cfg(test)]
+mod tests_load;
 #[cfg(test)]
 mod tests_payments;
 #[cfg(test)]
@@ -115,6 +122,11 @@ pub struct SimConfig {
     pub fault_rate: f64,
     /// Seed for chaos mode, to replay a run.
     pub fault_seed: Option<u64>,
+    /// Every ATRIP answer (order.do, pay.do, queryOrderDetails.do; not `/sim/…`) is delayed by
+    /// this mean ± `latency_jitter` (uniform, clamped at 0), for benchmarks against a
+    /// realistic round trip. Zero: answers at once.
+    pub latency_mean: Duration,
+    pub latency_jitter: Duration,
 }
 
 impl Default for SimConfig {
@@ -138,6 +150,8 @@ impl Default for SimConfig {
             webhook_secret: None,
             fault_rate: 0.0,
             fault_seed: None,
+            latency_mean: Duration::ZERO,
+            latency_jitter: Duration::ZERO,
         }
     }
 }
@@ -153,6 +167,7 @@ fn router(sim: Arc<Sim>) -> Router {
             "/sim/orders/{order_no}/scenario",
             post(control::set_scenario),
         )
+        .route("/sim/storm", post(control::start_storm))
         .with_state(sim)
 }
 
@@ -247,6 +262,13 @@ impl SimHandle {
     /// The ledger, as `GET /sim/ledger` would answer it, for in-process tests.
     pub fn ledger(&self) -> serde_json::Value {
         control::ledger_json(&self.sim)
+    }
+
+    /// Starts a query rate-limit storm: every queryOrderDetails.do answers HTTP 429 with ATRIP's
+    /// rate-limit body for `length` from now (zero ends one); pay.do is never limited. The
+    /// in-process form of `POST /sim/storm`.
+    pub fn storm(&self, length: Duration) {
+        self.sim.storm(length);
     }
 
     /// Every `pay.do` and `queryOrderDetails.do` received so far, in arrival order, with the

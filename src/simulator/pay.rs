@@ -39,6 +39,7 @@ pub(super) async fn pay_do(
         Ok(req) => pay(&sim, &req).await,
         Err(refusal) => refusal,
     };
+    sim.answer_latency().await;
     reply.render(&sim, gzip).await
 }
 

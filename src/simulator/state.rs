@@ -47,6 +47,8 @@ pub(super) struct Store {
     last_order_ms: i64,
     /// Ticket numbers count up from a random start: unique within a run, unlike random draws.
     next_ticket: Option<u32>,
+    /// Until when every query answers 429 (`/sim/storm`).
+    pub storm_until: Option<Instant>,
 }
 
 impl Store {

@@ -194,3 +194,49 @@ async fn order_do_answers_what_atrips_own_client_reads_and_the_query_prices_the_
     assert!(paid["paymentOptions"].is_null(), "null once paid");
     assert_eq!(paid["payment"], *mor);
 }
+
+#[test]
+fn simulate_flags_map_onto_the_config() {
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+    let parse = |flags: &[&str]| {
+        let argv = ["ticketing-tracker", "simulate"]
+            .into_iter()
+            .chain(flags.iter().copied());
+        match Cli::try_parse_from(argv).map(|cli| cli.command) {
+            Ok(Command::Simulate(args)) => Ok(crate::app::sim_config(args)),
+            Ok(other) => panic!("not simulate: {other:?}"),
+            Err(error) => Err(error),
+        }
+    };
+    let defaults = parse(&[]).expect("no flags");
+    assert!(defaults.duplicate_guard);
+    assert!(defaults.decline_cancels_order && defaults.error_echoes_order_no);
+    assert_eq!(defaults.payment_processing, Duration::ZERO);
+    assert_eq!(
+        (defaults.latency_mean, defaults.latency_jitter),
+        (Duration::ZERO, Duration::ZERO)
+    );
+
+    let config = parse(&[
+        "--no-duplicate-guard",
+        "--payment-processing-ms",
+        "250",
+        "--decline-keeps-order",
+        "--error-order-no-null",
+        "--latency-ms",
+        "40",
+        "--latency-jitter-ms",
+        "10",
+    ])
+    .expect("every flag");
+    assert!(!config.duplicate_guard);
+    assert_eq!(config.payment_processing, Duration::from_millis(250));
+    assert!(!config.decline_cancels_order && !config.error_echoes_order_no);
+    assert_eq!(config.latency_mean, Duration::from_millis(40));
+    assert_eq!(config.latency_jitter, Duration::from_millis(10));
+    assert!(
+        parse(&["--latency-jitter-ms", "10"]).is_err(),
+        "jitter needs a mean"
+    );
+}
