@@ -5,8 +5,9 @@
 //! Why a simulator: the real sandbox is not reachable from this project's machines, and even
 //! when it is, it cannot drop a connection *after* charging, which is the case the worker
 //! exists for. Where ATRIP's documentation leaves behaviour open (402 or 404 on re-pay, 604
-//! synchronous or later, what an expired order shows), [`SimConfig`] has a knob so the worker
-//! is tested against every reading.
+//! synchronous or later and whether it cancels the order, what an expired order shows, whether
+//! a refusal echoes `orderNo`, how strong the duplicate guard is), [`SimConfig`] has a knob so
+//! the worker is tested against every reading.
 //!
 //! Time works lazily: an order's progress (payment processing → charged → ticketed or
 //! cancelled) is computed from the clock whenever it is read, never by timers, so a slow test
@@ -82,6 +83,7 @@ pub struct SimConfig {
     /// unpaid order with the defaults, instead of answering 400/800/404.
     pub auto_create: bool,
     /// From charge (or the end of a payment-in-progress window) to the final state.
+    /// Ticketing follows the first payment to settle; any other is only a charge.
     pub ticketing_delay: Duration,
     /// Tickets appear one passenger at a time, spread evenly over the delay, so the worker
     /// meets an order that is "1" with some tickets.
@@ -126,6 +128,7 @@ pub struct SimConfig {
     /// this mean ± `latency_jitter` (uniform, clamped at 0), for benchmarks against a
     /// realistic round trip. Zero: answers at once.
     pub latency_mean: Duration,
+    /// Half the width of the latency's uniform spread.
     pub latency_jitter: Duration,
 }
 
