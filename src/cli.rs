@@ -80,10 +80,28 @@ pub struct SimulateArgs {
     /// What pay.do answers for an already paid order: 404 or 402.
     #[arg(long, default_value_t = 404)]
     pub repay_status: i64,
+    /// Simulate an ATRIP without its duplicate guard: every pay.do arriving before the order's
+    /// first payment has settled is taken and charged, so overlapping pay.do charge twice
+    /// (later ones still answer 404/402: the order is paid). Default: a pay.do during another's
+    /// processing answers 406 and charges nothing.
+    #[arg(long)]
+    pub no_duplicate_guard: bool,
+    /// Milliseconds from pay.do's decision to the charge: the request is held that long, then
+    /// answered 0; meanwhile the order query shows "0".
+    #[arg(long, default_value_t = 0)]
+    pub payment_processing_ms: u64,
     /// Card declines ("Reject", "Three DS") come later as a cancelled order instead of a
     /// pay.do error.
     #[arg(long)]
     pub card_decline_async: bool,
+    /// A pay.do card decline (604/616) leaves the order unpaid ("0") instead of cancelling it
+    /// ("-3" with that errorCode, which the worker's order query settles).
+    #[arg(long)]
+    pub decline_keeps_order: bool,
+    /// pay.do refusals answer "orderNo": null (as ATRIP's apifox example shows) instead of
+    /// echoing the requested order number.
+    #[arg(long)]
+    pub error_order_no_null: bool,
     /// orderStatus an unpaid order shows past its deadline: "0" or "-3".
     #[arg(long, default_value = "0")]
     pub expired_order_status: String,
@@ -99,6 +117,13 @@ pub struct SimulateArgs {
     /// Seed for the random faults.
     #[arg(long)]
     pub fault_seed: Option<u64>,
+    /// Delay every ATRIP answer (order.do, pay.do, queryOrderDetails.do; not /sim/...) by this
+    /// many milliseconds on average, as a real round trip would.
+    #[arg(long, value_name = "MEAN")]
+    pub latency_ms: Option<u64>,
+    /// Spread the latency uniformly over MEAN ± J milliseconds (never below 0).
+    #[arg(long, value_name = "J", requires = "latency_ms")]
+    pub latency_jitter_ms: Option<u64>,
 }
 
 #[derive(Debug, Args)]

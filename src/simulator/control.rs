@@ -1,8 +1,9 @@
-//! The test-only endpoints (no credentials): `GET /sim/ledger` to read what happened, and
-//! `POST /sim/orders/{orderNo}/scenario` to script what happens next to one order.
+//! The test-only endpoints (no credentials): `GET /sim/ledger` to read what happened,
+//! `POST /sim/orders/{orderNo}/scenario` to script what happens next to one order, and
+//! `POST /sim/storm` to rate-limit every order query for a while.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -21,15 +22,18 @@ use super::state::Sim;
 pub(super) fn ledger_json(sim: &Sim) -> Value {
     let (now, now_utc) = (Instant::now(), Utc::now());
     let store = sim.lock();
+    let mut derived = ledger::Derived::default();
     let orders: Map<String, Value> = store
         .orders
         .iter()
         .map(|(no, order)| {
             let status = order.view(&sim.config, now, now_utc).status;
-            (no.clone(), order.ledger.to_json(status.wire()))
+            let charges = order.payments.charged(now);
+            derived.add(&order.ledger, charges);
+            (no.clone(), order.ledger.to_json(status.wire(), charges))
         })
         .collect();
-    ledger::document(orders, &store.totals)
+    ledger::document(orders, &store.totals, &derived)
 }
 
 /// One order's entry of [`ledger_json`].
@@ -38,7 +42,11 @@ pub(super) fn order_ledger_json(sim: &Sim, order_no: &str) -> Option<Value> {
     let store = sim.lock();
     let order = store.orders.get(order_no)?;
     let status = order.view(&sim.config, now, now_utc).status;
-    Some(order.ledger.to_json(status.wire()))
+    Some(
+        order
+            .ledger
+            .to_json(status.wire(), order.payments.charged(now)),
+    )
 }
 
 /// `GET /sim/ledger`.
@@ -78,6 +86,32 @@ pub(super) async fn set_scenario(
                 ),
             }
         }
+    };
+    reply.render(&sim, gzip).await
+}
+
+/// `POST /sim/storm` with `{"ms": N}`: every queryOrderDetails.do answers 429 for N ms from now
+/// (0 ends a storm). pay.do is never rate limited: ATRIP exempts it.
+pub(super) async fn start_storm(
+    State(sim): State<Arc<Sim>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Storm {
+        ms: u64,
+    }
+    let gzip = wants_gzip(&sim, &headers);
+    let reply = match serde_json::from_slice::<Storm>(&body) {
+        Ok(storm) => {
+            sim.storm(Duration::from_millis(storm.ms));
+            Reply::Json(json!({"ok": true}))
+        }
+        Err(error) => Reply::JsonStatus(
+            StatusCode::BAD_REQUEST,
+            json!({"ok": false, "error": format!("bad storm: {error}")}),
+        ),
     };
     reply.render(&sim, gzip).await
 }

@@ -163,7 +163,7 @@ impl OrderSpec {
             fr_flow: self.fr_flow,
             missing_passenger_data: self.missing_passenger_data,
             cancelled: None,
-            payment: None,
+            payments: Default::default(),
             scenario: Scenario::default(),
             ledger: OrderLedger::default(),
             shown_paid: false,
@@ -200,6 +200,7 @@ pub(super) async fn order_do(
         Ok(req) => create(&sim, &req),
         Err(refusal) => refusal,
     };
+    sim.answer_latency().await;
     reply.render(&sim, gzip).await
 }
 
@@ -227,17 +228,30 @@ fn create(sim: &Sim, req: &Value) -> Reply {
     };
     let order = spec.build(order_no.clone(), now);
     let view = order.view(&sim.config, std::time::Instant::now(), now);
+    // What ATRIP's own client reads (`orders.py` `CreatedOrder`: orderNo, totalPrice,
+    // totalTransactionFee, currency, tktLimitTime, paymentOptions) and the rest of the
+    // documented answer. Vendor (airline-currency) prices come only with VCC or BYOA.
+    let vendor = order
+        .support_payment_methods
+        .iter()
+        .any(|m| matches!(m, 3 | 4));
     let answer = json!({
         "status": 0,
         "msg": pay_msg(0),
+        "sessionId": req.get("sessionId").filter(|v| v.is_string()),
+        "offerId": req.get("offerId").and_then(Value::as_str).unwrap_or_default(),
         "orderNo": order.order_no,
         "pnrCode": order.pnr_code,
         "totalPrice": order.total_price,
+        "totalTransactionFee": order.total_transaction_fee(),
         "currency": CURRENCY,
+        "vendorTotalPrice": vendor.then_some(order.total_price),
+        "vendorCurrency": vendor.then_some(CURRENCY),
         "tktLimitTime": sgt(order.deadline),
         "paxTicketInfos": order.pax_ticket_infos(&view),
         "routing": {"supportPaymentMethods": order.support_payment_methods},
         "duplicateOrders": null,
+        "paymentOptions": order.payment_options(),
     });
     store.orders.insert(order_no, order);
     Reply::Json(answer)

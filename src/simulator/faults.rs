@@ -34,6 +34,9 @@ pub(super) struct Scenario {
     pub timeout_after_charge: u32,
     /// Every request for this order waits this long before it is processed.
     pub delay_ms: u64,
+    /// Per-order processing time, overriding `SimConfig::payment_processing`: from pay.do's
+    /// decision to the charge, while the request is held and the query shows "0".
+    pub payment_processing_ms: Option<u64>,
     /// After a charge, this long of "payment in progress" (406; query "0" or "1").
     pub payment_in_progress_ms: u64,
     /// Ticketing ends `"-3"` with this `errorCode` instead of `"2"`.

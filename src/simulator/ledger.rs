@@ -29,13 +29,17 @@ impl PayRequestSummary {
     }
 }
 
-/// Per-order counters.
+/// Per-order counters. The order's `charges` (settled payments; anything above 1 is the bug the
+/// worker must never have) are not a counter: they follow from the clock, like the order's
+/// state, and are computed when the ledger is read.
 #[derive(Clone, Debug, Default)]
 pub(super) struct OrderLedger {
     pub pay_requests: u64,
-    /// Accepted payments. Anything above 1 is the bug the worker must never have.
-    pub charges: u64,
     pub queries: u64,
+    /// The most payments processing at once (each taken one counts from pay.do's decision to
+    /// its settling). 1 with ATRIP's duplicate guard; 2 or more means overlapping pay.do
+    /// requests were each taken, which without the guard is a double charge.
+    pub max_overlapping_payments: u64,
     /// Every pay.do status answered, `None` when no answer reached the client (dropped, held,
     /// 5xx page, garbled body): the worker's view of the outcome was "unknown" for those.
     pub pay_statuses: Vec<Option<i64>>,
@@ -54,19 +58,42 @@ pub(super) struct OrderLedger {
 #[derive(Clone, Debug, Default)]
 pub(super) struct Totals {
     pub pay_requests: u64,
-    pub charges: u64,
     pub queries: u64,
     /// Faults injected by chaos mode and by scenarios alike.
     pub faults_injected: u64,
     /// Requests refused with 900: the only thing they change is this counter.
     pub unauthorized: u64,
+    /// Queries answered 429 by a `/sim/storm` (also counted in `queries`, not per order: the
+    /// rate limit stands in front of the order lookup).
+    pub storm_answers: u64,
+}
+
+/// Totals computed over the orders when the ledger is read.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Derived {
+    /// Settled payments over all orders.
+    pub charges: u64,
+    /// Over all orders, `max(0, pay_requests - 1)`: every pay.do beyond an order's first.
+    pub pay_requests_over_one: u64,
+    /// Orders charged more than once.
+    pub double_charges: u64,
+}
+
+impl Derived {
+    pub(super) fn add(&mut self, ledger: &OrderLedger, charges: u64) {
+        self.charges += charges;
+        self.pay_requests_over_one += ledger.pay_requests.saturating_sub(1);
+        self.double_charges += u64::from(charges > 1);
+    }
 }
 
 impl OrderLedger {
-    pub(super) fn to_json(&self, order_status: &str) -> Value {
+    /// The order's entry, with what the clock says now: its `orderStatus` and its charges.
+    pub(super) fn to_json(&self, order_status: &str, charges: u64) -> Value {
         json!({
             "pay_requests": self.pay_requests,
-            "charges": self.charges,
+            "charges": charges,
+            "max_overlapping_payments": self.max_overlapping_payments,
             "queries": self.queries,
             "pay_statuses": self.pay_statuses,
             "pay_after_paid_shown": self.pay_after_paid_shown,
@@ -79,18 +106,21 @@ impl OrderLedger {
 }
 
 impl Totals {
-    pub(super) fn to_json(&self) -> Value {
+    pub(super) fn to_json(&self, derived: &Derived) -> Value {
         json!({
             "pay_requests": self.pay_requests,
-            "charges": self.charges,
+            "charges": derived.charges,
+            "pay_requests_over_one": derived.pay_requests_over_one,
+            "double_charges": derived.double_charges,
             "queries": self.queries,
             "faults_injected": self.faults_injected,
             "unauthorized": self.unauthorized,
+            "storm_answers": self.storm_answers,
         })
     }
 }
 
 /// The whole ledger document from per-order entries already rendered.
-pub(super) fn document(orders: Map<String, Value>, totals: &Totals) -> Value {
-    json!({ "orders": orders, "totals": totals.to_json() })
+pub(super) fn document(orders: Map<String, Value>, totals: &Totals, derived: &Derived) -> Value {
+    json!({ "orders": orders, "totals": totals.to_json(derived) })
 }

@@ -5,18 +5,27 @@
 //! Why a simulator: the real sandbox is not reachable from this project's machines, and even
 //! when it is, it cannot drop a connection *after* charging, which is the case the worker
 //! exists for. Where ATRIP's documentation leaves behaviour open (402 or 404 on re-pay, 604
-//! synchronous or later, what an expired order shows), [`SimConfig`] has a knob so the worker
-//! is tested against every reading.
+//! synchronous or later and whether it cancels the order, what an expired order shows, whether
+//! a refusal echoes `orderNo`, how strong the duplicate guard is), [`SimConfig`] has a knob so
+//! the worker is tested against every reading.
 //!
-//! Time works lazily: an order's progress (paid → ticketed or cancelled) is computed from the
-//! clock whenever it is read, never by timers, so a slow test machine cannot reorder events.
-//! Only webhooks need a background task, a 200 ms sweep.
+//! Time works lazily: an order's progress (payment processing → charged → ticketed or
+//! cancelled) is computed from the clock whenever it is read, never by timers, so a slow test
+//! machine cannot reorder events. pay.do decides under the store's lock whether to take a
+//! payment and fixes the instant it settles; only the HTTP answer waits for that instant. Only
+//! webhooks need a background task, a 200 ms sweep.
 //!
 //! Files: `state` (the one lock around all orders), `order` (an order and its view at an
-//! instant), `create` (`order.do` and the order extension fields), `pay_rules` (what `pay.do`
-//! answers), `pay` (the charge and its faults), `query`, `faults` (scenarios and chaos mode),
-//! `reply` (HTTP rendering, gzip, dropped connections), `card`, `ledger`, `requests` (who sent
-//! what, when), `control` (`/sim/…`), `webhook`.
+//! instant), `payment` (the payments taken for an order, processing or charged), `create`
+//! (`order.do` and the order extension fields), `pricing` (`paymentOptions` and fees),
+//! `pay_rules` (what `pay.do` answers, the duplicate guard), `pay` (taking a payment and its
+//! faults), `query`, `faults` (scenarios and chaos mode), `pacing` (answer latency, query
+//! rate-limit storms), `reply` (HTTP rendering, gzip, dropped connections), `card`, `ledger`
+//! (counters, charges and double charges), `requests` (who sent what, when), `control`
+//! (`/sim/ledger`, `/sim/orders/{orderNo}/scenario`, `/sim/storm`), `webhook`. Tests:
+//! `tests` (business rules and knobs), `tests_payments` (processing, the duplicate guard,
+//! declines), `tests_faults`, `tests_wire` (transport, `order.do`'s shape, the CLI flags),
+//! `tests_load` (latency, storms).
 
 mod card;
 mod control;
@@ -24,8 +33,11 @@ mod create;
 mod faults;
 mod ledger;
 mod order;
+mod pacing;
 mod pay;
 mod pay_rules;
+mod payment;
+mod pricing;
 mod query;
 mod reply;
 mod requests;
@@ -36,6 +48,10 @@ mod webhook;
 mod tests;
 #[cfg(test)]
 mod tests_faults;
+#[cfg(test)]
+mod tests_load;
+#[cfg(test)]
+mod tests_payments;
 #[cfg(test)]
 mod tests_wire;
 
@@ -67,15 +83,33 @@ pub struct SimConfig {
     /// unpaid order with the defaults, instead of answering 400/800/404.
     pub auto_create: bool,
     /// From charge (or the end of a payment-in-progress window) to the final state.
+    /// Ticketing follows the first payment to settle; any other is only a charge.
     pub ticketing_delay: Duration,
     /// Tickets appear one passenger at a time, spread evenly over the delay, so the worker
     /// meets an order that is "1" with some tickets.
     pub one_passenger_at_a_time: bool,
     /// pay.do's answer for an already-paid order: 404 or 402 (sources disagree).
     pub repay_status: i64,
+    /// ATRIP's duplicate guard (documented: 406 "a payment operation is already in progress").
+    /// On: a pay.do while the order's payment is processing (or in its in-progress window)
+    /// answers 406 and charges nothing; after it, 404/402 (`repay_status`). Off: an ATRIP
+    /// without the guard. Every pay.do arriving before any payment of the order has settled is
+    /// taken and charged when it settles, so two overlapping pay.do charge twice; once one has
+    /// settled the order is paid and later ones answer 404/402 (never 406) as with the guard.
+    pub duplicate_guard: bool,
+    /// From pay.do's decision to the charge: the request is held this long and then answered;
+    /// meanwhile the query shows "0" (with `paymentAttempted` for VCC). Zero answers at once.
+    pub payment_processing: Duration,
     /// true: "Reject"/"Three DS" card holders make pay.do answer 604/616 with no charge.
     /// false: pay.do charges and answers 0, and the order ends "-3" with errorCode 604/616.
     pub card_decline_sync: bool,
+    /// With `card_decline_sync`, a 604/616 answer also cancels the order ("-3" with that
+    /// `errorCode`, `errorMessage` and `airlineMessage`), so a worker that reads 604/616 as
+    /// "outcome unknown" settles it by query. false: the order stays "0".
+    pub decline_cancels_order: bool,
+    /// pay.do refusals carry the requested `orderNo` (true) or `null` as in ATRIP's apifox
+    /// example (false); the sources disagree.
+    pub error_echoes_order_no: bool,
     /// `orderStatus` of an unpaid order past its deadline: "0" or "-3".
     pub expired_order_status: String,
     /// During a payment-in-progress window the query shows "0" (true) or "1" (false).
@@ -90,6 +124,12 @@ pub struct SimConfig {
     pub fault_rate: f64,
     /// Seed for chaos mode, to replay a run.
     pub fault_seed: Option<u64>,
+    /// Every ATRIP answer (order.do, pay.do, queryOrderDetails.do; not `/sim/…`) is delayed by
+    /// this mean ± `latency_jitter` (uniform, clamped at 0), for benchmarks against a
+    /// realistic round trip. Zero: answers at once.
+    pub latency_mean: Duration,
+    /// Half the width of the latency's uniform spread.
+    pub latency_jitter: Duration,
 }
 
 impl Default for SimConfig {
@@ -101,7 +141,11 @@ impl Default for SimConfig {
             ticketing_delay: Duration::from_secs(1),
             one_passenger_at_a_time: false,
             repay_status: 404,
+            duplicate_guard: true,
+            payment_processing: Duration::ZERO,
             card_decline_sync: true,
+            decline_cancels_order: true,
+            error_echoes_order_no: true,
             expired_order_status: "0".into(),
             unpaid_while_in_progress: true,
             gzip: true,
@@ -109,6 +153,8 @@ impl Default for SimConfig {
             webhook_secret: None,
             fault_rate: 0.0,
             fault_seed: None,
+            latency_mean: Duration::ZERO,
+            latency_jitter: Duration::ZERO,
         }
     }
 }
@@ -124,6 +170,7 @@ fn router(sim: Arc<Sim>) -> Router {
             "/sim/orders/{order_no}/scenario",
             post(control::set_scenario),
         )
+        .route("/sim/storm", post(control::start_storm))
         .with_state(sim)
 }
 
@@ -218,6 +265,13 @@ impl SimHandle {
     /// The ledger, as `GET /sim/ledger` would answer it, for in-process tests.
     pub fn ledger(&self) -> serde_json::Value {
         control::ledger_json(&self.sim)
+    }
+
+    /// Starts a query rate-limit storm: every queryOrderDetails.do answers HTTP 429 with ATRIP's
+    /// rate-limit body for `length` from now (zero ends one); pay.do is never limited. The
+    /// in-process form of `POST /sim/storm`.
+    pub fn storm(&self, length: Duration) {
+        self.sim.storm(length);
     }
 
     /// Every `pay.do` and `queryOrderDetails.do` received so far, in arrival order, with the

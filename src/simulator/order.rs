@@ -1,7 +1,7 @@
 //! One simulated order and the pure function that tells, from the clock alone, what its query
 //! shows: progress is computed lazily at each read, so no timer can fire late or twice.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use chrono::{DateTime, FixedOffset, Utc};
 use serde_json::{json, Value};
@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use super::card::CardBrand;
 use super::faults::Scenario;
 use super::ledger::OrderLedger;
+use super::payment::{Outcome, Payments};
 use super::SimConfig;
 use crate::atrip::codes::{OrderStatus, TICKET_ISSUED, TICKET_NOT_ISSUED};
 
@@ -16,6 +17,8 @@ use crate::atrip::codes::{OrderStatus, TICKET_ISSUED, TICKET_NOT_ISSUED};
 pub(super) const AIRLINE_CODE: &str = "5J";
 const AIRLINE_NAME: &str = "Cebu Pacific";
 pub(super) const CURRENCY: &str = "USD";
+/// `paymentMethod` 3, VCC pass-through: the one method `paymentAttempted` is documented for.
+const VCC: i64 = 3;
 
 /// ATRIP writes every time (`tktLimitTime`, `payTime`) in Singapore time without an offset.
 pub(super) fn sgt(t: DateTime<Utc>) -> String {
@@ -53,32 +56,6 @@ pub(super) struct Cancellation {
     pub airline_message: Option<String>,
 }
 
-/// How ticketing will end, fixed at the charge so that a scenario posted later cannot change
-/// an outcome the worker may already have seen.
-#[derive(Clone, Debug)]
-pub(super) enum Outcome {
-    /// One ticket number per passenger, revealed at their time.
-    Tickets(Vec<String>),
-    /// The order ends `"-3"` with this reason.
-    Fails(Cancellation),
-}
-
-/// The accepted payment of an order: there is at most one, which is the pay-once invariant the
-/// whole simulator exists to check.
-#[derive(Clone, Debug)]
-pub(super) struct Payment {
-    pub charged_at: Instant,
-    pub pay_time: DateTime<Utc>,
-    pub method: i64,
-    /// The "payment operation in progress" window after the charge (406 on pay.do).
-    pub in_progress: Duration,
-    /// From the end of the in-progress window to the final state.
-    pub ticketing_delay: Duration,
-    pub outcome: Outcome,
-    /// The only card data kept: last four digits, also shown as `tailDigitsOfPaymentCard`.
-    pub card_tail: Option<String>,
-}
-
 #[derive(Clone, Debug)]
 pub(super) struct Order {
     pub order_no: String,
@@ -94,9 +71,9 @@ pub(super) struct Order {
     /// FR flow where the traveller never confirmed: pay.do answers 415 and cancels.
     pub fr_flow: bool,
     pub missing_passenger_data: bool,
-    /// A cancellation that happened without a charge (the FR 415 case).
+    /// A cancellation that happened without a charge (FR 415, a card declined by pay.do).
     pub cancelled: Option<Cancellation>,
-    pub payment: Option<Payment>,
+    pub payments: Payments,
     pub scenario: Scenario,
     pub ledger: OrderLedger,
     /// Set once an answer showing the order paid was delivered; pay.do after that is counted.
@@ -112,11 +89,15 @@ pub(super) struct View {
     /// Per passenger, the ticket number if already issued.
     pub tickets: Vec<Option<String>>,
     pub cancellation: Option<Cancellation>,
+    /// The payment that paid the order (an index into its payments), once one has settled.
+    pub paid: Option<usize>,
     /// Whether `payTime`/`paymentMethod` are shown (hidden while a payment in progress looks unpaid).
     pub shows_payment: bool,
-    /// Inside the payment-in-progress window (pay.do answers 406).
+    /// Inside the payment-in-progress window after the charge (pay.do answers 406).
     pub in_progress: bool,
-    /// Unpaid and past `tktLimitTime`.
+    /// Payments taken and not settled yet: the order shows "0" while none has settled.
+    pub processing: usize,
+    /// No payment taken and past `tktLimitTime`.
     pub expired: bool,
 }
 
@@ -134,8 +115,10 @@ impl Order {
             status: OrderStatus::Unpaid,
             tickets: vec![None; self.passengers.len()],
             cancellation: None,
+            paid: None,
             shows_payment: false,
             in_progress: false,
+            processing: self.payments.processing(now),
             expired: false,
         };
         if let Some(c) = &self.cancelled {
@@ -143,8 +126,11 @@ impl Order {
             view.cancellation = Some(c.clone());
             return view;
         }
-        let Some(payment) = &self.payment else {
-            if now_utc >= self.deadline {
+        let paying = self.payments.paying(now);
+        let Some(payment) = paying.and_then(|i| self.payments.get(i)) else {
+            // Unpaid. A payment taken before the deadline keeps the order "0" while it is
+            // processing: it will settle, so the hold has not simply run out.
+            if self.payments.is_empty() && now_utc >= self.deadline {
                 view.expired = true;
                 view.status = OrderStatus::from_wire(&config.expired_order_status);
                 if view.status == OrderStatus::Cancelled {
@@ -159,7 +145,8 @@ impl Order {
             }
             return view;
         };
-        let start = payment.charged_at + payment.in_progress;
+        view.paid = paying;
+        let start = payment.settles_at + payment.in_progress;
         if now < start {
             view.in_progress = true;
             view.shows_payment = !config.unpaid_while_in_progress;
@@ -226,12 +213,17 @@ impl Order {
     /// The `queryOrderDetails.do` answer body (status 0) for this view.
     pub(super) fn query_answer(&self, view: &View) -> Value {
         let paid = view
-            .shows_payment
-            .then_some(self.payment.as_ref())
-            .flatten();
+            .paid
+            .filter(|_| view.shows_payment)
+            .and_then(|i| self.payments.get(i));
         let ticketed = view.status == OrderStatus::Ticketed;
         let cancel = view.cancellation.clone().unwrap_or_default();
-        let card_method = paid.is_some_and(|p| matches!(p.method, 3 | 5));
+        // ATRIP documents `paymentAttempted` as "VCC only: Atlas has already tried charging the
+        // airline with your card", which says nothing of the result. So it is `true` from the
+        // moment a VCC (method 3) pay.do was taken, while the order still shows "0" too, and
+        // `null` otherwise, MoR (5) included: the documentation names no MoR meaning, and
+        // inventing one would let the worker lean on a field ATRIP never promised it.
+        let vcc_attempted = self.payments.attempted_with(VCC);
         json!({
             "status": crate::atrip::codes::query::OK,
             "msg": crate::atrip::codes::query::msg(crate::atrip::codes::query::OK),
@@ -254,10 +246,13 @@ impl Order {
             "errorCode": cancel.error_code,
             "errorMessage": cancel.error_message,
             "airlineMessage": cancel.airline_message,
-            // ATRIP fills this for card payments only: "we tried your card", not the result.
-            "paymentAttempted": card_method.then_some(true),
+            "paymentAttempted": vcc_attempted.then_some(true),
             "totalPrice": self.total_price,
+            "totalTransactionFee": self.total_transaction_fee(),
             "currency": CURRENCY,
+            // The price per method while the order can be paid; once paid, the one used.
+            "paymentOptions": (view.status == OrderStatus::Unpaid).then(|| self.payment_options()),
+            "payment": paid.map(|p| self.payment_option(p.method)),
         })
     }
 }

@@ -1,5 +1,7 @@
-//! `pay.do`: registers the request, applies its faults, and charges at most once per order; the
-//! decision and the charge happen under one lock so concurrent requests cannot both charge.
+//! `pay.do`: registers the request, applies its faults, and takes the payment when the rules
+//! say so; the decision and the payment it takes happen under one lock, so concurrent requests
+//! cannot both take one unless the simulated ATRIP has no duplicate guard. A taken payment
+//! settles (is charged) after the processing time, and the request is answered then.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,8 +17,9 @@ use super::card::{last4, CardBrand};
 use super::create::find_or_create;
 use super::faults::{After, Before, PayPlan};
 use super::ledger::PayRequestSummary;
-use super::order::{Cancellation, Outcome, Payment, AIRLINE_CODE};
+use super::order::{Cancellation, AIRLINE_CODE};
 use super::pay_rules::{decide, forced, Decision, ILLEGAL_PARAMETER, NOT_CONFIRMED, PNR_PENDING};
+use super::payment::{Outcome, Payment};
 use super::reply::{wants_gzip, Reply};
 use super::state::Sim;
 use crate::atrip::codes::{pay_class, pay_code, pay_msg, PayClass};
@@ -36,15 +39,20 @@ pub(super) async fn pay_do(
         Ok(req) => pay(&sim, &req).await,
         Err(refusal) => refusal,
     };
+    sim.answer_latency().await;
     reply.render(&sim, gzip).await
 }
 
-fn answer(status: i64, detail: Option<String>) -> Value {
+/// A refusal's body: the success shape with nulls. Whether `orderNo` echoes the request is
+/// unsure (ATRIP's apifox example shows `null`; its client reads the number from every pay.do
+/// answer), hence `SimConfig::error_echoes_order_no`.
+fn answer(sim: &Sim, order_no: &str, status: i64, detail: Option<String>) -> Value {
     let msg = detail.map_or_else(
         || pay_msg(status).to_owned(),
         |d| format!("{}: {d}", pay_msg(status)),
     );
-    json!({"orderNo": null, "pnrCode": null, "paymentMethod": null, "airlines": null, "status": status, "msg": msg})
+    let echoed = (sim.config.error_echoes_order_no && !order_no.is_empty()).then_some(order_no);
+    json!({"orderNo": echoed, "pnrCode": null, "paymentMethod": null, "airlines": null, "status": status, "msg": msg})
 }
 
 async fn pay(sim: &Sim, req: &Value) -> Reply {
@@ -61,7 +69,7 @@ async fn pay(sim: &Sim, req: &Value) -> Reply {
             } else {
                 format!("orderNo {order_no:?} does not exist")
             };
-            return Reply::Json(answer(ILLEGAL_PARAMETER, Some(detail)));
+            return Reply::Json(answer(sim, order_no, ILLEGAL_PARAMETER, Some(detail)));
         }
     };
     sim.pause(plan.delay).await;
@@ -72,11 +80,19 @@ async fn pay(sim: &Sim, req: &Value) -> Reply {
             Before::ServerError => Reply::ServerError,
         };
     }
-    let (status, body) = settle(sim, order_no, req, &plan);
+    let settled = settle(sim, order_no, req, &plan);
+    if let Some(settles_at) = settled.settles_at {
+        // Processing: the request is answered when its payment settles. Shutdown cuts the wait
+        // short; the payment settles all the same, only the client never hears of it.
+        if !sim.pause_until(settles_at).await {
+            record(sim, order_no, None);
+            return Reply::Drop;
+        }
+    }
     match plan.after {
         None => {
-            record(sim, order_no, Some(status));
-            Reply::Json(body)
+            record(sim, order_no, Some(settled.status));
+            Reply::Json(settled.body)
         }
         Some(after) => {
             // The payment is settled either way; only the client does not learn how.
@@ -136,28 +152,62 @@ fn summarize(req: &Value) -> PayRequestSummary {
     }
 }
 
-/// Decides and applies, under the lock: the status answered and its body.
-fn settle(sim: &Sim, order_no: &str, req: &Value, plan: &PayPlan) -> (i64, Value) {
+/// What [`settle`] decided: the status, the answer's body, and when the payment it took (if it
+/// took one) settles, which is when the request is answered.
+struct Settled {
+    status: i64,
+    body: Value,
+    settles_at: Option<Instant>,
+}
+
+impl Settled {
+    fn now(status: i64, body: Value) -> Settled {
+        Settled {
+            status,
+            body,
+            settles_at: None,
+        }
+    }
+}
+
+/// Decides and applies, under the lock: a payment taken here is the whole decision (whether it
+/// is charged follows from the clock), so two requests can never both decide on one state.
+fn settle(sim: &Sim, order_no: &str, req: &Value, plan: &PayPlan) -> Settled {
     let (now, now_utc) = (Instant::now(), Utc::now());
     let mut store = sim.lock();
     let store = &mut *store;
     let Some(order) = store.orders.get(order_no) else {
         // Orders are never removed, so this is unreachable; answer as for an unknown order.
-        return (
+        let detail = format!("orderNo {order_no:?} does not exist");
+        return Settled::now(
             ILLEGAL_PARAMETER,
-            answer(
-                ILLEGAL_PARAMETER,
-                Some(format!("orderNo {order_no:?} does not exist")),
-            ),
+            answer(sim, order_no, ILLEGAL_PARAMETER, Some(detail)),
         );
     };
     let decision = match plan.pay_status {
-        Some(status) => forced(order, req, status),
+        Some(status) => forced(&sim.config, order, req, status, now),
         None => decide(&sim.config, order, req, now, now_utc),
     };
     let passengers = order.passengers.len();
     match decision {
-        Decision::Refuse(status, detail) => (status, answer(status, detail)),
+        Decision::Refuse(status, detail) => {
+            Settled::now(status, answer(sim, order_no, status, detail))
+        }
+        Decision::Decline(code) => {
+            // The sandbox's synchronous decline: nothing charged. ATRIP's client (and ours)
+            // reads 604/616 on pay.do as "outcome unknown" and queries, so the order is
+            // cancelled with that errorCode for the query to settle it. Only when no payment
+            // was taken: without the duplicate guard another one may be processing, and a
+            // cancelled order must not then be charged.
+            if sim.config.decline_cancels_order {
+                if let Some(order) = store.orders.get_mut(order_no) {
+                    if order.payments.is_empty() {
+                        order.cancelled = Some(failure_reason(&code.to_string()));
+                    }
+                }
+            }
+            Settled::now(code, answer(sim, order_no, code, None))
+        }
         Decision::CancelUnconfirmed => {
             if let Some(order) = store.orders.get_mut(order_no) {
                 order.cancelled = Some(Cancellation {
@@ -166,16 +216,15 @@ fn settle(sim: &Sim, order_no: &str, req: &Value, plan: &PayPlan) -> (i64, Value
                     airline_message: None,
                 });
             }
-            (NOT_CONFIRMED, answer(NOT_CONFIRMED, None))
+            Settled::now(NOT_CONFIRMED, answer(sim, order_no, NOT_CONFIRMED, None))
         }
-        Decision::Charge {
+        Decision::Take {
             status,
             method,
             decline,
             card_tail,
         } => {
             let tickets: Vec<String> = (0..passengers).map(|_| store.next_ticket_no()).collect();
-            store.totals.charges += 1;
             let Some(order) = store.orders.get_mut(order_no) else {
                 unreachable!("checked above")
             };
@@ -189,12 +238,15 @@ fn settle(sim: &Sim, order_no: &str, req: &Value, plan: &PayPlan) -> (i64, Value
             let base = scenario
                 .ticketing_delay_ms
                 .map_or(sim.config.ticketing_delay, Duration::from_millis);
+            let processing = scenario
+                .payment_processing_ms
+                .map_or(sim.config.payment_processing, Duration::from_millis);
             let failure = decline
                 .map(|code| code.to_string())
                 .or_else(|| scenario.fail_ticketing.clone());
-            order.payment = Some(Payment {
-                charged_at: now,
-                pay_time: now_utc,
+            let payment = Payment {
+                settles_at: now + processing,
+                pay_time: now_utc + chrono::Duration::from_std(processing).unwrap_or_default(),
                 method,
                 in_progress: Duration::from_millis(scenario.payment_in_progress_ms)
                     .max(plan.in_progress.unwrap_or_default()),
@@ -208,8 +260,13 @@ fn settle(sim: &Sim, order_no: &str, req: &Value, plan: &PayPlan) -> (i64, Value
                     None => Outcome::Tickets(tickets),
                 },
                 card_tail,
-            });
-            order.ledger.charges += 1;
+            };
+            // This one, and those still processing: only the guard-off ATRIP gets above 1.
+            let overlapping = order.payments.processing(now) as u64 + 1;
+            let ledger = &mut order.ledger;
+            ledger.max_overlapping_payments = ledger.max_overlapping_payments.max(overlapping);
+            let settles_at = payment.settles_at;
+            order.payments.push(payment);
             let body = json!({
                 "status": status,
                 "msg": pay_msg(status),
@@ -218,7 +275,11 @@ fn settle(sim: &Sim, order_no: &str, req: &Value, plan: &PayPlan) -> (i64, Value
                 "paymentMethod": method,
                 "airlines": [AIRLINE_CODE],
             });
-            (status, body)
+            Settled {
+                status,
+                body,
+                settles_at: Some(settles_at),
+            }
         }
     }
 }

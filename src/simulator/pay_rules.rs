@@ -34,15 +34,19 @@ pub(super) enum Decision {
     /// Answer this status; nothing charged. The detail (naming the field) goes after ATRIP's
     /// message in `msg`.
     Refuse(i64, Option<String>),
-    /// Take the money and answer `status` (0, or 615 when the PNR is pending). `decline` is set
-    /// when the card is declined *after* the charge (card_decline_sync off): the order later
-    /// ends `"-3"` with that code.
-    Charge {
+    /// Take the payment: it settles (is charged) after the processing time, and then pay.do
+    /// answers `status` (0, or 615 when the PNR is pending). `decline` is set when the card is
+    /// declined *after* the charge (card_decline_sync off): the order later ends `"-3"` with
+    /// that code.
+    Take {
         status: i64,
         method: i64,
         decline: Option<i64>,
         card_tail: Option<String>,
     },
+    /// The sandbox's "Reject"/"Three DS" card holder with card_decline_sync on: answer 604/616,
+    /// nothing charged; with `decline_cancels_order` the order is cancelled with that code.
+    Decline(i64),
     /// FR flow without the traveller's confirmation: answer 415 and cancel the order.
     CancelUnconfirmed,
 }
@@ -63,16 +67,32 @@ fn method_of(req: &Value) -> Result<i64, Decision> {
     }
 }
 
-/// A test's forced `pay_status`: it charges only when the code means the money was taken, and
-/// never a second time, whatever the test asks.
-pub(super) fn forced(order: &Order, req: &Value, status: i64) -> Decision {
+/// Whether this ATRIP would take one more payment for the order, judging by its payments alone:
+/// with the duplicate guard only the first; without it any arriving before one has settled.
+fn may_take(config: &SimConfig, order: &Order, now: Instant) -> bool {
+    if config.duplicate_guard {
+        order.payments.is_empty()
+    } else {
+        order.payments.paying(now).is_none()
+    }
+}
+
+/// A test's forced `pay_status`: it takes a payment only when the code means the money was
+/// taken, and only when the order would take one (never a second with the guard on).
+pub(super) fn forced(
+    config: &SimConfig,
+    order: &Order,
+    req: &Value,
+    status: i64,
+    now: Instant,
+) -> Decision {
     let takes_money = matches!(
         pay_class(status),
         PayClass::Accepted | PayClass::PaidPnrPending
     );
-    if takes_money && order.payment.is_none() && order.cancelled.is_none() {
+    if takes_money && order.cancelled.is_none() && may_take(config, order, now) {
         let method = method_of(req).unwrap_or(1);
-        Decision::Charge {
+        Decision::Take {
             status,
             method,
             decline: None,
@@ -108,15 +128,20 @@ pub(super) fn decide(
     if view.status == OrderStatus::Cancelled && !view.expired {
         return Decision::Refuse(NOT_PAYABLE, None);
     }
-    if order.payment.is_some() {
-        let status = if view.in_progress {
+    if !may_take(config, order, now) {
+        // With the guard: 406 while the payment is processing or in its in-progress window,
+        // then 404/402. Without it this is reached only once a payment has settled: the order
+        // is paid, so 404/402; only payments that overlap one still processing double-charge.
+        let status = if config.duplicate_guard && (view.processing > 0 || view.in_progress) {
             IN_PROGRESS
         } else {
             config.repay_status
         };
         return Decision::Refuse(status, None);
     }
-    if view.expired {
+    // Without the guard, another payment may be processing (view.expired is then false): a
+    // request past the deadline is still refused as the hold is over.
+    if view.expired || (view.processing > 0 && now_utc >= order.deadline) {
         return Decision::Refuse(DEADLINE_PASSED, None);
     }
     if order.fr_flow {
@@ -169,12 +194,12 @@ pub(super) fn decide(
         };
         if let Some(code) = code {
             if config.card_decline_sync {
-                return Decision::Refuse(code, None);
+                return Decision::Decline(code);
             }
             decline = Some(code);
         }
     }
-    Decision::Charge {
+    Decision::Take {
         status: 0,
         method,
         decline,

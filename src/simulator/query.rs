@@ -30,6 +30,7 @@ pub(super) async fn query_do(
         Ok(req) => answer(&sim, &req).await,
         Err(refusal) => refusal,
     };
+    sim.answer_latency().await;
     reply.render(&sim, gzip).await
 }
 
@@ -47,6 +48,9 @@ async fn answer(sim: &Arc<Sim>, req: &Value) -> Reply {
         let mut store = sim.lock();
         let store = &mut *store;
         store.totals.queries += 1;
+        if store.storm_answer(Instant::now()) {
+            return rate_limited();
+        }
         let Some(order) = find_or_create(sim, store, order_no) else {
             return Reply::Json(status_only(query::ORDER_DOES_NOT_EXIST));
         };

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::http::HeaderMap;
 use chrono::{DateTime, TimeZone, Utc};
@@ -47,6 +47,8 @@ pub(super) struct Store {
     last_order_ms: i64,
     /// Ticket numbers count up from a random start: unique within a run, unlike random draws.
     next_ticket: Option<u32>,
+    /// Until when every query answers 429 (`/sim/storm`).
+    pub storm_until: Option<Instant>,
 }
 
 impl Store {
@@ -116,12 +118,20 @@ impl Sim {
 
     /// Waits `delay`, cut short by shutdown.
     pub(super) async fn pause(&self, delay: Duration) {
-        if delay.is_zero() {
-            return;
+        if !delay.is_zero() {
+            self.pause_until(Instant::now() + delay).await;
+        }
+    }
+
+    /// Waits until `at`; `false` when shutdown cut the wait short. Holds no lock: thousands of
+    /// requests may be waiting at once.
+    pub(super) async fn pause_until(&self, at: Instant) -> bool {
+        if at <= Instant::now() {
+            return true;
         }
         tokio::select! {
-            () = tokio::time::sleep(delay) => {}
-            () = self.shutdown.cancelled() => {}
+            () = tokio::time::sleep_until(at.into()) => true,
+            () = self.shutdown.cancelled() => false,
         }
     }
 }

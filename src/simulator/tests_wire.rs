@@ -128,3 +128,115 @@ async fn a_webhook_announces_the_ticketed_order_without_any_query() {
     assert!(rx.try_recv().is_err(), "one webhook per order");
     server.abort();
 }
+
+#[tokio::test]
+async fn order_do_answers_what_atrips_own_client_reads_and_the_query_prices_the_order() {
+    let h = Harness::new(fast_config()).await;
+    let passengers = json!([{"name": "DOE/JANE"}, {"name": "DOE/JOHN"}]);
+    let created = h
+        .call(
+            "order.do",
+            json!({"sessionId": "s-1", "passengers": passengers, "payment": {"cardType": "Visa"}}),
+        )
+        .await;
+    // ATRIP's client (orders.py, CreatedOrder) refuses the answer without any of these.
+    assert_eq!(created["status"], 0);
+    let order_no = created["orderNo"].as_str().expect("orderNo").to_owned();
+    assert!(created["totalPrice"].as_f64().is_some_and(|p| p >= 0.0));
+    assert_eq!(created["totalTransactionFee"], 4.0, "2 per passenger");
+    assert_eq!(created["currency"], "USD");
+    let deadline = created["tktLimitTime"].as_str().expect("tktLimitTime");
+    assert!(chrono::NaiveDateTime::parse_from_str(deadline, "%Y-%m-%d %H:%M:%S").is_ok());
+    assert_eq!(created["sessionId"], "s-1");
+
+    let options = created["paymentOptions"]
+        .as_array()
+        .expect("paymentOptions");
+    let methods: Vec<_> = options.iter().map(|o| o["paymentMethod"].clone()).collect();
+    assert_eq!(methods, [json!(1), json!(3), json!(4), json!(5)]);
+    for option in options {
+        let mut keys: Vec<_> = option.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                "cardType",
+                "paymentFee",
+                "paymentMethod",
+                "serviceFee",
+                "ticketFare"
+            ],
+            "{option}"
+        );
+        assert_eq!(option["ticketFare"]["amount"], 100.0);
+        assert_eq!(option["ticketFare"]["currency"], "USD");
+        assert_eq!(option["serviceFee"]["deductFrom"], "DEPOSIT");
+    }
+    assert_eq!(options[0]["ticketFare"]["deductFrom"], "DEPOSIT");
+    assert_eq!(options[1]["ticketFare"]["deductFrom"], "CARD");
+    let mor = &options[3];
+    assert_eq!(mor["cardType"], "Visa", "filled for MoR only");
+    assert!(options[1]["cardType"].is_null());
+    assert_eq!(
+        mor["paymentFee"],
+        json!({"amount": 3.0, "currency": "USD", "deductFrom": "CARD"})
+    );
+
+    let unpaid = h.query(&order_no).await;
+    assert_eq!(unpaid["paymentOptions"], created["paymentOptions"]);
+    assert!(unpaid["payment"].is_null());
+    assert_eq!(unpaid["totalTransactionFee"], 4.0);
+    assert_eq!(
+        h.pay(&order_no, 5, super::tests::visa("JANE")).await["status"],
+        0
+    );
+    let paid = h.query(&order_no).await;
+    assert!(paid["paymentOptions"].is_null(), "null once paid");
+    assert_eq!(paid["payment"], *mor);
+}
+
+#[test]
+fn simulate_flags_map_onto_the_config() {
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+    let parse = |flags: &[&str]| {
+        let argv = ["ticketing-tracker", "simulate"]
+            .into_iter()
+            .chain(flags.iter().copied());
+        match Cli::try_parse_from(argv).map(|cli| cli.command) {
+            Ok(Command::Simulate(args)) => Ok(crate::app::sim_config(args)),
+            Ok(other) => panic!("not simulate: {other:?}"),
+            Err(error) => Err(error),
+        }
+    };
+    let defaults = parse(&[]).expect("no flags");
+    assert!(defaults.duplicate_guard);
+    assert!(defaults.decline_cancels_order && defaults.error_echoes_order_no);
+    assert_eq!(defaults.payment_processing, Duration::ZERO);
+    assert_eq!(
+        (defaults.latency_mean, defaults.latency_jitter),
+        (Duration::ZERO, Duration::ZERO)
+    );
+
+    let config = parse(&[
+        "--no-duplicate-guard",
+        "--payment-processing-ms",
+        "250",
+        "--decline-keeps-order",
+        "--error-order-no-null",
+        "--latency-ms",
+        "40",
+        "--latency-jitter-ms",
+        "10",
+    ])
+    .expect("every flag");
+    assert!(!config.duplicate_guard);
+    assert_eq!(config.payment_processing, Duration::from_millis(250));
+    assert!(!config.decline_cancels_order && !config.error_echoes_order_no);
+    assert_eq!(config.latency_mean, Duration::from_millis(40));
+    assert_eq!(config.latency_jitter, Duration::from_millis(10));
+    assert!(
+        parse(&["--latency-jitter-ms", "10"]).is_err(),
+        "jitter needs a mean"
+    );
+}
