@@ -14,7 +14,7 @@ use crate::cli::{Command, SimulateArgs};
 use crate::config::Settings;
 use crate::jobs::JobStore;
 use crate::simulator::{self, SimConfig};
-use crate::worker::{Clock, Worker};
+use crate::worker::{Clock, TestHooks, Worker};
 
 /// Runs a subcommand; 0 ok, 1 error (printed with its cause chain). Usage errors (2) are
 /// clap's.
@@ -79,8 +79,10 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
         .context("applying the migrations failed")
 }
 
-/// A worker for these settings.
-pub fn worker(settings: &Settings, pool: PgPool, clock: Clock) -> anyhow::Result<Worker> {
+/// A worker for these settings, with the test-only hooks of the environment (inert when unset).
+pub fn worker(settings: &Settings, pool: PgPool) -> anyhow::Result<Worker> {
+    let hooks = TestHooks::from_env();
+    let clock = Clock::skewed(hooks.clock_skew_ms);
     let id = Worker::default_id();
     // Every request names this process, so ATRIP-side logs (and the simulator's request log)
     // can tell which replica sent it.
@@ -94,7 +96,8 @@ pub fn worker(settings: &Settings, pool: PgPool, clock: Clock) -> anyhow::Result
         id,
         clock,
     )
-    .with_card_key(key))
+    .with_card_key(key)
+    .with_hooks(hooks))
 }
 
 /// `run`: the worker and its HTTP endpoints until SIGTERM or Ctrl-C.
@@ -103,12 +106,11 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     if settings.database.migrate_on_start {
         migrate(&pool).await?;
     }
-    let worker = worker(&settings, pool.clone(), Clock::default())?;
+    let worker = worker(&settings, pool.clone())?;
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
     let store = JobStore::new(pool.clone());
-    let http =
-        crate::http::serve(&settings, store.clone(), Clock::default(), shutdown.clone()).await?;
+    let http = crate::http::serve(&settings, store.clone(), shutdown.clone()).await?;
     tokio::spawn(prune_loop(
         store,
         settings.worker.retention_days,
@@ -128,9 +130,9 @@ async fn prune_loop(store: JobStore, retention_days: u64, stop: CancellationToke
         return;
     }
     loop {
-        let before = chrono::Utc::now() - chrono::Duration::days(retention_days as i64);
+        let days = u32::try_from(retention_days).unwrap_or(u32::MAX);
         loop {
-            match store.prune(before, 500).await {
+            match store.prune(days, 500).await {
                 Ok(n) if n > 0 => info!(deleted = n, "pruned finished rows"),
                 Ok(_) => break,
                 Err(e) => {

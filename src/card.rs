@@ -82,10 +82,7 @@ impl CreditCard {
                 // Digits masked: a card keyed by its own number must not be quoted back.
                 return Err(CardError(format!(
                     "card has an unknown field {:?}",
-                    crate::domain::truncate(
-                        &key.replace(|c: char| c.is_ascii_digit(), "#"),
-                        40
-                    )
+                    crate::domain::truncate(&key.replace(|c: char| c.is_ascii_digit(), "#"), 40)
                 )));
             }
         }

@@ -34,10 +34,13 @@ pub enum Command {
     Status(StatusArgs),
     /// List orders, newest first.
     List(ListArgs),
-    /// Put a failed or needs_review order back to work (it starts with an order query).
-    Retry(OrderArgs),
-    /// Cancel an order that was never sent to pay.do.
-    Cancel(OrderArgs),
+    /// Put a failed or needs_review order back to work. It always starts with an order query:
+    /// an order ATRIP once showed paid is followed again and never paid twice; otherwise it is
+    /// paid again only if no pay.do may have reached ATRIP, if ATRIP's answer said nothing was
+    /// charged, or with --repay.
+    Retry(RetryArgs),
+    /// Cancel an order no pay.do was ever sent for.
+    Cancel(CancelArgs),
     /// Measure throughput and pickup latency against an in-process simulator.
     Bench(BenchArgs),
     /// Write a key pair for sealed card data: card_key.secret (the worker's, mode 0600) and
@@ -179,11 +182,25 @@ pub struct ListArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct OrderArgs {
+pub struct RetryArgs {
     pub order_no: String,
-    /// For retry of a card order: a file with fresh card JSON ("-" reads stdin).
+    /// Allow one more pay.do after an unclear one: say this only after checking in ATRIP that
+    /// the order is unpaid. The worker still queries first and pays only if ATRIP shows the
+    /// order unpaid; refused when an answer ever showed the order paid.
+    #[arg(long)]
+    pub repay: bool,
+    /// Fresh card JSON for a card order that will pay again (its card was erased when the
+    /// payment resolved); "-" reads stdin.
     #[arg(long)]
     pub card_file: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CancelArgs {
+    pub order_no: String,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,

@@ -72,8 +72,9 @@ pub struct WorkerSettings {
     pub concurrency: usize,
     pub lease_ms: u64,
     pub claim_interval_ms: u64,
-    pub pay_grace_ms: u64,
     pub max_pay_attempts: i32,
+    pub unpaid_settle_s: u64,
+    pub review_margin_s: u64,
     pub recovery_delay_ms: u64,
     pub first_poll_ms: u64,
     pub poll_initial_ms: u64,
@@ -84,6 +85,7 @@ pub struct WorkerSettings {
     pub paying_deadline_s: u64,
     pub max_error_streak: i32,
     pub shutdown_grace_ms: u64,
+    pub credentials_pause_ms: u64,
     pub retention_days: u64,
 }
 
@@ -152,23 +154,112 @@ impl Settings {
         {
             return invalid("atrip.base_url", "must start with http:// or https://");
         }
+        // Every duration and count within a sane range, so that no arithmetic on them can
+        // overflow and no typo leaves rows waiting for a year.
+        const MINUTE: u64 = 60_000;
+        const DAY_S: u64 = 86_400;
+        let a = &self.atrip;
+        let w = &self.worker;
+        let ranges: [(&'static str, u64, u64, u64); 20] = [
+            (
+                "atrip.connect_timeout_ms",
+                a.connect_timeout_ms,
+                100,
+                MINUTE,
+            ),
+            ("atrip.pay_timeout_ms", a.pay_timeout_ms, 100, 5 * MINUTE),
+            (
+                "atrip.query_timeout_ms",
+                a.query_timeout_ms,
+                100,
+                5 * MINUTE,
+            ),
+            ("worker.concurrency", w.concurrency as u64, 1, 100_000),
+            ("worker.lease_ms", w.lease_ms, 1000, 60 * MINUTE),
+            (
+                "worker.claim_interval_ms",
+                w.claim_interval_ms,
+                10,
+                10 * MINUTE,
+            ),
+            (
+                "worker.max_pay_attempts",
+                w.max_pay_attempts.max(0) as u64,
+                1,
+                100,
+            ),
+            ("worker.unpaid_settle_s", w.unpaid_settle_s, 1, DAY_S),
+            ("worker.review_margin_s", w.review_margin_s, 0, DAY_S),
+            (
+                "worker.recovery_delay_ms",
+                w.recovery_delay_ms,
+                0,
+                60 * MINUTE,
+            ),
+            ("worker.first_poll_ms", w.first_poll_ms, 0, 60 * MINUTE),
+            ("worker.poll_initial_ms", w.poll_initial_ms, 1, 60 * MINUTE),
+            ("worker.poll_max_ms", w.poll_max_ms, 1, 24 * 60 * MINUTE),
+            (
+                "worker.ticketing_deadline_s",
+                w.ticketing_deadline_s,
+                1,
+                30 * DAY_S,
+            ),
+            (
+                "worker.paying_deadline_s",
+                w.paying_deadline_s,
+                1,
+                30 * DAY_S,
+            ),
+            (
+                "worker.max_error_streak",
+                w.max_error_streak.max(0) as u64,
+                1,
+                10_000,
+            ),
+            (
+                "worker.shutdown_grace_ms",
+                w.shutdown_grace_ms,
+                0,
+                60 * MINUTE,
+            ),
+            (
+                "worker.credentials_pause_ms",
+                w.credentials_pause_ms,
+                100,
+                60 * MINUTE,
+            ),
+            ("worker.retention_days", w.retention_days, 0, 3650),
+            (
+                "database.max_connections",
+                u64::from(self.database.max_connections),
+                1,
+                10_000,
+            ),
+        ];
+        for (key, value, min, max) in ranges {
+            if !(min..=max).contains(&value) {
+                return Err(ConfigError::Invalid {
+                    key,
+                    problem: format!("is {value}; it must be between {min} and {max}"),
+                });
+            }
+        }
         // The pay call must end (and its answer be recorded) while the lease is still ours;
-        // otherwise another worker could start recovery while our pay.do is in flight.
-        if self.atrip.pay_timeout_ms * 2 > self.worker.lease_ms {
+        // otherwise another worker could start recovery while our pay.do is in flight. (The
+        // bounds above keep the product from overflowing.)
+        if a.pay_timeout_ms * 2 > w.lease_ms || a.query_timeout_ms * 2 > w.lease_ms {
             return invalid(
                 "atrip.pay_timeout_ms",
-                "must be at most half of worker.lease_ms",
+                "pay_timeout_ms and query_timeout_ms must each be at most half of worker.lease_ms",
             );
         }
         self.card.key()?;
-        if self.worker.concurrency == 0 {
-            return invalid("worker.concurrency", "must be at least 1");
-        }
-        if self.worker.max_pay_attempts < 1 {
-            return invalid("worker.max_pay_attempts", "must be at least 1");
-        }
-        if self.atrip.rate_limit_per_s <= 0.0 {
-            return invalid("atrip.rate_limit_per_s", "must be positive");
+        if !(self.atrip.rate_limit_per_s > 0.0 && self.atrip.rate_limit_per_s <= 100_000.0) {
+            return invalid(
+                "atrip.rate_limit_per_s",
+                "must be above 0 and at most 100000",
+            );
         }
         if !(0.0..1.0).contains(&self.worker.poll_randomization)
             || self.worker.poll_multiplier < 1.0
@@ -214,9 +305,6 @@ impl WorkerSettings {
     pub fn claim_interval(&self) -> Duration {
         ms(self.claim_interval_ms)
     }
-    pub fn pay_grace(&self) -> Duration {
-        ms(self.pay_grace_ms)
-    }
     pub fn recovery_delay(&self) -> Duration {
         ms(self.recovery_delay_ms)
     }
@@ -231,6 +319,9 @@ impl WorkerSettings {
     }
     pub fn shutdown_grace(&self) -> Duration {
         ms(self.shutdown_grace_ms)
+    }
+    pub fn credentials_pause(&self) -> Duration {
+        ms(self.credentials_pause_ms)
     }
 }
 
@@ -251,6 +342,24 @@ mod tests {
         let s = Settings::defaults();
         let shown = format!("{s:?}");
         assert!(!shown.contains("sim-secret"), "{shown}");
+    }
+
+    #[test]
+    fn huge_values_are_refused_with_their_key_instead_of_wrapping() {
+        let mut s = Settings::defaults();
+        s.atrip.pay_timeout_ms = 1 << 63;
+        let e = s.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("atrip.pay_timeout_ms") && e.contains("between"),
+            "{e}"
+        );
+        let mut s = Settings::defaults();
+        s.worker.lease_ms = u64::MAX;
+        let e = s.validate().unwrap_err().to_string();
+        assert!(e.contains("worker.lease_ms"), "{e}");
+        let mut s = Settings::defaults();
+        s.worker.ticketing_deadline_s = 100 * 365 * 86_400;
+        assert!(s.validate().is_err());
     }
 
     #[test]

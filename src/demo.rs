@@ -120,7 +120,6 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     settings.atrip.base_url = sim.base_url();
     settings.atrip.pay_timeout_ms = 3000;
     settings.worker.lease_ms = 10_000;
-    settings.worker.pay_grace_ms = 1000;
     settings.worker.recovery_delay_ms = 500;
     settings.worker.first_poll_ms = 500;
     settings.worker.poll_initial_ms = 500;

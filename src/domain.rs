@@ -68,6 +68,64 @@ impl fmt::Display for State {
     }
 }
 
+/// What an event row records (`ticketing_events.kind`). An enum, so that renaming a kind cannot
+/// silently switch off a reader of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    /// The claim of a `pending` row, or a new intent: a `pay.do` may leave from here on.
+    PayIntent,
+    /// The pay step refused to send (the row's data), or gave the row back before sending.
+    PayNotSent,
+    /// The answer to a `pay.do` (or its absence).
+    PayAnswered,
+    /// The answer to an order query.
+    QueryAnswered,
+    /// The row was given back without sending anything (shutdown).
+    Released,
+    /// The table refused a write; the row went to `needs_review` naming the constraint.
+    ConstraintViolated,
+    OperatorRetry,
+    OperatorRepay,
+    OperatorCancel,
+    WebhookReceived,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 10] = [
+        EventKind::PayIntent,
+        EventKind::PayNotSent,
+        EventKind::PayAnswered,
+        EventKind::QueryAnswered,
+        EventKind::Released,
+        EventKind::ConstraintViolated,
+        EventKind::OperatorRetry,
+        EventKind::OperatorRepay,
+        EventKind::OperatorCancel,
+        EventKind::WebhookReceived,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::PayIntent => "pay_intent",
+            EventKind::PayNotSent => "pay_not_sent",
+            EventKind::PayAnswered => "pay_answered",
+            EventKind::QueryAnswered => "query_answered",
+            EventKind::Released => "released",
+            EventKind::ConstraintViolated => "constraint_violated",
+            EventKind::OperatorRetry => "operator_retry",
+            EventKind::OperatorRepay => "operator_repay",
+            EventKind::OperatorCancel => "operator_cancel",
+            EventKind::WebhookReceived => "webhook_received",
+        }
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// ATRIP's payment methods (there is no 2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PaymentMethod {

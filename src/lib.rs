@@ -37,6 +37,7 @@ pub mod domain;
 pub mod http;
 pub mod jobs;
 pub mod localpg;
+pub mod machine;
 pub mod metrics;
 pub mod ops;
 pub mod sealed;

@@ -2,15 +2,16 @@
 //! Hand-rolled (a few atomics) rather than a metrics stack: the set is small and fixed.
 
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Pay outcomes, by the class of the answer.
-pub const PAY_CLASSES: [&str; 6] = [
+pub const PAY_CLASSES: [&str; 7] = [
     "accepted",
     "never_pay_again",
     "refused",
     "unauthorized",
+    "payment_error",
     "outcome_unknown",
     "not_sent",
 ];
@@ -78,8 +79,12 @@ const TICKETED_BOUNDS: &[f64] = &[
 
 /// Everything this process counts.
 pub struct Metrics {
-    pay_outcomes: [AtomicU64; 6],
+    pay_outcomes: [AtomicU64; 7],
     pub lease_losses: AtomicU64,
+    /// This process's wall clock minus the database's, at the last claim (ms).
+    pub clock_skew_ms: AtomicI64,
+    /// The skew was logged once already.
+    pub skew_warned: AtomicBool,
     pub pay_latency: Histogram,
     pub query_latency: Histogram,
     pub enqueue_to_ticketed: Histogram,
@@ -92,6 +97,8 @@ pub fn global() -> &'static Metrics {
     METRICS.get_or_init(|| Metrics {
         pay_outcomes: Default::default(),
         lease_losses: AtomicU64::new(0),
+        clock_skew_ms: AtomicI64::new(0),
+        skew_warned: AtomicBool::new(false),
         pay_latency: Histogram::new(LATENCY_BOUNDS),
         query_latency: Histogram::new(LATENCY_BOUNDS),
         enqueue_to_ticketed: Histogram::new(TICKETED_BOUNDS),
@@ -133,6 +140,12 @@ impl Metrics {
             out,
             "ticketing_lease_losses_total {}",
             self.lease_losses.load(Ordering::Relaxed)
+        );
+        out.push_str("# HELP ticketing_worker_clock_skew_seconds This process's wall clock minus the database's (nothing depends on it: leases and deadlines use the database's time).\n# TYPE ticketing_worker_clock_skew_seconds gauge\n");
+        let _ = writeln!(
+            out,
+            "ticketing_worker_clock_skew_seconds {}",
+            self.clock_skew_ms.load(Ordering::Relaxed) as f64 / 1000.0
         );
         out.push_str("# HELP ticketing_atrip_request_seconds ATRIP request latency.\n# TYPE ticketing_atrip_request_seconds histogram\n");
         self.pay_latency.render(

@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 
-use crate::cli::{Command, EnqueueArgs, ListArgs, OrderArgs, StatusArgs};
+use crate::cli::{CancelArgs, Command, EnqueueArgs, ListArgs, RetryArgs, StatusArgs};
 use crate::config::Settings;
 use crate::domain::{OrderNo, PaymentMethod, State};
 use crate::jobs::{EventRow, JobRow, JobStore, NewJob};
@@ -291,7 +291,7 @@ pub fn render_table(rows: &[JobRow]) -> String {
     out
 }
 
-async fn retry(store: &JobStore, a: OrderArgs, by: &str) -> anyhow::Result<()> {
+async fn retry(store: &JobStore, a: RetryArgs, by: &str) -> anyhow::Result<()> {
     let card = match &a.card_file {
         Some(p) => Some(read_json(p, "the card JSON")?),
         None => None,
@@ -309,24 +309,31 @@ async fn retry(store: &JobStore, a: OrderArgs, by: &str) -> anyhow::Result<()> {
             crate::card::CreditCard::from_json(c, method, chrono::Utc::now())?;
         }
     }
-    let to = store
-        .retry(&a.order_no, card.as_ref(), by, chrono::Utc::now())
-        .await?;
+    let done = store.retry(&a.order_no, card.as_ref(), a.repay, by).await?;
     if a.json {
-        println!("{}", json!({"order_no": a.order_no, "state": to}));
-    } else {
-        let next = if to == State::Paying {
-            "its next step is an order query (never a blind pay.do)"
-        } else {
-            "it will be paid"
-        };
-        println!("order {} is {to} again; {next}", a.order_no);
+        println!(
+            "{}",
+            json!({"order_no": a.order_no, "state": done.state, "may_pay": done.may_pay})
+        );
+        return Ok(());
     }
+    let next = match (done.state, done.may_pay) {
+        (State::Ticketing, _) => {
+            "an answer once showed it paid: it is followed again with a fresh ticketing deadline, never paid twice"
+        }
+        (_, true) => {
+            "its next step is an order query; if ATRIP shows it unpaid, one pay.do is sent"
+        }
+        (_, false) => {
+            "its next step is an order query; no pay.do will be sent (one may have reached ATRIP: after checking ATRIP, `retry --repay`)"
+        }
+    };
+    println!("order {} is {} again; {next}", a.order_no, done.state);
     Ok(())
 }
 
-async fn cancel(store: &JobStore, a: OrderArgs, by: &str) -> anyhow::Result<()> {
-    store.cancel(&a.order_no, by, chrono::Utc::now()).await?;
+async fn cancel(store: &JobStore, a: CancelArgs, by: &str) -> anyhow::Result<()> {
+    store.cancel(&a.order_no, by).await?;
     if a.json {
         println!("{}", json!({"order_no": a.order_no, "state": "cancelled"}));
     } else {

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, NaiveDateTime, Utc};
 use serde_json::Value;
 
 use super::codes::{self, OrderStatus, PayClass};
@@ -89,35 +90,68 @@ pub struct OrderView {
     pub pnr_code: Option<String>,
     pub order_status: OrderStatus,
     pub ticket_status: Option<String>,
+    /// One entry per passenger (`paxTicketInfos` is the passenger list), ticket numbers and
+    /// airline PNRs trimmed and de-duplicated.
     pub tickets: TicketSet,
+    /// `airlineBookings[].airlinePnr` (null until the airline generated it).
+    pub booking_pnrs: Vec<String>,
+    /// `tktLimitTime` (SGT on the wire): the order's payment deadline.
+    pub pay_deadline: Option<DateTime<Utc>>,
+    /// `paymentAttempted` (VCC): ATRIP already tried to charge the card. Says nothing of the
+    /// result, and is a reason never to pay again.
+    pub payment_attempted: Option<bool>,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
     pub msg: Option<String>,
 }
 
 impl OrderView {
-    /// The final ticket set: ticketed, tickets issued, and a ticket number for every passenger.
-    /// (ATRIP's own CLI uses the same predicate.) Anything less keeps the order followed.
-    pub fn final_tickets(&self) -> Option<&TicketSet> {
-        let complete = self.order_status == OrderStatus::Ticketed
+    /// An answer that shows the order paid: ticketing in process, or ticketed.
+    pub fn shows_paid(&self) -> bool {
+        matches!(
+            self.order_status,
+            OrderStatus::Ticketing | OrderStatus::Ticketed
+        )
+    }
+
+    /// Every passenger has a ticket number: ticketed, tickets issued, and a ticket number in
+    /// every `paxTicketInfos` entry (ATRIP's own client uses the same predicate, counting
+    /// passengers from the order it booked; we count the entries).
+    pub fn tickets_complete(&self) -> bool {
+        self.order_status == OrderStatus::Ticketed
             && self.ticket_status.as_deref() == Some(codes::TICKET_ISSUED)
             && !self.tickets.is_empty()
-            && self.tickets.iter().all(|p| !p.ticket_numbers.is_empty());
-        complete.then_some(&self.tickets)
+            && self.tickets.iter().all(|p| !p.ticket_numbers.is_empty())
+    }
+
+    /// The final ticket set and its PNR: every passenger has a ticket number and a PNR is
+    /// known. Tickets without any PNR are not final: the order is followed until one shows
+    /// (or the ticketing deadline passes).
+    pub fn final_tickets(&self) -> Option<(&TicketSet, String)> {
+        if !self.tickets_complete() {
+            return None;
+        }
+        Some((&self.tickets, self.pnr()?))
     }
 
     /// The airline PNR(s): per passenger first (where ATRIP fills them for every passenger),
-    /// deduplicated, in order.
-    pub fn airline_pnr(&self) -> Option<String> {
+    /// then the airline bookings, then ATRIP's own booking reference; de-duplicated, in order.
+    pub fn pnr(&self) -> Option<String> {
         let mut pnrs: Vec<&str> = Vec::new();
-        for p in &self.tickets {
-            for pnr in &p.airline_pnrs {
-                if !pnrs.contains(&pnr.as_str()) {
-                    pnrs.push(pnr);
-                }
+        for pnr in self
+            .tickets
+            .iter()
+            .flat_map(|p| &p.airline_pnrs)
+            .chain(&self.booking_pnrs)
+        {
+            if !pnrs.contains(&pnr.as_str()) {
+                pnrs.push(pnr);
             }
         }
-        (!pnrs.is_empty()).then(|| pnrs.join(" "))
+        if pnrs.is_empty() {
+            return self.pnr_code.clone();
+        }
+        Some(pnrs.join(" "))
     }
 }
 
@@ -291,22 +325,58 @@ fn status_text(v: Option<&Value>, key: &str) -> Result<Option<String>, String> {
     }
 }
 
+/// A list of ticket numbers or PNRs: trimmed, and de-duplicated in order (ATRIP may repeat a
+/// number, padded with spaces, and its own client counts it once).
 fn string_list(v: Option<&Value>, what: &str) -> Result<Vec<String>, String> {
-    match v {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|i| match i {
-                Value::String(s) if is_ticket_like(s) => Ok(s.trim().to_owned()),
-                Value::String(s) => Err(format!(
+    let items = match v {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(items)) => items,
+        Some(_) => return Err(format!("{what} is not a list")),
+    };
+    let mut out: Vec<String> = Vec::with_capacity(items.len());
+    for item in items {
+        let value = match item {
+            Value::String(s) if is_ticket_like(s) => s.trim(),
+            Value::String(s) => {
+                return Err(format!(
                     "{what} holds a malformed value {:?}",
                     truncate(s, 30)
-                )),
-                _ => Err(format!("{what} holds a non-string")),
-            })
-            .collect(),
-        Some(_) => Err(format!("{what} is not a list")),
+                ))
+            }
+            _ => return Err(format!("{what} holds a non-string")),
+        };
+        if !out.iter().any(|seen| seen == value) {
+            out.push(value.to_owned());
+        }
     }
+    Ok(out)
+}
+
+/// `airlineBookings[].airlinePnr`, where readable. ATRIP's own client never reads this block,
+/// so a malformed one is skipped, not a reason to distrust the answer.
+fn booking_pnrs(v: Option<&Value>) -> Vec<String> {
+    let Some(Value::Array(bookings)) = v else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = Vec::new();
+    for pnr in bookings
+        .iter()
+        .filter_map(|b| b.get("airlinePnr")?.as_str())
+        .filter(|s| is_ticket_like(s))
+        .map(str::trim)
+    {
+        if !out.iter().any(|seen| seen == pnr) {
+            out.push(pnr.to_owned());
+        }
+    }
+    out
+}
+
+/// `tktLimitTime`: `yyyy-MM-dd HH:mm:ss` in Singapore time (UTC+8), as ATRIP writes every time.
+fn sgt_time(v: Option<&Value>) -> Option<DateTime<Utc>> {
+    let s = v?.as_str()?;
+    let local = NaiveDateTime::parse_from_str(s.trim(), "%Y-%m-%d %H:%M:%S").ok()?;
+    Some(local.and_utc() - chrono::Duration::hours(8))
 }
 
 /// Ticket numbers and PNRs: letters, digits and dashes, at most 20 characters.
@@ -316,10 +386,14 @@ fn is_ticket_like(s: &str) -> bool {
 }
 
 /// Reads the fields the worker uses from a `status 0` query answer, refusing what cannot be
-/// trusted: another order's answer, wrong types, more ticket numbers than a passenger can
-/// hold (one, or two for a round trip split in two bookings), and, when the answer lists the
-/// passengers, a ticket entry for someone who is not one of them. A listed passenger without
-/// an entry is kept with no ticket, so that the set is not final without them.
+/// trusted: another order's answer, wrong types, more ticket numbers than a passenger can hold
+/// (one, or two for a round trip split in two bookings).
+///
+/// `paxTicketInfos` is the passenger list (ATRIP's documented answers carry no `passengers`
+/// array, and an entry's `name` may be absent: ATRIP's own client accepts such answers). When an
+/// answer does carry a `passengers` array too, the ticket list may not be longer than it, a named
+/// entry must be one of the listed passengers, and a listed passenger without an entry is kept
+/// with no ticket, so that the set is not final without them.
 fn read_order(order_no: &str, m: &serde_json::Map<String, Value>) -> Result<OrderView, String> {
     match m.get("orderNo") {
         Some(Value::String(s)) if s == order_no => {}
@@ -339,9 +413,7 @@ fn read_order(order_no: &str, m: &serde_json::Map<String, Value>) -> Result<Orde
         Some(Value::Array(a)) => a.clone(),
         Some(_) => return Err("paxTicketInfos is not a list".into()),
     };
-    // When the answer also lists the passengers, the ticket list may not name more of them,
-    // and each of its entries must be one of them (see `match_passenger`).
-    let mut unmatched = match m.get("passengers") {
+    let mut listed = match m.get("passengers") {
         Some(Value::Array(passengers)) => {
             if pax.len() > passengers.len() {
                 return Err(format!(
@@ -350,7 +422,7 @@ fn read_order(order_no: &str, m: &serde_json::Map<String, Value>) -> Result<Orde
                     passengers.len()
                 ));
             }
-            Some(passenger_names(passengers)?)
+            Some(passenger_names(passengers))
         }
         _ => None,
     };
@@ -360,11 +432,11 @@ fn read_order(order_no: &str, m: &serde_json::Map<String, Value>) -> Result<Orde
             .as_object()
             .ok_or_else(|| format!("paxTicketInfos[{i}] is not an object"))?;
         let name = match p.get("name") {
-            Some(Value::String(s)) if !s.trim().is_empty() => truncate(s.trim(), 80),
-            _ => return Err(format!("paxTicketInfos[{i}] has no passenger name")),
+            Some(Value::String(s)) if !s.trim().is_empty() => Some(truncate(s.trim(), 80)),
+            _ => None,
         };
-        if let Some(unmatched) = unmatched.as_mut() {
-            match_passenger(unmatched, &name, i)?;
+        if let Some(listed) = listed.as_mut() {
+            match_passenger(listed, name.as_deref(), i)?;
         }
         let ticket_numbers = string_list(
             p.get("ticketNos"),
@@ -381,15 +453,15 @@ fn read_order(order_no: &str, m: &serde_json::Map<String, Value>) -> Result<Orde
             ));
         }
         tickets.push(PassengerTickets {
-            passenger: name,
+            passenger: name.unwrap_or_else(|| format!("passenger {}", i + 1)),
             ticket_numbers,
             airline_pnrs,
         });
     }
     // A listed passenger without an entry has no ticket: the set is then never final.
-    for passenger in unmatched.unwrap_or_default() {
+    for (i, passenger) in listed.unwrap_or_default().into_iter().enumerate() {
         tickets.push(PassengerTickets {
-            passenger,
+            passenger: passenger.unwrap_or_else(|| format!("listed passenger {}", i + 1)),
             ticket_numbers: Vec::new(),
             airline_pnrs: Vec::new(),
         });
@@ -400,41 +472,57 @@ fn read_order(order_no: &str, m: &serde_json::Map<String, Value>) -> Result<Orde
         order_status: OrderStatus::from_wire(&order_status),
         ticket_status,
         tickets,
+        booking_pnrs: booking_pnrs(m.get("airlineBookings")),
+        pay_deadline: sgt_time(m.get("tktLimitTime")),
+        payment_attempted: m.get("paymentAttempted").and_then(Value::as_bool),
         error_code: status_text(m.get("errorCode"), "errorCode")?,
         error_message: text(m, "errorMessage"),
         msg: text(m, "msg"),
     })
 }
 
-/// The names of the order's passengers (`passengers[].name`), as `paxTicketInfos` names them.
-fn passenger_names(passengers: &[Value]) -> Result<Vec<String>, String> {
+/// The names of the order's passengers (`passengers[].name`), as `paxTicketInfos` names them;
+/// `None` for a passenger listed without a name.
+fn passenger_names(passengers: &[Value]) -> Vec<Option<String>> {
     passengers
         .iter()
-        .enumerate()
-        .map(|(i, p)| match p.get("name") {
-            Some(Value::String(s)) if !s.trim().is_empty() => Ok(truncate(s.trim(), 80)),
-            _ => Err(format!("passengers[{i}] has no name")),
+        .map(|p| match p.get("name") {
+            Some(Value::String(s)) if !s.trim().is_empty() => Some(truncate(s.trim(), 80)),
+            _ => None,
         })
         .collect()
 }
 
-/// Pairs ticket entry `i` (for passenger `name`) with a listed passenger not paired yet. A
-/// ticket for someone who is not on the order, or a second entry for one passenger (while
-/// another may have none), is an answer the worker cannot trust: it must never make an order
-/// look ticketed. Names compare without regard to case (ATRIP's examples mix `DOE/JANE` and
-/// `zhang/lisi`).
-fn match_passenger(unmatched: &mut Vec<String>, name: &str, i: usize) -> Result<(), String> {
-    let name_upper = name.to_uppercase();
-    match unmatched.iter().position(|p| p.to_uppercase() == name_upper) {
-        Some(at) => {
-            unmatched.remove(at);
-            Ok(())
+/// Pairs ticket entry `i` with a listed passenger not paired yet: by name when the entry has
+/// one (names compare without regard to case: ATRIP's examples mix `DOE/JANE` and `zhang/lisi`),
+/// else the first one left. A ticket for someone who is not on the order, or a second entry for
+/// one passenger (while another may have none), is an answer the worker cannot trust: it must
+/// never make an order look ticketed.
+fn match_passenger(
+    listed: &mut Vec<Option<String>>,
+    name: Option<&str>,
+    i: usize,
+) -> Result<(), String> {
+    let at = match name {
+        Some(name) => {
+            let upper = name.to_uppercase();
+            listed
+                .iter()
+                .position(|p| p.as_deref().is_some_and(|p| p.to_uppercase() == upper))
+                .or_else(|| listed.iter().position(Option::is_none))
+                .ok_or_else(|| {
+                    format!(
+                        "paxTicketInfos[{i}] names {:?}, who is not among the order's passengers (or has an entry already)",
+                        truncate(name, 40)
+                    )
+                })?
         }
-        None => Err(format!(
-            "paxTicketInfos[{i}] names {:?}, who is not among the order's passengers (or has an entry already)",
-            truncate(name, 40)
-        )),
+        None => 0,
+    };
+    if at < listed.len() {
+        listed.remove(at);
     }
+    Ok(())
 }
 
 /// Says what was wrong with a body that is not JSON, without quoting much of it.

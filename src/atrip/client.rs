@@ -1,5 +1,5 @@
 //! The HTTP client for ATRIP: `pay.do`, `queryOrderDetails.do`, and `order.do` (for the demo
-//! and tests), with the exact headers, gzip and timeouts of atrip-api.md.
+//! and tests), with the exact headers, gzip and timeouts of docs/atrip.md.
 
 use std::time::Duration;
 
@@ -123,6 +123,10 @@ impl Client {
 
     pub fn pay_timeout(&self) -> Duration {
         self.pay_timeout
+    }
+
+    pub fn query_timeout(&self) -> Duration {
+        self.query_timeout
     }
 
     async fn post<B: Serialize + ?Sized>(

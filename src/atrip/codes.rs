@@ -1,7 +1,7 @@
 //! The one table of ATRIP's codes and order states, shared by the client (to classify answers)
 //! and the simulator (to produce them), so the two can never disagree.
 //!
-//! Sources (see `../shared/atrip-reference.md` §3, §4 and §10 for the full list):
+//! Sources (`docs/atrip.md` lists them with what each one says):
 //! - the apifox export of ATRIP's OpenAPI description, "Atlas API" project
 //!   (<https://a7wgayos1a.apifox.cn/payment-294989771e0> for `pay.do`,
 //!   <https://a7wgayos1a.apifox.cn/retrieve-booking-295201827e0> for `queryOrderDetails.do`),

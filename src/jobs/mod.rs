@@ -2,14 +2,22 @@
 //!
 //! Two rules hold for every write after a claim: it is fenced by the claim's `lease_token`
 //! (zero rows matched is [`Error::LeaseLost`], never a silent no-op), and it appends its event
-//! in the same statement, so the history can never disagree with the row.
+//! in the same statement, so the history can never disagree with the row. Files: `store` (the
+//! claim and the worker's writes), `write` (a transition as columns), `ops` (operators,
+//! webhooks, pruning, metrics), `rows` (what the statements return).
 
 mod ops;
 mod rows;
 mod store;
+mod write;
 
-pub use rows::{CardJson, ClaimedJob, EventRow, JobRow, SealedCard};
-pub use store::{Change, JobStore, Lease, NewJob};
+pub use ops::Retried;
+pub use rows::{CardJson, ClaimedJob, EventRow, JobRow, Lease, SealedCard};
+pub use store::{Applied, JobStore, NewJob};
+pub use write::{CardSummary, Said, Write};
+
+/// PostgreSQL's SQLSTATEs for a row the table refuses: check, not-null, unique, foreign key.
+const REFUSED_ROW: [&str; 4] = ["23514", "23502", "23505", "23503"];
 
 /// Job-store failures, by what the caller does about them.
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +28,14 @@ pub enum Error {
         "lease lost on job {job_id} (order {order_no}): another worker or an operator owns it now"
     )]
     LeaseLost { job_id: i64, order_no: String },
+    /// The table refused a write (a CHECK, NOT NULL, ...): a bug, to be recorded on the row,
+    /// never retried as if the database were down.
+    #[error("order {order_no} (job {job_id}): the job table refused the write ({constraint})")]
+    ConstraintViolated {
+        job_id: i64,
+        order_no: String,
+        constraint: String,
+    },
     /// An operator command was refused because of the row's state.
     #[error("order {order_no}: {reason}")]
     Refused { order_no: String, reason: String },
@@ -28,4 +44,21 @@ pub enum Error {
     /// The database is unreachable or failed: retry later.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+}
+
+impl Error {
+    /// A failed write of `lease`: a refused row is `ConstraintViolated`, anything else is the
+    /// database's trouble.
+    fn from_write(e: sqlx::Error, lease: &Lease) -> Error {
+        if let sqlx::Error::Database(db) = &e {
+            if db.code().is_some_and(|c| REFUSED_ROW.contains(&c.as_ref())) {
+                return Error::ConstraintViolated {
+                    job_id: lease.id(),
+                    order_no: lease.order_no().to_owned(),
+                    constraint: db.constraint().unwrap_or("unnamed").to_owned(),
+                };
+            }
+        }
+        Error::Database(e)
+    }
 }

@@ -5,6 +5,9 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
+use crate::domain::State;
+use crate::machine::{Facts, PayOutcome};
+
 /// The raw `card` JSON of a row. `Debug` never shows it.
 #[derive(Clone, sqlx::Type)]
 #[sqlx(transparent)]
@@ -27,7 +30,61 @@ impl fmt::Debug for SealedCard {
     }
 }
 
-/// A row just claimed by this worker, with the state it was claimed from.
+/// The right to change one claimed row: its id, the lease token of the claim, and the state
+/// it is in now (every write checks all three). Only a claim makes one.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    pub(super) id: i64,
+    pub(super) token: i64,
+    pub(super) order_no: String,
+    pub(super) state: State,
+}
+
+impl Lease {
+    pub fn id(&self) -> i64 {
+        self.id
+    }
+    pub fn token(&self) -> i64 {
+        self.token
+    }
+    pub fn order_no(&self) -> &str {
+        &self.order_no
+    }
+    /// The state the row is in, as this lease last wrote it.
+    pub fn state(&self) -> State {
+        self.state
+    }
+}
+
+/// The claim statement's row, as the SQL returns it.
+pub(super) struct ClaimRow {
+    pub id: i64,
+    pub order_no: String,
+    pub payment_method: i16,
+    pub card: Option<CardJson>,
+    pub card_sealed: Option<SealedCard>,
+    pub client_order_no: Option<String>,
+    pub pay_deadline: Option<DateTime<Utc>>,
+    pub state: String,
+    pub claimed_from: String,
+    pub lease_token: i64,
+    pub pay_attempts: i32,
+    pub pay_not_sent: i32,
+    pub pay_permits: i32,
+    pub poll_attempts: i32,
+    pub error_streak: i32,
+    pub pay_started_at: Option<DateTime<Utc>>,
+    pub paid_at: Option<DateTime<Utc>>,
+    pub last_pay_outcome: Option<String>,
+    pub phase_started_at: Option<DateTime<Utc>>,
+    pub tickets_seen: Option<Value>,
+    pub created_at: DateTime<Utc>,
+    pub lease_expires_at: DateTime<Utc>,
+    pub db_now: DateTime<Utc>,
+}
+
+/// A row just claimed by this worker, with the state it was claimed from. Its [`Lease`] is the
+/// only way to change it.
 #[derive(Debug, Clone)]
 pub struct ClaimedJob {
     pub id: i64,
@@ -38,17 +95,96 @@ pub struct ClaimedJob {
     pub client_order_no: Option<String>,
     pub pay_deadline: Option<DateTime<Utc>>,
     /// The state after the claim (`paying` when the claim recorded a pay intent).
-    pub state: String,
+    pub state: State,
     /// The state before the claim: `pending` means this claim recorded a new pay intent.
-    pub claimed_from: String,
+    pub claimed_from: State,
     pub lease_token: i64,
     pub pay_attempts: i32,
+    pub pay_not_sent: i32,
+    pub pay_permits: i32,
     pub poll_attempts: i32,
     pub error_streak: i32,
     pub pay_started_at: Option<DateTime<Utc>>,
     pub paid_at: Option<DateTime<Utc>>,
+    pub last_pay_outcome: Option<PayOutcome>,
+    /// When the current phase began; rows written by a release before this column existed
+    /// fall back to the intent, payment or creation time.
+    pub phase_started_at: DateTime<Utc>,
     pub tickets_seen: Option<Value>,
     pub created_at: DateTime<Utc>,
+    /// The lease's end, in the database's time.
+    pub lease_expires_at: DateTime<Utc>,
+    /// The database's time when the claim ran (`ticketing_now()`).
+    pub db_now: DateTime<Utc>,
+}
+
+impl ClaimedJob {
+    pub(super) fn from_row(r: ClaimRow) -> Result<ClaimedJob, String> {
+        let state = |s: &str| State::parse(s).ok_or_else(|| format!("unknown state {s:?}"));
+        let phase = r
+            .phase_started_at
+            .or(if r.paid_at.is_some() {
+                r.paid_at
+            } else {
+                r.pay_started_at
+            })
+            .unwrap_or(r.created_at);
+        Ok(ClaimedJob {
+            state: state(&r.state)?,
+            claimed_from: state(&r.claimed_from)?,
+            last_pay_outcome: r.last_pay_outcome.as_deref().and_then(PayOutcome::parse),
+            phase_started_at: phase,
+            id: r.id,
+            order_no: r.order_no,
+            payment_method: r.payment_method,
+            card: r.card,
+            card_sealed: r.card_sealed,
+            client_order_no: r.client_order_no,
+            pay_deadline: r.pay_deadline,
+            lease_token: r.lease_token,
+            pay_attempts: r.pay_attempts,
+            pay_not_sent: r.pay_not_sent,
+            pay_permits: r.pay_permits,
+            poll_attempts: r.poll_attempts,
+            error_streak: r.error_streak,
+            pay_started_at: r.pay_started_at,
+            paid_at: r.paid_at,
+            tickets_seen: r.tickets_seen,
+            created_at: r.created_at,
+            lease_expires_at: r.lease_expires_at,
+            db_now: r.db_now,
+        })
+    }
+
+    /// The lease this claim holds.
+    pub fn lease(&self) -> Lease {
+        Lease {
+            id: self.id,
+            token: self.lease_token,
+            order_no: self.order_no.clone(),
+            state: self.state,
+        }
+    }
+
+    /// What the state machine may look at, with the database's time `now`.
+    pub fn facts(&self, now: DateTime<Utc>) -> Facts {
+        Facts {
+            state: self.state,
+            order_no: self.order_no.clone(),
+            pay_attempts: self.pay_attempts,
+            pay_not_sent: self.pay_not_sent,
+            pay_permits: self.pay_permits,
+            paid: self.paid_at.is_some(),
+            last_pay_outcome: self.last_pay_outcome,
+            error_streak: self.error_streak,
+            poll_attempts: self.poll_attempts,
+            tickets_seen: self.tickets_seen.clone(),
+            pay_started_at: self.pay_started_at.unwrap_or(self.created_at),
+            pay_deadline: self.pay_deadline,
+            phase_started_at: self.phase_started_at,
+            now,
+        }
+    }
 }
 
 /// A whole row, for operators and tests.
@@ -73,11 +209,23 @@ pub struct JobRow {
     pub lease_owner: Option<String>,
     pub lease_expires_at: Option<DateTime<Utc>>,
     pub lease_token: i64,
+    /// Pay intents recorded.
     pub pay_attempts: i32,
+    /// Intents that provably never reached ATRIP; `pay_attempts - pay_not_sent` is the number
+    /// of pay.do that may have reached it.
+    pub pay_not_sent: i32,
+    /// How many pay.do may ever reach ATRIP for this order.
+    pub pay_permits: i32,
+    /// `pay.do` requests that may have reached ATRIP (`pay_attempts - pay_not_sent`).
+    pub pay_sends: i32,
     pub poll_attempts: i32,
     pub error_streak: i32,
     pub pay_started_at: Option<DateTime<Utc>>,
+    /// When an answer first showed the order paid, and what it was.
     pub paid_at: Option<DateTime<Utc>>,
+    pub paid_evidence: Option<String>,
+    pub last_pay_outcome: Option<String>,
+    pub phase_started_at: Option<DateTime<Utc>>,
     pub ticketed_at: Option<DateTime<Utc>>,
     pub finalized_at: Option<DateTime<Utc>>,
     pub atrip_status: Option<i32>,

@@ -1,4 +1,6 @@
-//! The SQL. Time-dependent statements take `now` from the caller so tests can move the clock.
+//! The SQL of the worker's claim and writes. Every time that decides who may touch a row (a
+//! lease, a due time, an intent, a deadline) is the database's `ticketing_now()`, never this
+//! process's clock (docs/design.md, rule T1): replicas' clocks differ.
 
 use std::time::Duration;
 
@@ -6,86 +8,20 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::PgPool;
 
-use crate::domain::State;
-use super::rows::{CardJson, ClaimedJob, EventRow, JobRow, SealedCard};
+use super::rows::{CardJson, ClaimRow, ClaimedJob, EventRow, JobRow, Lease, SealedCard};
+use super::write::Write;
 use super::Error;
+use crate::domain::{EventKind, State};
 
 /// Milliseconds as the `bigint` the SQL multiplies by `interval '1 millisecond'`.
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// The right to change one claimed row: its id and the lease token of the claim. The state is
-/// the one the row is in now (every write checks it too).
-#[derive(Debug, Clone)]
-pub struct Lease {
-    pub id: i64,
-    pub token: i64,
-    pub order_no: String,
-    pub state: State,
-}
-
-/// One transition of a claimed row, applied by [`JobStore::apply`] as one fenced statement
-/// that also appends the event. Built by the worker's named constructors.
-#[derive(Debug, Clone)]
-pub struct Change {
-    /// The event's kind (`pay_answered`, `query_answered`, `pay_intent`, ...).
-    pub kind: &'static str,
-    pub to: State,
-    /// Next time the row is due; `None` keeps `run_at`.
-    pub run_at: Option<DateTime<Utc>>,
-    /// Ends this worker's lease (every step's last write does; a new pay intent does not).
-    pub release: bool,
-    /// Records a new pay intent: `pay_attempts + 1`, `pay_started_at = now`.
-    pub new_intent: bool,
-    /// Counts one more order query.
-    pub poll: bool,
-    /// `last_error`; `None` clears it.
-    pub error: Option<String>,
-    /// An unclear answer: `error_streak + 1` (else the streak resets).
-    pub unclear: bool,
-    pub atrip_status: Option<i64>,
-    pub atrip_message: Option<String>,
-    pub order_status: Option<String>,
-    pub atrip_pnr: Option<String>,
-    /// Set with `to = Ticketed` only.
-    pub pnr: Option<String>,
-    pub tickets: Option<Value>,
-    /// The complete ticket set of this answer, to be seen again (`None` clears it).
-    pub tickets_seen: Option<Value>,
-    /// Erases the card (a resolved payment), keeping `card_brand`/`card_last4` when given.
-    pub erase_card: bool,
-    pub card_brand: Option<String>,
-    pub card_last4: Option<String>,
-    /// The event's redacted detail.
-    pub detail: Value,
-}
-
-impl Change {
-    /// A change to `to` that releases the lease and touches nothing else.
-    pub fn new(kind: &'static str, to: State) -> Self {
-        Change {
-            kind,
-            to,
-            run_at: None,
-            release: true,
-            new_intent: false,
-            poll: false,
-            error: None,
-            unclear: false,
-            atrip_status: None,
-            atrip_message: None,
-            order_status: None,
-            atrip_pnr: None,
-            pnr: None,
-            tickets: None,
-            tickets_seen: None,
-            erase_card: false,
-            card_brand: None,
-            card_last4: None,
-            detail: Value::Object(Default::default()),
-        }
-    }
+/// A write that landed: the database's time it was made at.
+#[derive(Debug, Clone, Copy)]
+pub struct Applied {
+    pub at: DateTime<Utc>,
 }
 
 /// A row as an enqueuer writes it. No `Debug`: it may hold a card.
@@ -119,69 +55,80 @@ impl JobStore {
 
     /// Claims up to `limit` due rows for `owner`, in one statement: locks them with
     /// `FOR NO KEY UPDATE SKIP LOCKED` (other workers skip them), bumps their lease token,
-    /// moves `pending` rows to `paying` with a new pay intent, and appends one event each.
-    /// When this commits, the database says "a payment may have been sent" for every row that
-    /// was pending — before any `pay.do` leaves.
+    /// moves `pending` rows to `paying` with a new pay intent (and its event), all in the
+    /// database's time. When this commits, the database says "a payment may have been sent" for
+    /// every row that was pending, before any `pay.do` leaves. With `pending_only` (ATRIP asked
+    /// us to slow down our queries) only `pending` rows are claimed: `pay.do` is not rate-limited.
     pub async fn claim(
         &self,
         owner: &str,
         limit: i64,
         lease: Duration,
-        now: DateTime<Utc>,
+        pending_only: bool,
     ) -> Result<Vec<ClaimedJob>, Error> {
         let rows = sqlx::query_as!(
-            ClaimedJob,
+            ClaimRow,
             r#"
 WITH due AS (
     SELECT id, state AS claimed_from
     FROM ticketing_jobs
     WHERE state IN ('pending', 'paying', 'ticketing')
-      AND run_at <= $1
-      AND (lease_expires_at IS NULL OR lease_expires_at <= $1)
+      AND run_at <= ticketing_now()
+      AND (lease_expires_at IS NULL OR lease_expires_at <= ticketing_now())
+      AND (state = 'pending' OR NOT $4)
     ORDER BY priority, run_at, id
-    LIMIT $2
+    LIMIT $1
     FOR NO KEY UPDATE SKIP LOCKED
 ), claimed AS (
     UPDATE ticketing_jobs j SET
         lease_token = j.lease_token + 1,
-        lease_owner = $3,
-        lease_expires_at = $1 + $4::bigint * interval '1 millisecond',
+        lease_owner = $2,
+        lease_expires_at = ticketing_now() + $3::bigint * interval '1 millisecond',
         state = CASE WHEN j.state = 'pending' THEN 'paying' ELSE j.state END,
         pay_attempts = j.pay_attempts + CASE WHEN j.state = 'pending' THEN 1 ELSE 0 END,
-        pay_started_at = CASE WHEN j.state = 'pending' THEN $1 ELSE j.pay_started_at END,
-        updated_at = $1
+        pay_started_at = CASE WHEN j.state = 'pending' THEN ticketing_now() ELSE j.pay_started_at END,
+        phase_started_at = CASE WHEN j.state = 'pending' THEN ticketing_now() ELSE j.phase_started_at END,
+        updated_at = CASE WHEN j.state = 'pending' THEN ticketing_now() ELSE j.updated_at END
     FROM due
     WHERE j.id = due.id
     RETURNING j.id, j.order_no, j.payment_method, j.card, j.card_sealed, j.client_order_no, j.pay_deadline,
-              j.state, due.claimed_from, j.lease_token, j.pay_attempts, j.poll_attempts,
-              j.error_streak, j.pay_started_at, j.paid_at, j.tickets_seen, j.created_at,
-              j.priority, j.run_at
+              j.state, due.claimed_from, j.lease_token, j.pay_attempts, j.pay_not_sent, j.pay_permits,
+              j.poll_attempts, j.error_streak, j.pay_started_at, j.paid_at, j.last_pay_outcome,
+              j.phase_started_at, j.tickets_seen, j.created_at, j.lease_expires_at, j.priority, j.run_at
 ), events AS (
     INSERT INTO ticketing_events (job_id, order_no, at, kind, state, lease_token, worker, detail)
-    SELECT id, order_no, $1,
-           CASE WHEN claimed_from = 'pending' THEN 'pay_intent' ELSE 'claimed' END,
-           state, lease_token, $3,
+    SELECT id, order_no, ticketing_now(), 'pay_intent', state, lease_token, $2,
            jsonb_build_object('claimed_from', claimed_from, 'pay_attempts', pay_attempts)
     FROM claimed
+    WHERE claimed_from = 'pending'
 )
 SELECT id AS "id!", order_no AS "order_no!", payment_method AS "payment_method!",
        card AS "card: CardJson", card_sealed AS "card_sealed: SealedCard", client_order_no,
-       pay_deadline, state AS "state!",
-       claimed_from AS "claimed_from!", lease_token AS "lease_token!",
-       pay_attempts AS "pay_attempts!", poll_attempts AS "poll_attempts!",
-       error_streak AS "error_streak!", pay_started_at, paid_at, tickets_seen,
-       created_at AS "created_at!"
+       pay_deadline, state AS "state!", claimed_from AS "claimed_from!",
+       lease_token AS "lease_token!", pay_attempts AS "pay_attempts!",
+       pay_not_sent AS "pay_not_sent!", pay_permits AS "pay_permits!",
+       poll_attempts AS "poll_attempts!", error_streak AS "error_streak!", pay_started_at,
+       paid_at, last_pay_outcome, phase_started_at, tickets_seen, created_at AS "created_at!",
+       lease_expires_at AS "lease_expires_at!", ticketing_now() AS "db_now!"
 FROM claimed
 ORDER BY priority, run_at, id
 "#,
-            now,
             limit,
             owner,
             millis(lease),
+            pending_only,
         )
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows)
+        rows.into_iter()
+            .map(|r| {
+                let (id, order_no) = (r.id, r.order_no.clone());
+                ClaimedJob::from_row(r).map_err(|reason| Error::Refused {
+                    order_no: format!("{order_no} (job {id})"),
+                    reason,
+                })
+            })
+            .collect()
     }
 
     /// Extends the leases this worker still holds, in one statement; returns the ids still
@@ -191,19 +138,17 @@ ORDER BY priority, run_at, id
         owner: &str,
         leases: &[(i64, i64)],
         lease: Duration,
-        now: DateTime<Utc>,
     ) -> Result<Vec<i64>, Error> {
         let (ids, tokens): (Vec<i64>, Vec<i64>) = leases.iter().copied().unzip();
         let held = sqlx::query_scalar!(
             r#"
 UPDATE ticketing_jobs j
-SET lease_expires_at = $1 + $2::bigint * interval '1 millisecond'
-FROM unnest($3::bigint[], $4::bigint[]) AS l(id, token)
-WHERE j.id = l.id AND j.lease_token = l.token AND j.lease_owner = $5
-  AND j.lease_expires_at > $1
+SET lease_expires_at = ticketing_now() + $1::bigint * interval '1 millisecond'
+FROM unnest($2::bigint[], $3::bigint[]) AS l(id, token)
+WHERE j.id = l.id AND j.lease_token = l.token AND j.lease_owner = $4
+  AND j.lease_expires_at > ticketing_now()
 RETURNING j.id
 "#,
-            now,
             millis(lease),
             &ids,
             &tokens,
@@ -214,81 +159,146 @@ RETURNING j.id
         Ok(held)
     }
 
-    /// Applies one transition to a claimed row: one fenced statement (id, lease token and
-    /// current state must all match) that also appends the event. Zero rows is `LeaseLost`.
+    /// Applies one write to a claimed row: one fenced statement (id, lease token and current
+    /// state must all match) that also appends the event. Zero rows is `LeaseLost`; a write the
+    /// table's CHECKs refuse is `ConstraintViolated`, naming the constraint.
     pub async fn apply(
         &self,
         lease: &mut Lease,
         worker: &str,
-        change: &Change,
-        now: DateTime<Utc>,
+        w: &Write,
+    ) -> Result<Applied, Error> {
+        let at = sqlx::query_scalar!(
+            r#"
+WITH u AS (
+    UPDATE ticketing_jobs SET
+        state = $3,
+        run_at = CASE WHEN $4::bigint IS NULL THEN run_at
+                      ELSE ticketing_now() + $4::bigint * interval '1 millisecond' END,
+        updated_at = ticketing_now(),
+        lease_owner = CASE WHEN $5 THEN NULL ELSE lease_owner END,
+        lease_expires_at = CASE WHEN $5 THEN NULL ELSE lease_expires_at END,
+        pay_attempts = pay_attempts + CASE WHEN $6 THEN 1 ELSE 0 END,
+        pay_started_at = CASE WHEN $6 THEN ticketing_now() ELSE pay_started_at END,
+        pay_not_sent = pay_not_sent + CASE WHEN $7 THEN 1 ELSE 0 END,
+        last_pay_outcome = CASE WHEN $6 THEN NULL ELSE COALESCE($8, last_pay_outcome) END,
+        phase_started_at = CASE WHEN $9 THEN ticketing_now() ELSE phase_started_at END,
+        paid_at = CASE WHEN $10::text IS NULL THEN paid_at ELSE COALESCE(paid_at, ticketing_now()) END,
+        paid_evidence = COALESCE(paid_evidence, $10),
+        -- Rule P3: evidence of payment leaves no permit.
+        pay_permits = CASE WHEN $10::text IS NULL THEN pay_permits
+                           ELSE LEAST(pay_permits, pay_attempts + CASE WHEN $6 THEN 1 ELSE 0 END
+                                                   - pay_not_sent - CASE WHEN $7 THEN 1 ELSE 0 END) END,
+        poll_attempts = poll_attempts + CASE WHEN $11 THEN 1 ELSE 0 END,
+        last_error = $12,
+        error_streak = CASE WHEN $13 THEN error_streak + 1 ELSE 0 END,
+        atrip_status = COALESCE($14, atrip_status),
+        atrip_message = CASE WHEN $14::integer IS NULL THEN atrip_message ELSE $15 END,
+        order_status = COALESCE($16, order_status),
+        atrip_pnr = COALESCE($17, atrip_pnr),
+        pnr = $18,
+        ticket_numbers = $19,
+        tickets_seen = $20,
+        ticketed_at = CASE WHEN $3 = 'ticketed' THEN ticketing_now() ELSE NULL END,
+        finalized_at = CASE WHEN $3 IN ('ticketed', 'failed', 'needs_review', 'cancelled')
+                            THEN ticketing_now() ELSE NULL END,
+        card = CASE WHEN $21 THEN NULL ELSE card END,
+        card_sealed = CASE WHEN $21 THEN NULL ELSE card_sealed END,
+        card_brand = COALESCE($22, card_brand),
+        card_last4 = COALESCE($23, card_last4)
+    WHERE id = $1 AND lease_token = $2 AND state = $24
+    RETURNING id, order_no, state, updated_at
+)
+INSERT INTO ticketing_events (job_id, order_no, at, kind, state, lease_token, worker, detail)
+SELECT id, order_no, updated_at, $25, state, $2, $26, $27 FROM u
+RETURNING at
+"#,
+            lease.id,
+            lease.token,
+            w.to.as_str(),
+            w.due_in.map(millis),
+            w.release,
+            w.intent,
+            w.not_sent,
+            w.pay_outcome.map(|o| o.as_str()),
+            w.new_phase,
+            w.evidence.map(|e| e.as_str()),
+            w.poll,
+            w.error.as_deref(),
+            w.unclear,
+            w.atrip_status.and_then(|s| i32::try_from(s).ok()),
+            w.atrip_message.as_deref(),
+            w.order_status.as_deref(),
+            w.atrip_pnr.as_deref(),
+            w.pnr.as_deref(),
+            w.tickets.as_ref(),
+            w.tickets_seen.as_ref(),
+            w.erase_card,
+            w.card.brand.as_deref(),
+            w.card.last4.as_deref(),
+            lease.state.as_str(),
+            w.kind.as_str(),
+            worker,
+            &w.detail,
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| Error::from_write(e, lease))?;
+        match at {
+            Some(at) => {
+                lease.state = w.to;
+                Ok(Applied { at })
+            }
+            None => Err(Error::LeaseLost {
+                job_id: lease.id,
+                order_no: lease.order_no.clone(),
+            }),
+        }
+    }
+
+    /// A write of this lease was refused by the table's `constraint`: the row goes to
+    /// `needs_review` naming it, keeping everything else as it was (rule W2). Fenced like any
+    /// write; card data stays (a person decides).
+    pub async fn review_refused_write(
+        &self,
+        lease: &mut Lease,
+        worker: &str,
+        constraint: &str,
+        refused: EventKind,
     ) -> Result<(), Error> {
+        let reason = crate::machine::ReviewReason::ConstraintViolated {
+            constraint: constraint.to_owned(),
+        };
+        let error = format!("order {}: {reason}", lease.order_no);
         let hit = sqlx::query_scalar!(
             r#"
 WITH u AS (
     UPDATE ticketing_jobs SET
-        state = $4,
-        run_at = COALESCE($5, run_at),
-        updated_at = $1,
-        lease_owner = CASE WHEN $6 THEN NULL ELSE lease_owner END,
-        lease_expires_at = CASE WHEN $6 THEN NULL ELSE lease_expires_at END,
-        pay_attempts = pay_attempts + CASE WHEN $7 THEN 1 ELSE 0 END,
-        pay_started_at = CASE WHEN $7 THEN $1 ELSE pay_started_at END,
-        poll_attempts = poll_attempts + CASE WHEN $8 THEN 1 ELSE 0 END,
-        last_error = $9,
-        error_streak = CASE WHEN $10 THEN error_streak + 1 ELSE 0 END,
-        atrip_status = COALESCE($11, atrip_status),
-        atrip_message = CASE WHEN $11::integer IS NULL THEN atrip_message ELSE $12 END,
-        order_status = COALESCE($13, order_status),
-        atrip_pnr = COALESCE($14, atrip_pnr),
-        pnr = $15,
-        ticket_numbers = $16,
-        tickets_seen = $17,
-        paid_at = CASE WHEN $4 IN ('ticketing', 'ticketed') THEN COALESCE(paid_at, $1) ELSE paid_at END,
-        ticketed_at = CASE WHEN $4 = 'ticketed' THEN $1 ELSE NULL END,
-        finalized_at = CASE WHEN $4 IN ('ticketed', 'failed', 'needs_review', 'cancelled')
-                            THEN $1 ELSE NULL END,
-        card = CASE WHEN $18 THEN NULL ELSE card END,
-        card_sealed = CASE WHEN $18 THEN NULL ELSE card_sealed END,
-        card_brand = COALESCE($19, card_brand),
-        card_last4 = COALESCE($20, card_last4)
-    WHERE id = $2 AND lease_token = $3 AND state = $21
-    RETURNING id, order_no, state
+        state = 'needs_review', updated_at = ticketing_now(), finalized_at = ticketing_now(),
+        lease_owner = NULL, lease_expires_at = NULL, last_error = $4,
+        pnr = NULL, ticket_numbers = NULL, ticketed_at = NULL
+    WHERE id = $1 AND lease_token = $2 AND state = $3
+    RETURNING id, order_no, state, updated_at
 )
 INSERT INTO ticketing_events (job_id, order_no, at, kind, state, lease_token, worker, detail)
-SELECT id, order_no, $1, $22, state, $3, $23, $24 FROM u
+SELECT id, order_no, updated_at, 'constraint_violated', state, $2, $5,
+       jsonb_build_object('constraint', $6::text, 'refused', $7::text)
+FROM u
 RETURNING job_id
 "#,
-            now,
             lease.id,
             lease.token,
-            change.to.as_str(),
-            change.run_at,
-            change.release,
-            change.new_intent,
-            change.poll,
-            change.error.as_deref(),
-            change.unclear,
-            change.atrip_status.and_then(|s| i32::try_from(s).ok()),
-            change.atrip_message.as_deref(),
-            change.order_status.as_deref(),
-            change.atrip_pnr.as_deref(),
-            change.pnr.as_deref(),
-            change.tickets.as_ref(),
-            change.tickets_seen.as_ref(),
-            change.erase_card,
-            change.card_brand.as_deref(),
-            change.card_last4.as_deref(),
             lease.state.as_str(),
-            change.kind,
+            error,
             worker,
-            &change.detail,
+            constraint,
+            refused.as_str(),
         )
         .fetch_optional(&self.pool)
         .await?;
         match hit {
             Some(_) => {
-                lease.state = change.to;
+                lease.state = State::NeedsReview;
                 Ok(())
             }
             None => Err(Error::LeaseLost {
@@ -305,7 +315,9 @@ RETURNING job_id
             r#"SELECT id, order_no, client_order_no, payment_method, card AS "card: CardJson",
                       card_sealed AS "card_sealed: SealedCard", card_brand, card_last4, pay_deadline, priority, state, run_at, created_at,
                       updated_at, lease_owner, lease_expires_at, lease_token, pay_attempts,
-                      poll_attempts, error_streak, pay_started_at, paid_at, ticketed_at,
+                      pay_not_sent, pay_permits, pay_attempts - pay_not_sent AS "pay_sends!",
+                      poll_attempts, error_streak, pay_started_at, paid_at, paid_evidence,
+                      last_pay_outcome, phase_started_at, ticketed_at,
                       finalized_at, atrip_status, atrip_message, order_status, atrip_pnr, pnr,
                       ticket_numbers, tickets_seen, last_error
                FROM ticketing_jobs WHERE order_no = $1"#,
@@ -374,7 +386,7 @@ RETURNING job_id
         let id = sqlx::query_scalar!(
             r#"INSERT INTO ticketing_jobs
                    (order_no, payment_method, card, pay_deadline, client_order_no, priority, run_at)
-               VALUES ($1, $2, $3, $4, $5, COALESCE($6, 0::smallint), COALESCE($7, now()))
+               VALUES ($1, $2, $3, $4, $5, COALESCE($6, 0::smallint), COALESCE($7, ticketing_now()))
                RETURNING id"#,
             job.order_no,
             job.payment_method,

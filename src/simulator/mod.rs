@@ -1,5 +1,5 @@
 //! An in-process ATRIP simulator speaking `order.do`, `pay.do` and `queryOrderDetails.do` as
-//! `shared/atrip-api.md` describes them, with a ledger that counts every charge so tests can
+//! `docs/atrip.md` describes them, with a ledger that counts every charge so tests can
 //! prove the worker pays each order exactly once, whatever faults it meets.
 //!
 //! Why a simulator: the real sandbox is not reachable from this project's machines, and even

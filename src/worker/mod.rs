@@ -1,23 +1,29 @@
 //! The worker: claims due rows, pays each order once, follows it to final tickets.
 //!
 //! One round claims up to the free concurrency slots in one statement and runs one step per
-//! claimed row as a task: a pending row (its pay intent just committed by the claim) is paid;
-//! a paying row is recovered with an order query; a ticketing row is polled. Every step ends
-//! with one fenced write that records what happened and when the row is due again.
-//! [`Worker::step`] runs one round to completion (tests drive the worker with it);
-//! [`Worker::run`] loops, woken by `LISTEN` with a polling fallback, until shutdown.
+//! claimed row as a task: a row claimed from `pending` (its pay intent just committed by the
+//! claim) is paid; a `paying` row is recovered with an order query; a `ticketing` row is
+//! followed with one. Every step asks [`crate::machine::next`] what comes next and ends with
+//! one fenced write. [`Worker::step`] runs one round to completion (tests drive the worker with
+//! it); [`Worker::run`] loops, woken by `LISTEN` with a polling fallback, until shutdown.
+//!
+//! Files: `pay` (the pay step), `query` (recovery and following), `lease` (the leases as this
+//! process's monotonic clock sees them), `schedule` (poll delays, rate limit, the wall clock),
+//! `failpoint` (test-only hooks).
 
+mod failpoint;
+mod lease;
 mod pay;
-mod poll;
+mod query;
 pub mod schedule;
 
-use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde_json::json;
 use tokio::sync::Notify;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn, Instrument};
@@ -25,7 +31,10 @@ use tracing::{debug, error, info, warn, Instrument};
 use crate::atrip::Client;
 use crate::config::WorkerSettings;
 use crate::domain::State;
-use crate::jobs::{self, Change, ClaimedJob, JobStore, Lease};
+use crate::jobs::{self, Applied, CardSummary, ClaimedJob, JobStore, Lease, Said, Write};
+use crate::machine::{self, Bounds, Event, Next};
+pub use failpoint::{TestHooks, CLOCK_SKEW_VAR, FAILPOINTS_VAR};
+use lease::LeaseBook;
 pub use schedule::{next_poll_delay, Clock, RateLimiter};
 
 /// The channel the insert trigger (and the webhook) notify.
@@ -37,11 +46,11 @@ pub struct StepOutcome {
     pub job_id: i64,
     pub order_no: String,
     /// The state the row was claimed in.
-    pub from: String,
+    pub from: State,
     /// The state the step left it in; `None` when the step could not record (lease lost,
-    /// database down, shutdown): the row stays as the last write left it.
+    /// database down): the row stays as the last write left it.
     pub to: Option<State>,
-    /// Whether this step sent `pay.do`.
+    /// Whether this step sent `pay.do` (a request that may have reached ATRIP).
     pub pay_sent: bool,
     pub note: String,
 }
@@ -53,21 +62,38 @@ pub struct RoundReport {
     pub outcomes: Vec<StepOutcome>,
 }
 
-/// Step failures: only these two stop a step before its recorded end.
+/// What stops a step before its recorded end.
 #[derive(Debug, thiserror::Error)]
 pub enum StepError {
     #[error(transparent)]
     Store(#[from] jobs::Error),
-    /// Our lease is too close to its end to start a call that must finish inside it.
-    #[error("lease of job {0} about to expire; not starting a call")]
-    LeaseExpiring(i64),
 }
 
-/// The lease this process holds on a row, as the heartbeat sees it.
-#[derive(Debug, Clone, Copy)]
-struct Held {
-    token: i64,
-    expires_at: DateTime<Utc>,
+/// One claimed row being worked on: the claim, its lease, and the database's time.
+pub(crate) struct Step {
+    pub job: ClaimedJob,
+    pub lease: Lease,
+    /// When the claim's answer arrived: the database's time now is `job.db_now` plus the
+    /// monotonic time since.
+    pub claimed_at: Instant,
+    /// Whether an intent of this step is open (recorded, its pay.do not sent yet): giving the
+    /// row back then records the intent as never sent.
+    pub intent_open: bool,
+    pub pay_sent: bool,
+}
+
+impl Step {
+    /// The database's time now (rule T1), never this process's wall clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.job.db_now + chrono::Duration::from_std(self.claimed_at.elapsed()).unwrap_or_default()
+    }
+
+    /// What the state machine may look at.
+    pub fn facts(&self) -> machine::Facts {
+        let mut facts = self.job.facts(self.now());
+        facts.state = self.lease.state();
+        facts
+    }
 }
 
 pub(crate) struct Inner {
@@ -75,15 +101,19 @@ pub(crate) struct Inner {
     pub atrip: Client,
     pub settings: WorkerSettings,
     pub id: String,
+    /// This process's wall clock: only compared with the database's, to report skew.
     pub clock: Clock,
+    /// Spaces order queries; `pay.do` never waits on it (ATRIP does not rate-limit pay.do,
+    /// and nothing may delay a pay.do once its intent is committed: rule P1).
     pub limiter: RateLimiter,
-    held: Mutex<HashMap<i64, Held>>,
+    leases: LeaseBook,
     /// Set when ATRIP refuses our credentials: no claims until then.
-    paused_until: Mutex<Option<DateTime<Utc>>>,
+    paused_until: Mutex<Option<Instant>>,
     /// Signalled when a step ends (a slot is free).
     slot_freed: Notify,
     /// Opens sealed card data; `None`: sealed cards go to needs_review.
     pub card_key: Option<crate::sealed::CardKey>,
+    pub hooks: TestHooks,
     /// Cancelled when shutdown begins: steps that have not sent anything yet give their row
     /// back instead of starting a call.
     stopping: CancellationToken,
@@ -112,20 +142,29 @@ impl Worker {
                 id,
                 clock,
                 limiter: RateLimiter::new(rate_limit_per_s),
-                held: Mutex::new(HashMap::new()),
+                leases: LeaseBook::default(),
                 paused_until: Mutex::new(None),
                 slot_freed: Notify::new(),
                 card_key: None,
+                hooks: TestHooks::default(),
                 stopping: CancellationToken::new(),
             }),
         }
     }
 
+    fn inner_mut(&mut self) -> &mut Inner {
+        Arc::get_mut(&mut self.inner).expect("configured before the worker is shared")
+    }
+
     /// Gives the worker the key that opens sealed card data (before it starts).
     pub fn with_card_key(mut self, key: Option<crate::sealed::CardKey>) -> Self {
-        Arc::get_mut(&mut self.inner)
-            .expect("with_card_key is called before the worker is shared")
-            .card_key = key;
+        self.inner_mut().card_key = key;
+        self
+    }
+
+    /// Test-only hooks (before it starts); see [`TestHooks`].
+    pub fn with_hooks(mut self, hooks: TestHooks) -> Self {
+        self.inner_mut().hooks = hooks;
         self
     }
 
@@ -142,10 +181,11 @@ impl Worker {
     /// Claims up to `limit` due rows (at most the concurrency) and runs their steps to their
     /// recorded ends, concurrently. The stepping API: tests call it instead of sleeping.
     pub async fn step_up_to(&self, limit: usize) -> Result<RoundReport, jobs::Error> {
-        let jobs = self.claim(limit).await?;
-        let claimed = jobs.len();
+        let steps = self.claim(limit).await?;
+        let claimed = steps.len();
         let outcomes =
-            futures_util::future::join_all(jobs.into_iter().map(|j| self.clone().execute(j))).await;
+            futures_util::future::join_all(steps.into_iter().map(|s| self.clone().execute(s)))
+                .await;
         Ok(RoundReport { claimed, outcomes })
     }
 
@@ -154,118 +194,106 @@ impl Worker {
         self.step_up_to(self.inner.settings.concurrency).await
     }
 
-    async fn claim(&self, limit: usize) -> Result<Vec<ClaimedJob>, jobs::Error> {
+    async fn claim(&self, limit: usize) -> Result<Vec<Step>, jobs::Error> {
         let i = &self.inner;
-        let now = i.clock.now();
-        if i.paused_until.lock().unwrap().is_some_and(|t| t > now) {
+        if i.paused_until
+            .lock()
+            .unwrap()
+            .is_some_and(|t| t > Instant::now())
+        {
             return Ok(Vec::new());
         }
         let lease = i.settings.lease();
-        let jobs = i.store.claim(&i.id, limit as i64, lease, now).await?;
-        let mut held = i.held.lock().unwrap();
-        for j in &jobs {
-            held.insert(
-                j.id,
-                Held {
-                    token: j.lease_token,
-                    expires_at: schedule::after(now, lease),
-                },
-            );
+        let sent = Instant::now();
+        let jobs = i
+            .store
+            .claim(&i.id, limit as i64, lease, i.limiter.paused())
+            .await?;
+        let claimed_at = Instant::now();
+        if let Some(first) = jobs.first() {
+            i.report_skew(first.db_now);
         }
-        Ok(jobs)
+        Ok(jobs
+            .into_iter()
+            .map(|job| {
+                i.leases.took(job.id, job.lease_token, sent, lease);
+                Step {
+                    lease: job.lease(),
+                    intent_open: job.claimed_from == State::Pending,
+                    job,
+                    claimed_at,
+                    pay_sent: false,
+                }
+            })
+            .collect())
     }
 
     /// Runs one claimed row's step and forgets its lease afterwards.
-    async fn execute(self, job: ClaimedJob) -> StepOutcome {
-        let span = tracing::info_span!("step", order_no = %job.order_no, job_id = job.id);
-        let (id, token) = (job.id, job.lease_token);
+    async fn execute(self, mut step: Step) -> StepOutcome {
+        let span = tracing::info_span!("step", order_no = %step.job.order_no, job_id = step.job.id);
+        let (id, token) = (step.job.id, step.job.lease_token);
         let outcome = async {
-            let result = match job.claimed_from.as_str() {
-                "pending" | "paying" => pay::step(&self.inner, &job).await,
-                "ticketing" => poll::step(&self.inner, &job).await,
+            let result = match step.job.claimed_from {
+                State::Pending => pay::step(&self.inner, &mut step).await,
+                State::Paying | State::Ticketing => query::step(&self.inner, &mut step).await,
                 other => Err(StepError::Store(jobs::Error::Refused {
-                    order_no: job.order_no.clone(),
+                    order_no: step.job.order_no.clone(),
                     reason: format!("claimed in unexpected state {other}"),
                 })),
             };
-            let outcome = StepOutcome {
-                job_id: job.id,
-                order_no: job.order_no.clone(),
-                from: job.claimed_from.clone(),
+            let mut outcome = StepOutcome {
+                job_id: step.job.id,
+                order_no: step.job.order_no.clone(),
+                from: step.job.claimed_from,
                 to: None,
-                pay_sent: false,
+                pay_sent: step.pay_sent,
                 note: String::new(),
             };
             match result {
-                Ok(done) => StepOutcome {
-                    to: Some(done.to),
-                    pay_sent: done.pay_sent,
-                    note: done.note,
-                    ..outcome
-                },
+                Ok(note) => {
+                    outcome.to = Some(step.lease.state());
+                    outcome.note = note;
+                }
                 Err(e) => {
                     match &e {
                         StepError::Store(jobs::Error::LeaseLost { .. }) => {
                             crate::metrics::global()
                                 .lease_losses
-                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                .fetch_add(1, Ordering::Relaxed);
                             warn!(error = %e, "step stopped: lease lost")
                         }
-                        StepError::LeaseExpiring(_) => warn!(
-                            error = %e,
-                            "step stopped before calling ATRIP: too little lease left; the row is recovered once the lease expires"
-                        ),
+                        StepError::Store(jobs::Error::ConstraintViolated { .. }) => {
+                            outcome.to = Some(step.lease.state());
+                            error!(error = %e, "the job table refused a write; the row is in needs_review naming the constraint")
+                        }
                         StepError::Store(_) => error!(
                             error = %e,
-                            "step could not record its result; the lease will expire and the row be recovered"
+                            "step could not record its result; the lease will expire and the row be recovered by order query"
                         ),
                     }
-                    StepOutcome {
-                        note: e.to_string(),
-                        ..outcome
-                    }
+                    outcome.note = e.to_string();
                 }
             }
+            outcome
         }
         .instrument(span)
         .await;
-        {
-            // Only our own lease: the row may already have been claimed again (its next step
-            // due at once) under a new token, which is not ours to forget.
-            let mut held = self.inner.held.lock().unwrap();
-            if held.get(&id).is_some_and(|h| h.token == token) {
-                held.remove(&id);
-            }
-        }
+        self.inner.leases.release(id, token);
         self.inner.slot_freed.notify_one();
         outcome
     }
 
     /// Renews every lease this process holds; steps whose lease was lost find out at their
-    /// next (fenced) write.
+    /// next (fenced) write, or before their next call.
     pub async fn heartbeat(&self) -> Result<(), jobs::Error> {
         let i = &self.inner;
-        let leases: Vec<(i64, i64)> = i
-            .held
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(id, h)| (*id, h.token))
-            .collect();
-        if leases.is_empty() {
+        let held = i.leases.all();
+        if held.is_empty() {
             return Ok(());
         }
-        let now = i.clock.now();
-        let kept = i
-            .store
-            .renew(&i.id, &leases, i.settings.lease(), now)
-            .await?;
-        let mut held = i.held.lock().unwrap();
-        for id in kept {
-            if let Some(h) = held.get_mut(&id) {
-                h.expires_at = schedule::after(now, i.settings.lease());
-            }
-        }
+        let sent = Instant::now();
+        let kept = i.store.renew(&i.id, &held, i.settings.lease()).await?;
+        i.leases.renewed(&held, &kept, sent, i.settings.lease());
         Ok(())
     }
 
@@ -300,7 +328,7 @@ impl Worker {
         info!(worker = %i.id, concurrency, "worker started");
         let mut db_backoff = Duration::from_millis(100);
         while !shutdown.is_cancelled() {
-            let in_flight = i.held.lock().unwrap().len();
+            let in_flight = i.leases.len();
             let free = concurrency.saturating_sub(in_flight);
             // Claim in batches: with work in flight, wait until a quarter of the slots are
             // free rather than paying one claim round trip per finished step.
@@ -308,11 +336,11 @@ impl Worker {
             let mut claimed = 0;
             if worth_claiming {
                 match self.claim(free).await {
-                    Ok(jobs) => {
-                        claimed = jobs.len();
+                    Ok(steps) => {
+                        claimed = steps.len();
                         db_backoff = Duration::from_millis(100);
-                        for job in jobs {
-                            tracker.spawn(self.clone().execute(job));
+                        for step in steps {
+                            tracker.spawn(self.clone().execute(step));
                         }
                     }
                     Err(e) => {
@@ -341,10 +369,7 @@ impl Worker {
                 _ = tokio::time::sleep(i.settings.claim_interval()) => {}
             }
         }
-        info!(
-            in_flight = i.held.lock().unwrap().len(),
-            "shutting down: no more claims"
-        );
+        info!(in_flight = i.leases.len(), "shutting down: no more claims");
         i.stopping.cancel();
         tracker.close();
         if tokio::time::timeout(i.settings.shutdown_grace(), tracker.wait())
@@ -385,27 +410,76 @@ async fn listen(pool: sqlx::PgPool, wake: Arc<Notify>, stop: CancellationToken) 
     }
 }
 
-/// How a step ended, for the report.
-pub(crate) struct Done {
-    pub to: State,
-    pub pay_sent: bool,
-    pub note: String,
-}
-
 impl Inner {
-    /// Records a change, retrying while the database is unreachable (a restart must not cost
-    /// a recorded answer); a lost lease is final.
-    pub async fn record(&self, lease: &mut Lease, change: Change) -> Result<(), StepError> {
+    pub fn bounds(&self) -> Bounds<'_> {
+        Bounds {
+            settings: &self.settings,
+        }
+    }
+
+    /// Asks the table what comes next after `event`, writes it, and says what happened. The
+    /// one end of every step (a `NewIntent` is written here too; the caller then pays).
+    pub async fn conclude(
+        &self,
+        step: &mut Step,
+        event: Event<'_>,
+        said: Said,
+    ) -> Result<Next, StepError> {
+        let facts = step.facts();
+        let next = machine::next(event, &facts, &self.bounds());
+        let card = if matches!(next, Next::NewIntent) {
+            CardSummary::default()
+        } else {
+            pay::card_summary(self, &step.job)
+        };
+        let write = Write::step(&next, said, &facts, card);
+        let applied = self.record(&mut step.lease, &write).await?;
+        match &next {
+            Next::Failed(reason) => {
+                warn!(state = %State::Failed, reason = %reason, "order failed")
+            }
+            Next::Review(reason) => {
+                warn!(state = %State::NeedsReview, reason = %reason, "order needs a person")
+            }
+            Next::Ticketed { .. } => {
+                let waited = (applied.at - step.job.created_at)
+                    .to_std()
+                    .unwrap_or_default();
+                crate::metrics::global().enqueue_to_ticketed.observe(waited);
+            }
+            _ => {}
+        }
+        Ok(next)
+    }
+
+    /// Records a write, retrying while the database is unreachable (a restart must not cost
+    /// a recorded answer). A lost lease is final. A write the table refuses is a bug: the row
+    /// goes to `needs_review` naming the constraint (rule W2), never retried as an outage.
+    pub async fn record(&self, lease: &mut Lease, write: &Write) -> Result<Applied, StepError> {
         let mut pause = Duration::from_millis(100);
-        let deadline = tokio::time::Instant::now() + self.settings.lease() / 2;
+        let deadline = Instant::now() + self.settings.lease() / 2;
         loop {
-            let now = self.clock.now();
-            match self.store.apply(lease, &self.id, &change, now).await {
-                Ok(()) => {
-                    debug!(kind = change.kind, to = %change.to, "recorded");
-                    return Ok(());
+            match self.store.apply(lease, &self.id, write).await {
+                Ok(applied) => {
+                    debug!(kind = %write.kind(), to = %write.to(), "recorded");
+                    return Ok(applied);
                 }
-                Err(jobs::Error::Database(e)) if tokio::time::Instant::now() < deadline => {
+                Err(jobs::Error::ConstraintViolated {
+                    job_id,
+                    order_no,
+                    constraint,
+                }) => {
+                    self.store
+                        .review_refused_write(lease, &self.id, &constraint, write.kind())
+                        .await?;
+                    return Err(jobs::Error::ConstraintViolated {
+                        job_id,
+                        order_no,
+                        constraint,
+                    }
+                    .into());
+                }
+                Err(jobs::Error::Database(e)) if Instant::now() < deadline => {
                     warn!(error = %e, "recording failed; retrying");
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_secs(2));
@@ -415,55 +489,45 @@ impl Inner {
         }
     }
 
-    /// Before a step's first call: during shutdown, gives the row back (due now, lease
-    /// cleared, state unchanged) so another worker takes it at once, and ends the step.
-    pub async fn released_for_shutdown(
+    /// Before a step's call to ATRIP: during shutdown, or with too little of our lease left to
+    /// finish `call`, gives the row back (due now, lease cleared, state unchanged; an open
+    /// intent recorded as never sent) so that another worker takes it at once.
+    pub async fn give_back_if_needed(
         &self,
-        lease: &mut Lease,
-    ) -> Result<Option<Done>, StepError> {
-        if !self.stopping.is_cancelled() {
+        step: &mut Step,
+        call: Duration,
+    ) -> Result<Option<String>, StepError> {
+        let why = if self.stopping.is_cancelled() {
+            "worker shutting down before this step sent anything"
+        } else if !self.leases.covers(step.job.id, call) {
+            "too little of the lease left to finish the call; nothing was sent"
+        } else {
             return Ok(None);
-        }
-        let mut c = Change::new("released", lease.state);
-        c.run_at = Some(self.clock.now());
-        c.detail = json!({ "reason": "worker shutting down before this step sent anything" });
-        self.record(lease, c).await?;
-        Ok(Some(self.ends(lease.state, false, "released at shutdown")))
-    }
-
-    /// Refuses to start a call that might outlive our lease (a paused or slow process must not
-    /// send anything once another worker may own the row).
-    pub fn ensure_lease_covers(&self, job_id: i64, call: Duration) -> Result<(), StepError> {
-        let held = self.held.lock().unwrap().get(&job_id).copied();
-        let now = self.clock.now();
-        match held {
-            Some(h) if schedule::after(now, call) < h.expires_at => Ok(()),
-            _ => Err(StepError::LeaseExpiring(job_id)),
-        }
+        };
+        let write = Write::give_back(step.lease.state(), step.intent_open, why);
+        self.record(&mut step.lease, &write).await?;
+        info!(reason = why, "row given back");
+        Ok(Some(why.to_owned()))
     }
 
     /// Our credentials were refused: stop claiming for a while, loudly. The order is not at
     /// fault and stays as it is.
     pub fn pause_for_credentials(&self, status: i64) {
-        let until = schedule::after(self.clock.now(), Duration::from_secs(60));
-        *self.paused_until.lock().unwrap() = Some(until);
-        error!(status, "ATRIP refused our credentials; no new claims for 60 s (check atrip.client_id / atrip.client_secret)");
+        let pause = self.settings.credentials_pause();
+        *self.paused_until.lock().unwrap() = Some(Instant::now() + pause);
+        error!(status, pause_ms = pause.as_millis() as u64, "ATRIP refused our credentials; no new claims for a while (check atrip.client_id / atrip.client_secret)");
     }
 
-    pub fn ends(&self, to: State, pay_sent: bool, note: impl Into<String>) -> Done {
-        Done {
-            to,
-            pay_sent,
-            note: note.into(),
+    /// Compares this process's wall clock with the database's (the metric
+    /// `ticketing_worker_clock_skew_seconds`); decisions never use it, but an operator should
+    /// know.
+    fn report_skew(&self, db_now: DateTime<Utc>) {
+        let skew = self.clock.now() - db_now;
+        let m = crate::metrics::global();
+        m.clock_skew_ms
+            .store(skew.num_milliseconds(), Ordering::Relaxed);
+        if skew.num_seconds().abs() >= 5 && !m.skew_warned.swap(true, Ordering::Relaxed) {
+            warn!(skew_ms = skew.num_milliseconds(), "this machine's clock differs from the database's; leases and deadlines use the database's time, so nothing breaks, but check NTP");
         }
     }
-}
-
-/// The event detail of an ATRIP answer: status and message, never a request body.
-pub(crate) fn answer_detail(
-    what: &str,
-    status: Option<i64>,
-    msg: Option<&str>,
-) -> serde_json::Value {
-    json!({ "answer": what, "status": status, "msg": msg })
 }

@@ -1,4 +1,5 @@
-//! Time for the worker: a clock tests can move, the poll delay, and the outgoing rate limit.
+//! Time for the worker: its wall clock (for the skew report only), the poll delay, and the
+//! outgoing rate limit.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -10,28 +11,25 @@ use tokio::time::Instant;
 
 use crate::config::WorkerSettings;
 
-/// The worker's notion of now. Real time plus an offset that tests advance, so that a test
-/// can make a row due (or a lease expire) without sleeping.
+/// This process's wall clock, with an offset tests use to skew it. Nothing that decides who may
+/// touch a row reads it (rule T1: those times are the database's); the worker only compares it
+/// with the database's time to report the skew.
 #[derive(Clone, Debug, Default)]
 pub struct Clock {
     offset_ms: Arc<AtomicI64>,
 }
 
 impl Clock {
+    /// A clock `offset_ms` ahead of (or, negative, behind) the real one.
+    pub fn skewed(offset_ms: i64) -> Clock {
+        Clock {
+            offset_ms: Arc::new(AtomicI64::new(offset_ms)),
+        }
+    }
+
     pub fn now(&self) -> DateTime<Utc> {
         Utc::now() + chrono::Duration::milliseconds(self.offset_ms.load(Ordering::Relaxed))
     }
-
-    /// Moves this clock (and every clone of it) forward.
-    pub fn advance(&self, by: Duration) {
-        let ms = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
-        self.offset_ms.fetch_add(ms, Ordering::Relaxed);
-    }
-}
-
-/// `now + d` for a std duration.
-pub fn after(now: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
-    now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::days(365))
 }
 
 /// The delay before poll number `attempt` (0-based) of a ticketing order: exponential with
@@ -85,6 +83,12 @@ impl RateLimiter {
         tokio::time::sleep_until(slot).await;
     }
 
+    /// Whether ATRIP asked us to slow down and the pause is still running: queries would wait,
+    /// so the worker claims only rows that need `pay.do` (which ATRIP does not rate-limit).
+    pub fn paused(&self) -> bool {
+        *self.next.lock().unwrap() > Instant::now() + self.interval * 4
+    }
+
     /// ATRIP said "too many requests, retry after `d`": no request leaves before then.
     pub fn pause_for(&self, d: Duration) {
         let mut next = self.next.lock().unwrap();
@@ -133,11 +137,10 @@ mod tests {
     }
 
     #[test]
-    fn the_clock_moves_when_told() {
-        let c = Clock::default();
-        let before = c.now();
-        c.clone().advance(Duration::from_secs(3600));
-        assert!(c.now() - before >= chrono::Duration::seconds(3599));
+    fn a_skewed_clock_is_off_by_its_offset() {
+        let c = Clock::skewed(3_600_000);
+        let skew = c.now() - Utc::now();
+        assert!(skew >= chrono::Duration::seconds(3599), "{skew}");
     }
 
     #[tokio::test(start_paused = true)]
@@ -148,7 +151,9 @@ mod tests {
             l.acquire().await;
         }
         assert!(start.elapsed() >= Duration::from_millis(400));
+        assert!(!l.paused());
         l.pause_for(Duration::from_secs(2));
+        assert!(l.paused());
         l.acquire().await;
         assert!(start.elapsed() >= Duration::from_secs(2));
     }

@@ -14,5 +14,5 @@
 mod answers;
 mod cards;
 mod refused;
-mod rogue;
-mod world;
+pub mod rogue;
+pub mod world;

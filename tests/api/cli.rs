@@ -619,23 +619,27 @@ async fn retry_of_a_failed_paid_order_resumes_with_an_order_query_and_never_pays
     );
     let queries = ledger["queries"].as_i64().unwrap();
 
+    // --repay is refused: the history shows the order paid.
+    let repay = cli(&app, &["retry", "--repay", &order]).await;
+    assert_ne!(repay.code, 0, "{repay:#?}");
+    assert!(repay.stderr.contains("shows it paid"), "{repay:#?}");
     let run = cli(&app, &["retry", &order]).await;
     run.assert_code(0);
     assert!(
-        run.stdout.contains("paying") && run.stdout.contains("order query"),
+        run.stdout.contains("ticketing") && run.stdout.contains("never paid twice"),
         "{run:#?}"
     );
     let row = app.job(&order).await;
     assert_eq!(
-        row.state, "paying",
-        "a pay intent existed, so the order query comes first"
+        row.state, "ticketing",
+        "an answer showed it paid: followed again, never paid"
     );
     assert_eq!(row.pay_attempts, 1);
     assert!(row.finalized_at.is_none() && row.last_error.is_none());
     let last = app.store.events(&order).await.unwrap().pop().unwrap();
     assert_eq!(
         (last.kind.as_str(), last.state.as_str()),
-        ("operator_retry", "paying")
+        ("operator_retry", "ticketing")
     );
     assert_eq!(last.detail["from"], "failed");
 

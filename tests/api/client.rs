@@ -310,14 +310,24 @@ async fn an_fr_flow_order_the_traveller_never_confirmed_is_refused_with_415_and_
     assert_eq!(view.order_status, OrderStatus::Cancelled);
 }
 
+/// 604 and 616 are ticket-stage codes, not documented for pay.do: the client reads them as an
+/// unknown outcome (as ATRIP's own client does), and the order query settles it: the order
+/// shows cancelled with that errorCode, nothing charged.
 #[tokio::test]
-async fn a_card_declined_by_the_airline_or_needing_3ds_is_refused_with_604_or_616() {
+async fn a_card_declined_by_the_airline_or_needing_3ds_is_an_unknown_outcome_the_query_settles() {
     let app = TestApp::new().await;
     for (first_name, status) in [("Reject", 604), ("Three DS", 616)] {
         let order_no = app.create_order(json!({})).await;
         let card = vcc_named(first_name);
         let answer = pay(&app, &order_no, PaymentMethod::Vcc, Some(&card)).await;
-        assert_refused(&app, &order_no, &answer, status);
+        assert!(
+            matches!(answer, PayAnswer::OutcomeUnknown { status: Some(s), .. } if s == status),
+            "{answer:?}"
+        );
+        assert_eq!(app.charges(&order_no), 0, "{}", app.ledger(&order_no));
+        let view = order_of(app.atrip.query(&order_no).await);
+        assert_eq!(view.order_status, OrderStatus::Cancelled);
+        assert_eq!(view.error_code, Some(status.to_string()));
     }
 }
 
@@ -334,14 +344,21 @@ async fn a_paid_order_whose_airline_pnr_is_pending_is_accepted_with_status_615()
 #[tokio::test]
 async fn generic_and_unknown_pay_codes_leave_the_outcome_unknown() {
     let app = TestApp::new().await;
-    for code in [411, 9999, -1, 2, 12_345] {
+    for code in [411, 9999, -1, 2, 12_345, 100, 901] {
         let order_no = app.create_order(json!({})).await;
         app.scenario(&order_no, json!({"pay_status": code})).await;
         let answer = pay(&app, &order_no, PaymentMethod::Deposit, None).await;
-        assert!(
-            matches!(answer, PayAnswer::OutcomeUnknown { status: Some(s), .. } if s == code),
-            "{code}: {answer:?}"
-        );
+        if code == 411 {
+            assert!(
+                matches!(answer, PayAnswer::PaymentError { status: 411, .. }),
+                "{answer:?}"
+            );
+        } else {
+            assert!(
+                matches!(answer, PayAnswer::OutcomeUnknown { status: Some(s), .. } if s == code),
+                "{code}: {answer:?}"
+            );
+        }
         assert_eq!(app.pay_requests(&order_no), 1);
         assert_eq!(app.charges(&order_no), 0, "{}", app.ledger(&order_no));
     }
@@ -413,7 +430,7 @@ async fn a_query_follows_an_order_from_unpaid_through_ticketing_to_final_tickets
     .await;
     assert_eq!(ticketed.order_status, OrderStatus::Ticketed, "{ticketed:?}");
     assert_eq!(ticketed.ticket_status.as_deref(), Some("1"));
-    let tickets = ticketed.final_tickets().expect("final tickets");
+    let (tickets, pnr) = ticketed.final_tickets().expect("final tickets");
     let names: Vec<&str> = tickets.iter().map(|p| p.passenger.as_str()).collect();
     assert_eq!(names, ["DOE/JANE", "DOE/JOHN"]);
     for p in tickets {
@@ -421,7 +438,7 @@ async fn a_query_follows_an_order_from_unpaid_through_ticketing_to_final_tickets
         assert_eq!(p.airline_pnrs.len(), 1, "{p:?}");
     }
     assert_ne!(tickets[0].ticket_numbers, tickets[1].ticket_numbers);
-    assert!(ticketed.airline_pnr().is_some());
+    assert!(!pnr.is_empty());
     assert_eq!(
         ticketed.pnr_code, unpaid.pnr_code,
         "ATRIP's pnrCode is stable"
@@ -495,7 +512,7 @@ async fn partial_tickets_are_not_final_while_passengers_are_ticketed_one_at_a_ti
         partial_seen > 0,
         "never saw an order with some passengers ticketed and not others"
     );
-    assert_eq!(ticketed.final_tickets().map(Vec::len), Some(3));
+    assert_eq!(ticketed.final_tickets().map(|(t, _)| t.len()), Some(3));
 }
 
 #[tokio::test]

@@ -12,23 +12,22 @@ use tokio_util::sync::CancellationToken;
 use crate::support::app::{wait_until, TestApp};
 use crate::support::db::TestDb;
 use ticketing_tracker::jobs::JobStore;
-use ticketing_tracker::worker::Clock;
 
 const SECRET: &str = "s3cret-webhook-token";
 
 /// Serves the router for `store` on 127.0.0.1 at a free port; returns its base URL. The
 /// server lives as long as the test's runtime.
-async fn serve(store: JobStore, clock: Clock, secret: &str) -> String {
+async fn serve(store: JobStore, secret: &str) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let router = ticketing_tracker::http::router(store, clock, SecretString::from(secret));
+    let router = ticketing_tracker::http::router(store, SecretString::from(secret));
     tokio::spawn(async move { axum::serve(listener, router).await });
     format!("http://{addr}")
 }
 
-/// The router on this test's database and clock, with [`SECRET`].
+/// The router on this test's database, with [`SECRET`].
 async fn serve_app(app: &TestApp) -> String {
-    serve(app.store.clone(), app.clock.clone(), SECRET).await
+    serve(app.store.clone(), SECRET).await
 }
 
 fn http() -> reqwest::Client {
@@ -327,7 +326,7 @@ async fn readyz_and_metrics_answer_503_when_the_database_is_gone() {
             .acquire_timeout(Duration::from_secs(2))
             .connect_lazy(url)
             .unwrap();
-        bases.push(serve(JobStore::new(pool), Clock::default(), SECRET).await);
+        bases.push(serve(JobStore::new(pool), SECRET).await);
     }
     let client = http();
     let checks = bases.iter().flat_map(|base| {
@@ -562,7 +561,7 @@ async fn a_webhook_only_makes_the_order_due_and_the_order_query_alone_changes_it
     let row = app.job(&order).await;
     assert_eq!(row.state, "ticketing", "a webhook never changes a state");
     assert!(row.ticket_numbers.is_none() && row.pnr.is_none());
-    assert!(row.run_at < before.run_at && row.run_at <= app.clock.now());
+    assert!(row.run_at < before.run_at && row.run_at <= app.db_now().await);
     let events = app.store.events(&order).await.unwrap();
     assert_eq!(events.len(), events_before + 1);
     let received = events.last().unwrap();
@@ -696,7 +695,7 @@ async fn a_webhook_that_names_no_followed_order_is_refused() {
 async fn the_webhook_is_disabled_when_no_secret_is_configured() {
     let app = TestApp::new().await;
     let order = ticketing_order(&app, 600_000).await;
-    let base = serve(app.store.clone(), app.clock.clone(), "").await;
+    let base = serve(app.store.clone(), "").await;
     let before = app.job(&order).await;
     for secret in [None, Some(""), Some(SECRET)] {
         let (status, text) = post_webhook(&base, secret, webhook_body(&order).to_string()).await;

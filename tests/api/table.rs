@@ -211,16 +211,50 @@ async fn a_row_whose_columns_contradict_its_state_is_refused_by_the_state_checks
     let cases = [
         // Everything of 'ticketed' but the tickets.
         (
-            insert("state, paid_at, finalized_at", "'ticketed', now(), now()"),
+            insert(
+                "state, paid_at, finalized_at, pay_attempts, pay_started_at",
+                "'ticketed', now(), now(), 1, now()",
+            ),
             "tickets_exactly_when_ticketed",
         ),
         // Tickets on a row that is still being followed.
         (
             insert(
-                "state, paid_at, pnr, ticket_numbers, ticketed_at",
-                "'ticketing', now(), 'S12345', '[]', now()",
+                "state, paid_at, pnr, ticket_numbers, ticketed_at, pay_attempts, pay_started_at",
+                "'ticketing', now(), 'S12345', '[]', now(), 1, now()",
             ),
             "tickets_exactly_when_ticketed",
+        ),
+        // The pay-once rules, held by the table itself: never more pay.do than permits, and
+        // no permit left once an answer showed the order paid.
+        (
+            insert("state, pay_attempts, pay_started_at", "'paying', 2, now()"),
+            "pay_sends_within_permits",
+        ),
+        (
+            insert(
+                "state, paid_at, pay_attempts, pay_started_at, pay_permits",
+                "'ticketing', now(), 1, now(), 2",
+            ),
+            "paid_orders_have_no_permit_left",
+        ),
+        (
+            insert("state, pay_permits", "'pending', 2"),
+            "pending_rows_start_clean",
+        ),
+        (
+            insert(
+                "state, paid_evidence, pay_attempts, pay_started_at",
+                "'paying', 'query_paid', 1, now()",
+            ),
+            "paid_evidence_says_when",
+        ),
+        (
+            insert(
+                "state, last_pay_outcome, pay_attempts, pay_started_at",
+                "'paying', 'maybe', 1, now()",
+            ),
+            "last_pay_outcome_is_known",
         ),
         (insert("state", "'ticketing'"), "paid_states_have_paid_at"),
         (
@@ -265,7 +299,10 @@ async fn a_row_whose_columns_contradict_its_state_is_refused_by_the_state_checks
             "finished_rows_have_no_lease",
         ),
         (
-            insert("state, paid_at, poll_attempts", "'ticketing', now(), -1"),
+            insert(
+                "state, paid_at, poll_attempts, pay_attempts, pay_started_at",
+                "'ticketing', now(), -1, 1, now()",
+            ),
             "counters_are_not_negative",
         ),
         (insert("priority", "101"), "priority_is_in_range"),
@@ -290,10 +327,10 @@ async fn a_row_whose_columns_contradict_its_state_is_refused_by_the_state_checks
         ("GOODPAY01", "'paying', NULL, NULL, NULL, NULL, NULL, NULL"),
     ];
     for (order_no, values) in consistent {
-        let attempts = if order_no == "GOODPAY01" {
-            "1, now()"
-        } else {
+        let attempts = if order_no == "GOODFAIL01" {
             "0, NULL"
+        } else {
+            "1, now()"
         };
         sqlx::query(&format!(
             "INSERT INTO ticketing_jobs (order_no, payment_method, state, paid_at, finalized_at, \
@@ -456,8 +493,8 @@ async fn the_claim_reads_the_partial_due_index_which_leaves_finished_rows_out() 
     // finished ones.
     sqlx::query(
         "INSERT INTO ticketing_jobs (order_no, payment_method, state, paid_at, ticketed_at, \
-         finalized_at, pnr, ticket_numbers) \
-         SELECT 'DONE' || lpad(i::text, 8, '0'), 1, 'ticketed', now(), now(), now(), 'S10000', '[]' \
+         finalized_at, pnr, ticket_numbers, pay_attempts, pay_started_at) \
+         SELECT 'DONE' || lpad(i::text, 8, '0'), 1, 'ticketed', now(), now(), now(), 'S10000', '[]', 1, now() \
          FROM generate_series(1, 5000) AS i",
     )
     .execute(pool)

@@ -101,7 +101,9 @@ async fn a_malformed_row_fails_alone_before_any_pay_while_a_good_order_in_the_ba
 #[tokio::test]
 async fn a_garbled_pay_answer_is_settled_by_the_order_query_whichever_way_the_payment_went() {
     let app = TestApp::new().await;
-    let worker = app.worker();
+    let mut settings = app.settings.clone();
+    settings.worker.unpaid_settle_s = 5;
+    let worker = app.worker_with(&settings, "garbled-worker");
     // Charged, answer garbled.
     let charged = app.order_and_enqueue(3, Some(vcc_card()), json!({})).await;
     app.scenario(&charged, json!({"garbled": 1})).await;
@@ -144,13 +146,15 @@ async fn a_garbled_pay_answer_is_settled_by_the_order_query_whichever_way_the_pa
         (Some(1), Some(1)),
         "{ledger}"
     );
+    // Unpaid after a pay.do that may have reached ATRIP: never paid again by the worker; a
+    // person checks ATRIP and decides (`retry --repay`).
     let row = app.job(&unpaid).await;
-    assert_eq!(row.state, "ticketed", "{:?}", row.last_error);
-    assert_eq!(row.pay_attempts, 2, "paid again once proven unpaid");
+    assert_eq!(row.state, "needs_review", "{:?}", row.last_error);
+    assert_eq!(row.pay_attempts, 1, "never paid again on the worker's own");
     let ledger = app.ledger(&unpaid);
     assert_eq!(
         (ledger["pay_requests"].as_i64(), ledger["charges"].as_i64()),
-        (Some(2), Some(1)),
+        (Some(1), Some(0)),
         "{ledger}"
     );
 }
@@ -188,7 +192,7 @@ async fn garbled_query_answers_in_a_row_send_a_paid_order_to_review_while_others
     );
     assert_eq!(app.job(&fine).await.state, "ticketed");
     // Review means the worker leaves it alone.
-    app.clock.advance(Duration::from_secs(3600));
+    app.advance(Duration::from_secs(3600)).await;
     assert_eq!(worker.step().await.unwrap().claimed, 0);
 }
 

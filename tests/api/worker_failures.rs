@@ -1,4 +1,4 @@
-//! Every way ATRIP refuses a payment or fails an order ends in the state design.md prescribes,
+//! Every way ATRIP refuses a payment or fails an order ends in the state docs/design.md prescribes,
 //! and none of them leads the worker to send a second `pay.do`.
 
 use std::time::Duration;
@@ -94,7 +94,7 @@ async fn each_definitive_pay_refusal_fails_the_order_with_its_code_and_erases_th
 
     app.settle(&worker, 20).await;
     // Hours later, nothing is due: a definitive refusal is never retried automatically.
-    app.clock.advance(Duration::from_secs(6 * 3600));
+    app.advance(Duration::from_secs(6 * 3600)).await;
     assert_eq!(worker.step().await.unwrap().claimed, 0);
 
     for (r, order_no) in refusals.iter().zip(&orders) {
@@ -142,13 +142,18 @@ async fn an_order_paid_elsewhere_is_followed_to_ticketed_without_paying_again(re
     let round = worker.step().await.unwrap();
     let outcome = &round.outcomes[0];
     assert!(outcome.pay_sent);
-    assert_eq!(outcome.to, Some(State::Paying), "{}", outcome.note);
     let row = app.job(&order_no).await;
-    assert_eq!(
-        (row.state.as_str(), row.atrip_status),
-        ("paying", Some(repay_status))
-    );
-    assert!(row.card.is_some(), "the payment is not resolved yet");
+    if repay_status == 404 {
+        // "Already paid" is evidence of payment: followed at once, card erased.
+        assert_eq!(outcome.to, Some(State::Ticketing), "{}", outcome.note);
+        assert_eq!(row.paid_evidence.as_deref(), Some("already_paid"));
+        assert!(row.card.is_none());
+    } else {
+        // "Not payable" is not: the order query decides.
+        assert_eq!(outcome.to, Some(State::Paying), "{}", outcome.note);
+        assert!(row.card.is_some(), "the payment is not resolved yet");
+    }
+    assert_eq!(row.atrip_status, Some(repay_status));
 
     app.settle(&worker, 200).await;
     // The direct payment and the worker's single attempt; one charge.
@@ -188,13 +193,10 @@ async fn a_payment_in_progress_406_is_never_paid_again_even_while_the_query_stil
     assert!(round.outcomes[0].pay_sent);
     assert_eq!(app.job(&order_no).await.atrip_status, Some(406));
 
-    // Well past the pay timeout plus grace on the worker's clock, still inside the window in
-    // real time: the query says "0", and the worker must believe the 406, not the "0".
-    let w = &app.settings;
-    app.clock.advance(
-        Duration::from_millis(w.atrip.pay_timeout_ms + w.worker.pay_grace_ms)
-            + Duration::from_secs(1),
-    );
+    // Inside the window the query says "0"; after a 406 the worker never pays again, it waits
+    // for the query to show the payment.
+    app.advance(app.settings.worker.recovery_delay() + Duration::from_millis(50))
+        .await;
     let round = worker.step().await.unwrap();
     assert_eq!(round.claimed, 1);
     let outcome = &round.outcomes[0];
@@ -226,7 +228,7 @@ async fn a_payment_in_progress_406_is_never_paid_again_even_while_the_query_stil
 async fn an_order_that_answered_406_and_stays_unpaid_goes_to_review_without_a_second_pay() {
     let app = TestApp::new().await;
     let mut settings = app.settings.clone();
-    settings.worker.max_error_streak = 3;
+    settings.worker.unpaid_settle_s = 3;
     let worker = app.worker_with(&settings, "review-worker");
     let order_no = app.order_and_enqueue(1, None, json!({})).await;
     // ATRIP says a payment is running, but none ever completes: the query shows "0" forever.
@@ -237,8 +239,18 @@ async fn an_order_that_answered_406_and_stays_unpaid_goes_to_review_without_a_se
     assert_eq!(row.state, "needs_review", "{:?}", row.last_error);
     let error = row.last_error.unwrap_or_default();
     assert!(
-        error.contains(&order_no) && error.contains("406"),
-        "last_error must name the order and the 406: {error}"
+        error.contains(&order_no)
+            && error.contains("will not pay again")
+            && error.contains("retry --repay"),
+        "last_error must name the order and say what to do: {error}"
+    );
+    assert_eq!(row.last_pay_outcome.as_deref(), Some("never_pay_again"));
+    let events = app.store.events(&order_no).await.unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.kind == "pay_answered" && e.detail["status"] == 406),
+        "the 406 is in the history: {events:?}"
     );
     let ledger = app.ledger(&order_no);
     assert_eq!(ledger["pay_requests"], 1, "{ledger}");
@@ -303,7 +315,9 @@ async fn a_ticketing_that_outlasts_the_ticketing_deadline_goes_to_review() {
 #[tokio::test]
 async fn refused_credentials_pause_all_claims_and_never_fail_the_order() {
     let app = TestApp::new().await;
-    let worker = app.worker();
+    let mut settings = app.settings.clone();
+    settings.worker.credentials_pause_ms = 1000;
+    let worker = app.worker_with(&settings, "paused-worker");
     let order_no = app.order_and_enqueue(1, None, json!({})).await;
     app.scenario(&order_no, json!({"pay_status": 900})).await;
 
@@ -319,18 +333,35 @@ async fn refused_credentials_pause_all_claims_and_never_fail_the_order() {
 
     // Nothing is claimed while paused, not even a new order that is due.
     let other = app.order_and_enqueue(1, None, json!({})).await;
-    app.clock.advance(Duration::from_secs(30));
     assert_eq!(worker.step().await.unwrap().claimed, 0);
     assert_eq!(app.job(&other).await.state, "pending");
-
-    app.clock.advance(Duration::from_secs(31));
+    wait_until(Duration::from_secs(5), "the pause to end", || async {
+        worker.step().await.unwrap().claimed > 0
+    })
+    .await;
     app.settle(&worker, 200).await;
-    for o in [&order_no, &other] {
-        let row = app.job(o).await;
-        assert_eq!(row.state, "ticketed", "{o}: {:?}", row.last_error);
-        assert_eq!(app.charges(o), 1);
-    }
-    // 900 means nothing was done: once the query proved the order unpaid, it was paid again.
-    assert_eq!(app.pay_requests(&order_no), 2);
+    assert_eq!(app.job(&other).await.state, "ticketed");
+    assert_eq!(app.charges(&other), 1);
+
+    // 900 reached ATRIP, so the worker does not pay again by itself; ATRIP documents that
+    // nothing was done, so once the credentials are fixed a plain retry pays.
+    let row = app.job(&order_no).await;
+    assert_eq!(row.state, "needs_review", "{:?}", row.last_error);
+    assert!(
+        row.last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("then `retry`"),
+        "{:?}",
+        row.last_error
+    );
+    let retried = app
+        .store
+        .retry(&order_no, None, false, "test")
+        .await
+        .unwrap();
+    assert!(retried.may_pay);
+    app.settle(&worker, 200).await;
+    app.assert_ticketed_once(&order_no, 2).await;
     assert_eq!(app.job(&order_no).await.pay_attempts, 2);
 }

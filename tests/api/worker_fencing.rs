@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use ticketing_tracker::domain::State;
-use ticketing_tracker::jobs::{self, Change, Lease};
+use ticketing_tracker::jobs::{self, Write};
 
 use crate::support::app::{wait_until, TestApp};
 
@@ -15,28 +15,20 @@ async fn a_write_with_a_lease_token_taken_over_by_another_worker_is_refused_and_
     let order_no = app.order_and_enqueue(1, None, json!({})).await;
     let lease = app.settings.worker.lease();
 
-    let a = app
-        .store
-        .claim("worker-a", 10, lease, app.clock.now())
-        .await
-        .unwrap();
+    let a = app.store.claim("worker-a", 10, lease, false).await.unwrap();
     assert_eq!(a.len(), 1);
-    assert_eq!(a[0].claimed_from, "pending");
+    assert_eq!(a[0].claimed_from, State::Pending);
     assert!(app
         .store
-        .claim("worker-b", 10, lease, app.clock.now())
+        .claim("worker-b", 10, lease, false)
         .await
         .unwrap()
         .is_empty());
 
-    app.clock.advance(lease + Duration::from_millis(1));
-    let b = app
-        .store
-        .claim("worker-b", 10, lease, app.clock.now())
-        .await
-        .unwrap();
+    app.advance(lease + Duration::from_millis(1)).await;
+    let b = app.store.claim("worker-b", 10, lease, false).await.unwrap();
     assert_eq!(b.len(), 1);
-    assert_eq!(b[0].claimed_from, "paying", "B recovers A's intent");
+    assert_eq!(b[0].claimed_from, State::Paying, "B recovers A's intent");
     assert!(b[0].lease_token > a[0].lease_token);
     assert_eq!(
         b[0].pay_attempts, 1,
@@ -45,31 +37,18 @@ async fn a_write_with_a_lease_token_taken_over_by_another_worker_is_refused_and_
 
     let before = app.job(&order_no).await;
     let events_before = app.store.events(&order_no).await.unwrap().len();
-    let mut stale = Lease {
-        id: a[0].id,
-        token: a[0].lease_token,
-        order_no: order_no.clone(),
-        state: State::Paying,
-    };
-    let mut paid = Change::new("pay_answered", State::Ticketing);
-    paid.erase_card = true;
-    let refused = app
-        .store
-        .apply(&mut stale, "worker-a", &paid, app.clock.now())
-        .await;
+    let mut stale = a[0].lease();
+    // What A would write: its row given back, its intent recorded as never sent.
+    let give_back = Write::give_back(State::Paying, true, "test");
+    let refused = app.store.apply(&mut stale, "worker-a", &give_back).await;
     assert!(
         matches!(refused, Err(jobs::Error::LeaseLost { job_id, .. }) if job_id == a[0].id),
         "{refused:?}"
     );
-    assert_eq!(stale.state, State::Paying, "the lease did not move on");
+    assert_eq!(stale.state(), State::Paying, "the lease did not move on");
     let renewed = app
         .store
-        .renew(
-            "worker-a",
-            &[(a[0].id, a[0].lease_token)],
-            lease,
-            app.clock.now(),
-        )
+        .renew("worker-a", &[(a[0].id, a[0].lease_token)], lease)
         .await
         .unwrap();
     assert!(renewed.is_empty(), "A's heartbeat cannot win the row back");
@@ -80,25 +59,21 @@ async fn a_write_with_a_lease_token_taken_over_by_another_worker_is_refused_and_
     assert_eq!(after.lease_owner.as_deref(), Some("worker-b"));
     assert_eq!(after.lease_expires_at, before.lease_expires_at);
     assert_eq!(after.updated_at, before.updated_at);
-    assert_eq!(after.paid_at, None);
+    assert_eq!(after.pay_not_sent, 0);
     assert_eq!(
         app.store.events(&order_no).await.unwrap().len(),
         events_before
     );
 
     // The current holder's write goes through.
-    let mut current = Lease {
-        id: b[0].id,
-        token: b[0].lease_token,
-        order_no: order_no.clone(),
-        state: State::Paying,
-    };
+    let mut current = b[0].lease();
+    let give_back = Write::give_back(State::Paying, false, "test");
     app.store
-        .apply(&mut current, "worker-b", &paid, app.clock.now())
+        .apply(&mut current, "worker-b", &give_back)
         .await
         .unwrap();
     let row = app.job(&order_no).await;
-    assert_eq!((row.state.as_str(), row.lease_owner), ("ticketing", None));
+    assert_eq!((row.state.as_str(), row.lease_owner), ("paying", None));
 }
 
 #[tokio::test]
@@ -120,13 +95,13 @@ async fn a_worker_whose_lease_expired_during_pay_records_nothing_and_sends_nothi
     )
     .await;
     let claimed_by_a = app.job(&order_no).await.lease_token;
-    app.clock
-        .advance(app.settings.worker.lease() + Duration::from_secs(1));
+    app.advance(app.settings.worker.lease() + Duration::from_secs(1))
+        .await;
 
     let round_b = b.step().await.unwrap();
     assert_eq!(round_b.claimed, 1);
     let outcome_b = &round_b.outcomes[0];
-    assert_eq!(outcome_b.from, "paying");
+    assert_eq!(outcome_b.from, State::Paying);
     assert!(!outcome_b.pay_sent, "B starts with the order query");
     assert!(outcome_b.to.is_some(), "{}", outcome_b.note);
 
@@ -174,13 +149,13 @@ async fn a_heartbeat_keeps_the_lease_of_a_pay_in_flight_so_no_other_worker_takes
     )
     .await;
     let claimed = app.job(&order_no).await;
-    app.clock.advance(lease * 6 / 10);
+    app.advance(lease * 6 / 10).await;
     a.heartbeat().await.unwrap();
     let renewed = app.job(&order_no).await;
     assert!(renewed.lease_expires_at > claimed.lease_expires_at);
     assert_eq!(renewed.lease_token, claimed.lease_token);
     // Past the first lease, inside the renewed one.
-    app.clock.advance(lease * 6 / 10);
+    app.advance(lease * 6 / 10).await;
     assert_eq!(b.step().await.unwrap().claimed, 0, "A still holds the row");
 
     let round = slow.await.unwrap().unwrap();

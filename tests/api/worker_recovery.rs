@@ -42,12 +42,12 @@ async fn an_order_is_charged_once_when_the_worker_dies_after_sending_pay() {
         0,
         "the dead worker's lease still holds"
     );
-    app.clock
-        .advance(app.settings.worker.lease() + Duration::from_secs(1));
+    app.advance(app.settings.worker.lease() + Duration::from_secs(1))
+        .await;
     let round = second.step().await.unwrap();
     assert_eq!(round.claimed, 1);
     let outcome = &round.outcomes[0];
-    assert_eq!(outcome.from, "paying");
+    assert_eq!(outcome.from, State::Paying);
     assert!(!outcome.pay_sent, "recovery starts with the order query");
     assert_eq!(outcome.to, Some(State::Ticketing), "{}", outcome.note);
 
@@ -90,10 +90,11 @@ async fn a_pay_answer_lost_after_the_charge_is_recovered_by_query_without_paying
 }
 
 #[tokio::test]
-async fn a_pay_lost_before_the_charge_is_sent_again_only_after_the_timeout_and_grace() {
+async fn a_pay_lost_in_transit_is_never_sent_again_by_the_worker_only_after_an_operators_repay() {
     let app = TestApp::new().await;
     let worker = app.worker();
     let order_no = app.order_and_enqueue(1, None, json!({})).await;
+    // The connection breaks after the request was written: ATRIP may or may not have it.
     app.scenario(&order_no, json!({"reset_before_charge": 1}))
         .await;
 
@@ -104,51 +105,65 @@ async fn a_pay_lost_before_the_charge_is_sent_again_only_after_the_timeout_and_g
         (app.pay_requests(&order_no), app.charges(&order_no)),
         (1, 0)
     );
-    let intent = app.job(&order_no).await.pay_started_at.unwrap();
-    let settled = intent
-        + chrono::Duration::milliseconds(
-            (app.settings.atrip.pay_timeout_ms + app.settings.worker.pay_grace_ms) as i64,
-        );
 
-    // Recovery: the query says "0", but the first pay.do could still land.
-    app.clock
-        .advance(app.settings.worker.recovery_delay() + Duration::from_millis(50));
-    let round = worker.step().await.unwrap();
-    assert_eq!(round.claimed, 1);
-    assert!(!round.outcomes[0].pay_sent, "{}", round.outcomes[0].note);
-    assert_eq!(round.outcomes[0].to, Some(State::Paying));
+    // Recovery reads "0" again and again, however old the attempt: never a second pay.do.
+    for _ in 0..5 {
+        sqlx::query("UPDATE ticketing_jobs SET run_at = ticketing_now() WHERE order_no = $1")
+            .bind(&order_no)
+            .execute(app.pool())
+            .await
+            .unwrap();
+        let round = worker.step().await.unwrap();
+        assert_eq!(round.claimed, 1);
+        assert!(!round.outcomes[0].pay_sent, "{}", round.outcomes[0].note);
+        assert_eq!(round.outcomes[0].to, Some(State::Paying));
+        app.advance(Duration::from_secs(20)).await;
+    }
+    assert_eq!(app.job(&order_no).await.order_status.as_deref(), Some("0"));
+    // Past the settle time a person is asked, with what to do.
+    app.advance(Duration::from_secs(app.settings.worker.unpaid_settle_s))
+        .await;
+    app.settle(&worker, 20).await;
     let row = app.job(&order_no).await;
-    assert_eq!(row.order_status.as_deref(), Some("0"));
+    assert_eq!(row.state, "needs_review", "{:?}", row.last_error);
+    let error = row.last_error.clone().unwrap_or_default();
+    assert!(
+        error.contains(&order_no)
+            && error.contains("will not pay again")
+            && error.contains("retry --repay"),
+        "{error}"
+    );
     assert_eq!(
-        row.run_at, settled,
-        "due again when the first attempt settled"
+        (row.pay_attempts, row.pay_sends, row.pay_permits),
+        (1, 1, 1)
     );
 
-    // Even when made due early, a step before that point sends nothing.
-    sqlx::query("UPDATE ticketing_jobs SET run_at = $1 WHERE order_no = $2")
-        .bind(app.clock.now() - chrono::Duration::seconds(1))
-        .bind(&order_no)
-        .execute(app.pool())
+    // A plain retry queries again and still never pays.
+    let retried = app
+        .store
+        .retry(&order_no, None, false, "test")
         .await
         .unwrap();
+    assert_eq!((retried.state, retried.may_pay), (State::Paying, false));
     let round = worker.step().await.unwrap();
-    assert_eq!(round.claimed, 1);
-    assert!(app.clock.now() < settled);
-    assert!(!round.outcomes[0].pay_sent, "{}", round.outcomes[0].note);
+    assert!(!round.outcomes[0].pay_sent);
+    app.advance(Duration::from_secs(app.settings.worker.unpaid_settle_s))
+        .await;
+    app.settle(&worker, 20).await;
+    assert_eq!(app.job(&order_no).await.state, "needs_review");
     assert_eq!(app.pay_requests(&order_no), 1);
 
-    // Past it: a new intent, recorded before the one new pay.do.
-    let now = app.clock.now();
-    app.clock
-        .advance((settled - now).to_std().unwrap() + Duration::from_millis(50));
+    // The operator checked ATRIP: `retry --repay` allows exactly one more pay.do, sent only
+    // after the query shows the order unpaid, its intent recorded before it leaves.
+    let repaid = app
+        .store
+        .retry(&order_no, None, true, "test")
+        .await
+        .unwrap();
+    assert_eq!((repaid.state, repaid.may_pay), (State::Paying, true));
     let round = worker.step().await.unwrap();
-    assert_eq!(round.claimed, 1);
-    let outcome = &round.outcomes[0];
-    assert!(outcome.pay_sent, "{}", outcome.note);
-    assert_eq!(outcome.to, Some(State::Ticketing), "{}", outcome.note);
-    let row = app.job(&order_no).await;
-    assert_eq!(row.pay_attempts, 2);
-    assert!(row.pay_started_at.unwrap() > intent);
+    assert!(round.outcomes[0].pay_sent, "{}", round.outcomes[0].note);
+    assert_eq!(round.outcomes[0].to, Some(State::Ticketing));
     let kinds: Vec<String> = app
         .store
         .events(&order_no)
@@ -157,67 +172,70 @@ async fn a_pay_lost_before_the_charge_is_sent_again_only_after_the_timeout_and_g
         .into_iter()
         .map(|e| e.kind)
         .collect();
-    let intents: Vec<usize> = kinds
+    let tail: Vec<&str> = kinds
         .iter()
-        .enumerate()
-        .filter(|(_, k)| *k == "pay_intent")
-        .map(|(i, _)| i)
+        .rev()
+        .take(3)
+        .rev()
+        .map(String::as_str)
         .collect();
-    assert_eq!(intents.len(), 2, "{kinds:?}");
     assert_eq!(
-        kinds.get(intents[1] + 1).map(String::as_str),
-        Some("pay_answered"),
-        "the second intent is recorded before its pay.do is answered: {kinds:?}"
+        tail,
+        ["operator_repay", "pay_intent", "pay_answered"],
+        "{kinds:?}"
     );
 
     app.settle(&worker, 200).await;
     let row = app.assert_ticketed_once(&order_no, 2).await;
-    assert_eq!(row.pay_attempts, 2);
-    let ledger = app.ledger(&order_no);
-    assert_eq!(ledger["pay_after_paid_shown"], 0, "{ledger}");
-}
-
-#[tokio::test]
-async fn an_order_still_unpaid_after_max_pay_attempts_goes_to_review_without_another_pay() {
-    let app = TestApp::new().await;
-    let mut settings = app.settings.clone();
-    settings.worker.max_pay_attempts = 2;
-    let worker = app.worker_with(&settings, "attempts-worker");
-    let order_no = app.order_and_enqueue(1, None, json!({})).await;
-    app.scenario(&order_no, json!({"reset_before_charge": 5}))
-        .await;
-
-    app.settle(&worker, 200).await;
-    let row = app.job(&order_no).await;
-    assert_eq!(row.state, "needs_review", "{:?}", row.last_error);
-    let error = row.last_error.unwrap_or_default();
-    assert!(
-        error.contains(&order_no) && error.contains("max_pay_attempts"),
-        "{error}"
+    assert_eq!(
+        (row.pay_attempts, row.pay_sends, row.pay_permits),
+        (2, 2, 2)
     );
-    assert_eq!(row.pay_attempts, 2);
-    assert_eq!(row.order_status.as_deref(), Some("0"));
-    // A day later nothing is due, and nothing more was sent.
-    app.clock.advance(Duration::from_secs(86_400));
-    assert_eq!(worker.step().await.unwrap().claimed, 0);
-    let ledger = app.ledger(&order_no);
-    assert_eq!(ledger["pay_requests"], 2, "{ledger}");
-    assert_eq!(ledger["charges"], 0, "{ledger}");
+    assert_eq!(app.ledger(&order_no)["pay_after_paid_shown"], 0);
 }
 
 #[tokio::test]
-async fn a_payment_still_landing_at_the_rows_deadline_is_found_by_the_query_instead_of_failed() {
+async fn a_pay_whose_connection_could_not_be_opened_is_sent_once_the_query_shows_unpaid() {
+    let app = TestApp::new().await;
+    let order_no = app.order_and_enqueue(1, None, json!({})).await;
+    // Nothing listens there: the connection is refused before any byte of pay.do is written.
+    let mut unreachable = app.settings.clone();
+    unreachable.atrip.base_url = "http://127.0.0.1:9".into();
+    let cut_off = app.worker_with(&unreachable, "cut-off");
+    let round = cut_off.step().await.unwrap();
+    assert!(!round.outcomes[0].pay_sent, "{}", round.outcomes[0].note);
+    let row = app.job(&order_no).await;
+    assert_eq!(row.state, "paying");
+    assert_eq!(
+        (row.pay_attempts, row.pay_not_sent, row.pay_sends),
+        (1, 1, 0)
+    );
+    assert_eq!(row.last_pay_outcome.as_deref(), Some("not_sent"));
+    assert_eq!(app.pay_requests(&order_no), 0);
+
+    // The query comes first; it shows "0" and the permit is back: one new intent, one pay.do.
+    let worker = app.worker();
+    app.advance(app.settings.worker.recovery_delay() + Duration::from_millis(50))
+        .await;
+    let round = worker.step().await.unwrap();
+    assert!(round.outcomes[0].pay_sent, "{}", round.outcomes[0].note);
+    app.settle(&worker, 200).await;
+    let row = app.assert_ticketed_once(&order_no, 1).await;
+    assert_eq!(
+        (row.pay_attempts, row.pay_not_sent, row.pay_sends),
+        (2, 1, 1)
+    );
+}
+
+#[tokio::test]
+async fn a_payment_still_landing_at_the_rows_deadline_goes_to_a_person_not_to_failed() {
     let app = TestApp::new().await;
     let order_no = app.create_order(json!({})).await;
     // The enqueuer wants it paid within 1 s. ATRIP takes the money but never answers, and for
     // 4 s (real time) its query still shows the order unpaid.
+    let deadline = app.db_now().await + chrono::Duration::seconds(1);
     app.store
-        .enqueue(
-            &order_no,
-            1,
-            None,
-            Some(app.clock.now() + chrono::Duration::seconds(1)),
-        )
+        .enqueue(&order_no, 1, None, Some(deadline))
         .await
         .unwrap();
     app.scenario(
@@ -227,30 +245,31 @@ async fn a_payment_still_landing_at_the_rows_deadline_is_found_by_the_query_inst
     .await;
     let worker = app.worker();
     let round = worker.step().await.unwrap();
-    assert_eq!(
-        round.outcomes[0].to,
-        Some(State::Paying),
-        "timed out: unknown"
+    // The pay.do timed out (unknown outcome) past the row's deadline: the worker cannot know
+    // whether the payment is landing, so it asks a person at once, never fails the order.
+    assert_eq!(round.outcomes[0].to, Some(State::NeedsReview));
+    let row = app.job(&order_no).await;
+    assert_eq!(row.state, "needs_review", "{:?}", row.last_error);
+    assert!(
+        row.last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("deadline"),
+        "{:?}",
+        row.last_error
     );
 
-    // Past the row's deadline the query says "0", but the attempt has not settled yet.
-    app.clock
-        .advance(app.settings.worker.recovery_delay() + Duration::from_millis(50));
-    let round = worker.step().await.unwrap();
-    assert_eq!(round.claimed, 1);
-    let row = app.job(&order_no).await;
-    assert!(row.pay_deadline.unwrap() < app.clock.now());
-    assert_eq!(row.order_status.as_deref(), Some("0"));
-    assert_eq!(row.state, "paying", "{:?}", row.last_error);
-    assert!(row.finalized_at.is_none());
-
-    // The payment shows; the next query finds it.
+    // The payment shows; the operator's retry finds it and follows it to its tickets.
     let (sim, order) = (&app, order_no.as_str());
     wait_until(Duration::from_secs(6), "the payment to show", move || {
         let status = sim.ledger(order)["order_status"].clone();
         async move { status != "0" }
     })
     .await;
+    app.store
+        .retry(&order_no, None, false, "test")
+        .await
+        .unwrap();
     app.settle(&worker, 200).await;
     app.assert_ticketed_once(&order_no, 1).await;
 }

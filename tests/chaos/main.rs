@@ -2,7 +2,7 @@
 //! chaos mode (timeouts after charging, resets before and after charging, 5xx, slow and garbled
 //! answers, payment-in-progress windows), while this program SIGKILLs and restarts them, cuts
 //! PostgreSQL's sessions (or restarts it, when allowed), and freezes one worker past its lease.
-//! Then it checks design.md's invariants against the job table, the events, and the
+//! Then it checks docs/design.md's invariants against the job table, the events, and the
 //! simulator's ledger and request log, and prints one line of figures.
 //!
 //! `cargo test` runs it small (60 orders, 2 workers, 4 kills, one PostgreSQL cut, one pause);

@@ -223,21 +223,27 @@ async fn a_paid_order_that_atrip_says_does_not_exist_goes_to_review_not_to_faile
     w.enqueue_good(1).await;
 
     w.settle().await;
+    // One 800 proves nothing about a paid order (it may lag): asked again, a person after
+    // the streak.
     let row = w
-        .bad_row_saying(&[
-            "paid, but ATRIP now says it has no such order",
-            "status 800",
-        ])
+        .bad_row_saying(&["3 unclear answers in a row", "800", "no such order"])
         .await;
     assert_eq!(row.state, "needs_review");
     assert!(row.paid_at.is_some() && row.ticket_numbers.is_none());
     assert_eq!(row.atrip_status, Some(800));
-    assert_eq!(w.rogue.calls(BAD), [Call::Pay, Call::Query]);
+    assert_eq!(
+        w.rogue.calls(BAD),
+        [Call::Pay, Call::Query, Call::Query, Call::Query]
+    );
     w.assert_good_ticketed().await;
 }
 
+/// Issue 8, item 8: "order does not exist" while the payment outcome is unknown may be ATRIP
+/// lagging behind a payment it took: it never fails the order, and never leads to a second
+/// pay.do.
 #[tokio::test]
-async fn an_order_that_atrip_says_does_not_exist_after_a_garbled_pay_answer_fails_unpaid() {
+async fn an_order_that_atrip_says_does_not_exist_after_a_garbled_pay_answer_goes_to_review_never_to_failed(
+) {
     let w = World::new().await;
     w.rogue.on_pay(BAD, vec![Reply::raw(200, "")]);
     w.rogue.on_query(
@@ -251,19 +257,21 @@ async fn an_order_that_atrip_says_does_not_exist_after_a_garbled_pay_answer_fail
 
     w.settle().await;
     let row = w
-        .bad_row_saying(&["ATRIP has no such order", "status 800"])
+        .bad_row_saying(&["3 unclear answers in a row", "800", "no such order"])
         .await;
-    assert_eq!(row.state, "failed");
+    assert_eq!(row.state, "needs_review");
     assert!(row.paid_at.is_none());
-    assert!(row.card.is_none(), "card erased: the payment is resolved");
+    assert!(
+        row.card.is_none(),
+        "card erased: a pay.do may have reached ATRIP and a person has the order now"
+    );
     assert_eq!(
         w.rogue.calls(BAD),
-        [Call::Pay, Call::Query],
+        [Call::Pay, Call::Query, Call::Query],
         "no second pay.do"
     );
     let states = w.app.event_states(BAD).await;
-    assert_eq!(states.last().map(String::as_str), Some("failed"));
-    assert!(!states.contains(&"ticketing".to_owned()), "{states:?}");
+    assert!(!states.contains(&"failed".to_owned()), "{states:?}");
     w.assert_good_ticketed().await;
 }
 
@@ -278,7 +286,7 @@ async fn a_garbled_pay_answer_followed_by_garbled_queries_goes_to_review_never_t
 
     w.settle().await;
     let row = w
-        .bad_row_saying(&["payment outcome still unclear after 3 checks", "HTML"])
+        .bad_row_saying(&["3 unclear answers in a row", "HTML"])
         .await;
     assert_eq!(row.state, "needs_review");
     assert_eq!(

@@ -47,6 +47,12 @@ impl Reply {
         }
     }
 
+    /// The same reply with another HTTP code.
+    pub fn with_status(mut self, http: u16) -> Reply {
+        self.http = http;
+        self
+    }
+
     pub fn with_header(mut self, name: &'static str, value: &str) -> Reply {
         self.headers.push((name, value.to_owned()));
         self

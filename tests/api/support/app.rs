@@ -35,7 +35,6 @@ pub fn test_settings(db_url: &str, sim_url: &str) -> Settings {
     s.atrip.connect_timeout_ms = 1000;
     s.atrip.rate_limit_per_s = 10_000.0;
     s.worker.lease_ms = 10_000;
-    s.worker.pay_grace_ms = 1000;
     s.worker.recovery_delay_ms = 100;
     s.worker.first_poll_ms = 100;
     s.worker.poll_initial_ms = 100;
@@ -43,6 +42,7 @@ pub fn test_settings(db_url: &str, sim_url: &str) -> Settings {
     s.worker.poll_randomization = 0.0;
     s.worker.claim_interval_ms = 50;
     s.worker.shutdown_grace_ms = 5000;
+    s.worker.credentials_pause_ms = 1000;
     s
 }
 
@@ -177,8 +177,41 @@ impl TestApp {
         );
     }
 
-    /// Steps `worker` until no row is unfinished, moving the clock forward whenever a round
-    /// finds nothing due (the next row is scheduled later). Panics after `max_rounds`.
+    /// Moves the database's time forward by `d` (`ticketing_now()`; see the migration that
+    /// creates `ticketing_test_clock`).
+    pub async fn advance(&self, d: Duration) {
+        sqlx::query(
+            "INSERT INTO ticketing_test_clock (shift) VALUES ($1 * interval '1 millisecond')
+             ON CONFLICT (only_row) DO UPDATE SET shift = ticketing_test_clock.shift + EXCLUDED.shift",
+        )
+        .bind(i64::try_from(d.as_millis()).unwrap())
+        .execute(self.pool())
+        .await
+        .expect("shift the database's time");
+    }
+
+    /// The database's time now (`ticketing_now()`).
+    pub async fn db_now(&self) -> chrono::DateTime<chrono::Utc> {
+        sqlx::query_scalar("SELECT ticketing_now()")
+            .fetch_one(self.pool())
+            .await
+            .unwrap()
+    }
+
+    /// A worker whose own wall clock is `skew_ms` off (a replica with a wrong clock).
+    pub fn skewed_worker(&self, id: &str, skew_ms: i64) -> Worker {
+        Worker::new(
+            JobStore::new(self.db.pool().clone()),
+            Client::new(&self.settings.atrip).unwrap(),
+            self.settings.worker.clone(),
+            self.settings.atrip.rate_limit_per_s,
+            id.to_owned(),
+            Clock::skewed(skew_ms),
+        )
+    }
+
+    /// Steps `worker` until no row is unfinished, moving the database's time forward whenever
+    /// a round finds nothing due (the next row is scheduled later). Panics after `max_rounds`.
     pub async fn settle(&self, worker: &Worker, max_rounds: usize) -> Vec<RoundReport> {
         let mut reports = Vec::new();
         for _ in 0..max_rounds {
@@ -189,7 +222,7 @@ impl TestApp {
             if report.claimed == 0 {
                 // Nothing due now: jump to the next due time (plus a little), and give the
                 // simulator's real-time ticketing a moment to progress.
-                self.clock.advance(Duration::from_millis(500));
+                self.advance(Duration::from_millis(500)).await;
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             reports.push(report);

@@ -58,6 +58,28 @@ impl WorkerProcess {
         false
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("the worker is running")
+    }
+
+    /// Whether the process is stopped (SIGSTOP): state `T` in `/proc/PID/stat`.
+    pub fn is_stopped(&self) -> bool {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        // The state follows the command name, which is in parentheses.
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('T'))
+    }
+
+    /// Sends `signal` (a `kill` name: STOP, CONT, KILL...).
+    pub fn signal(&self, signal: &str) {
+        let sent = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -{signal}");
+    }
+
     /// SIGTERM (a clean stop, so the log is complete), then the whole log.
     pub async fn stop(mut self) -> String {
         if let (None, Some(pid)) = (self.child.try_wait().unwrap(), self.child.id()) {

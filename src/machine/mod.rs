@@ -1,0 +1,18 @@
+//! The state machine: what the worker does next with a claimed row, given what ATRIP answered.
+//!
+//! [`transitions::next`] is the whole table, "state × what ATRIP answered → next state, next
+//! action", as one pure function: no SQL, no HTTP, no clock of its own (the time it compares is
+//! the database's, carried in [`Facts::now`]). Its arms cite the numbered rules of
+//! `docs/design.md`, so the two can be read side by side. The job store turns a [`Next`] into
+//! one fenced write (`jobs::write`), and that is the only way a step changes its row.
+
+mod facts;
+mod reasons;
+pub mod transitions;
+
+#[cfg(test)]
+mod tests;
+
+pub use facts::{Bounds, Facts};
+pub use reasons::{Evidence, FailReason, PayOutcome, ReviewReason, Waiting};
+pub use transitions::{next, Event, Next, NotSentReason};
