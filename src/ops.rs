@@ -192,7 +192,18 @@ pub fn render_status(row: &JobRow, events: &[EventRow]) -> String {
                 _ => "-".into(),
             },
         ),
-        ("pay attempts", row.pay_attempts.to_string()),
+        ("pay intents", row.pay_attempts.to_string()),
+        (
+            "pay.do sent",
+            format!(
+                "{} (may have reached ATRIP; {} permitted)",
+                row.pay_sends, row.pay_permits
+            ),
+        ),
+        (
+            "last pay answer",
+            row.last_pay_outcome.clone().unwrap_or_else(|| "-".into()),
+        ),
         ("polls", row.poll_attempts.to_string()),
         (
             "last ATRIP status",
@@ -211,7 +222,13 @@ pub fn render_status(row: &JobRow, events: &[EventRow]) -> String {
         ("last error", o(&row.last_error)),
         ("created", t(&Some(row.created_at))),
         ("pay started", t(&row.pay_started_at)),
-        ("paid", t(&row.paid_at)),
+        (
+            "paid",
+            match (&row.paid_at, &row.paid_evidence) {
+                (Some(_), Some(e)) => format!("{} ({e}; never paid again)", t(&row.paid_at)),
+                _ => t(&row.paid_at),
+            },
+        ),
         ("ticketed", t(&row.ticketed_at)),
         ("finished", t(&row.finalized_at)),
         (
