@@ -65,6 +65,10 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<PgPool> {
     PgPoolOptions::new()
         .max_connections(settings.database.max_connections)
         .acquire_timeout(Duration::from_secs(10))
+        // No ping before every use: that is a round trip per statement on the hot path. A
+        // connection that broke fails its statement, which the worker retries like any
+        // database error.
+        .test_before_acquire(false)
         .connect(settings.database.url.expose_secret())
         .await
         .context("cannot connect to the database (database.url / DATABASE_URL)")

@@ -208,10 +208,29 @@ pub struct CancelArgs {
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Orders to enqueue.
-    #[arg(long, default_value_t = 2000)]
+    /// Orders for each throughput phase (and for the SQL-only baseline).
+    #[arg(long, default_value_t = 5000)]
     pub orders: usize,
-    /// Worker instances (in this process).
+    /// Worker processes (each a `run` child of the bench).
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
+    /// Concurrency of each worker in the throughput phases.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// Simulated ATRIP latency (mean) for the latency phases; 0 skips them.
+    #[arg(long, default_value_t = 300)]
+    pub latency_ms: u64,
+    /// Uniform jitter around the mean latency.
+    #[arg(long, default_value_t = 50)]
+    pub latency_jitter_ms: u64,
+    /// Worker concurrencies of the latency phases.
+    #[arg(long, value_delimiter = ',', default_value = "64,512,2048")]
+    pub latency_concurrency: Vec<usize>,
+    /// Finished rows built for the last phase (throughput and a metrics scrape at that size);
+    /// 0 skips it.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub big_rows: u64,
+    /// Clients of the SQL-only baseline.
+    #[arg(long, default_value_t = 8)]
+    pub baseline_clients: usize,
 }

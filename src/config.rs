@@ -86,6 +86,7 @@ pub struct WorkerSettings {
     pub max_error_streak: i32,
     pub shutdown_grace_ms: u64,
     pub credentials_pause_ms: u64,
+    pub write_batch_wait_ms: u64,
     pub retention_days: u64,
 }
 
@@ -160,7 +161,7 @@ impl Settings {
         const DAY_S: u64 = 86_400;
         let a = &self.atrip;
         let w = &self.worker;
-        let ranges: [(&'static str, u64, u64, u64); 20] = [
+        let ranges: &[(&'static str, u64, u64, u64)] = &[
             (
                 "atrip.connect_timeout_ms",
                 a.connect_timeout_ms,
@@ -229,6 +230,7 @@ impl Settings {
                 100,
                 60 * MINUTE,
             ),
+            ("worker.write_batch_wait_ms", w.write_batch_wait_ms, 0, 1000),
             ("worker.retention_days", w.retention_days, 0, 3650),
             (
                 "database.max_connections",
@@ -237,7 +239,7 @@ impl Settings {
                 10_000,
             ),
         ];
-        for (key, value, min, max) in ranges {
+        for &(key, value, min, max) in ranges {
             if !(min..=max).contains(&value) {
                 return Err(ConfigError::Invalid {
                     key,
@@ -322,6 +324,9 @@ impl WorkerSettings {
     }
     pub fn credentials_pause(&self) -> Duration {
         ms(self.credentials_pause_ms)
+    }
+    pub fn write_batch_wait(&self) -> Duration {
+        ms(self.write_batch_wait_ms)
     }
 }
 

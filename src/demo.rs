@@ -130,7 +130,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!(
         "ATRIP simulator on {}; database {}",
         sim.base_url(),
-        redact_url(&db.url)
+        crate::localpg::redact_url(&db.url)
     );
 
     let mut orders = Vec::new();
@@ -240,10 +240,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         println!(
             "\nThe database {} is kept. Inspect it with:\n  DATABASE_URL='{}' ticketing-tracker list\n  DATABASE_URL='{}' ticketing-tracker status {}\n  psql '{}' -c 'SELECT order_no, state, pnr, last_error FROM ticketing_jobs'",
             db.name,
-            redact_url(&db.url),
-            redact_url(&db.url),
+            crate::localpg::redact_url(&db.url),
+            crate::localpg::redact_url(&db.url),
             orders[orders.len() - 2].0,
-            redact_url(&db.url)
+            crate::localpg::redact_url(&db.url)
         );
     } else {
         println!(
@@ -252,15 +252,4 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     anyhow::ensure!(double == 0, "an order was charged more than once");
     Ok(())
-}
-
-/// A URL without its password, for printing.
-fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.find('@')) {
-        (Some(s), Some(at)) if url[s + 3..at].contains(':') => {
-            let user_end = s + 3 + url[s + 3..at].find(':').unwrap_or(0);
-            format!("{}:***{}", &url[..user_end], &url[at..])
-        }
-        _ => url.to_owned(),
-    }
 }

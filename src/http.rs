@@ -23,6 +23,7 @@ struct Ctx {
 
 /// The routes, for `run` and for tests.
 pub fn router(store: JobStore, webhook_secret: SecretString) -> Router {
+    let _ = crate::metrics::global().pool.set(store.pool().clone());
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

@@ -343,6 +343,17 @@ impl Scratch {
     }
 }
 
+/// `url` with its password shown as `***`, for printing.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(s), Some(at)) if url[s + 3..at].contains(':') => {
+            let user_end = s + 3 + url[s + 3..at].find(':').unwrap_or(0);
+            format!("{}:***{}", &url[..user_end], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
 /// `url` with its database replaced by `name` (keeping any `?query`).
 pub fn with_database(url: &str, name: &str) -> String {
     let (base, query) = match url.split_once('?') {

@@ -88,6 +88,15 @@ pub struct Metrics {
     pub pay_latency: Histogram,
     pub query_latency: Histogram,
     pub enqueue_to_ticketed: Histogram,
+    /// Rows this process holds a lease on (steps in flight).
+    pub in_flight: AtomicI64,
+    /// Database connections asked for on the hot path, and those that waited (more than a
+    /// millisecond) for a free slot in the pool, with the time waited.
+    pub db_acquires: AtomicU64,
+    pub db_acquire_waits: AtomicU64,
+    pub db_acquire_wait_micros: AtomicU64,
+    /// The pool, read at scrape time (set by the HTTP side).
+    pub pool: std::sync::OnceLock<sqlx::PgPool>,
 }
 
 static METRICS: std::sync::OnceLock<Metrics> = std::sync::OnceLock::new();
@@ -102,10 +111,27 @@ pub fn global() -> &'static Metrics {
         pay_latency: Histogram::new(LATENCY_BOUNDS),
         query_latency: Histogram::new(LATENCY_BOUNDS),
         enqueue_to_ticketed: Histogram::new(TICKETED_BOUNDS),
+        in_flight: AtomicI64::new(0),
+        db_acquires: AtomicU64::new(0),
+        db_acquire_waits: AtomicU64::new(0),
+        db_acquire_wait_micros: AtomicU64::new(0),
+        pool: std::sync::OnceLock::new(),
     })
 }
 
 impl Metrics {
+    /// A hot-path connection was handed out after `waited`.
+    pub fn db_acquired(&self, waited: Duration) {
+        self.db_acquires.fetch_add(1, Ordering::Relaxed);
+        if waited > Duration::from_millis(1) {
+            self.db_acquire_waits.fetch_add(1, Ordering::Relaxed);
+            self.db_acquire_wait_micros.fetch_add(
+                waited.as_micros().min(u128::from(u64::MAX)) as u64,
+                Ordering::Relaxed,
+            );
+        }
+    }
+
     pub fn pay_outcome(&self, class: &str) {
         if let Some(i) = PAY_CLASSES.iter().position(|c| *c == class) {
             self.pay_outcomes[i].fetch_add(1, Ordering::Relaxed);
@@ -146,6 +172,40 @@ impl Metrics {
             out,
             "ticketing_worker_clock_skew_seconds {}",
             self.clock_skew_ms.load(Ordering::Relaxed) as f64 / 1000.0
+        );
+        out.push_str("# HELP ticketing_in_flight Rows this process is working on (leases held).\n# TYPE ticketing_in_flight gauge\n");
+        let _ = writeln!(
+            out,
+            "ticketing_in_flight {}",
+            self.in_flight.load(Ordering::Relaxed)
+        );
+        if let Some(pool) = self.pool.get() {
+            out.push_str("# HELP ticketing_db_pool_connections Connections in this process's pool, by use.\n# TYPE ticketing_db_pool_connections gauge\n");
+            let (size, idle) = (pool.size() as usize, pool.num_idle());
+            let _ = writeln!(
+                out,
+                "ticketing_db_pool_connections{{use=\"busy\"}} {}",
+                size.saturating_sub(idle)
+            );
+            let _ = writeln!(out, "ticketing_db_pool_connections{{use=\"idle\"}} {idle}");
+        }
+        out.push_str("# HELP ticketing_db_acquires_total Connections taken for claims, renewals and writes.\n# TYPE ticketing_db_acquires_total counter\n");
+        let _ = writeln!(
+            out,
+            "ticketing_db_acquires_total {}",
+            self.db_acquires.load(Ordering::Relaxed)
+        );
+        out.push_str("# HELP ticketing_db_acquire_waits_total Of those, how many waited over 1 ms for a free pool slot.\n# TYPE ticketing_db_acquire_waits_total counter\n");
+        let _ = writeln!(
+            out,
+            "ticketing_db_acquire_waits_total {}",
+            self.db_acquire_waits.load(Ordering::Relaxed)
+        );
+        out.push_str("# HELP ticketing_db_acquire_wait_seconds_total Time those waits took.\n# TYPE ticketing_db_acquire_wait_seconds_total counter\n");
+        let _ = writeln!(
+            out,
+            "ticketing_db_acquire_wait_seconds_total {}",
+            self.db_acquire_wait_micros.load(Ordering::Relaxed) as f64 / 1e6
         );
         out.push_str("# HELP ticketing_atrip_request_seconds ATRIP request latency.\n# TYPE ticketing_atrip_request_seconds histogram\n");
         self.pay_latency.render(

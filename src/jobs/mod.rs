@@ -6,15 +6,18 @@
 //! claim and the worker's writes), `write` (a transition as columns), `ops` (operators,
 //! webhooks, pruning, metrics), `rows` (what the statements return).
 
+mod apply;
 mod ops;
 mod rows;
 mod store;
 mod write;
+mod writer;
 
 pub use ops::Retried;
 pub use rows::{CardJson, ClaimedJob, EventRow, JobRow, Lease, SealedCard};
 pub use store::{Applied, JobStore, NewJob};
 pub use write::{CardSummary, Said, Write};
+pub use writer::Writer;
 
 /// PostgreSQL's SQLSTATEs for a row the table refuses: check, not-null, unique, foreign key.
 const REFUSED_ROW: [&str; 4] = ["23514", "23502", "23505", "23503"];

@@ -255,24 +255,29 @@ RETURNING job_id"#,
     /// skipped. Small batches keep each transaction short.
     pub async fn prune(&self, retention_days: u32, batch: i64) -> Result<u64, Error> {
         // A CTE runs once: as an IN (subquery) the planner may run the LIMIT again per row and
-        // delete more than a batch.
-        let done = sqlx::query!(
+        // delete more than a batch. The events go with their jobs, in the same statement.
+        let done = sqlx::query_scalar!(
             r#"WITH doomed AS (
                    SELECT id FROM ticketing_jobs
                    WHERE state IN ('ticketed', 'failed', 'cancelled')
                      AND finalized_at < ticketing_now() - $1::integer * interval '1 day'
                    LIMIT $2
-                   FOR UPDATE SKIP LOCKED)
-               DELETE FROM ticketing_jobs j USING doomed
-               WHERE j.id = doomed.id
-                 AND j.state IN ('ticketed', 'failed', 'cancelled')
-                 AND j.finalized_at < ticketing_now() - $1::integer * interval '1 day'"#,
+                   FOR UPDATE SKIP LOCKED),
+               gone AS (
+                   DELETE FROM ticketing_jobs j USING doomed
+                   WHERE j.id = doomed.id
+                     AND j.state IN ('ticketed', 'failed', 'cancelled')
+                     AND j.finalized_at < ticketing_now() - $1::integer * interval '1 day'
+                   RETURNING j.id),
+               events AS (
+                   DELETE FROM ticketing_events e USING gone WHERE e.job_id = gone.id)
+               SELECT count(*) AS "n!" FROM gone"#,
             retention_days as i32,
             batch
         )
-        .execute(self.pool())
+        .fetch_one(self.pool())
         .await?;
-        Ok(done.rows_affected())
+        Ok(done as u64)
     }
 
     /// Seconds since the oldest due, unleased row became due (0 when none): the backlog age.

@@ -14,9 +14,12 @@ use super::Error;
 use crate::domain::{EventKind, State};
 
 /// Milliseconds as the `bigint` the SQL multiplies by `interval '1 millisecond'`.
-fn millis(d: Duration) -> i64 {
+pub(super) fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
+
+/// Below this many rows (by the planner's estimate) `ticketed` rows are counted exactly.
+pub const EXACT_BELOW: i64 = 50_000;
 
 /// A write that landed: the database's time it was made at.
 #[derive(Debug, Clone, Copy)]
@@ -51,6 +54,16 @@ impl JobStore {
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// A connection for the worker's hot path (claims, renewals, writes), counting every wait
+    /// for a free pool slot in the metrics: the steps' HTTP calls hold no connection, so with a
+    /// pool of the right size this stays at zero.
+    pub(super) async fn conn(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, Error> {
+        let asked = std::time::Instant::now();
+        let conn = self.pool.acquire().await?;
+        crate::metrics::global().db_acquired(asked.elapsed());
+        Ok(conn)
     }
 
     /// Claims up to `limit` due rows for `owner`, in one statement: locks them with
@@ -118,7 +131,7 @@ ORDER BY priority, run_at, id
             millis(lease),
             pending_only,
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         rows.into_iter()
             .map(|r| {
@@ -154,97 +167,20 @@ RETURNING j.id
             &tokens,
             owner,
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         Ok(held)
     }
 
-    /// Applies one write to a claimed row: one fenced statement (id, lease token and current
-    /// state must all match) that also appends the event. Zero rows is `LeaseLost`; a write the
-    /// table's CHECKs refuse is `ConstraintViolated`, naming the constraint.
+    /// Applies one write to a claimed row: [`JobStore::apply_many`] with one item.
     pub async fn apply(
         &self,
         lease: &mut Lease,
         worker: &str,
         w: &Write,
     ) -> Result<Applied, Error> {
-        let at = sqlx::query_scalar!(
-            r#"
-WITH u AS (
-    UPDATE ticketing_jobs SET
-        state = $3,
-        run_at = CASE WHEN $4::bigint IS NULL THEN run_at
-                      ELSE ticketing_now() + $4::bigint * interval '1 millisecond' END,
-        updated_at = ticketing_now(),
-        lease_owner = CASE WHEN $5 THEN NULL ELSE lease_owner END,
-        lease_expires_at = CASE WHEN $5 THEN NULL ELSE lease_expires_at END,
-        pay_attempts = pay_attempts + CASE WHEN $6 THEN 1 ELSE 0 END,
-        pay_started_at = CASE WHEN $6 THEN ticketing_now() ELSE pay_started_at END,
-        pay_not_sent = pay_not_sent + CASE WHEN $7 THEN 1 ELSE 0 END,
-        last_pay_outcome = CASE WHEN $6 THEN NULL ELSE COALESCE($8, last_pay_outcome) END,
-        phase_started_at = CASE WHEN $9 THEN ticketing_now() ELSE phase_started_at END,
-        paid_at = CASE WHEN $10::text IS NULL THEN paid_at ELSE COALESCE(paid_at, ticketing_now()) END,
-        paid_evidence = COALESCE(paid_evidence, $10),
-        -- Rule P3: evidence of payment leaves no permit.
-        pay_permits = CASE WHEN $10::text IS NULL THEN pay_permits
-                           ELSE LEAST(pay_permits, pay_attempts + CASE WHEN $6 THEN 1 ELSE 0 END
-                                                   - pay_not_sent - CASE WHEN $7 THEN 1 ELSE 0 END) END,
-        poll_attempts = poll_attempts + CASE WHEN $11 THEN 1 ELSE 0 END,
-        last_error = $12,
-        error_streak = CASE WHEN $13 THEN error_streak + 1 ELSE 0 END,
-        atrip_status = COALESCE($14, atrip_status),
-        atrip_message = CASE WHEN $14::integer IS NULL THEN atrip_message ELSE $15 END,
-        order_status = COALESCE($16, order_status),
-        atrip_pnr = COALESCE($17, atrip_pnr),
-        pnr = $18,
-        ticket_numbers = $19,
-        tickets_seen = $20,
-        ticketed_at = CASE WHEN $3 = 'ticketed' THEN ticketing_now() ELSE NULL END,
-        finalized_at = CASE WHEN $3 IN ('ticketed', 'failed', 'needs_review', 'cancelled')
-                            THEN ticketing_now() ELSE NULL END,
-        card = CASE WHEN $21 THEN NULL ELSE card END,
-        card_sealed = CASE WHEN $21 THEN NULL ELSE card_sealed END,
-        card_brand = COALESCE($22, card_brand),
-        card_last4 = COALESCE($23, card_last4)
-    WHERE id = $1 AND lease_token = $2 AND state = $24
-    RETURNING id, order_no, state, updated_at
-)
-INSERT INTO ticketing_events (job_id, order_no, at, kind, state, lease_token, worker, detail)
-SELECT id, order_no, updated_at, $25, state, $2, $26, $27 FROM u
-RETURNING at
-"#,
-            lease.id,
-            lease.token,
-            w.to.as_str(),
-            w.due_in.map(millis),
-            w.release,
-            w.intent,
-            w.not_sent,
-            w.pay_outcome.map(|o| o.as_str()),
-            w.new_phase,
-            w.evidence.map(|e| e.as_str()),
-            w.poll,
-            w.error.as_deref(),
-            w.unclear,
-            w.atrip_status.and_then(|s| i32::try_from(s).ok()),
-            w.atrip_message.as_deref(),
-            w.order_status.as_deref(),
-            w.atrip_pnr.as_deref(),
-            w.pnr.as_deref(),
-            w.tickets.as_ref(),
-            w.tickets_seen.as_ref(),
-            w.erase_card,
-            w.card.brand.as_deref(),
-            w.card.last4.as_deref(),
-            lease.state.as_str(),
-            w.kind.as_str(),
-            worker,
-            &w.detail,
-        )
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(|e| Error::from_write(e, lease))?;
-        match at {
+        let mut results = self.apply_many(&[(&*lease, worker, w)]).await?;
+        match results.pop().expect("one result per item")? {
             Some(at) => {
                 lease.state = w.to;
                 Ok(Applied { at })
@@ -343,14 +279,51 @@ RETURNING job_id
         Ok(rows)
     }
 
-    /// How many rows are in each state (for the CLI, metrics and tests).
+    /// How many rows are in each state, read without scanning the finished rows: the states
+    /// that need the worker or a person are counted exactly through their partial indexes;
+    /// `ticketed` is counted exactly while the table is small (under [`EXACT_BELOW`] rows), and
+    /// above that is the planner's estimate of the table's rows minus the exact others. A
+    /// scrape stays cheap at millions of finished rows.
     pub async fn count_by_state(&self) -> Result<Vec<(String, i64)>, Error> {
         let rows = sqlx::query!(
-            r#"SELECT state AS "state!", count(*) AS "n!" FROM ticketing_jobs GROUP BY state ORDER BY state"#
+            r#"
+SELECT state AS "state!", count(*) AS "n!" FROM ticketing_jobs
+WHERE state IN ('pending', 'paying', 'ticketing') GROUP BY state
+UNION ALL
+SELECT state, count(*) FROM ticketing_jobs
+WHERE state IN ('failed', 'needs_review', 'cancelled') GROUP BY state
+UNION ALL
+SELECT 'rows_estimate', (CASE WHEN c.relpages > 0
+        THEN c.reltuples / c.relpages
+             * (pg_relation_size(c.oid) / current_setting('block_size')::integer)
+        ELSE 0 END)::bigint
+FROM pg_class c WHERE c.oid = 'ticketing_jobs'::regclass
+"#
         )
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.into_iter().map(|r| (r.state, r.n)).collect())
+        let mut counts: Vec<(String, i64)> = Vec::new();
+        let mut estimate = 0;
+        for r in rows {
+            if r.state == "rows_estimate" {
+                estimate = r.n;
+            } else {
+                counts.push((r.state, r.n));
+            }
+        }
+        let others: i64 = counts.iter().map(|(_, n)| n).sum();
+        let ticketed = if estimate < EXACT_BELOW {
+            sqlx::query_scalar!(
+                r#"SELECT count(*) AS "n!" FROM ticketing_jobs WHERE state = 'ticketed'"#
+            )
+            .fetch_one(&self.pool)
+            .await?
+        } else {
+            (estimate - others).max(0)
+        };
+        counts.push(("ticketed".to_owned(), ticketed));
+        counts.sort();
+        Ok(counts)
     }
 
     /// Whether any row still needs the worker (pending, paying or ticketing).

@@ -19,8 +19,8 @@ pub struct Said {
     pay_outcome: Option<PayOutcome>,
     /// This intent provably never reached ATRIP.
     not_sent: bool,
-    /// An order query was made.
-    poll: bool,
+    /// Order queries made.
+    polls: i32,
     atrip_status: Option<i64>,
     atrip_message: Option<String>,
     order_status: Option<String>,
@@ -38,7 +38,7 @@ impl Said {
             kind: EventKind::PayNotSent,
             pay_outcome: Some(PayOutcome::NotSent),
             not_sent: true,
-            poll: false,
+            polls: 0,
             atrip_status: None,
             atrip_message: None,
             order_status: None,
@@ -64,13 +64,15 @@ impl Said {
             kind: EventKind::PayAnswered,
             pay_outcome: outcome,
             not_sent: matches!(answer, PayAnswer::NotSent { .. }),
-            poll: false,
+            polls: 0,
             atrip_status: answer.status(),
             atrip_message: msg.clone(),
             order_status: None,
             atrip_pnr: pnr,
-            detail: json!({ "answer": answer.class_name(), "status": answer.status(),
-                            "msg": msg, "reason": reason }),
+            detail: compact(
+                json!({ "answer": answer.class_name(), "status": answer.status(),
+                                    "msg": msg, "reason": reason }),
+            ),
         }
     }
 
@@ -80,14 +82,14 @@ impl Said {
             kind: EventKind::QueryAnswered,
             pay_outcome: None,
             not_sent: false,
-            poll: true,
+            polls: 1,
             atrip_status: None,
             atrip_message: None,
             order_status: None,
             atrip_pnr: None,
             detail: Value::Null,
         };
-        said.detail = match answer {
+        said.detail = compact(match answer {
             QueryAnswer::Order(v) => {
                 said.atrip_status = Some(0);
                 said.atrip_message = v.msg.clone();
@@ -120,8 +122,30 @@ impl Said {
                 said.atrip_status = *status;
                 json!({ "answer": "invalid", "status": status, "reason": reason })
             }
-        };
+        });
         said
+    }
+}
+
+impl Said {
+    /// This answer confirming an `earlier` one of the same step (complete tickets asked for a
+    /// second time): both queries counted, both answers in the one event.
+    pub fn after(mut self, earlier: Said) -> Said {
+        self.polls += earlier.polls;
+        if let Value::Object(detail) = &mut self.detail {
+            detail.insert("earlier".into(), earlier.detail);
+        }
+        self
+    }
+}
+
+/// The event detail without its null fields: less written per event, nothing lost.
+fn compact(detail: Value) -> Value {
+    match detail {
+        Value::Object(map) => {
+            Value::Object(map.into_iter().filter(|(_, v)| !v.is_null()).collect())
+        }
+        other => other,
     }
 }
 
@@ -151,7 +175,7 @@ pub struct Write {
     pub(super) new_phase: bool,
     /// An answer showed the order paid: `paid_at`, `paid_evidence`, and no permit left.
     pub(super) evidence: Option<Evidence>,
-    pub(super) poll: bool,
+    pub(super) polls: i32,
     pub(super) error: Option<String>,
     pub(super) unclear: bool,
     pub(super) atrip_status: Option<i64>,
@@ -178,7 +202,7 @@ impl Write {
             pay_outcome: None,
             new_phase: false,
             evidence: None,
-            poll: false,
+            polls: 0,
             error: None,
             unclear: false,
             atrip_status: None,
@@ -209,7 +233,7 @@ impl Write {
         let mut w = Write::base(said.kind, next.state(), said.detail);
         w.pay_outcome = said.pay_outcome;
         w.not_sent = said.not_sent;
-        w.poll = said.poll;
+        w.polls = said.polls;
         w.atrip_status = said.atrip_status;
         w.atrip_message = said.atrip_message;
         w.order_status = said.order_status;

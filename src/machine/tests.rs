@@ -336,6 +336,17 @@ fn p5e_not_found_and_unclear_answers_wait_within_bounds() {
         query(&long, not_found),
         Next::Review(ReviewReason::Unclear { .. })
     ));
+    let limited = QueryAnswer::RateLimited {
+        retry_after: Duration::from_secs(30),
+    };
+    assert!(matches!(
+        query(&paying(), limited.clone()),
+        Next::StillPaying { query_in, .. } if query_in >= Duration::from_secs(30)
+    ));
+    assert!(matches!(
+        query(&ticketing(), limited),
+        Next::Following { poll_in, .. } if poll_in >= Duration::from_secs(30)
+    ));
     let garbled = QueryAnswer::Invalid {
         status: None,
         reason: "html".into(),
@@ -450,5 +461,4 @@ fn a_row_may_send_only_with_a_permit_left_and_no_evidence_of_payment() {
     );
     f.paid = true;
     assert!(!f.may_send(), "evidence of payment closes the payment");
-    let _ = Duration::ZERO;
 }

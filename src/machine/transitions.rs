@@ -173,7 +173,10 @@ fn recover(answer: &QueryAnswer, f: &Facts, b: &Bounds<'_>) -> Next {
             b,
             format!("unknown orderStatus {:?}", v.order_status.wire()), // P5e
         ),
-        other => unclear_paying(f, b, describe(other)), // P5e (800/703 included)
+        other => Next::StillPaying {
+            why: Waiting::Unclear(describe(other)), // P5e (800/703 included)
+            query_in: after_unclear(other, f, b),
+        },
     }
 }
 
@@ -224,6 +227,14 @@ fn unclear_paying(f: &Facts, b: &Bounds<'_>, why: String) -> Next {
     Next::StillPaying {
         why: Waiting::Unclear(why),
         query_in: b.backoff(f.error_streak),
+    }
+}
+
+/// The backoff after an unclear answer, never shorter than ATRIP's own `retryAfter`.
+fn after_unclear(answer: &QueryAnswer, f: &Facts, b: &Bounds<'_>) -> Duration {
+    match answer {
+        QueryAnswer::RateLimited { retry_after } => b.backoff(f.error_streak).max(*retry_after),
+        _ => b.backoff(f.error_streak),
     }
 }
 
@@ -302,7 +313,7 @@ fn follow(answer: &QueryAnswer, f: &Facts, b: &Bounds<'_>) -> Next {
         },
         other => Next::Following {
             why: Waiting::Unclear(describe(other)), // F4 (800/703 included: the order is paid)
-            poll_in: b.backoff(f.error_streak),
+            poll_in: after_unclear(other, f, b),
         },
     }
 }

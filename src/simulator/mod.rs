@@ -270,6 +270,11 @@ impl SimHandle {
     /// Starts a query rate-limit storm: every queryOrderDetails.do answers HTTP 429 with ATRIP's
     /// rate-limit body for `length` from now (zero ends one); pay.do is never limited. The
     /// in-process form of `POST /sim/storm`.
+    /// The mean answer latency this simulator runs with.
+    pub fn latency_mean(&self) -> Duration {
+        self.sim.config.latency_mean
+    }
+
     pub fn storm(&self, length: Duration) {
         self.sim.storm(length);
     }

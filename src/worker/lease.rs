@@ -27,13 +27,17 @@ pub(super) struct LeaseBook {
 impl LeaseBook {
     /// A claim that left at `sent` took `(id, token)` for `lease`.
     pub fn took(&self, id: i64, token: i64, sent: Instant, lease: Duration) {
-        self.held.lock().unwrap().insert(
+        let mut held = self.held.lock().unwrap();
+        held.insert(
             id,
             Held {
                 token,
                 until: sent + lease,
             },
         );
+        crate::metrics::global()
+            .in_flight
+            .store(held.len() as i64, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Forgets our own lease on `id` (not a newer one taken under another token).
@@ -42,6 +46,9 @@ impl LeaseBook {
         if held.get(&id).is_some_and(|h| h.token == token) {
             held.remove(&id);
         }
+        crate::metrics::global()
+            .in_flight
+            .store(held.len() as i64, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Every `(id, token)` held, for the heartbeat.

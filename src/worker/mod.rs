@@ -31,7 +31,7 @@ use tracing::{debug, error, info, warn, Instrument};
 use crate::atrip::Client;
 use crate::config::WorkerSettings;
 use crate::domain::State;
-use crate::jobs::{self, Applied, CardSummary, ClaimedJob, JobStore, Lease, Said, Write};
+use crate::jobs::{self, Applied, CardSummary, ClaimedJob, JobStore, Lease, Said, Write, Writer};
 use crate::machine::{self, Bounds, Event, Next};
 pub use failpoint::{TestHooks, CLOCK_SKEW_VAR, FAILPOINTS_VAR};
 use lease::LeaseBook;
@@ -98,6 +98,9 @@ impl Step {
 
 pub(crate) struct Inner {
     pub store: JobStore,
+    /// Steps' results go through it: steps that finish together share one statement and one
+    /// commit.
+    writer: Writer,
     pub atrip: Client,
     pub settings: WorkerSettings,
     pub id: String,
@@ -134,8 +137,10 @@ impl Worker {
         id: String,
         clock: Clock,
     ) -> Self {
+        let writer = Writer::spawn(store.clone(), id.clone(), settings.write_batch_wait());
         Worker {
             inner: Arc::new(Inner {
+                writer,
                 store,
                 atrip,
                 settings,
@@ -417,6 +422,13 @@ impl Inner {
         }
     }
 
+    /// What the table says comes next after `event`, on the step's row as it is now.
+    pub fn decide(&self, step: &Step, event: Event<'_>) -> (machine::Facts, Next) {
+        let facts = step.facts();
+        let next = machine::next(event, &facts, &self.bounds());
+        (facts, next)
+    }
+
     /// Asks the table what comes next after `event`, writes it, and says what happened. The
     /// one end of every step (a `NewIntent` is written here too; the caller then pays).
     pub async fn conclude(
@@ -425,14 +437,24 @@ impl Inner {
         event: Event<'_>,
         said: Said,
     ) -> Result<Next, StepError> {
-        let facts = step.facts();
-        let next = machine::next(event, &facts, &self.bounds());
+        let (facts, next) = self.decide(step, event);
+        self.write_next(step, &facts, next, said).await
+    }
+
+    /// Writes a decided `next` with what ATRIP said.
+    pub async fn write_next(
+        &self,
+        step: &mut Step,
+        facts: &machine::Facts,
+        next: Next,
+        said: Said,
+    ) -> Result<Next, StepError> {
         let card = if matches!(next, Next::NewIntent) {
             CardSummary::default()
         } else {
             pay::card_summary(self, &step.job)
         };
-        let write = Write::step(&next, said, &facts, card);
+        let write = Write::step(&next, said, facts, card);
         let applied = self.record(&mut step.lease, &write).await?;
         match &next {
             Next::Failed(reason) => {
@@ -452,6 +474,12 @@ impl Inner {
         Ok(next)
     }
 
+    /// Whether this step may wait `d` more and still finish a call inside its lease (and
+    /// the worker is not shutting down).
+    pub fn may_wait(&self, step: &Step, d: Duration) -> bool {
+        !self.stopping.is_cancelled() && self.leases.covers(step.job.id, d)
+    }
+
     /// Records a write, retrying while the database is unreachable (a restart must not cost
     /// a recorded answer). A lost lease is final. A write the table refuses is a bug: the row
     /// goes to `needs_review` naming the constraint (rule W2), never retried as an outage.
@@ -459,7 +487,7 @@ impl Inner {
         let mut pause = Duration::from_millis(100);
         let deadline = Instant::now() + self.settings.lease() / 2;
         loop {
-            match self.store.apply(lease, &self.id, write).await {
+            match self.writer.apply(lease, write).await {
                 Ok(applied) => {
                     debug!(kind = %write.kind(), to = %write.to(), "recorded");
                     return Ok(applied);

@@ -8,21 +8,46 @@ use crate::atrip::QueryAnswer;
 use crate::jobs::Said;
 use crate::machine::{Event, Next};
 
+/// One order query; a rate-limit answer pauses every query of this process, refused
+/// credentials pause the claims.
+async fn ask(w: &Inner, order_no: &str) -> QueryAnswer {
+    let answer = w.atrip.query(order_no).await;
+    match &answer {
+        QueryAnswer::RateLimited { retry_after } => w.limiter.pause_for(*retry_after),
+        QueryAnswer::Unauthorized { status, .. } => w.pause_for_credentials(*status),
+        _ => {}
+    }
+    answer
+}
+
 pub(super) async fn step(w: &Inner, step: &mut Step) -> Result<String, StepError> {
     w.limiter.acquire().await;
     if let Some(why) = w.give_back_if_needed(step, w.atrip.query_timeout()).await? {
         return Ok(why);
     }
-    let answer = w.atrip.query(&step.job.order_no).await;
-    match &answer {
-        // Every query of this process waits, not only this order's.
-        QueryAnswer::RateLimited { retry_after } => w.limiter.pause_for(*retry_after),
-        QueryAnswer::Unauthorized { status, .. } => w.pause_for_credentials(*status),
-        _ => {}
+    let answer = ask(w, &step.job.order_no).await;
+    let (facts, mut next) = w.decide(step, Event::Query(&answer));
+    let mut said = Said::query(&answer);
+    if let Next::SeenOnce {
+        tickets, poll_in, ..
+    } = &next
+    {
+        // Rule F2: complete tickets are confirmed by a second answer. When the lease allows,
+        // this step waits and asks again itself: one claim and one write instead of two.
+        let poll_in = *poll_in;
+        if !w.limiter.paused() && w.may_wait(step, poll_in + w.atrip.query_timeout() * 2) {
+            step.job.tickets_seen = serde_json::to_value(tickets).ok();
+            step.job.poll_attempts += 1;
+            tokio::time::sleep(poll_in).await;
+            w.limiter.acquire().await;
+            let again = ask(w, &step.job.order_no).await;
+            let (facts, confirmed) = w.decide(step, Event::Query(&again));
+            said = Said::query(&again).after(said);
+            w.write_next(step, &facts, confirmed, said).await?;
+            return Ok(format!("{answer:?}, then {again:?}"));
+        }
     }
-    let next = w
-        .conclude(step, Event::Query(&answer), Said::query(&answer))
-        .await?;
+    next = w.write_next(step, &facts, next, said).await?;
     if next != Next::NewIntent {
         return Ok(format!("{answer:?}"));
     }

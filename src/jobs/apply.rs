@@ -1,0 +1,216 @@
+//! The worker's writes, several rows in one statement: each row fenced by its own id, lease
+//! token and state, each with its event, one commit for all (docs/design.md, rule W1).
+//! Steps that finish together share a commit this way; a row whose fence fails is reported as
+//! such, never skipped silently.
+
+use chrono::{DateTime, Utc};
+
+use super::rows::Lease;
+use super::store::JobStore;
+use super::write::Write;
+use super::Error;
+
+/// One item of a batch: when it landed, `None` if its fence failed, or why the table refused it.
+pub type ItemResult = Result<Option<DateTime<Utc>>, Error>;
+
+/// One write's columns, as parallel arrays for `unnest`.
+#[derive(Default)]
+struct Columns {
+    id: Vec<i64>,
+    token: Vec<i64>,
+    from: Vec<String>,
+    to: Vec<String>,
+    due_ms: Vec<Option<i64>>,
+    release: Vec<bool>,
+    intent: Vec<bool>,
+    not_sent: Vec<bool>,
+    pay_outcome: Vec<Option<String>>,
+    new_phase: Vec<bool>,
+    evidence: Vec<Option<String>>,
+    polls: Vec<i32>,
+    error: Vec<Option<String>>,
+    unclear: Vec<bool>,
+    atrip_status: Vec<Option<i32>>,
+    atrip_message: Vec<Option<String>>,
+    order_status: Vec<Option<String>>,
+    atrip_pnr: Vec<Option<String>>,
+    pnr: Vec<Option<String>>,
+    tickets: Vec<Option<serde_json::Value>>,
+    tickets_seen: Vec<Option<serde_json::Value>>,
+    erase_card: Vec<bool>,
+    card_brand: Vec<Option<String>>,
+    card_last4: Vec<Option<String>>,
+    kind: Vec<String>,
+    worker: Vec<String>,
+    detail: Vec<serde_json::Value>,
+}
+
+impl Columns {
+    fn push(&mut self, lease: &Lease, worker: &str, w: &Write) {
+        let s = |v: Option<&str>| v.map(str::to_owned);
+        self.id.push(lease.id);
+        self.token.push(lease.token);
+        self.from.push(lease.state.as_str().to_owned());
+        self.to.push(w.to.as_str().to_owned());
+        self.due_ms.push(w.due_in.map(super::store::millis));
+        self.release.push(w.release);
+        self.intent.push(w.intent);
+        self.not_sent.push(w.not_sent);
+        self.pay_outcome.push(s(w.pay_outcome.map(|o| o.as_str())));
+        self.new_phase.push(w.new_phase);
+        self.evidence.push(s(w.evidence.map(|e| e.as_str())));
+        self.polls.push(w.polls);
+        self.error.push(w.error.clone());
+        self.unclear.push(w.unclear);
+        self.atrip_status
+            .push(w.atrip_status.and_then(|s| i32::try_from(s).ok()));
+        self.atrip_message.push(w.atrip_message.clone());
+        self.order_status.push(w.order_status.clone());
+        self.atrip_pnr.push(w.atrip_pnr.clone());
+        self.pnr.push(w.pnr.clone());
+        self.tickets.push(w.tickets.clone());
+        self.tickets_seen.push(w.tickets_seen.clone());
+        self.erase_card.push(w.erase_card);
+        self.card_brand.push(w.card.brand.clone());
+        self.card_last4.push(w.card.last4.clone());
+        self.kind.push(w.kind.as_str().to_owned());
+        self.worker.push(worker.to_owned());
+        self.detail.push(w.detail.clone());
+    }
+}
+
+impl JobStore {
+    /// Applies several writes in one statement and one commit. For each item, in order: the
+    /// database time it was made at, `None` when its fence failed (lease lost), or the error
+    /// that refused it. A write the table refuses fails the whole statement; the items are then
+    /// applied one by one, so that the refused one is named ([`Error::ConstraintViolated`]) and
+    /// the others land. The outer error is the database's trouble, for every item.
+    pub async fn apply_many(
+        &self,
+        items: &[(&Lease, &str, &Write)],
+    ) -> Result<Vec<ItemResult>, Error> {
+        match self.apply_together(items).await {
+            Ok(landed) => Ok(landed.into_iter().map(Ok).collect()),
+            Err(Error::ConstraintViolated { .. }) if items.len() > 1 => {
+                let mut out = Vec::with_capacity(items.len());
+                for item in items {
+                    out.push(
+                        match self.apply_together(std::slice::from_ref(item)).await {
+                            Ok(landed) => Ok(landed[0]),
+                            Err(e @ Error::ConstraintViolated { .. }) => Err(e),
+                            Err(e) => return Err(e),
+                        },
+                    );
+                }
+                Ok(out)
+            }
+            Err(e @ Error::ConstraintViolated { .. }) => Ok(vec![Err(e)]),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn apply_together(
+        &self,
+        items: &[(&Lease, &str, &Write)],
+    ) -> Result<Vec<Option<DateTime<Utc>>>, Error> {
+        let mut c = Columns::default();
+        for (lease, worker, w) in items {
+            c.push(lease, worker, w);
+        }
+        let landed = sqlx::query!(
+            r#"
+WITH i AS (
+    SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::bigint[],
+                         $6::boolean[], $7::boolean[], $8::boolean[], $9::text[], $10::boolean[],
+                         $11::text[], $12::integer[], $13::text[], $14::boolean[], $15::integer[],
+                         $16::text[], $17::text[], $18::text[], $19::text[], $20::jsonb[],
+                         $21::jsonb[], $22::boolean[], $23::text[], $24::text[], $25::text[],
+                         $26::text[], $27::jsonb[])
+        AS i(id, token, from_state, to_state, due_ms, release, intent, not_sent, pay_outcome,
+             new_phase, evidence, polls, error, unclear, atrip_status, atrip_message,
+             order_status, atrip_pnr, pnr, tickets, tickets_seen, erase_card, card_brand,
+             card_last4, kind, worker, detail)
+), u AS (
+    UPDATE ticketing_jobs j SET
+        state = i.to_state,
+        run_at = CASE WHEN i.due_ms IS NULL THEN j.run_at
+                      ELSE ticketing_now() + i.due_ms * interval '1 millisecond' END,
+        updated_at = ticketing_now(),
+        lease_owner = CASE WHEN i.release THEN NULL ELSE j.lease_owner END,
+        lease_expires_at = CASE WHEN i.release THEN NULL ELSE j.lease_expires_at END,
+        pay_attempts = j.pay_attempts + CASE WHEN i.intent THEN 1 ELSE 0 END,
+        pay_started_at = CASE WHEN i.intent THEN ticketing_now() ELSE j.pay_started_at END,
+        pay_not_sent = j.pay_not_sent + CASE WHEN i.not_sent THEN 1 ELSE 0 END,
+        last_pay_outcome = CASE WHEN i.intent THEN NULL
+                                ELSE COALESCE(i.pay_outcome, j.last_pay_outcome) END,
+        phase_started_at = CASE WHEN i.new_phase THEN ticketing_now() ELSE j.phase_started_at END,
+        paid_at = CASE WHEN i.evidence IS NULL THEN j.paid_at
+                       ELSE COALESCE(j.paid_at, ticketing_now()) END,
+        paid_evidence = COALESCE(j.paid_evidence, i.evidence),
+        -- Rule P3: evidence of payment leaves no permit.
+        pay_permits = CASE WHEN i.evidence IS NULL THEN j.pay_permits
+                           ELSE LEAST(j.pay_permits,
+                                      j.pay_attempts + CASE WHEN i.intent THEN 1 ELSE 0 END
+                                      - j.pay_not_sent - CASE WHEN i.not_sent THEN 1 ELSE 0 END) END,
+        poll_attempts = j.poll_attempts + i.polls,
+        last_error = i.error,
+        error_streak = CASE WHEN i.unclear THEN j.error_streak + 1 ELSE 0 END,
+        atrip_status = COALESCE(i.atrip_status, j.atrip_status),
+        atrip_message = CASE WHEN i.atrip_status IS NULL THEN j.atrip_message ELSE i.atrip_message END,
+        order_status = COALESCE(i.order_status, j.order_status),
+        atrip_pnr = COALESCE(i.atrip_pnr, j.atrip_pnr),
+        pnr = i.pnr,
+        ticket_numbers = i.tickets,
+        tickets_seen = i.tickets_seen,
+        ticketed_at = CASE WHEN i.to_state = 'ticketed' THEN ticketing_now() ELSE NULL END,
+        finalized_at = CASE WHEN i.to_state IN ('ticketed', 'failed', 'needs_review', 'cancelled')
+                            THEN ticketing_now() ELSE NULL END,
+        card = CASE WHEN i.erase_card THEN NULL ELSE j.card END,
+        card_sealed = CASE WHEN i.erase_card THEN NULL ELSE j.card_sealed END,
+        card_brand = COALESCE(i.card_brand, j.card_brand),
+        card_last4 = COALESCE(i.card_last4, j.card_last4)
+    FROM i
+    WHERE j.id = i.id AND j.lease_token = i.token AND j.state = i.from_state
+    RETURNING j.id, j.order_no, j.state, j.updated_at, i.token, i.kind, i.worker, i.detail
+)
+INSERT INTO ticketing_events (job_id, order_no, at, kind, state, lease_token, worker, detail)
+SELECT id, order_no, updated_at, kind, state, token, worker, detail FROM u
+RETURNING job_id, at
+"#,
+            &c.id,
+            &c.token,
+            &c.from,
+            &c.to,
+            &c.due_ms as _,
+            &c.release,
+            &c.intent,
+            &c.not_sent,
+            &c.pay_outcome as _,
+            &c.new_phase,
+            &c.evidence as _,
+            &c.polls,
+            &c.error as _,
+            &c.unclear,
+            &c.atrip_status as _,
+            &c.atrip_message as _,
+            &c.order_status as _,
+            &c.atrip_pnr as _,
+            &c.pnr as _,
+            &c.tickets as _,
+            &c.tickets_seen as _,
+            &c.erase_card,
+            &c.card_brand as _,
+            &c.card_last4 as _,
+            &c.kind,
+            &c.worker,
+            &c.detail,
+        )
+        .fetch_all(&mut *self.conn().await?)
+        .await
+        .map_err(|e| Error::from_write(e, items[0].0))?;
+        Ok(items
+            .iter()
+            .map(|(lease, _, _)| landed.iter().find(|r| r.job_id == lease.id).map(|r| r.at))
+            .collect())
+    }
+}
