@@ -41,10 +41,33 @@ pub async fn main(command: Command) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", say_once(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes, each said once: a cause whose text the message already holds
+/// (libraries often repeat their source in their own message) is left out; a missing table
+/// gets the command that creates it.
+pub fn say_once(e: &anyhow::Error) -> String {
+    let mut said = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if said.contains(&text) {
+            continue;
+        }
+        if !said.is_empty() {
+            said.push_str(": ");
+        }
+        said.push_str(&text);
+    }
+    if said.contains("relation \"ticketing_jobs\" does not exist")
+        || said.contains("relation \"ticketing_events\" does not exist")
+    {
+        said.push_str(" (the database has no job table yet: run `ticketing-tracker migrate`)");
+    }
+    said
 }
 
 async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<()> {
@@ -60,18 +83,42 @@ async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<()> {
     }
 }
 
-/// A pool for the configured database.
+/// A pool for the configured database. One connection is opened first, so that a database
+/// that cannot be reached is reported at once, with its address and the reason, rather than as
+/// a pool timing out.
 pub async fn connect(settings: &Settings) -> anyhow::Result<PgPool> {
-    PgPoolOptions::new()
+    use sqlx::ConnectOptions;
+    let options: sqlx::postgres::PgConnectOptions =
+        settings
+            .database
+            .url
+            .expose_secret()
+            .parse()
+            .context("database.url (DATABASE_URL) is not a PostgreSQL URL")?;
+    let at = format!("{}:{}", options.get_host(), options.get_port());
+    let first = tokio::time::timeout(Duration::from_secs(10), options.connect())
+        .await
+        .map_err(|_| anyhow::anyhow!("cannot connect to PostgreSQL at {at} (database.url / DATABASE_URL): no answer within 10 s"))?
+        .map_err(|e| anyhow::anyhow!("cannot connect to PostgreSQL at {at} (database.url / DATABASE_URL): {}", db_reason(&e)))?;
+    drop(first);
+    Ok(PgPoolOptions::new()
         .max_connections(settings.database.max_connections)
         .acquire_timeout(Duration::from_secs(10))
         // No ping before every use: that is a round trip per statement on the hot path. A
         // connection that broke fails its statement, which the worker retries like any
         // database error.
         .test_before_acquire(false)
-        .connect(settings.database.url.expose_secret())
-        .await
-        .context("cannot connect to the database (database.url / DATABASE_URL)")
+        .connect_lazy_with(options))
+}
+
+/// Why a connection failed, in words: the I/O error's kind (connection refused, ...) or
+/// the server's message.
+fn db_reason(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Io(io) => io.to_string(),
+        sqlx::Error::Database(db) => db.message().to_owned(),
+        other => other.to_string(),
+    }
 }
 
 /// Applies the embedded migrations (idempotent; safe with several replicas starting at once,
@@ -121,6 +168,10 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         shutdown.clone(),
     ));
     info!(worker = worker.id(), atrip = %settings.atrip.base_url, "running");
+    // Readiness is about the database; whether ATRIP answers is said in the log, the
+    // `ticketing_atrip_up` metric and the console.
+    let probe = crate::atrip::Client::new(&settings.atrip)?;
+    tokio::spawn(async move { probe.probe().await });
     worker.run(shutdown.clone()).await?;
     shutdown.cancel();
     let _ = http.await;
@@ -178,7 +229,9 @@ async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
     crate::telemetry::init(&crate::config::Settings::defaults().log);
     let listen = args.listen;
     let config = sim_config(args);
-    let handle = simulator::start(config, listen).await?;
+    let handle = simulator::start(config, listen)
+        .await
+        .with_context(|| format!("the simulator cannot listen on {listen} (--listen)"))?;
     println!("ATRIP simulator listening on {}", handle.base_url());
     let token = handle.shutdown_token();
     tokio::spawn(stop_on_signal(token));

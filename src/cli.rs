@@ -139,10 +139,10 @@ pub struct DemoArgs {
 #[derive(Debug, Args)]
 pub struct EnqueueArgs {
     /// ATRIP order number.
-    #[arg(long, required_unless_present = "json")]
+    #[arg(long, required_unless_present = "from_json")]
     pub order_no: Option<String>,
     /// Payment method: 1 deposit, 3 VCC, 4 BYOA, 5 MoR.
-    #[arg(long, required_unless_present = "json")]
+    #[arg(long, required_unless_present = "from_json")]
     pub method: Option<i16>,
     /// File holding the card JSON (ATRIP's creditCard object); "-" reads stdin.
     #[arg(long)]
@@ -155,10 +155,10 @@ pub struct EnqueueArgs {
     pub client_order_no: Option<String>,
     /// A JSON file with the whole row: {"order_no", "payment_method", "card", ...}; "-" reads stdin.
     #[arg(long, conflicts_with_all = ["order_no", "method"])]
-    pub json: Option<PathBuf>,
+    pub from_json: Option<PathBuf>,
     /// Print JSON.
-    #[arg(long = "json-output")]
-    pub json_output: bool,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -171,8 +171,9 @@ pub struct StatusArgs {
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// Only this state (pending, paying, ticketing, ticketed, failed, needs_review, cancelled).
-    #[arg(long)]
+    /// Only this state.
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(
+        ["pending", "paying", "ticketing", "ticketed", "failed", "needs_review", "cancelled"]))]
     pub state: Option<String>,
     #[arg(long, default_value_t = 50)]
     pub limit: i64,

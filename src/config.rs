@@ -103,6 +103,113 @@ pub enum ConfigError {
     Load(#[from] config::ConfigError),
     #[error("configuration key {key}: {problem}")]
     Invalid { key: &'static str, problem: String },
+    /// A key no setting has: a typo must not be ignored silently.
+    #[error("{source_name}: unknown setting {key}{}", suggestion.as_ref().map_or(String::new(), |s| format!("; did you mean {s}?")))]
+    Unknown {
+        source_name: String,
+        key: String,
+        suggestion: Option<String>,
+    },
+}
+
+/// Every key the settings have, as `section.key`: those of the embedded default file, which
+/// holds every key with its default.
+fn known_keys() -> Vec<String> {
+    let default = config::Config::builder()
+        .add_source(config::File::from_str(DEFAULT, config::FileFormat::Toml))
+        .build()
+        .expect("the embedded config/default.toml is valid");
+    flat_keys(&default)
+}
+
+/// The `section.key` names a source defines.
+fn flat_keys(c: &config::Config) -> Vec<String> {
+    let mut keys = Vec::new();
+    let Ok(top) = c
+        .clone()
+        .try_deserialize::<std::collections::HashMap<String, config::Value>>()
+    else {
+        return keys;
+    };
+    for (section, value) in top {
+        match value.into_table() {
+            Ok(table) => keys.extend(table.into_keys().map(|k| format!("{section}.{k}"))),
+            Err(_) => keys.push(section),
+        }
+    }
+    keys
+}
+
+/// Refuses keys no setting has, in the overrides file and in `APP_` variables, naming the key
+/// and the known one it is closest to.
+fn refuse_unknown_keys(env: &str, dir: &str) -> Result<(), ConfigError> {
+    let known = known_keys();
+    let unknown = |source_name: String, key: String, shown: &dyn Fn(&str) -> String| {
+        let suggestion = closest(&key, &known).map(shown);
+        Err(ConfigError::Unknown {
+            source_name,
+            key,
+            suggestion,
+        })
+    };
+    let mut files: Vec<(String, config::Config)> = Vec::new();
+    if env == "production" {
+        let embedded = config::Config::builder()
+            .add_source(config::File::from_str(PRODUCTION, config::FileFormat::Toml))
+            .build()?;
+        files.push(("the embedded config/production.toml".into(), embedded));
+    }
+    let path = format!("{dir}/{env}");
+    let file = config::Config::builder()
+        .add_source(config::File::with_name(&path).required(false))
+        .build()?;
+    files.push((format!("{path}.toml"), file));
+    for (name, file) in files {
+        for key in flat_keys(&file) {
+            if !known.contains(&key) {
+                return unknown(name, key, &|k| k.to_owned());
+            }
+        }
+    }
+    let mut vars: Vec<String> = std::env::vars_os()
+        .filter_map(|(k, _)| k.into_string().ok())
+        .filter(|k| k.starts_with("APP_") && k.contains("__"))
+        .collect();
+    vars.sort();
+    for var in vars {
+        let key = var["APP_".len()..].to_lowercase().replacen("__", ".", 1);
+        if !known.contains(&key) {
+            let as_var = |k: &str| format!("APP_{}", k.to_uppercase().replacen('.', "__", 1));
+            return unknown(format!("environment variable {var}"), key, &as_var);
+        }
+    }
+    Ok(())
+}
+
+/// The known key nearest to `key` by edit distance, when it is near enough to be a typo.
+fn closest<'a>(key: &str, known: &'a [String]) -> Option<&'a str> {
+    known
+        .iter()
+        .map(|k| (edit_distance(key, k), k))
+        .filter(|(d, k)| *d <= (k.len() / 3).max(2))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k.as_str())
+}
+
+/// Levenshtein distance, by characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut previous = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous + usize::from(ca != *cb);
+            previous = row[j + 1];
+            row[j + 1] = substitution.min(row[j] + 1).min(row[j + 1] + 1);
+        }
+    }
+    row[b.len()]
 }
 
 impl Settings {
@@ -128,6 +235,7 @@ impl Settings {
                 builder = builder.set_override("database.url", url)?;
             }
         }
+        refuse_unknown_keys(&env, &dir)?;
         let settings: Settings = builder.build()?.try_deserialize()?;
         settings.validate()?;
         Ok(settings)
@@ -149,6 +257,16 @@ impl Settings {
                 "atrip.client_secret",
                 "is empty: set APP_ATRIP__CLIENT_SECRET",
             );
+        }
+        let db_url = self.database.url.expose_secret();
+        if !(db_url.starts_with("postgres://") || db_url.starts_with("postgresql://")) {
+            let scheme = db_url.split("://").next().unwrap_or("");
+            return Err(ConfigError::Invalid {
+                key: "database.url",
+                problem: format!(
+                    "the scheme is {scheme:?}; the job table lives in PostgreSQL: postgres://user:password@host:5432/database"
+                ),
+            });
         }
         if !(self.atrip.base_url.starts_with("http://")
             || self.atrip.base_url.starts_with("https://"))
@@ -340,6 +458,30 @@ mod tests {
         s.validate().unwrap();
         assert_eq!(s.atrip.base_url, "http://127.0.0.1:8088");
         assert_eq!(s.http.port, 8080);
+    }
+
+    #[test]
+    fn keys_are_suggested_by_edit_distance() {
+        let known = known_keys();
+        assert!(
+            known.contains(&"worker.concurrency".to_owned()),
+            "{known:?}"
+        );
+        assert_eq!(
+            closest("worker.concurency", &known),
+            Some("worker.concurrency")
+        );
+        assert_eq!(closest("http.prot", &known), Some("http.port"));
+        assert_eq!(closest("completely.different", &known), None);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+
+    #[test]
+    fn a_database_url_that_is_not_postgres_is_refused() {
+        let mut s = Settings::defaults();
+        s.database.url = "mysql://root@127.0.0.1/db".to_owned().into();
+        let e = s.validate().unwrap_err().to_string();
+        assert!(e.contains("database.url") && e.contains("\"mysql\""), "{e}");
     }
 
     #[test]

@@ -105,7 +105,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     log.level = "warn".into();
     crate::telemetry::init(&log);
     let kept = std::env::var("DATABASE_URL").is_ok();
-    println!("Starting PostgreSQL (a throwaway cluster unless DATABASE_URL is set)...");
+    if kept {
+        println!(
+            "DATABASE_URL is set: the demo creates a database of its own, ticketing_demo_{}, on that server (the database the URL names is not touched), and keeps it afterwards for you to inspect.",
+            std::process::id()
+        );
+    } else {
+        println!("Starting a throwaway PostgreSQL (set DATABASE_URL to use a server of yours)...");
+    }
     let db = Scratch::create("ticketing_demo").await?;
     let sim = simulator::start(
         SimConfig {
@@ -119,12 +126,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let mut settings = Settings::defaults();
     settings.atrip.base_url = sim.base_url();
     settings.atrip.pay_timeout_ms = 3000;
+    settings.atrip.query_timeout_ms = 3000;
     settings.worker.lease_ms = 10_000;
     settings.worker.recovery_delay_ms = 500;
     settings.worker.first_poll_ms = 500;
     settings.worker.poll_initial_ms = 500;
     settings.worker.poll_max_ms = 2000;
     settings.worker.claim_interval_ms = 200;
+    settings.validate()?;
     let atrip = Client::new(&settings.atrip)?;
     let store = JobStore::new(db.pool.clone());
     println!(
@@ -213,18 +222,28 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         "{:<24} {:<12} {:>7} {:>8}  CASE",
         "ORDER", "STATE", "PAY.DO", "CHARGES"
     );
+    let mut refunds = Vec::new();
     let mut double = 0;
     for (order_no, what) in &orders {
         let row = rows.iter().find(|r| &r.order_no == order_no);
         let entry = &ledger["orders"][order_no];
         let charges = entry["charges"].as_i64().unwrap_or(0);
         double += usize::from(charges > 1);
+        let state = row.map_or("?", |r| r.state.as_str());
         println!(
             "{:<24} {:<12} {:>7} {:>8}  {what}",
             order_no,
-            row.map_or("?", |r| r.state.as_str()),
+            state,
             entry["pay_requests"].as_i64().unwrap_or(0),
             charges
+        );
+        if state == "failed" && charges > 0 {
+            refunds.push(order_no.as_str());
+        }
+    }
+    for order_no in refunds {
+        println!(
+            "\n{order_no} was charged once, then ATRIP cancelled its ticketing: the money comes back through ATRIP's refund process (for a VCC order, to the card). Its row says why (`ticketing-tracker status {order_no}`); nothing more is charged."
         );
     }
     let count = |s: &str| rows.iter().filter(|r| r.state == s).count();
@@ -238,7 +257,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     );
     if kept {
         println!(
-            "\nThe database {} is kept. Inspect it with:\n  DATABASE_URL='{}' ticketing-tracker list\n  DATABASE_URL='{}' ticketing-tracker status {}\n  psql '{}' -c 'SELECT order_no, state, pnr, last_error FROM ticketing_jobs'",
+            "\nThe database {} is kept (drop it with: DROP DATABASE {0}). Inspect it with:\n  DATABASE_URL='{}' ticketing-tracker list\n  DATABASE_URL='{}' ticketing-tracker status {}\n  psql '{}' -c 'SELECT order_no, state, pnr, last_error FROM ticketing_jobs'",
             db.name,
             crate::localpg::redact_url(&db.url),
             crate::localpg::redact_url(&db.url),

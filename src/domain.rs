@@ -232,9 +232,28 @@ pub fn truncate(s: &str, max: usize) -> String {
     }
 }
 
+/// Cuts a text for a table cell at a word boundary, marking the cut.
+pub fn truncate_words(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_owned();
+    }
+    let cut: String = s.chars().take(max.saturating_sub(1)).collect();
+    let at_word = cut.rfind(' ').filter(|i| *i > max / 2).unwrap_or(cut.len());
+    format!("{}…", cut[..at_word].trim_end())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn table_cells_are_cut_between_words() {
+        assert_eq!(truncate_words("short", 10), "short");
+        assert_eq!(
+            truncate_words("ATRIP refused the payment with status 413", 20),
+            "ATRIP refused the…"
+        );
+    }
 
     #[test]
     fn states_round_trip_through_their_names() {

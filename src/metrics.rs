@@ -97,6 +97,13 @@ pub struct Metrics {
     pub db_acquire_wait_micros: AtomicU64,
     /// The pool, read at scrape time (set by the HTTP side).
     pub pool: std::sync::OnceLock<sqlx::PgPool>,
+    /// ATRIP's reachability: the last time (Unix ms) a request got an HTTP answer, and the
+    /// last time one could not reach it (connection refused, DNS, TLS, timeout).
+    pub atrip_answered_ms: AtomicI64,
+    pub atrip_unreachable_ms: AtomicI64,
+    /// When ATRIP being unreachable was last logged (Unix ms): said once a minute, not per
+    /// order.
+    pub atrip_unreachable_logged_ms: AtomicI64,
 }
 
 static METRICS: std::sync::OnceLock<Metrics> = std::sync::OnceLock::new();
@@ -116,10 +123,51 @@ pub fn global() -> &'static Metrics {
         db_acquire_waits: AtomicU64::new(0),
         db_acquire_wait_micros: AtomicU64::new(0),
         pool: std::sync::OnceLock::new(),
+        atrip_answered_ms: AtomicI64::new(0),
+        atrip_unreachable_ms: AtomicI64::new(0),
+        atrip_unreachable_logged_ms: AtomicI64::new(0),
     })
 }
 
 impl Metrics {
+    /// ATRIP answered a request (any HTTP answer: it is reachable).
+    pub fn atrip_answered(&self) {
+        self.atrip_answered_ms
+            .store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
+    }
+
+    /// A request could not reach ATRIP. Logged at error level at most once a minute.
+    pub fn atrip_unreachable(&self, base_url: &str, reason: &str) {
+        let now = chrono::Utc::now().timestamp_millis();
+        self.atrip_unreachable_ms.store(now, Ordering::Relaxed);
+        let logged = self.atrip_unreachable_logged_ms.load(Ordering::Relaxed);
+        if now - logged >= 60_000
+            && self
+                .atrip_unreachable_logged_ms
+                .compare_exchange(logged, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::error!(
+                atrip = base_url,
+                reason,
+                "ATRIP is unreachable; orders wait (said once a minute while it lasts)"
+            );
+        }
+    }
+
+    /// Whether ATRIP's last request got an answer (1), could not reach it (0), or none was
+    /// made yet (absent).
+    pub fn atrip_up(&self) -> Option<u8> {
+        let (ok, down) = (
+            self.atrip_answered_ms.load(Ordering::Relaxed),
+            self.atrip_unreachable_ms.load(Ordering::Relaxed),
+        );
+        match (ok, down) {
+            (0, 0) => None,
+            (ok, down) => Some(u8::from(ok >= down)),
+        }
+    }
+
     /// A hot-path connection was handed out after `waited`.
     pub fn db_acquired(&self, waited: Duration) {
         self.db_acquires.fetch_add(1, Ordering::Relaxed);
@@ -173,6 +221,19 @@ impl Metrics {
             "ticketing_worker_clock_skew_seconds {}",
             self.clock_skew_ms.load(Ordering::Relaxed) as f64 / 1000.0
         );
+        if let Some(up) = self.atrip_up() {
+            out.push_str("# HELP ticketing_atrip_up Whether ATRIP's last request got an HTTP answer (1) or could not reach it (0).\n# TYPE ticketing_atrip_up gauge\n");
+            let _ = writeln!(out, "ticketing_atrip_up {up}");
+        }
+        let answered = self.atrip_answered_ms.load(Ordering::Relaxed);
+        if answered > 0 {
+            out.push_str("# HELP ticketing_atrip_last_answer_timestamp_seconds When ATRIP last answered a request.\n# TYPE ticketing_atrip_last_answer_timestamp_seconds gauge\n");
+            let _ = writeln!(
+                out,
+                "ticketing_atrip_last_answer_timestamp_seconds {}",
+                answered as f64 / 1000.0
+            );
+        }
         out.push_str("# HELP ticketing_in_flight Rows this process is working on (leases held).\n# TYPE ticketing_in_flight gauge\n");
         let _ = writeln!(
             out,

@@ -110,7 +110,7 @@ fn order_from_json(v: &Value) -> anyhow::Result<NewJob> {
 }
 
 async fn enqueue(store: &JobStore, a: EnqueueArgs) -> anyhow::Result<()> {
-    let job = match &a.json {
+    let job = match &a.from_json {
         Some(path) => order_from_json(&read_json(path, "the order JSON")?)?,
         None => NewJob {
             order_no: a.order_no.clone().unwrap_or_default(),
@@ -145,8 +145,20 @@ async fn enqueue(store: &JobStore, a: EnqueueArgs) -> anyhow::Result<()> {
         // Refuse now what the worker would refuse later, naming the field.
         crate::card::CreditCard::from_json(c, method, chrono::Utc::now())?;
     }
-    let id = store.insert(&job).await?;
-    if a.json_output {
+    let id = match store.insert(&job).await {
+        Ok(id) => id,
+        Err(crate::jobs::Error::Database(sqlx::Error::Database(e)))
+            if e.constraint() == Some("order_no_is_unique") =>
+        {
+            let state = store
+                .job(order_no)
+                .await?
+                .map_or_else(|| "unknown".to_owned(), |r| r.state);
+            bail!("order {order_no} is already in the table (state {state}); nothing was enqueued");
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if a.json {
         println!(
             "{}",
             json!({"id": id, "order_no": order_no, "state": "pending"})
@@ -282,30 +294,53 @@ async fn list(store: &JobStore, a: ListArgs) -> anyhow::Result<()> {
 /// Rows as a table, one line each.
 pub fn render_table(rows: &[JobRow]) -> String {
     let mut out = format!(
-        "{:<24} {:<6} {:<12} {:>4} {:>5} {:<14} {}\n",
-        "ORDER", "METHOD", "STATE", "PAYS", "POLLS", "PNR", "LAST ERROR / ATRIP"
+        "{:<24} {:<6} {:<12} {:>6} {:>5} {:<16} {}\n",
+        "ORDER", "METHOD", "STATE", "PAY.DO", "POLLS", "AIRLINE PNR", "WHY / NEXT"
     );
     for r in rows {
-        let note = r
-            .last_error
-            .clone()
-            .or_else(|| {
-                r.atrip_status
-                    .map(|s| format!("status {s} {}", r.atrip_message.clone().unwrap_or_default()))
-            })
-            .unwrap_or_default();
         out.push_str(&format!(
-            "{:<24} {:<6} {:<12} {:>4} {:>5} {:<14} {}\n",
+            "{:<24} {:<6} {:<12} {:>6} {:>5} {:<16} {}\n",
             r.order_no,
             r.payment_method,
             r.state,
-            r.pay_attempts,
+            r.pay_sends,
             r.poll_attempts,
-            r.pnr.clone().unwrap_or_else(|| "-".into()),
-            crate::domain::truncate(&note, 90)
+            r.pnr
+                .as_deref()
+                .map_or("-".to_owned(), |p| p.replace(' ', ",")),
+            crate::domain::truncate_words(&note(r), 100)
         ));
     }
     out
+}
+
+/// Why a row is where it is, or what comes next, in one line.
+fn note(r: &JobRow) -> String {
+    if let Some(error) = &r.last_error {
+        // The row's own number is in the ORDER column already.
+        let prefix = format!("order {}: ", r.order_no);
+        return error.strip_prefix(&prefix).unwrap_or(error).to_owned();
+    }
+    let finished = State::parse(&r.state).is_some_and(State::is_finished);
+    let mut parts = Vec::new();
+    if !finished {
+        let next = match r.state.as_str() {
+            "pending" => "pay.do",
+            _ => "order query",
+        };
+        parts.push(format!("next: {next} at {}", r.run_at.format("%H:%M:%S")));
+    }
+    if let Some(status) = r.atrip_status {
+        let mut answer = format!("last ATRIP answer: status {status}");
+        if let Some(msg) = r.atrip_message.as_deref().filter(|m| !m.is_empty()) {
+            answer.push_str(&format!(" ({msg})"));
+        }
+        if let Some(order_status) = &r.order_status {
+            answer.push_str(&format!(", orderStatus {order_status}"));
+        }
+        parts.push(answer);
+    }
+    parts.join("; ")
 }
 
 async fn retry(store: &JobStore, a: RetryArgs, by: &str) -> anyhow::Result<()> {

@@ -144,7 +144,20 @@ impl Client {
         if let Some(worker) = &self.worker {
             request = request.header(WORKER_HEADER, worker.clone());
         }
-        let resp = request.timeout(timeout).json(body).send().await?;
+        let sent = request.timeout(timeout).json(body).send().await;
+        let m = crate::metrics::global();
+        let resp = match sent {
+            Ok(resp) => {
+                m.atrip_answered();
+                resp
+            }
+            Err(e) => {
+                if e.is_connect() || e.is_timeout() {
+                    m.atrip_unreachable(&self.base_url, &describe(&e));
+                }
+                return Err(e);
+            }
+        };
         let status = resp.status().as_u16();
         let bytes = resp.bytes().await?;
         Ok((status, bytes.to_vec()))
@@ -191,6 +204,22 @@ impl Client {
             Err(e) => QueryAnswer::Retry {
                 reason: format!("order query: {}", describe(&e)),
             },
+        }
+    }
+
+    /// Asks ATRIP about an order number that cannot exist, to tell at start whether ATRIP is
+    /// reachable and takes our credentials; says so in the log.
+    pub async fn probe(&self) {
+        match self.query("PROBE000000000000000").await {
+            QueryAnswer::Unauthorized { status, .. } => tracing::error!(
+                atrip = %self.base_url, status,
+                "ATRIP answers but refuses our credentials (check atrip.client_id / atrip.client_secret)"
+            ),
+            QueryAnswer::Retry { reason } => tracing::error!(
+                atrip = %self.base_url, reason,
+                "ATRIP does not answer; orders will wait until it does"
+            ),
+            _ => tracing::info!(atrip = %self.base_url, "ATRIP answers and takes our credentials"),
         }
     }
 

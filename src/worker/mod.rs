@@ -457,12 +457,15 @@ impl Inner {
         let write = Write::step(&next, said, facts, card);
         let applied = self.record(&mut step.lease, &write).await?;
         match &next {
-            Next::Failed(reason) => {
-                warn!(state = %State::Failed, reason = %reason, "order failed")
-            }
-            Next::Review(reason) => {
-                warn!(state = %State::NeedsReview, reason = %reason, "order needs a person")
-            }
+            // Off the happy path: said at warn, with the order, whatever the span filter.
+            Next::Failed(reason) => warn!(
+                order_no = %step.job.order_no, state = %State::Failed, reason = %reason,
+                "order failed"
+            ),
+            Next::Review(reason) => warn!(
+                order_no = %step.job.order_no, state = %State::NeedsReview, reason = %reason,
+                "order needs a person"
+            ),
             Next::Ticketed { .. } => {
                 let waited = (applied.at - step.job.created_at)
                     .to_std()

@@ -198,12 +198,12 @@ async fn enqueue_inserts_a_pending_row_for_a_deposit_order() {
             "4",
             "--client-order-no",
             "AGENCY-7",
-            "--json-output",
+            "--json",
         ],
     )
     .await;
     run.assert_code(0);
-    let out: Value = serde_json::from_str(run.stdout.trim()).expect("--json-output is JSON");
+    let out: Value = serde_json::from_str(run.stdout.trim()).expect("--json is JSON");
     let row = app.job(&other).await;
     assert_eq!(out["order_no"], other.as_str());
     assert_eq!(out["state"], "pending");
@@ -297,7 +297,7 @@ async fn enqueue_takes_a_whole_row_from_a_json_file() {
         "pay_deadline": deadline.to_rfc3339(),
     }));
 
-    let run = cli(&app, &["enqueue", "--json", file.path()]).await;
+    let run = cli(&app, &["enqueue", "--from-json", file.path()]).await;
     run.assert_code(0);
     let row = app.job(&order).await;
     assert_eq!(row.state, "pending");
@@ -311,7 +311,7 @@ async fn enqueue_takes_a_whole_row_from_a_json_file() {
     let other = order_no("CLIRWS");
     let run = cli_stdin(
         &app,
-        &["enqueue", "--json", "-"],
+        &["enqueue", "--from-json", "-"],
         &json!({"order_no": other, "payment_method": 1}).to_string(),
     )
     .await;
@@ -324,7 +324,7 @@ async fn enqueue_takes_a_whole_row_from_a_json_file() {
     let file = TempFile::json(&json!({
         "order_no": scheduled, "payment_method": 1, "priority": -5, "run_at": later.to_rfc3339(),
     }));
-    cli(&app, &["enqueue", "--json", file.path()])
+    cli(&app, &["enqueue", "--from-json", file.path()])
         .await
         .assert_code(0);
     let row = app.job(&scheduled).await;
@@ -336,7 +336,7 @@ async fn enqueue_takes_a_whole_row_from_a_json_file() {
     );
     let typo = order_no("CLIRWT");
     let file = TempFile::json(&json!({"order_no": typo, "payment_method": 1, "priorty": 1}));
-    let run = cli(&app, &["enqueue", "--json", file.path()]).await;
+    let run = cli(&app, &["enqueue", "--from-json", file.path()]).await;
     run.assert_code(1);
     assert!(run.all().contains("unknown key \"priorty\""), "{run:#?}");
     assert!(app.store.job(&typo).await.unwrap().is_none());
@@ -402,7 +402,7 @@ async fn enqueue_refuses_bad_input_naming_what_is_wrong_and_inserts_nothing() {
         ),
         (
             vec!["--order-no", &existing, "--method", "1"],
-            &["order_no_is_unique"],
+            &["is already in the table (state pending)"],
         ),
         (
             vec!["--order-no", "not-an-order", "--method", "1"],
@@ -534,7 +534,7 @@ async fn list_shows_a_table_and_filters_by_state() {
     let header: Vec<&str> = lines[0].split_whitespace().collect();
     assert_eq!(
         &header[..6],
-        ["ORDER", "METHOD", "STATE", "PAYS", "POLLS", "PNR"]
+        ["ORDER", "METHOD", "STATE", "PAY.DO", "POLLS", "AIRLINE"]
     );
     // Newest first.
     assert!(lines[1].starts_with(&pending), "{run:#?}");
@@ -569,8 +569,9 @@ async fn list_shows_a_table_and_filters_by_state() {
     assert_eq!(rows.as_array().map(Vec::len), Some(1));
     assert_eq!(rows[0]["order_no"], pending.as_str());
 
+    // A usage error: exit code 2, as the README promises.
     let run = cli(&app, &["list", "--state", "bogus"]).await;
-    run.assert_code(1);
+    run.assert_code(2);
     assert!(
         run.stderr.contains("bogus") && run.stderr.contains("needs_review"),
         "the error names the state and the known ones: {run:#?}"

@@ -8,6 +8,11 @@ use std::time::Duration;
 const SMALL_ORDERS: usize = 60;
 const SMALL_WORKERS: usize = 2;
 const SMALL_KILLS: usize = 4;
+/// Stops at send (stop-before-pay) the small run must see; the bigger runs see five.
+const SMALL_STOPS: usize = 1;
+const FULL_STOPS: usize = 5;
+/// The skewed worker's wall clock runs this far ahead of the machine's.
+const SKEW_MS: i64 = 60_000;
 
 /// libtest flags that take a value as the next argument (so that value is not a filter).
 const LIBTEST_WITH_VALUE: &[&str] = &[
@@ -25,6 +30,13 @@ pub struct Args {
     pub orders: usize,
     pub workers: usize,
     pub kills: usize,
+    /// At least this many worker processes stop themselves (SIGSTOP) right before a pay.do
+    /// (the `stop-before-pay` failpoint) and are held past their lease.
+    pub stops: usize,
+    /// Query rate-limit storms (every order query answers 429 for a while).
+    pub storms: usize,
+    /// How far ahead the skewed worker's wall clock runs (slot 0, every generation).
+    pub skew_ms: i64,
     /// Seeds the simulator's faults and this program's choices (which worker, when).
     pub seed: u64,
     /// PostgreSQL "restarts": backends terminated, or a real restart when allowed.
@@ -53,6 +65,9 @@ impl Args {
             orders: SMALL_ORDERS,
             workers: SMALL_WORKERS,
             kills: SMALL_KILLS,
+            stops: usize::MAX,
+            storms: usize::MAX,
+            skew_ms: SKEW_MS,
             seed: rand::random::<u32>() as u64,
             pg_restarts: usize::MAX,
             pg_restart_cmd: None,
@@ -86,6 +101,9 @@ impl Args {
                 "--orders" => a.orders = num("--orders", value("--orders")?)?,
                 "--workers" => a.workers = num("--workers", value("--workers")?)?,
                 "--kills" => a.kills = num("--kills", value("--kills")?)?,
+                "--stops" => a.stops = num("--stops", value("--stops")?)?,
+                "--storms" => a.storms = num("--storms", value("--storms")?)?,
+                "--skew-ms" => a.skew_ms = num("--skew-ms", value("--skew-ms")?)?,
                 "--seed" => a.seed = num("--seed", value("--seed")?)?,
                 "--pg-restarts" => a.pg_restarts = num("--pg-restarts", value("--pg-restarts")?)?,
                 "--pg-restart-cmd" => a.pg_restart_cmd = Some(value("--pg-restart-cmd")?),
@@ -115,6 +133,17 @@ impl Args {
         if a.pg_restarts == usize::MAX {
             // One per 500 orders, at least one: the small run does one, the full run three.
             a.pg_restarts = 1 + a.orders / 500;
+        }
+        if a.stops == usize::MAX {
+            a.stops = if a.orders <= 200 {
+                SMALL_STOPS
+            } else {
+                FULL_STOPS
+            };
+        }
+        if a.storms == usize::MAX {
+            // One per 400 orders, at least one: the small run has one, the full run three.
+            a.storms = 1 + a.orders / 400;
         }
         // Bounded waits: about three minutes for the small run, fifteen for the big ones.
         a.deadline =

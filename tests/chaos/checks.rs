@@ -1,8 +1,14 @@
-//! The invariants, checked once every order is terminal, from four independent records: the
-//! job table, the events table, the simulator's ledger (what ATRIP charged and answered) and its
-//! request log (who sent what, when).
+//! The invariants of docs/design.md, checked once every order is terminal, from four
+//! independent records: the job table, the events table, the simulator's ledger (what ATRIP
+//! charged and answered) and its request log (who sent what, when). Every time compared here
+//! is the database's (`ticketing_now()`, which writes every event) or the simulator's, both
+//! this machine's clock; no worker's wall clock is read (one of them is skewed on purpose).
+//!
+//! Claims of `paying` and `ticketing` rows write no event any more (only a claim of a
+//! `pending` row does, as its `pay_intent`), so who held a lease when is read off the lease
+//! tokens the events carry (`leases.rs`), never off claim events.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -19,19 +25,38 @@ pub use ticketing_tracker::jobs::EventRow as Event;
 
 /// What the checks read off an event.
 pub trait EventExt {
-    /// Written by the claim statement (which bumps the lease token), not by a fenced write.
+    /// Written by a claim statement (which bumps the lease token): the claim of a `pending`
+    /// row, its pay intent. Claims of other rows write nothing.
     fn is_claim(&self) -> bool;
+    /// Written by an operator (or a webhook), not by a worker's fenced write.
+    fn is_operator(&self) -> bool;
+    /// `orderStatus` of the query answer this event records (in place, or inside a new
+    /// intent's event).
     fn order_status(&self) -> Option<&str>;
+    /// The class of the pay.do answer this event records.
+    fn pay_answer(&self) -> Option<&str>;
 }
 
 impl EventExt for Event {
     fn is_claim(&self) -> bool {
-        self.kind == "claimed"
-            || (self.kind == "pay_intent" && self.detail.get("claimed_from").is_some())
+        self.kind == "pay_intent" && self.detail.get("claimed_from").is_some()
+    }
+
+    fn is_operator(&self) -> bool {
+        self.kind.starts_with("operator_") || self.kind == "webhook_received"
     }
 
     fn order_status(&self) -> Option<&str> {
-        self.detail.get("orderStatus").and_then(Value::as_str)
+        self.detail
+            .get("orderStatus")
+            .or_else(|| self.detail.get("answer")?.get("orderStatus"))
+            .and_then(Value::as_str)
+    }
+
+    fn pay_answer(&self) -> Option<&str> {
+        (self.kind == "pay_answered")
+            .then(|| self.detail.get("answer").and_then(Value::as_str))
+            .flatten()
     }
 }
 
@@ -40,31 +65,56 @@ pub struct Job {
     pub order_no: String,
     pub state: String,
     pub pay_attempts: i32,
+    pub pay_not_sent: i32,
+    pub pay_permits: i32,
+    pub paid: bool,
     pub tickets: Option<i32>,
     pub last_error: Option<String>,
 }
 
-/// The SIGSTOPped worker: who, when, and the leases it held when it froze.
+/// How a worker came to be frozen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PauseKind {
+    /// SIGSTOPped by this program, preferably while waiting on a slow ATRIP call.
+    Frozen,
+    /// Stopped itself (failpoint `stop-before-pay`) right before a pay.do left.
+    StopBeforePay,
+}
+
+/// A frozen worker: who, when, and the leases it held when it froze.
 #[derive(Debug, Clone)]
 pub struct Pause {
+    pub kind: PauseKind,
     pub worker: String,
     pub log: std::path::PathBuf,
+    /// When this program saw it stopped (a self-stop happened up to one tick earlier).
     pub stopped_at: DateTime<Utc>,
     pub resumed_at: DateTime<Utc>,
     /// `(job id, order, lease token)` of every row it held when stopped.
     pub held: Vec<(i64, String, i64)>,
     /// Of those, the rows another worker claimed while it was stopped.
-    pub reclaimed: HashSet<i64>,
+    pub reclaimed: std::collections::HashSet<i64>,
+    /// A stop before pay.do: the order it was about to pay (from its log).
+    pub order: Option<String>,
 }
 
 /// The protocol's time bounds, as the workers were configured.
 pub struct Limits {
     pub lease: Duration,
-    /// Pay timeout plus pay grace: the earliest a new intent may follow the previous one.
-    pub settle: Duration,
-    /// How late after another worker's claim a request may still be logged by the simulator
-    /// (its handler runs on this busy process) before it counts as sent after the lease.
-    pub request_slack: Duration,
+    /// `worker.unpaid_settle_s`: no order goes to review for showing unpaid after a send
+    /// sooner than this after its phase began.
+    pub unpaid_settle: Duration,
+}
+
+/// What the run did and so what must show in the records.
+#[derive(Default)]
+pub struct Expect {
+    /// Stops before pay.do the run had to see (`--stops`).
+    pub stops: usize,
+    /// Storms started.
+    pub storms: usize,
+    /// Prefix of the skewed worker processes' ids, if any ran.
+    pub skewed: Option<String>,
 }
 
 pub struct Data {
@@ -76,7 +126,8 @@ pub struct Data {
 
 pub async fn load_db(pool: &PgPool) -> Result<(Vec<Job>, Vec<Event>), sqlx::Error> {
     let jobs = sqlx::query(
-        "SELECT order_no, state, pay_attempts, jsonb_array_length(ticket_numbers) AS tickets,
+        "SELECT order_no, state, pay_attempts, pay_not_sent, pay_permits,
+                paid_at IS NOT NULL AS paid, jsonb_array_length(ticket_numbers) AS tickets,
                 last_error
          FROM ticketing_jobs ORDER BY id",
     )
@@ -87,6 +138,9 @@ pub async fn load_db(pool: &PgPool) -> Result<(Vec<Job>, Vec<Event>), sqlx::Erro
         order_no: r.get("order_no"),
         state: r.get("state"),
         pay_attempts: r.get("pay_attempts"),
+        pay_not_sent: r.get("pay_not_sent"),
+        pay_permits: r.get("pay_permits"),
+        paid: r.get("paid"),
         tickets: r.get("tickets"),
         last_error: r.get("last_error"),
     })
@@ -126,11 +180,12 @@ pub struct Report {
     pub lost: usize,
     pub stranded: usize,
     pub double_charges: usize,
-    /// Pay intents after an order's first (each a second pay.do, allowed by an unpaid answer).
-    pub repays: usize,
-    /// Of those, the ones whose justifying unpaid answer is recorded in the intent's own event
-    /// (the query that found it unpaid and the new intent are one statement), not before it.
-    pub repays_justified_in_place: usize,
+    /// Σ max(0, pay_requests − 1) over the orders, from the ledger's per-order counts.
+    pub pay_requests_over_one: u64,
+    /// Intents recorded as never sent (the row's `pay_not_sent`, summed).
+    pub not_sent: i64,
+    /// Stops before pay.do whose pay.do arrived after SIGCONT.
+    pub late_sends: usize,
     pub violations: Vec<Violation>,
     pub notes: Vec<String>,
 }
@@ -147,7 +202,13 @@ impl Report {
 
 const TERMINAL: [&str; 4] = ["ticketed", "failed", "needs_review", "cancelled"];
 
-pub fn check(orders: &[Order], data: &Data, pause: Option<&Pause>, limits: &Limits) -> Report {
+pub fn check(
+    orders: &[Order],
+    data: &Data,
+    pauses: &[Pause],
+    limits: &Limits,
+    expect: &Expect,
+) -> Report {
     let mut r = Report::default();
     let jobs: HashMap<&str, &Job> = data.jobs.iter().map(|j| (j.order_no.as_str(), j)).collect();
     let mut events: HashMap<&str, Vec<&Event>> = HashMap::new();
@@ -165,12 +226,14 @@ pub fn check(orders: &[Order], data: &Data, pause: Option<&Pause>, limits: &Limi
     for o in orders {
         let evs = events.get(o.no.as_str()).unwrap_or(&no_events);
         let reqs = requests.get(o.no.as_str()).unwrap_or(&no_requests);
-        rows_and_ledger(&mut r, o, jobs.get(o.no.as_str()).copied(), &data.ledger);
-        if let Some(job) = jobs.get(o.no.as_str()) {
-            intents(&mut r, o, job, evs, reqs, limits);
+        let job = jobs.get(o.no.as_str()).copied();
+        rows_and_ledger(&mut r, o, job, &data.ledger);
+        if let Some(job) = job {
+            intents(&mut r, o, job, evs, reqs);
+            operator_retries(&mut r, o, evs);
         }
+        review_not_early(&mut r, o, evs, limits);
         leases::fencing(&mut r, o, evs);
-        leases::lease_overlap(&mut r, o, evs, reqs, limits);
     }
     if data.jobs.len() != orders.len() {
         r.fail(
@@ -183,19 +246,46 @@ pub fn check(orders: &[Order], data: &Data, pause: Option<&Pause>, limits: &Limi
             ),
         );
     }
-    match pause {
-        Some(p) => leases::paused_worker(&mut r, p, data, limits),
-        None => r.fail(
-            "paused_worker",
-            None,
-            "no worker was paused (none held a lease at any moment tried)".into(),
-        ),
+    for e in data
+        .events
+        .iter()
+        .filter(|e| e.kind == "constraint_violated")
+    {
+        r.fail(
+            "no_refused_writes",
+            Some(&e.order_no),
+            format!(
+                "event #{} by {:?}: the table refused a write ({})",
+                e.id, e.worker, e.detail
+            ),
+        );
     }
+    let totals = &data.ledger["totals"];
+    let ledger_over_one = totals["pay_requests_over_one"].as_u64();
+    if ledger_over_one.is_some_and(|n| n != r.pay_requests_over_one) {
+        r.fail(
+            "pay_requests_over_one",
+            None,
+            format!(
+                "the ledger's total says {ledger_over_one:?}, its orders add up to {}",
+                r.pay_requests_over_one
+            ),
+        );
+    }
+    if expect.storms > 0 && totals["storm_answers"].as_u64().unwrap_or(0) == 0 {
+        r.fail(
+            "storms_answered",
+            None,
+            format!("{} storms started but no query met one", expect.storms),
+        );
+    }
+    leases::pauses(&mut r, pauses, data, limits, expect);
+    skewed_worker(&mut r, data, expect);
     r
 }
 
-/// Terminal, not lost, charged at most once, never paid after being shown paid, and no more
-/// pay.do than unpaid answers can justify.
+/// Terminal, not lost, charged at most once, at most one pay.do per order, none after an
+/// answer showed the order paid, and the row agrees with ATRIP.
 fn rows_and_ledger(r: &mut Report, o: &Order, job: Option<&Job>, ledger: &Value) {
     let no = o.no.as_str();
     let Some(job) = job else {
@@ -204,19 +294,59 @@ fn rows_and_ledger(r: &mut Report, o: &Order, job: Option<&Job>, ledger: &Value)
         return;
     };
     *r.states.entry(job.state.clone()).or_default() += 1;
+    r.not_sent += i64::from(job.pay_not_sent);
     if !TERMINAL.contains(&job.state.as_str()) {
         r.stranded += 1;
         r.fail("stranded", Some(no), format!("still {}", job.state));
     }
     let entry = &ledger["orders"][no];
     let n = |k: &str| entry[k].as_u64().unwrap_or(0);
-    let (charges, pays, unpaid) = (n("charges"), n("pay_requests"), n("unpaid_answers"));
+    let (charges, pays) = (n("charges"), n("pay_requests"));
     if charges > 1 {
         r.double_charges += 1;
         r.fail(
             "double_charge",
             Some(no),
-            format!("charged {charges} times"),
+            format!(
+                "charged {charges} times (at most {} payments processing at once)",
+                n("max_overlapping_payments")
+            ),
+        );
+    }
+    // The run never says `retry --repay` and ATRIP never refuses a connection, so no order
+    // may ever get a second pay.do (docs/design.md, rule P2).
+    r.pay_requests_over_one += pays.saturating_sub(1);
+    if pays > 1 {
+        r.fail(
+            "pay_requests_over_one",
+            Some(no),
+            format!(
+                "{pays} pay.do reached ATRIP (statuses {})",
+                entry["pay_statuses"]
+            ),
+        );
+    }
+    // Every pay.do that reached ATRIP is one the row counts as possibly sent: an intent
+    // recorded as never sent really never left.
+    let sends = i64::from(job.pay_attempts - job.pay_not_sent);
+    if pays as i64 > sends {
+        r.fail(
+            "requests_within_sends",
+            Some(no),
+            format!(
+                "{pays} pay.do reached ATRIP but the row counts {} intents, {} of them never sent",
+                job.pay_attempts, job.pay_not_sent
+            ),
+        );
+    }
+    if sends > 1 || sends > i64::from(job.pay_permits) {
+        r.fail(
+            "sends_within_permit",
+            Some(no),
+            format!(
+                "{sends} intents may have reached ATRIP, {} permits",
+                job.pay_permits
+            ),
         );
     }
     if job.state == "ticketed" && charges != 1 {
@@ -234,13 +364,6 @@ fn rows_and_ledger(r: &mut Report, o: &Order, job: Option<&Job>, ledger: &Value)
                 "{} pay.do after an answer showed it paid",
                 n("pay_after_paid_shown")
             ),
-        );
-    }
-    if pays > 1 + unpaid {
-        r.fail(
-            "pay_bounded_by_unpaid_answers",
-            Some(no),
-            format!("{pays} pay.do but only {unpaid} unpaid answers"),
         );
     }
     // What the row says happened must be what ATRIP says happened.
@@ -267,18 +390,39 @@ fn rows_and_ledger(r: &mut Report, o: &Order, job: Option<&Job>, ledger: &Value)
             "ticketed although its ticketing was set to fail".into(),
         );
     }
+    // Its one pay.do was reset before the charge: nothing may ever pay it again, so it can
+    // only end with a person, uncharged.
+    if o.lost_pay && (charges != 0 || job.state != "needs_review" || job.paid) {
+        r.fail(
+            "lost_pay_goes_to_review",
+            Some(no),
+            format!(
+                "its pay.do was reset before the charge, yet it is {} with {charges} charges (paid_at set: {})",
+                job.state, job.paid
+            ),
+        );
+    }
 }
 
-/// Every pay.do had its own intent recorded before it arrived; every intent after the first
-/// was justified by an unpaid answer and came after the previous attempt had settled.
-fn intents(
-    r: &mut Report,
-    o: &Order,
-    job: &Job,
-    evs: &[&Event],
-    reqs: &[&LoggedRequest],
-    limits: &Limits,
-) {
+/// Whether the intent `i` (an event of `evs`) was recorded as never sent: by its own claim
+/// (same lease token) before the next intent, as a refusal before sending, a connection that
+/// could not be opened, or the row given back with the intent open.
+fn not_sent(evs: &[&Event], i: &Event) -> bool {
+    evs.iter()
+        .skip_while(|e| e.id <= i.id)
+        .take_while(|e| e.kind != "pay_intent")
+        .any(|e| {
+            e.lease_token == i.lease_token
+                && (e.kind == "pay_not_sent"
+                    || e.kind == "released"
+                    || e.pay_answer() == Some("not_sent"))
+        })
+}
+
+/// Intents: one event per attempt, recorded before the pay.do it allows, by the worker that
+/// sends it; a second one only after the first was recorded as never sent (or an operator's
+/// `--repay`), and only on an answer showing the order unpaid.
+fn intents(r: &mut Report, o: &Order, job: &Job, evs: &[&Event], reqs: &[&LoggedRequest]) {
     let no = o.no.as_str();
     let intents: Vec<&Event> = evs
         .iter()
@@ -296,41 +440,45 @@ fn intents(
             ),
         );
     }
+    let marked = intents.iter().filter(|i| not_sent(evs, i)).count();
+    if marked != job.pay_not_sent as usize {
+        r.fail(
+            "not_sent_matches_row",
+            Some(no),
+            format!(
+                "{marked} intents recorded as never sent in the events, pay_not_sent {}",
+                job.pay_not_sent
+            ),
+        );
+    }
     for pair in intents.windows(2) {
         let (prev, next) = (pair[0], pair[1]);
-        let answered_before = evs.iter().any(|e| {
+        let repay = evs
+            .iter()
+            .any(|e| e.id > prev.id && e.id < next.id && e.kind == "operator_repay");
+        if !not_sent(evs, prev) && !repay {
+            r.fail(
+                "second_intent_after_not_sent",
+                Some(no),
+                format!(
+                    "pay_intent #{} by {:?} although #{} was not recorded as never sent (and no --repay)",
+                    next.id, next.worker, prev.id
+                ),
+            );
+        }
+        let unpaid_before = evs.iter().any(|e| {
             e.id > prev.id
                 && e.id < next.id
                 && e.kind == "query_answered"
                 && e.order_status() == Some("0")
         });
-        let in_place = next.order_status() == Some("0");
-        r.repays += 1;
-        if in_place && !answered_before {
-            r.repays_justified_in_place += 1;
-        }
-        let justified = answered_before || in_place;
-        if !justified {
+        if next.order_status() != Some("0") && !unpaid_before {
             r.fail(
                 "repay_needs_unpaid_answer",
                 Some(no),
                 format!(
                     "pay_intent #{} with no unpaid answer since #{}",
                     next.id, prev.id
-                ),
-            );
-        }
-        let gap = (next.at - prev.at).to_std().unwrap_or_default();
-        if gap < limits.settle {
-            r.fail(
-                "repay_after_settle",
-                Some(no),
-                format!(
-                    "pay_intent #{} only {} ms after #{} (pay timeout + grace is {} ms)",
-                    next.id,
-                    gap.as_millis(),
-                    prev.id,
-                    limits.settle.as_millis()
                 ),
             );
         }
@@ -354,7 +502,140 @@ fn intents(
                 ),
             );
         }
+        // Whoever sends a pay.do holds its intent: a worker frozen before the send may send
+        // it late (rule P2), but never one for another worker's intent.
+        let sender = q.worker.as_deref();
+        let own_pays = pays[..=k]
+            .iter()
+            .filter(|p| p.worker.as_deref() == sender)
+            .count();
+        let own_intents = intents
+            .iter()
+            .filter(|i| i.at <= q.at && i.worker.as_deref() == sender)
+            .count();
+        if own_intents < own_pays {
+            r.fail(
+                "pay_by_intent_holder",
+                Some(no),
+                format!(
+                    "pay.do at {} from {sender:?}, its pay.do #{own_pays} for this order, after only {own_intents} intents of its own",
+                    q.at
+                ),
+            );
+        }
     }
+}
+
+/// An operator's plain `retry` resumes with an order query and grants no new permit once a
+/// pay.do may have reached ATRIP (rule P7).
+fn operator_retries(r: &mut Report, o: &Order, evs: &[&Event]) {
+    for (k, e) in evs.iter().enumerate() {
+        if e.kind != "operator_retry" {
+            continue;
+        }
+        let intents = evs[..k].iter().filter(|i| i.kind == "pay_intent");
+        let sends = intents.filter(|i| !not_sent(evs, i)).count();
+        let charged_nothing = evs[..k]
+            .iter()
+            .rev()
+            .find_map(|p| p.pay_answer())
+            .is_some_and(|a| a == "refused" || a == "unauthorized");
+        let may_pay = e.detail.get("may_pay").and_then(Value::as_bool) == Some(true);
+        if may_pay && sends > 0 && !charged_nothing {
+            r.fail(
+                "plain_retry_grants_no_permit",
+                Some(&o.no),
+                format!(
+                    "operator_retry #{} may pay again after {sends} intents that may have reached ATRIP",
+                    e.id
+                ),
+            );
+        }
+        let first = evs[k + 1..]
+            .iter()
+            .find(|n| !n.is_operator() && n.kind != "released");
+        if let Some(n) = first.filter(|n| n.kind != "query_answered") {
+            r.fail(
+                "retry_resumes_with_query",
+                Some(&o.no),
+                format!(
+                    "operator_retry #{} followed by {} #{}, not an order query",
+                    e.id, n.kind, n.id
+                ),
+            );
+        }
+    }
+}
+
+/// "Unpaid after a send" goes to a person only once `unpaid_settle` has passed since the
+/// phase began, in the database's time. A worker that judged it by its own wall clock (one
+/// runs a minute ahead) would hand orders over at their first unpaid answer.
+fn review_not_early(r: &mut Report, o: &Order, evs: &[&Event], limits: &Limits) {
+    let mut phase_start: Option<DateTime<Utc>> = None;
+    let mut state = "pending";
+    let mut last_pay: Option<&str> = None;
+    for (k, e) in evs.iter().enumerate() {
+        if e.kind == "pay_intent" || e.kind.starts_with("operator_") {
+            phase_start = Some(e.at);
+        }
+        if e.kind == "pay_intent" {
+            last_pay = None;
+        }
+        if let Some(a) = e.pay_answer() {
+            last_pay = Some(a);
+        }
+        let sends = evs[..k]
+            .iter()
+            .filter(|i| i.kind == "pay_intent" && !not_sent(evs, i))
+            .count();
+        let settle_review = state == "paying"
+            && e.kind == "query_answered"
+            && e.state == "needs_review"
+            && e.order_status() == Some("0")
+            && sends > 0
+            && !matches!(last_pay, Some("payment_error" | "unauthorized"));
+        if let (true, Some(start)) = (settle_review, phase_start) {
+            let after = (e.at - start).to_std().unwrap_or_default();
+            if after < limits.unpaid_settle {
+                r.fail(
+                    "review_not_early",
+                    Some(&o.no),
+                    format!(
+                        "event #{} by {:?} sent it to needs_review for showing unpaid {} ms into its phase (unpaid_settle_s is {} s)",
+                        e.id,
+                        e.worker,
+                        after.as_millis(),
+                        limits.unpaid_settle.as_secs()
+                    ),
+                );
+            }
+        }
+        state = &e.state;
+    }
+}
+
+/// The skewed worker took part: it claimed, paid and wrote like the others.
+fn skewed_worker(r: &mut Report, data: &Data, expect: &Expect) {
+    let Some(prefix) = expect.skewed.as_deref() else {
+        return;
+    };
+    let skewed = |w: &Option<String>| w.as_deref().is_some_and(|w| w.starts_with(prefix));
+    let events = data.events.iter().filter(|e| skewed(&e.worker)).count();
+    let pays = data
+        .requests
+        .iter()
+        .filter(|q| q.endpoint == "pay.do" && skewed(&q.worker))
+        .count();
+    if events == 0 || pays == 0 {
+        r.fail(
+            "skewed_worker_worked",
+            None,
+            format!("the skewed worker ({prefix}*) wrote {events} events and sent {pays} pay.do"),
+        );
+    }
+    r.notes.push(format!(
+        "skewed worker ({prefix}*, clock ahead): {events} events, {pays} pay.do"
+    ));
 }
 
 /// Writes, for each order named by a violation, its row, events, ledger entry and requests.

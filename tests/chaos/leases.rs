@@ -1,100 +1,150 @@
-//! The lease invariants: writes fenced by the latest claim, no request for a row another worker
-//! has claimed, and the paused worker silent once its leases ran out.
+//! The lease invariants: every write fenced by the row's latest lease token, and frozen
+//! workers (SIGSTOPped past their lease by this program, or stopped by their failpoint right
+//! before a pay.do) silent once their leases ran out, except for the one late pay.do rule P2
+//! allows.
+//!
+//! Claims of `paying` and `ticketing` rows write no event, so the tokens the events carry are
+//! the only record of the lease sequence: a claim bumps the row's token, a fenced write carries
+//! the token of the lease it holds, so in the order the events were written (their ids: every
+//! write locks the row first) the tokens never go down.
 
-use ticketing_tracker::simulator::LoggedRequest;
-
-use crate::checks::{Data, Event, EventExt, Limits, Pause, Report};
+use crate::checks::{Data, Event, EventExt, Expect, Limits, Pause, PauseKind, Report};
 use crate::orders::Order;
 
-/// Every write after a claim carries the lease token of the latest claim, by the worker that
-/// made it: a write with an older token would be a write after the lease was lost.
+/// Tokens never go down in an order's history; a claim's token is above every earlier one;
+/// one token (one lease) is written under by one worker only.
 pub fn fencing(r: &mut Report, o: &Order, evs: &[&Event]) {
-    let mut current: Option<(i64, Option<&str>)> = None;
+    let mut latest: Option<&Event> = None;
+    let mut holder: std::collections::HashMap<i64, &Event> = Default::default();
     for e in evs {
         let Some(token) = e.lease_token else { continue };
-        if e.is_claim() {
-            if current.is_some_and(|(t, _)| token <= t) {
-                r.fail(
-                    "claim_tokens_increase",
-                    Some(&o.no),
-                    format!("claim #{} with token {token} not above the last", e.id),
-                );
-            }
-            current = Some((token, e.worker.as_deref()));
-        } else if current.map(|(t, _)| t) != Some(token) {
+        let top = latest.and_then(|l| l.lease_token);
+        if e.is_claim() && top.is_some_and(|t| token <= t) {
             r.fail(
-                "fenced_writes",
+                "claim_tokens_increase",
                 Some(&o.no),
                 format!(
-                    "event #{} {} by {:?} with stale token {token} (latest claim {:?})",
+                    "claim #{} by {:?} with token {token}, not above #{}'s {top:?}",
                     e.id,
-                    e.kind,
                     e.worker,
-                    current.map(|(t, _)| t)
+                    latest.map_or(0, |l| l.id)
                 ),
             );
-        } else if current.and_then(|(_, w)| w) != e.worker.as_deref() {
+        } else if top.is_some_and(|t| token < t) {
             r.fail(
                 "fenced_writes",
                 Some(&o.no),
                 format!(
-                    "event #{} {} by {:?} under a lease claimed by {:?}",
+                    "event #{} {} by {:?} with stale token {token}, after #{} {} by {:?} with token {top:?}",
                     e.id,
                     e.kind,
                     e.worker,
-                    current.and_then(|(_, w)| w)
+                    latest.map_or(0, |l| l.id),
+                    latest.map_or("", |l| l.kind.as_str()),
+                    latest.and_then(|l| l.worker.as_deref())
                 ),
             );
         }
-    }
-}
-
-/// No worker sends a request for an order after another worker has claimed it.
-pub fn lease_overlap(
-    r: &mut Report,
-    o: &Order,
-    evs: &[&Event],
-    reqs: &[&LoggedRequest],
-    limits: &Limits,
-) {
-    let claims: Vec<&Event> = evs.iter().copied().filter(|e| e.is_claim()).collect();
-    for q in reqs {
-        let Some(sender) = q.worker.as_deref() else {
-            continue;
-        };
-        let latest = claims.iter().filter(|c| c.at <= q.at).max_by_key(|c| c.at);
-        match latest {
-            None => r.fail(
-                "requests_under_a_lease",
-                Some(&o.no),
-                format!("{} from {sender} at {} before any claim", q.endpoint, q.at),
-            ),
-            Some(c) if c.worker.as_deref() != Some(sender) => {
-                let late = (q.at - c.at).to_std().unwrap_or_default();
-                if late > limits.request_slack {
-                    r.fail(
-                        "requests_under_a_lease",
-                        Some(&o.no),
-                        format!(
-                            "{} from {sender} at {}, {} ms after {:?} claimed it (event #{})",
-                            q.endpoint,
-                            q.at,
-                            late.as_millis(),
-                            c.worker,
-                            c.id
-                        ),
-                    );
+        if !e.is_operator() {
+            match holder.get(&token) {
+                Some(first) if first.worker != e.worker => r.fail(
+                    "one_writer_per_lease",
+                    Some(&o.no),
+                    format!(
+                        "event #{} {} by {:?} under token {token}, which #{} was written under by {:?}",
+                        e.id, e.kind, e.worker, first.id, first.worker
+                    ),
+                ),
+                Some(_) => {}
+                None => {
+                    holder.insert(token, e);
                 }
             }
-            Some(_) => {}
+        }
+        if top.is_none_or(|t| token >= t) {
+            latest = Some(e);
         }
     }
 }
 
-/// The paused worker changed nothing and sent nothing once its leases had expired; after
-/// SIGCONT, it sent nothing for the rows it had claimed before, and its writes to the rows
-/// taken over meanwhile failed (no event).
-pub fn paused_worker(r: &mut Report, p: &Pause, data: &Data, limits: &Limits) {
+/// Every frozen worker: nothing written or sent while it was stopped past its lease; after
+/// SIGCONT, nothing written under a lease taken over meanwhile. A worker stopped before a
+/// pay.do sends that pay.do after SIGCONT (its intent's one send, rule P2), never before.
+/// The run saw the stops it was asked for, and the one frozen pause.
+pub fn pauses(r: &mut Report, pauses: &[Pause], data: &Data, limits: &Limits, expect: &Expect) {
+    for p in pauses {
+        paused_worker(r, p, data, limits);
+    }
+    let stops: Vec<&Pause> = pauses
+        .iter()
+        .filter(|p| p.kind == PauseKind::StopBeforePay)
+        .collect();
+    if stops.len() < expect.stops {
+        r.fail(
+            "stops",
+            None,
+            format!(
+                "{} workers stopped before a pay.do; the run asked for {}",
+                stops.len(),
+                expect.stops
+            ),
+        );
+    }
+    if !pauses.iter().any(|p| p.kind == PauseKind::Frozen) {
+        r.fail(
+            "paused_worker",
+            None,
+            "no worker was paused (none held a lease at any moment tried)".into(),
+        );
+    }
+    let mut ends: std::collections::BTreeMap<&str, usize> = Default::default();
+    for p in &stops {
+        let Some(no) = p.order.as_deref() else {
+            continue;
+        };
+        let late = data.requests.iter().any(|q| {
+            q.endpoint == "pay.do"
+                && q.order_no.as_deref() == Some(no)
+                && q.worker.as_deref() == Some(p.worker.as_str())
+                && q.at >= p.resumed_at
+        });
+        if late {
+            r.late_sends += 1;
+        } else {
+            r.fail(
+                "stop_before_pay_sends_late",
+                Some(no),
+                format!(
+                    "{} stopped before its pay.do and was resumed at {}, but that pay.do never arrived",
+                    p.worker, p.resumed_at
+                ),
+            );
+        }
+        let state = data
+            .jobs
+            .iter()
+            .find(|j| j.order_no == no)
+            .map_or("missing", |j| j.state.as_str());
+        *ends.entry(state).or_default() += 1;
+    }
+    let taken = stops.iter().filter(|p| stop_row_taken(p)).count();
+    r.notes.push(format!(
+        "{} stops before pay.do: {} rows taken over while stopped, {} late pay.do arrived after SIGCONT; those orders ended {ends:?}",
+        stops.len(),
+        taken,
+        r.late_sends
+    ));
+}
+
+/// Whether the row a stopped worker was about to pay was claimed by another worker meanwhile.
+fn stop_row_taken(p: &Pause) -> bool {
+    p.held
+        .iter()
+        .any(|(id, no, _)| Some(no) == p.order.as_ref() && p.reclaimed.contains(id))
+}
+
+/// One frozen worker.
+fn paused_worker(r: &mut Report, p: &Pause, data: &Data, limits: &Limits) {
     let expired = p.stopped_at + chrono::Duration::from_std(limits.lease).unwrap_or_default();
     let mine = |w: &Option<String>| w.as_deref() == Some(p.worker.as_str());
     for e in data.events.iter().filter(|e| mine(&e.worker)) {
@@ -102,7 +152,10 @@ pub fn paused_worker(r: &mut Report, p: &Pause, data: &Data, limits: &Limits) {
             r.fail(
                 "paused_worker_writes",
                 Some(&e.order_no),
-                format!("event #{} {} while paused past its lease", e.id, e.kind),
+                format!(
+                    "event #{} {} while {} was stopped past its lease",
+                    e.id, e.kind, p.worker
+                ),
             );
         }
         let held = p
@@ -114,49 +167,42 @@ pub fn paused_worker(r: &mut Report, p: &Pause, data: &Data, limits: &Limits) {
                 "paused_worker_writes",
                 Some(&e.order_no),
                 format!(
-                    "event #{} {} after resuming, under the lease it held before the pause",
-                    e.id, e.kind
+                    "event #{} {} by {} after SIGCONT, under the lease it held before it stopped (taken over meanwhile)",
+                    e.id, e.kind, p.worker
                 ),
             );
         }
     }
-    let claims: Vec<&Event> = data
-        .events
-        .iter()
-        .filter(|e| mine(&e.worker) && e.is_claim())
-        .collect();
     for q in data.requests.iter().filter(|q| mine(&q.worker)) {
         if q.at > expired && q.at < p.resumed_at {
             r.fail(
                 "paused_worker_requests",
                 q.order_no.as_deref(),
-                format!("{} at {} while paused past its lease", q.endpoint, q.at),
+                format!(
+                    "{} at {} while {} was stopped past its lease",
+                    q.endpoint, q.at, p.worker
+                ),
             );
         }
-        if q.at >= p.resumed_at {
-            let own_claim = claims
-                .iter()
-                .filter(|c| Some(&c.order_no) == q.order_no.as_ref() && c.at <= q.at)
-                .map(|c| c.at)
-                .max();
-            if own_claim.is_none_or(|at| at < p.resumed_at) {
-                r.fail(
-                    "paused_worker_requests",
-                    q.order_no.as_deref(),
-                    format!(
-                        "{} at {} after resuming, for a row it had not claimed since (last claim {:?})",
-                        q.endpoint, q.at, own_claim
-                    ),
-                );
-            }
+        let stop_order = p.kind == PauseKind::StopBeforePay && q.order_no == p.order;
+        if stop_order && q.endpoint == "pay.do" && q.at >= p.stopped_at && q.at < p.resumed_at {
+            r.fail(
+                "stop_before_pay_sends_late",
+                q.order_no.as_deref(),
+                format!(
+                    "pay.do at {} from {} while it was stopped before that pay.do",
+                    q.at, p.worker
+                ),
+            );
         }
     }
-    let lost_lines = crate::procs::grep(&p.log, "lease lost").len();
-    let expiring_lines = crate::procs::grep(&p.log, "about to expire").len();
-    r.notes.push(format!(
-        "paused worker {}: held {} leases when stopped, {} taken over during the pause; its log shows {lost_lines} \"lease lost\" and {expiring_lines} \"about to expire\" step ends",
-        p.worker,
-        p.held.len(),
-        p.reclaimed.len()
-    ));
+    if p.kind == PauseKind::Frozen {
+        let lost_lines = crate::procs::grep(&p.log, "lease lost").len();
+        r.notes.push(format!(
+            "paused worker {}: held {} leases when stopped, {} taken over during the pause; its log shows {lost_lines} \"lease lost\"",
+            p.worker,
+            p.held.len(),
+            p.reclaimed.len()
+        ));
+    }
 }

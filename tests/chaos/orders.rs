@@ -1,6 +1,7 @@
 //! The run's orders: booked in the simulator (1 to 3 passengers, each with its own ticketing
-//! delay, a few failing ticketing, slow, or with a payment-in-progress window), then enqueued with
-//! plain INSERTs across the four payment methods, the way an agency's system would.
+//! delay, a share whose payment takes a processing time, a few failing ticketing, slow, with a
+//! payment-in-progress window, or whose one pay.do is lost before the charge), then enqueued
+//! with plain INSERTs across the four payment methods, the way an agency's system would.
 
 use std::time::Duration;
 
@@ -13,10 +14,20 @@ use ticketing_tracker::atrip::Client;
 use ticketing_tracker::config::Settings;
 use ticketing_tracker::simulator::SimHandle;
 
-/// The longest payment-in-progress window a scenario asks for. It stays below the pay
-/// timeout plus grace of the workers (see `run.rs`): inside that window the query shows the
-/// charged order unpaid, and the protocol trusts "unpaid" only once that much time has passed.
+/// The longest payment-in-progress window a scenario asks for: inside it the query shows the
+/// charged order unpaid. Well below the workers' `unpaid_settle_s` (see `run.rs`).
 pub const MAX_IN_PROGRESS_MS: u64 = 2500;
+
+/// Payment processing times (from pay.do's decision to the charge; the query shows "0" and
+/// pay.do is answered only then) given to a share of the orders. Within the workers' pay
+/// timeout, so that most of those pay.do still get their answer.
+pub const PROCESSING_MS: std::ops::RangeInclusive<u64> = 1000..=2200;
+const PROCESSING_SHARE: f64 = 0.3;
+
+/// Every this many orders, one whose first pay.do is reset before anything is charged: the
+/// worker must never pay it again by itself, so it ends `needs_review` uncharged (and an
+/// operator's plain `retry` does not pay it either).
+const LOST_PAY_EVERY: usize = 30;
 
 #[derive(Debug, Clone)]
 pub struct Order {
@@ -28,6 +39,8 @@ pub struct Order {
     pub fails_ticketing: bool,
     /// Every request for it takes [`SLOW_MS`]: the pause freezes a worker waiting on one.
     pub slow: bool,
+    /// Its first pay.do is reset before the charge (see [`LOST_PAY_EVERY`]).
+    pub lost_pay: bool,
 }
 
 /// How long the simulator holds every request of a slow order: under the worker's timeouts,
@@ -87,6 +100,15 @@ pub async fn prepare(sim: &SimHandle, rng: &mut StdRng, n: usize) -> Result<Vec<
         if rng.gen_bool(0.05) {
             scenario["payment_in_progress_ms"] = json!(rng.gen_range(500..=MAX_IN_PROGRESS_MS));
         }
+        // Slow orders' requests already wait SLOW_MS; with processing on top their pay.do
+        // would always time out.
+        if !slow && rng.gen_bool(PROCESSING_SHARE) {
+            scenario["payment_processing_ms"] = json!(rng.gen_range(PROCESSING_MS));
+        }
+        let lost_pay = i % LOST_PAY_EVERY == LOST_PAY_EVERY / 2;
+        if lost_pay {
+            scenario["reset_before_charge"] = json!(1);
+        }
         let url = format!("{}/sim/orders/{no}/scenario", sim.base_url());
         let answer = http
             .post(&url)
@@ -110,6 +132,7 @@ pub async fn prepare(sim: &SimHandle, rng: &mut StdRng, n: usize) -> Result<Vec<
             passengers,
             fails_ticketing,
             slow,
+            lost_pay,
         });
     }
     Ok(orders)

@@ -1,6 +1,9 @@
-//! The pause: one worker SIGSTOPped for two leases, preferably while it waits on a slow ATRIP
-//! call (so that on SIGCONT it holds an answer to record under a lease that is gone), then
-//! SIGCONTed; what it held and what was taken over meanwhile is kept for the checks.
+//! Frozen workers. The pause: one worker SIGSTOPped for two leases, preferably while it waits
+//! on a slow ATRIP call (so that on SIGCONT it holds an answer to record under a lease that is
+//! gone), then SIGCONTed. The stops before pay.do: a worker whose failpoint stopped it right
+//! before a pay.do is held past its lease until another worker has taken the row over, then
+//! SIGCONTed, and sends its pay.do late. For both, what it held and what was taken over
+//! meanwhile is kept for the checks.
 
 use std::time::{Duration, Instant};
 
@@ -8,7 +11,7 @@ use chrono::Utc;
 use sqlx::{PgPool, Row};
 use ticketing_tracker::simulator::LoggedRequest;
 
-use crate::checks::Pause;
+use crate::checks::{Pause, PauseKind};
 use crate::orders::Order;
 use crate::procs::Fleet;
 use crate::run::say;
@@ -25,7 +28,9 @@ pub struct Frozen {
 const IN_FLIGHT: Duration = Duration::from_millis(400);
 
 /// The worker to pause: one whose request for a slow order arrived just now (it is waiting on
-/// the answer), else, when `fallback`, the one holding the most live leases.
+/// the answer), else, when `fallback`, the one holding the most live leases. Never slot 0 when
+/// there are others: it carries no failpoint, so it is the one worker sure to be running to
+/// take the frozen worker's rows over.
 pub async fn pick(
     pool: &PgPool,
     fleet: &Fleet,
@@ -33,7 +38,10 @@ pub async fn pick(
     fresh: &[LoggedRequest],
     fallback: bool,
 ) -> Option<(usize, String)> {
-    let candidates = fleet.killable();
+    let mut candidates = fleet.killable();
+    if fleet.slots.len() > 1 {
+        candidates.retain(|&s| s != 0);
+    }
     let slot_of = |id: &str| {
         candidates
             .iter()
@@ -82,9 +90,70 @@ pub async fn freeze(
     why: &str,
     started: Instant,
 ) -> Result<Frozen, String> {
-    let worker = fleet.slots[slot].id.clone();
     let stopped_at = Utc::now();
     fleet.pause(slot)?;
+    frozen(
+        pool,
+        fleet,
+        slot,
+        PauseKind::Frozen,
+        stopped_at,
+        why,
+        started,
+    )
+    .await
+}
+
+/// Takes charge of the worker in `slot`, which its failpoint just stopped before a pay.do:
+/// holds it (no kill, no pause) and records what it held and which order it was about to pay.
+pub async fn adopt(
+    pool: &PgPool,
+    fleet: &mut Fleet,
+    slot: usize,
+    started: Instant,
+) -> Result<Frozen, String> {
+    let stopped_at = Utc::now();
+    fleet.hold(slot);
+    let order = stop_order(&fleet.slots[slot].log);
+    let why = format!(
+        "stopped itself before pay.do for {}",
+        order.as_deref().unwrap_or("an order its log does not name")
+    );
+    let mut f = frozen(
+        pool,
+        fleet,
+        slot,
+        PauseKind::StopBeforePay,
+        stopped_at,
+        &why,
+        started,
+    )
+    .await?;
+    f.pause.order = order;
+    Ok(f)
+}
+
+/// The order of the last `stop-before-pay` line of a worker's log (`order_no=CHAOS000123`).
+fn stop_order(log: &std::path::Path) -> Option<String> {
+    let line = crate::procs::grep(log, "failpoint stop-before-pay").pop()?;
+    let at = line.find("CHAOS")?;
+    let no: String = line[at..]
+        .chars()
+        .take_while(char::is_ascii_alphanumeric)
+        .collect();
+    Some(no)
+}
+
+async fn frozen(
+    pool: &PgPool,
+    fleet: &mut Fleet,
+    slot: usize,
+    kind: PauseKind,
+    stopped_at: chrono::DateTime<Utc>,
+    why: &str,
+    started: Instant,
+) -> Result<Frozen, String> {
+    let worker = fleet.slots[slot].id.clone();
     let since = Instant::now();
     // A claim statement sent just before the stop still commits: let it land, then look.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -105,14 +174,29 @@ pub async fn freeze(
         slot,
         since,
         pause: Pause {
+            kind,
             worker,
             log: fleet.slots[slot].log.clone(),
             stopped_at,
             resumed_at: stopped_at,
             held,
             reclaimed: Default::default(),
+            order: None,
         },
     })
+}
+
+/// Whether the row a stopped worker was about to pay has been claimed by another worker (its
+/// lease token moved on); `None` when that cannot be told (no order named, a database cut).
+pub async fn stop_row_taken(pool: &PgPool, f: &Frozen) -> Option<bool> {
+    let no = f.pause.order.as_deref()?;
+    let (_, _, token) = f.pause.held.iter().find(|(_, o, _)| o == no)?;
+    let now: i64 = sqlx::query_scalar("SELECT lease_token FROM ticketing_jobs WHERE order_no = $1")
+        .bind(no)
+        .fetch_one(pool)
+        .await
+        .ok()?;
+    Some(now != *token)
 }
 
 /// Notes which of the frozen worker's rows were taken over, then SIGCONTs it.
@@ -134,7 +218,7 @@ pub async fn thaw(pool: &PgPool, fleet: &mut Fleet, f: Frozen, started: Instant)
         }
         Err(e) => say(
             started,
-            format!("could not read the paused worker's rows: {e}"),
+            format!("could not read the frozen worker's rows: {e}"),
         ),
     }
     pause.resumed_at = Utc::now();
@@ -144,8 +228,13 @@ pub async fn thaw(pool: &PgPool, fleet: &mut Fleet, f: Frozen, started: Instant)
     say(
         started,
         format!(
-            "SIGCONT {} after {} ms; {} of its {} rows were taken over meanwhile",
+            "SIGCONT {}{} after {} ms; {} of its {} rows were taken over meanwhile",
             pause.worker,
+            match (&pause.kind, &pause.order) {
+                (PauseKind::StopBeforePay, Some(no)) =>
+                    format!(" (its pay.do for {no} leaves now)"),
+                _ => String::new(),
+            },
             f.since.elapsed().as_millis(),
             pause.reclaimed.len(),
             pause.held.len()

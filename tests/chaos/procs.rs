@@ -1,5 +1,8 @@
 //! The worker processes: the real binary with `run`, started, SIGKILLed, paused (SIGSTOP) and
-//! resumed (SIGCONT), and killed whenever this program ends, however it ends.
+//! resumed (SIGCONT), and killed whenever this program ends, however it ends. Slot 0 runs with
+//! its wall clock skewed (`TICKETING_CLOCK_SKEW_MS`); a slot may run with the test-only
+//! failpoint `stop-before-pay:P` (`TICKETING_FAILPOINTS`), which makes the process SIGSTOP
+//! itself right before a pay.do leaves: [`Fleet::stopped_itself`] sees it in /proc.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -25,7 +28,14 @@ pub struct Slot {
     /// the events and the `x-ticketing-worker` header.
     pub id: String,
     pub generation: usize,
+    /// Frozen: SIGSTOPped by us, or stopped by its failpoint and held by us. Never killed.
     pub paused: bool,
+    /// `stop-before-pay:P` for the processes started in this slot from now on.
+    pub failpoint: Option<f64>,
+    /// The failpoint of the current process.
+    pub running_failpoint: Option<f64>,
+    /// This slot's processes run with their wall clock this many ms ahead (0: none).
+    pub skew_ms: i64,
     pub log: PathBuf,
     /// When the process was found gone on its own (it is restarted a second later, so a
     /// worker that cannot start while the database restarts does not spin).
@@ -43,7 +53,14 @@ pub struct Fleet {
 }
 
 impl Fleet {
-    pub fn new(exe: PathBuf, env: Vec<(String, String)>, dir: PathBuf, workers: usize) -> Fleet {
+    /// `workers` slots; slot 0's processes run with their clock `skew_ms` ahead.
+    pub fn new(
+        exe: PathBuf,
+        env: Vec<(String, String)>,
+        dir: PathBuf,
+        workers: usize,
+        skew_ms: i64,
+    ) -> Fleet {
         let slots = (0..workers)
             .map(|index| Slot {
                 index,
@@ -51,6 +68,9 @@ impl Fleet {
                 id: String::new(),
                 generation: 0,
                 paused: false,
+                failpoint: None,
+                running_failpoint: None,
+                skew_ms: if index == 0 { skew_ms } else { 0 },
                 log: PathBuf::new(),
                 down_since: None,
             })
@@ -73,6 +93,13 @@ impl Fleet {
             .join(format!("chaos-w{}-{}.log", s.index, s.generation));
         let log = File::create(&s.log).map_err(|e| format!("{}: {e}", s.log.display()))?;
         let log2 = log.try_clone().map_err(|e| e.to_string())?;
+        let mut hooks: Vec<(&str, String)> = Vec::new();
+        if s.skew_ms != 0 {
+            hooks.push(("TICKETING_CLOCK_SKEW_MS", s.skew_ms.to_string()));
+        }
+        if let Some(p) = s.failpoint {
+            hooks.push(("TICKETING_FAILPOINTS", format!("stop-before-pay:{p}")));
+        }
         let child = Command::new("sh")
             .arg("-c")
             .arg(WRAPPER)
@@ -84,6 +111,7 @@ impl Fleet {
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .envs(hooks)
             // The binary derives its worker id from HOSTNAME and its pid.
             .env("HOSTNAME", format!("chaos-w{}", s.index))
             .current_dir(&self.dir)
@@ -94,6 +122,7 @@ impl Fleet {
             .map_err(|e| format!("starting worker {}: {e}", s.index))?;
         s.id = format!("chaos-w{}-{}", s.index, child.id());
         s.paused = false;
+        s.running_failpoint = s.failpoint;
         s.down_since = None;
         s.child = Some(child);
         Ok(())
@@ -126,6 +155,22 @@ impl Fleet {
 
     pub fn pid(&self, slot: usize) -> Option<u32> {
         self.slots[slot].child.as_ref().map(Child::id)
+    }
+
+    /// Whether the slot's process (not paused by us) is stopped, which only its failpoint
+    /// does: /proc/PID/stat says `T`.
+    pub fn stopped_itself(&self, slot: usize) -> bool {
+        let s = &self.slots[slot];
+        if s.paused || s.running_failpoint.is_none() {
+            return false;
+        }
+        self.pid(slot)
+            .is_some_and(|pid| proc_state(pid) == Some('T'))
+    }
+
+    /// Marks a process that stopped itself as held (frozen, not killable) until `resume`.
+    pub fn hold(&mut self, slot: usize) {
+        self.slots[slot].paused = true;
     }
 
     /// SIGSTOP: the process freezes mid-whatever, its leases run out.
@@ -211,6 +256,13 @@ impl Drop for Fleet {
     fn drop(&mut self) {
         self.kill_all();
     }
+}
+
+/// The state letter of /proc/PID/stat (`R`, `S`, `T`, ...), when the process exists.
+pub fn proc_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "pid (comm) S ...": comm may hold spaces and parentheses; the state follows the last ')'.
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
 }
 
 /// The lines of `log` that contain `needle`.

@@ -1,12 +1,17 @@
-//! The schedule: orders enqueued evenly over a span, kills and PostgreSQL cuts spread over it,
-//! one pause in it, until every order is terminal or the deadline passes.
+//! The schedule: orders enqueued evenly over a span; kills, PostgreSQL cuts and query storms
+//! spread over it; one pause in it; workers that stop themselves before a pay.do held past
+//! their lease; an operator's plain `retry` of every row that lands in `needs_review`; until
+//! every order is terminal (and every `needs_review` row was retried once) or the deadline
+//! passes.
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::Rng;
 use sqlx::{PgPool, Row};
+use ticketing_tracker::jobs::{self, JobStore};
 use ticketing_tracker::simulator::SimHandle;
 
 use crate::args::Args;
@@ -19,6 +24,20 @@ use crate::run::{say, LEASE};
 
 /// How often the schedule looks at the clock.
 const TICK: Duration = Duration::from_millis(100);
+/// A worker stopped before its pay.do is held at least this long: past its lease, and long
+/// enough for another worker (claiming every 200 ms) to take the row over.
+const STOP_HOLD_MIN: Duration = Duration::from_millis(LEASE.as_millis() as u64 + 1000);
+/// ... and at most this long, should nobody take the row over (every other worker frozen).
+const STOP_HOLD_MAX: Duration = Duration::from_millis(LEASE.as_millis() as u64 * 4);
+/// A process that ran with the failpoint forced on is killed this long after the SIGCONT of
+/// its stop: its late pay.do has left and been answered (or timed out), and its write refused.
+const RETIRE_AFTER: Duration = Duration::from_millis(LEASE.as_millis() as u64 * 3 / 4);
+/// How long each query rate-limit storm lasts.
+pub const STORM: Duration = Duration::from_millis(3000);
+/// How often `needs_review` rows are looked for and retried.
+const RETRY_EVERY: Duration = Duration::from_secs(2);
+/// The operator name on retries.
+pub const OPERATOR: &str = "chaos";
 
 /// When things happen, as offsets from the start of the run.
 pub struct Plan {
@@ -27,9 +46,13 @@ pub struct Plan {
     pub span: Duration,
     kills: Vec<Duration>,
     pg: Vec<Duration>,
+    storms: Vec<Duration>,
     pause_at: Duration,
     /// Past the lease, so the paused worker's rows are taken over while it is frozen.
     pub pause_for: Duration,
+    /// The stops before pay.do should all have happened by then; after it, the failpoint is
+    /// forced on a worker (for one stop) while they lag behind.
+    stops_by: Duration,
 }
 
 impl Plan {
@@ -49,12 +72,15 @@ impl Plan {
         };
         let kills = spread(args.kills);
         let pg = spread(args.pg_restarts);
+        let storms = spread(args.storms);
         Plan {
             span,
             kills,
             pg,
+            storms,
             pause_at: window.mul_f64(0.35),
             pause_for: LEASE * 2,
+            stops_by: span.mul_f64(0.5),
         }
     }
 
@@ -65,12 +91,50 @@ impl Plan {
     }
 }
 
+/// The slots whose processes may carry the `stop-before-pay` failpoint: all but the skewed
+/// slot 0, so that one worker always runs to take a stopped worker's row over (slot 0 itself
+/// when it is the only one).
+pub fn failpoint_slots(workers: usize) -> Vec<usize> {
+    if workers == 1 {
+        vec![0]
+    } else {
+        (1..workers).collect()
+    }
+}
+
+/// The failpoint's probability: about twice the stops asked for, over the pay.do the
+/// failpoint slots are expected to send (the failpoint is dropped at their restarts once
+/// enough stops were seen, and forced for one stop when they lag behind).
+pub fn failpoint_p(args: &Args) -> Option<f64> {
+    if args.stops == 0 {
+        return None;
+    }
+    let slots = failpoint_slots(args.workers).len() as f64;
+    let pays = args.orders as f64 * slots / args.workers as f64;
+    Some((2.0 * args.stops as f64 / pays).min(0.25))
+}
+
+/// A process started with the failpoint forced on (`stop-before-pay:1`) stops at every pay.do:
+/// after its first stop it is SIGKILLed and restarted without, once its late pay.do has had
+/// time to leave and be answered.
+struct Retiring {
+    slot: usize,
+    id: String,
+    thawed: Instant,
+}
+
 /// What the schedule did.
 #[derive(Default)]
 pub struct Outcome {
     pub kills: usize,
     pub pg_restarts: usize,
-    pub pause: Option<Pause>,
+    /// The frozen pause and every stop before pay.do, in the order they ended.
+    pub pauses: Vec<Pause>,
+    pub stops: usize,
+    pub storms: usize,
+    /// Plain `retry` of `needs_review` rows that were accepted.
+    pub retries: usize,
+    pub retries_refused: usize,
     pub timed_out: bool,
     pub notes: Vec<String>,
 }
@@ -87,8 +151,32 @@ pub struct Ctx<'a> {
     pub started: Instant,
 }
 
-/// Enqueues the orders over the span and injects the kills, PostgreSQL cuts and the pause at
-/// their moments, until every order is terminal or the deadline passes.
+/// The failpoint policy: which processes stop before a pay.do.
+struct Stops {
+    target: usize,
+    p: Option<f64>,
+    slots: Vec<usize>,
+}
+
+impl Stops {
+    /// The failpoint for processes started in `slot` from now on, given `seen` stops.
+    fn arm(&self, fleet: &mut Fleet, seen: usize) {
+        for &slot in &self.slots {
+            fleet.slots[slot].failpoint = if seen < self.target { self.p } else { None };
+        }
+    }
+
+    /// A process in a failpoint slot that will stop at its next pay.do, not stopped yet.
+    fn forced_pending(&self, fleet: &Fleet) -> bool {
+        self.slots
+            .iter()
+            .any(|&s| fleet.slots[s].running_failpoint == Some(1.0) && !fleet.slots[s].paused)
+    }
+}
+
+/// Enqueues the orders over the span and injects the kills, PostgreSQL cuts, storms, the pause
+/// and the stops at their moments, retries `needs_review` rows, until every order is terminal
+/// or the deadline passes.
 pub async fn chaos(ctx: &Ctx<'_>, fleet: &mut Fleet, rng: &mut StdRng) -> Outcome {
     let Ctx {
         args,
@@ -100,15 +188,25 @@ pub async fn chaos(ctx: &Ctx<'_>, fleet: &mut Fleet, rng: &mut StdRng) -> Outcom
         sim,
         started,
     } = *ctx;
+    let store = JobStore::new(pool.clone());
+    let stops = Stops {
+        target: args.stops,
+        p: failpoint_p(args),
+        slots: failpoint_slots(args.workers),
+    };
     let mut out = Outcome::default();
     let t0 = Instant::now();
     let (mut kills, mut pgs) = (plan.kills.clone(), plan.pg.clone());
-    let (mut enqueued, mut next_kill, mut next_pg) = (0, 0, 0);
+    let (mut enqueued, mut next_kill, mut next_pg, mut next_storm) = (0, 0, 0, 0);
     let mut frozen: Option<Frozen> = None;
+    let mut stopped: Vec<Frozen> = Vec::new();
     let mut pause_done = false;
     let mut seen_requests = 0;
-    // The resumed worker is left alone for a while, so its first steps after SIGCONT happen.
-    let mut spared: Option<(usize, Instant)> = None;
+    // Resumed workers are left alone for a while, so their first steps after SIGCONT happen.
+    let mut spared: Vec<(usize, Instant)> = Vec::new();
+    let mut retried: HashSet<String> = HashSet::new();
+    let mut retiring: Vec<Retiring> = Vec::new();
+    let mut last_retry = Instant::now();
     let mut last_progress = Instant::now();
     loop {
         let now = t0.elapsed();
@@ -122,32 +220,107 @@ pub async fn chaos(ctx: &Ctx<'_>, fleet: &mut Fleet, rng: &mut StdRng) -> Outcom
         for note in fleet.restart_exited() {
             say(started, note);
         }
-        // Kills and PostgreSQL cuts wait while a worker is frozen (they follow the resume),
-        // so that the others are there to take its rows over.
-        if frozen.is_none() && next_kill < kills.len() && now >= kills[next_kill] {
-            next_kill += 1;
-            let spare = spared
-                .filter(|(_, until)| Instant::now() < *until)
-                .map(|(s, _)| s);
-            let choices: Vec<usize> = fleet
-                .killable()
-                .into_iter()
-                .filter(|s| Some(*s) != spare)
-                .collect();
-            if let Some(&slot) = choices.choose(rng) {
-                match fleet.kill_and_restart(slot) {
-                    Ok(id) => {
-                        out.kills += 1;
-                        say(
-                            started,
-                            format!(
-                                "SIGKILL {id} ({}/{}); restarted as {}",
-                                out.kills, args.kills, fleet.slots[slot].id
-                            ),
-                        );
-                    }
-                    Err(e) => say(started, format!("kill failed: {e}")),
+        spared.retain(|(_, until)| Instant::now() < *until);
+
+        // Workers that stopped themselves before a pay.do: held past the lease until the row
+        // is taken over, then SIGCONTed (their pay.do leaves late).
+        for slot in 0..fleet.slots.len() {
+            if !fleet.stopped_itself(slot) {
+                continue;
+            }
+            if retiring.iter().any(|r| r.slot == slot) {
+                // Its forced stop is done: stopped again before another pay.do, it is killed
+                // there (that intent is never sent: the row goes to a person).
+                retiring.retain(|r| r.slot != slot);
+                retire(
+                    fleet,
+                    slot,
+                    &mut out,
+                    started,
+                    "stopped again before a pay.do",
+                );
+                continue;
+            }
+            match pause::adopt(pool, fleet, slot, started).await {
+                Ok(f) => {
+                    out.stops += 1;
+                    stops.arm(fleet, out.stops);
+                    stopped.push(f);
                 }
+                Err(e) => say(started, format!("stop before pay.do: {e}")),
+            }
+        }
+        let mut k = 0;
+        while k < stopped.len() {
+            let held_for = stopped[k].since.elapsed();
+            let taken = pause::stop_row_taken(pool, &stopped[k]).await;
+            let enough = match taken {
+                Some(taken) => held_for >= STOP_HOLD_MIN && (taken || held_for >= STOP_HOLD_MAX),
+                None => held_for >= LEASE * 2,
+            };
+            if enough || started.elapsed() > args.deadline {
+                let f = stopped.remove(k);
+                spared.push((f.slot, Instant::now() + LEASE * 2));
+                if fleet.slots[f.slot].running_failpoint == Some(1.0) {
+                    retiring.push(Retiring {
+                        slot: f.slot,
+                        id: fleet.slots[f.slot].id.clone(),
+                        thawed: Instant::now(),
+                    });
+                }
+                out.pauses.push(pause::thaw(pool, fleet, f, started).await);
+            } else {
+                k += 1;
+            }
+        }
+
+        retiring.retain(|r| fleet.slots[r.slot].id == r.id);
+        if let Some(k) = retiring
+            .iter()
+            .position(|r| r.thawed.elapsed() >= RETIRE_AFTER)
+        {
+            let r = retiring.remove(k);
+            retire(fleet, r.slot, &mut out, started, "its forced stop is done");
+        }
+
+        // Kills and PostgreSQL cuts wait while a worker is frozen by us (they follow the
+        // resume), so that the others are there to take its rows over.
+        let behind = now >= plan.stops_by
+            && out.stops < stops.target
+            && !stops.forced_pending(fleet)
+            && retiring.is_empty();
+        if frozen.is_none() && next_kill < kills.len() && now >= kills[next_kill] {
+            // With every worker frozen or just resumed, the kill waits for one to pick.
+            if let Some((id, slot, forced)) =
+                kill_one(fleet, &stops, &spared, Force::when(behind), out.stops, rng)
+            {
+                next_kill += 1;
+                out.kills += 1;
+                let forced = if forced {
+                    " with stop-before-pay:1 (the stops before pay.do lag behind)"
+                } else {
+                    ""
+                };
+                say(
+                    started,
+                    format!(
+                        "SIGKILL {id} ({}/{}); restarted as {}{forced}",
+                        out.kills, args.kills, fleet.slots[slot].id
+                    ),
+                );
+            }
+        } else if behind && now >= plan.stops_by.mul_f64(1.4) && frozen.is_none() {
+            // No planned kill came in time: one more, to force the failpoint.
+            if let Some((id, slot, _)) =
+                kill_one(fleet, &stops, &spared, Force::Only, out.stops, rng)
+            {
+                out.kills += 1;
+                let note = format!(
+                    "SIGKILL {id} (unplanned: the stops before pay.do lag behind); restarted as {} with stop-before-pay:1",
+                    fleet.slots[slot].id
+                );
+                say(started, &note);
+                out.notes.push(note);
             }
         }
         if frozen.is_none() && next_pg < pgs.len() && now >= pgs[next_pg] {
@@ -169,13 +342,34 @@ pub async fn chaos(ctx: &Ctx<'_>, fleet: &mut Fleet, rng: &mut StdRng) -> Outcom
                 Err(e) => say(started, format!("PostgreSQL restart failed: {e}")),
             }
         }
+        if next_storm < plan.storms.len() && now >= plan.storms[next_storm] {
+            next_storm += 1;
+            sim.storm(STORM);
+            out.storms += 1;
+            say(
+                started,
+                format!(
+                    "query storm {}/{}: every order query answers 429 for {} ms",
+                    out.storms,
+                    plan.storms.len(),
+                    STORM.as_millis()
+                ),
+            );
+        }
         match frozen.take() {
-            None if !pause_done && now >= plan.pause_at => {
+            None if !pause_done && now >= plan.pause_at && stopped.is_empty() => {
                 let requests = sim.requests();
                 let fresh = &requests[seen_requests.min(requests.len())..];
                 seen_requests = requests.len();
                 let fallback = now >= plan.pause_at + Duration::from_secs(10);
-                if let Some((slot, why)) = pause::pick(pool, fleet, orders, fresh, fallback).await {
+                // Someone must be left to take the frozen worker's rows over.
+                let others = fleet.slots.len() == 1 || fleet.killable().len() >= 2;
+                let pick = if others {
+                    pause::pick(pool, fleet, orders, fresh, fallback).await
+                } else {
+                    None
+                };
+                if let Some((slot, why)) = pick {
                     match pause::freeze(pool, fleet, slot, &why, started).await {
                         Ok(f) => frozen = Some(f),
                         Err(e) => say(started, format!("pause: {e}")),
@@ -183,8 +377,8 @@ pub async fn chaos(ctx: &Ctx<'_>, fleet: &mut Fleet, rng: &mut StdRng) -> Outcom
                 }
             }
             Some(f) if f.since.elapsed() >= plan.pause_for => {
-                spared = Some((f.slot, Instant::now() + LEASE * 2));
-                out.pause = Some(pause::thaw(pool, fleet, f, started).await);
+                spared.push((f.slot, Instant::now() + LEASE * 2));
+                out.pauses.push(pause::thaw(pool, fleet, f, started).await);
                 pause_done = true;
                 // What fell due during the pause happens now, a second and a half apart.
                 let resumed = t0.elapsed();
@@ -197,6 +391,10 @@ pub async fn chaos(ctx: &Ctx<'_>, fleet: &mut Fleet, rng: &mut StdRng) -> Outcom
             }
             other => frozen = other,
         }
+        if last_retry.elapsed() >= RETRY_EVERY {
+            last_retry = Instant::now();
+            retry_reviews(&store, &mut retried, &mut out, started).await;
+        }
         if last_progress.elapsed() >= Duration::from_secs(3) {
             last_progress = Instant::now();
             if let Ok(states) = state_counts(pool).await {
@@ -207,30 +405,171 @@ pub async fn chaos(ctx: &Ctx<'_>, fleet: &mut Fleet, rng: &mut StdRng) -> Outcom
             }
         }
         let pause_settled = pause_done || now > plan.pause_at + Duration::from_secs(15);
-        if enqueued == orders.len() && frozen.is_none() && pause_settled {
+        if enqueued == orders.len() && frozen.is_none() && stopped.is_empty() && pause_settled {
+            // Done once nothing is left to work on and every needs_review row had its retry.
             if let Ok(0) = unfinished(pool).await {
-                break;
+                if retry_reviews(&store, &mut retried, &mut out, started).await == 0 {
+                    break;
+                }
             }
         }
         if started.elapsed() > args.deadline {
             out.timed_out = true;
             if let Some(f) = frozen.take() {
-                out.pause = Some(pause::thaw(pool, fleet, f, started).await);
+                out.pauses.push(pause::thaw(pool, fleet, f, started).await);
+            }
+            for f in stopped.drain(..) {
+                out.pauses.push(pause::thaw(pool, fleet, f, started).await);
             }
             break;
         }
         tokio::time::sleep(TICK).await;
     }
-    if next_kill < kills.len() || next_pg < pgs.len() {
+    if next_kill < kills.len() || next_pg < pgs.len() || next_storm < plan.storms.len() {
         out.notes.push(format!(
-            "every order was terminal before the schedule ended: {}/{} kills and {}/{} restarts done",
+            "every order was terminal before the schedule ended: {}/{} kills, {}/{} restarts and {}/{} storms done",
             out.kills,
             kills.len(),
             out.pg_restarts,
-            pgs.len()
+            pgs.len(),
+            out.storms,
+            plan.storms.len()
         ));
     }
     out
+}
+
+/// Whether a kill forces the failpoint on the process it restarts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Force {
+    No,
+    /// On a failpoint slot, if one can be killed; else an ordinary kill.
+    IfPossible,
+    /// On a failpoint slot, or no kill at all.
+    Only,
+}
+
+impl Force {
+    fn when(behind: bool) -> Force {
+        if behind {
+            Force::IfPossible
+        } else {
+            Force::No
+        }
+    }
+}
+
+/// One planned SIGKILL and restart. When the stops before pay.do lag behind (`force`), a
+/// failpoint slot is picked and its new process stops at its first pay.do; once enough stops
+/// were seen, slots still carrying the failpoint go first (their new process has none).
+/// Returns the killed id, the slot, and whether the failpoint was forced.
+fn kill_one(
+    fleet: &mut Fleet,
+    stops: &Stops,
+    spared: &[(usize, Instant)],
+    force: Force,
+    seen: usize,
+    rng: &mut StdRng,
+) -> Option<(String, usize, bool)> {
+    let choices: Vec<usize> = fleet
+        .killable()
+        .into_iter()
+        .filter(|s| !spared.iter().any(|(p, _)| p == s))
+        .collect();
+    let armed: Vec<usize> = choices
+        .iter()
+        .copied()
+        .filter(|s| stops.slots.contains(s))
+        .collect();
+    let carrying: Vec<usize> = choices
+        .iter()
+        .copied()
+        .filter(|&s| fleet.slots[s].running_failpoint.is_some())
+        .collect();
+    let (slot, forced) = if force != Force::No && stops.target > 0 && !armed.is_empty() {
+        (*armed.choose(rng)?, true)
+    } else if force == Force::Only {
+        return None;
+    } else if seen >= stops.target && !carrying.is_empty() {
+        (*carrying.choose(rng)?, false)
+    } else {
+        (*choices.choose(rng)?, false)
+    };
+    let normal = fleet.slots[slot].failpoint;
+    if forced {
+        fleet.slots[slot].failpoint = Some(1.0);
+    }
+    let killed = fleet.kill_and_restart(slot);
+    fleet.slots[slot].failpoint = normal;
+    match killed {
+        Ok(id) => Some((id, slot, forced)),
+        Err(e) => {
+            println!("kill failed: {e}");
+            None
+        }
+    }
+}
+
+/// SIGKILLs the process in `slot`, which ran with the failpoint forced on, and restarts it
+/// with the slot's usual failpoint.
+fn retire(fleet: &mut Fleet, slot: usize, out: &mut Outcome, started: Instant, why: &str) {
+    match fleet.kill_and_restart(slot) {
+        Ok(id) => {
+            out.kills += 1;
+            let note = format!(
+                "SIGKILL {id} ({why}; it ran with stop-before-pay:1); restarted as {}",
+                fleet.slots[slot].id
+            );
+            say(started, &note);
+            out.notes.push(note);
+        }
+        Err(e) => say(started, format!("kill failed: {e}")),
+    }
+}
+
+/// An operator's plain `retry` (no `--repay`) of every `needs_review` row not retried yet;
+/// returns how many were put back to work.
+async fn retry_reviews(
+    store: &JobStore,
+    retried: &mut HashSet<String>,
+    out: &mut Outcome,
+    started: Instant,
+) -> usize {
+    let Ok(rows) = sqlx::query("SELECT order_no FROM ticketing_jobs WHERE state = 'needs_review'")
+        .fetch_all(store.pool())
+        .await
+    else {
+        return 0;
+    };
+    let mut done = 0;
+    for r in rows {
+        let no: String = r.get("order_no");
+        if retried.contains(&no) {
+            continue;
+        }
+        match store.retry(&no, None, false, OPERATOR).await {
+            Ok(back) => {
+                retried.insert(no.clone());
+                out.retries += 1;
+                done += 1;
+                say(
+                    started,
+                    format!(
+                        "retry {no}: back to {} (may pay again: {})",
+                        back.state, back.may_pay
+                    ),
+                );
+            }
+            // A database cut: try again at the next round.
+            Err(jobs::Error::Database(_)) => {}
+            Err(e) => {
+                retried.insert(no.clone());
+                out.retries_refused += 1;
+                say(started, format!("retry {no} refused: {e}"));
+            }
+        }
+    }
+    done
 }
 
 async fn state_counts(pool: &PgPool) -> Result<String, sqlx::Error> {
