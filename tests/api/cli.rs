@@ -12,20 +12,20 @@ use crate::support::app::{vcc_card, TestApp};
 
 /// What one run of the binary did.
 #[derive(Debug)]
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
 }
 
 impl Run {
     /// Both streams, for assertions that a thing appears (or not) anywhere.
-    fn all(&self) -> String {
+    pub fn all(&self) -> String {
         format!("{}{}", self.stdout, self.stderr)
     }
 
     #[track_caller]
-    fn assert_code(&self, code: i32) -> &Self {
+    pub fn assert_code(&self, code: i32) -> &Self {
         assert_eq!(self.code, code, "exit code of the command: {self:#?}");
         self
     }
@@ -33,7 +33,7 @@ impl Run {
 
 /// The binary with a clean environment: no `APP_*` variable of the developer's shell, no
 /// `RUST_LOG`, quiet logs, run from a directory holding no `config/`.
-fn command(database_url: Option<&str>) -> Command {
+pub(crate) fn command(database_url: Option<&str>) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ticketing-tracker"));
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("APP_") {
@@ -55,7 +55,7 @@ fn command(database_url: Option<&str>) -> Command {
 }
 
 /// Runs `cmd` to its end, feeding `stdin` when given.
-async fn finish(mut cmd: Command, stdin: Option<&str>) -> Run {
+pub(crate) async fn finish(mut cmd: Command, stdin: Option<&str>) -> Run {
     if stdin.is_some() {
         cmd.stdin(Stdio::piped());
     }
@@ -77,7 +77,7 @@ async fn finish(mut cmd: Command, stdin: Option<&str>) -> Run {
 }
 
 /// `ticketing-tracker ARGS` against this test's database.
-async fn cli(app: &TestApp, args: &[&str]) -> Run {
+pub(crate) async fn cli(app: &TestApp, args: &[&str]) -> Run {
     let mut cmd = command(Some(&app.db.url()));
     cmd.args(args);
     finish(cmd, None).await

@@ -11,6 +11,7 @@ mod conformance;
 mod harness;
 mod http;
 mod logs;
+mod operator_errors;
 mod pay_once;
 mod redaction;
 mod retention;

@@ -50,9 +50,9 @@ pub struct Plan {
     pause_at: Duration,
     /// Past the lease, so the paused worker's rows are taken over while it is frozen.
     pub pause_for: Duration,
-    /// The stops before pay.do should all have happened by then; after it, the failpoint is
-    /// forced on a worker (for one stop) while they lag behind.
-    stops_by: Duration,
+    /// When the stops before pay.do should have happened, at the latest: whenever fewer were
+    /// seen than these moments passed, the failpoint is forced on a worker (for one stop).
+    stops_at: Vec<Duration>,
 }
 
 impl Plan {
@@ -73,6 +73,11 @@ impl Plan {
         let kills = spread(args.kills);
         let pg = spread(args.pg_restarts);
         let storms = spread(args.storms);
+        // Within the first 60 % of the span, while orders still arrive to be paid.
+        let stops_at = spread(args.stops)
+            .into_iter()
+            .map(|at| at.mul_f64(0.6))
+            .collect();
         Plan {
             span,
             kills,
@@ -80,7 +85,7 @@ impl Plan {
             storms,
             pause_at: window.mul_f64(0.35),
             pause_for: LEASE * 2,
-            stops_by: span.mul_f64(0.5),
+            stops_at,
         }
     }
 
@@ -202,7 +207,7 @@ pub async fn chaos(ctx: &Ctx<'_>, fleet: &mut Fleet, rng: &mut StdRng) -> Outcom
     let mut stopped: Vec<Frozen> = Vec::new();
     let mut pause_done = false;
     let mut seen_requests = 0;
-    // Resumed workers are left alone for a while, so their first steps after SIGCONT happen.
+    // Resumed workers are left alone for a lease, so their first steps after SIGCONT happen.
     let mut spared: Vec<(usize, Instant)> = Vec::new();
     let mut retried: HashSet<String> = HashSet::new();
     let mut retiring: Vec<Retiring> = Vec::new();
@@ -260,7 +265,7 @@ pub async fn chaos(ctx: &Ctx<'_>, fleet: &mut Fleet, rng: &mut StdRng) -> Outcom
             };
             if enough || started.elapsed() > args.deadline {
                 let f = stopped.remove(k);
-                spared.push((f.slot, Instant::now() + LEASE * 2));
+                spared.push((f.slot, Instant::now() + LEASE));
                 if fleet.slots[f.slot].running_failpoint == Some(1.0) {
                     retiring.push(Retiring {
                         slot: f.slot,
@@ -285,10 +290,8 @@ pub async fn chaos(ctx: &Ctx<'_>, fleet: &mut Fleet, rng: &mut StdRng) -> Outcom
 
         // Kills and PostgreSQL cuts wait while a worker is frozen by us (they follow the
         // resume), so that the others are there to take its rows over.
-        let behind = now >= plan.stops_by
-            && out.stops < stops.target
-            && !stops.forced_pending(fleet)
-            && retiring.is_empty();
+        let stops_due = plan.stops_at.iter().filter(|at| now >= **at).count();
+        let behind = out.stops < stops_due && !stops.forced_pending(fleet) && retiring.is_empty();
         if frozen.is_none() && next_kill < kills.len() && now >= kills[next_kill] {
             // With every worker frozen or just resumed, the kill waits for one to pick.
             if let Some((id, slot, forced)) =
@@ -309,8 +312,8 @@ pub async fn chaos(ctx: &Ctx<'_>, fleet: &mut Fleet, rng: &mut StdRng) -> Outcom
                     ),
                 );
             }
-        } else if behind && now >= plan.stops_by.mul_f64(1.4) && frozen.is_none() {
-            // No planned kill came in time: one more, to force the failpoint.
+        } else if behind && frozen.is_none() {
+            // No planned kill is due: one more, to force the failpoint.
             if let Some((id, slot, _)) =
                 kill_one(fleet, &stops, &spared, Force::Only, out.stops, rng)
             {
@@ -377,7 +380,7 @@ pub async fn chaos(ctx: &Ctx<'_>, fleet: &mut Fleet, rng: &mut StdRng) -> Outcom
                 }
             }
             Some(f) if f.since.elapsed() >= plan.pause_for => {
-                spared.push((f.slot, Instant::now() + LEASE * 2));
+                spared.push((f.slot, Instant::now() + LEASE));
                 out.pauses.push(pause::thaw(pool, fleet, f, started).await);
                 pause_done = true;
                 // What fell due during the pause happens now, a second and a half apart.
