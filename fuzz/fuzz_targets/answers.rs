@@ -110,11 +110,17 @@ fn check_query(http: u16, body: &[u8], json: Option<&Value>, status: Option<i64>
                     "one entry per listed passenger"
                 );
             }
-            if let Some(tickets) = view.final_tickets() {
+            if let Some((tickets, pnr)) = view.final_tickets() {
                 assert_eq!(view.order_status, OrderStatus::Ticketed);
                 assert_eq!(view.ticket_status.as_deref(), Some("1"));
                 assert!(!tickets.is_empty());
                 assert!(tickets.iter().all(|p| !p.ticket_numbers.is_empty()));
+                assert!(!pnr.is_empty(), "a final ticket set has a PNR");
+                for p in tickets {
+                    let mut seen = p.ticket_numbers.clone();
+                    seen.dedup();
+                    assert_eq!(seen.len(), p.ticket_numbers.len(), "tickets de-duplicated");
+                }
             }
             for m in [&view.msg, &view.error_message, &view.pnr_code] {
                 short("text", m.as_deref().unwrap_or(""), MAX_MSG);
