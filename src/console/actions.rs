@@ -48,15 +48,24 @@ impl Fits {
             && !paid
             && row.pay_sends == 0
             && row.lease_owner.is_none();
-        let mut advice = if !retry && !cancel {
-            String::new()
+        let mut advice = if !retry {
+            if cancel {
+                "Waiting to be paid: Cancel stops it before any pay.do.".into()
+            } else {
+                String::new()
+            }
         } else if paid {
             format!(
                 "An answer showed this order paid ({}). Retry follows it to its tickets; it is never paid again.",
                 row.paid_evidence.as_deref().unwrap_or("evidence recorded")
             )
         } else if row.pay_sends == 0 {
-            "No pay.do reached ATRIP. Retry pays it (after an order query); Cancel stops it.".into()
+            let mut text =
+                String::from("No pay.do reached ATRIP. Retry pays it (after an order query).");
+            if cancel {
+                text.push_str(" Cancel stops it.");
+            }
+            text
         } else if charged_nothing {
             "ATRIP said nothing was charged. Fix the cause (the card, the credentials), then Retry pays again.".into()
         } else {
@@ -315,4 +324,55 @@ pub async fn retry_selected(State(c): State<Console>, who: Who, form: Form) -> R
         r#"</table><p id="summary">{ok} retried, {refused} not retried.</p><p><a href="/console/review">Back to the orders that need a person</a></p>"#
     );
     html::page("Retry selected", Some(&who), Refresh::Off, &body).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(state: &str, pay_sends: i32, outcome: Option<&str>, paid: bool) -> ConsoleOrder {
+        ConsoleOrder {
+            state: state.into(),
+            payment_method: 1,
+            pay_sends,
+            pay_attempts: pay_sends.max(1),
+            last_pay_outcome: outcome.map(str::to_owned),
+            paid_at: paid.then(chrono::Utc::now),
+            ..ConsoleOrder::default()
+        }
+    }
+
+    fn offered(r: &ConsoleOrder) -> (bool, bool, bool) {
+        let f = Fits::of(r);
+        (f.retry, f.repay, f.cancel)
+    }
+
+    #[test]
+    fn the_actions_offered_follow_the_rules_of_retry_and_cancel() {
+        // P7: a paid order is followed again, never paid again.
+        let paid = row("needs_review", 1, Some("accepted"), true);
+        assert_eq!(offered(&paid), (true, false, false));
+        assert!(Fits::of(&paid).advice.contains("never paid again"));
+        // A pay.do may have reached ATRIP: a second one only through the confirmation.
+        let unclear = row("needs_review", 1, Some("outcome_unknown"), false);
+        assert_eq!(offered(&unclear), (true, true, false));
+        // P8: nothing can have reached ATRIP: cancel fits.
+        let never_sent = row("needs_review", 0, Some("not_sent"), false);
+        assert_eq!(offered(&never_sent), (true, false, true));
+        // A documented refusal charged nothing: a plain retry pays again; failed rows are not
+        // cancelled.
+        let refused = row("failed", 1, Some("refused"), false);
+        assert_eq!(offered(&refused), (true, false, false));
+        let pending = row("pending", 0, None, false);
+        assert_eq!(offered(&pending), (false, false, true));
+        assert!(!Fits::of(&pending).advice.contains("Retry"));
+        assert_eq!(
+            offered(&row("ticketed", 1, Some("accepted"), true)),
+            (false, false, false)
+        );
+        // A card order whose card was erased is told where fresh card data goes.
+        let mut card = row("failed", 1, Some("refused"), false);
+        card.payment_method = 3;
+        assert!(Fits::of(&card).advice.contains("--card-file"));
+    }
 }

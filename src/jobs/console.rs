@@ -12,7 +12,7 @@ use super::Error;
 
 /// A row as the console shows it: everything but the card, which is only its brand, its last
 /// four digits and whether card data is still held.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ConsoleOrder {
     pub id: i64,
     pub order_no: String,
