@@ -30,6 +30,7 @@ pub async fn main(command: Command) -> ExitCode {
                 key.public_base64()
             );
         }),
+        Command::ConsoleHash(args) => console_hash(args.iterations),
         other => match Settings::load() {
             Ok(settings) => {
                 crate::telemetry::init(&settings.log);
@@ -222,6 +223,38 @@ pub async fn stop_on_signal(token: CancellationToken) {
     let _ = ctrl_c.await;
     info!("stop signal received");
     token.cancel();
+}
+
+/// `console-hash`: a password from stdin (its first line; not echoed on a terminal) to the hash
+/// the console's settings take.
+fn console_hash(iterations: u32) -> anyhow::Result<()> {
+    use std::io::{BufRead, IsTerminal};
+    let stdin = std::io::stdin();
+    let terminal = stdin.is_terminal();
+    if terminal {
+        eprint!("password (not shown): ");
+    }
+    let mut line = String::new();
+    {
+        let _quiet = terminal.then(crate::console::EchoOff::new);
+        stdin
+            .lock()
+            .read_line(&mut line)
+            .context("reading the password from stdin")?;
+    }
+    if terminal {
+        eprintln!();
+    }
+    let password = line.strip_suffix('\n').unwrap_or(&line);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    if password.chars().count() < 12 {
+        anyhow::bail!("the password must have at least 12 characters");
+    }
+    println!(
+        "{}",
+        crate::console::PasswordHash::create(password, iterations)
+    );
+    Ok(())
 }
 
 /// `simulate`: the ATRIP simulator as a server until SIGTERM or Ctrl-C.

@@ -46,6 +46,17 @@ pub enum Command {
     /// Write a key pair for sealed card data: card_key.secret (the worker's, mode 0600) and
     /// card_key.pub (for enqueuers, who seal cards to it).
     Keygen(KeygenArgs),
+    /// Read a password from stdin and print its hash for the operator console
+    /// (console.viewer_password_hash or console.operator_password_hash). The password is never
+    /// an argument, where any user of the machine could read it in the process list.
+    ConsoleHash(ConsoleHashArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ConsoleHashArgs {
+    /// PBKDF2 iterations: more makes a leaked hash slower to guess, and every login slower.
+    #[arg(long, default_value_t = crate::console::DEFAULT_ITERATIONS)]
+    pub iterations: u32,
 }
 
 #[derive(Debug, Args)]

@@ -17,6 +17,28 @@ pub struct Settings {
     pub worker: WorkerSettings,
     pub card: CardSettings,
     pub log: LogSettings,
+    pub console: ConsoleSettings,
+}
+
+/// The operator console at `/console` on the HTTP port (`src/console/`): off until enabled
+/// and given at least one password hash.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ConsoleSettings {
+    pub enabled: bool,
+    /// `ticketing-tracker console-hash` output for the viewer role (reads everything, acts on
+    /// nothing); empty: nobody logs in as a viewer. A hash, never the password.
+    pub viewer_password_hash: SecretString,
+    /// The same for the operator role (may retry and cancel).
+    pub operator_password_hash: SecretString,
+    /// A session ends this long after its login, whatever happens meanwhile.
+    pub session_ttl_s: u64,
+    /// Lists and the overview reload themselves this often.
+    pub refresh_s: u64,
+    /// Rows per page of a list.
+    pub page_size: i64,
+    /// Mark the session cookie `Secure` (sent over HTTPS only): on wherever the console is
+    /// reached through TLS.
+    pub secure_cookie: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -375,6 +397,7 @@ impl Settings {
             );
         }
         self.card.key()?;
+        self.validate_console()?;
         if !(self.atrip.rate_limit_per_s > 0.0 && self.atrip.rate_limit_per_s <= 100_000.0) {
             return invalid(
                 "atrip.rate_limit_per_s",
@@ -388,6 +411,48 @@ impl Settings {
                 "worker.poll_randomization",
                 "must be in [0, 1) with poll_multiplier >= 1",
             );
+        }
+        Ok(())
+    }
+
+    /// An enabled console needs a password hash that parses, sane bounds, and nothing else.
+    fn validate_console(&self) -> Result<(), ConfigError> {
+        let c = &self.console;
+        if !c.enabled {
+            return Ok(());
+        }
+        let mut any = false;
+        for (key, hash) in [
+            ("console.viewer_password_hash", &c.viewer_password_hash),
+            ("console.operator_password_hash", &c.operator_password_hash),
+        ] {
+            let hash = hash.expose_secret().trim();
+            if hash.is_empty() {
+                continue;
+            }
+            any = true;
+            crate::console::PasswordHash::parse(hash).map_err(|problem| ConfigError::Invalid {
+                key,
+                problem: format!("{problem} (make one with `ticketing-tracker console-hash`)"),
+            })?;
+        }
+        if !any {
+            return Err(ConfigError::Invalid {
+                key: "console.enabled",
+                problem: "the console is enabled but neither console.viewer_password_hash nor console.operator_password_hash is set (APP_CONSOLE__VIEWER_PASSWORD_HASH, APP_CONSOLE__OPERATOR_PASSWORD_HASH)".into(),
+            });
+        }
+        for (key, value, min, max) in [
+            ("console.session_ttl_s", c.session_ttl_s, 60, 7 * 86_400),
+            ("console.refresh_s", c.refresh_s, 1, 3600),
+            ("console.page_size", c.page_size.max(0) as u64, 10, 500),
+        ] {
+            if !(min..=max).contains(&value) {
+                return Err(ConfigError::Invalid {
+                    key,
+                    problem: format!("is {value}; it must be between {min} and {max}"),
+                });
+            }
         }
         Ok(())
     }
@@ -507,6 +572,27 @@ mod tests {
         let mut s = Settings::defaults();
         s.worker.ticketing_deadline_s = 100 * 365 * 86_400;
         assert!(s.validate().is_err());
+    }
+
+    #[test]
+    fn an_enabled_console_needs_a_hash_that_parses() {
+        let mut s = Settings::defaults();
+        assert!(!s.console.enabled, "the console is off by default");
+        s.console.enabled = true;
+        let e = s.validate().unwrap_err().to_string();
+        assert!(e.contains("console.enabled"), "{e}");
+        s.console.operator_password_hash = "not-a-hash".to_owned().into();
+        let e = s.validate().unwrap_err().to_string();
+        assert!(e.contains("console.operator_password_hash"), "{e}");
+        let hash = crate::console::PasswordHash::create("correct horse battery", 1000);
+        s.console.operator_password_hash = hash.to_string().into();
+        s.validate().unwrap();
+        s.console.refresh_s = 0;
+        assert!(s
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("console.refresh_s"));
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The worker's HTTP side: liveness, readiness, Prometheus metrics, and ATRIP's webhook.
+//! The worker's HTTP side: liveness, readiness, Prometheus metrics, ATRIP's webhook, and the
+//! operator console when it is enabled.
 
 use std::sync::Arc;
 
@@ -23,8 +24,17 @@ struct Ctx {
 
 /// The routes, for `run` and for tests.
 pub fn router(store: JobStore, webhook_secret: SecretString) -> Router {
+    router_with_console(store, webhook_secret, None)
+}
+
+/// The routes plus the operator console's under `/console`, when given one.
+pub fn router_with_console(
+    store: JobStore,
+    webhook_secret: SecretString,
+    console: Option<crate::console::Console>,
+) -> Router {
     let _ = crate::metrics::global().pool.set(store.pool().clone());
-    Router::new()
+    let base = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -32,7 +42,11 @@ pub fn router(store: JobStore, webhook_secret: SecretString) -> Router {
         .with_state(Ctx {
             store,
             webhook_secret: Arc::new(webhook_secret),
-        })
+        });
+    match console {
+        Some(console) => base.merge(console.routes()),
+        None => base,
+    }
 }
 
 /// Binds `http.host:http.port` and serves until `shutdown`.
@@ -46,7 +60,14 @@ pub async fn serve(
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (http.host/http.port): {e}"))?;
     info!(addr = %listener.local_addr()?, "HTTP endpoints listening");
-    let app = router(store, settings.http.webhook_secret.clone());
+    let console = if settings.console.enabled {
+        let console = crate::console::Console::new(&settings.console, console_store(settings)?)?;
+        info!("operator console at /console");
+        Some(console)
+    } else {
+        None
+    };
+    let app = router_with_console(store, settings.http.webhook_secret.clone(), console);
     Ok(tokio::spawn(async move {
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown.cancelled_owned())
@@ -55,6 +76,23 @@ pub async fn serve(
             warn!(error = %e, "HTTP server stopped");
         }
     }))
+}
+
+/// The console's own small pool, so that pages never take a connection a worker's claim is
+/// waiting for; its statements give up after a few seconds rather than pile up.
+fn console_store(settings: &Settings) -> anyhow::Result<JobStore> {
+    use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+    let options: PgConnectOptions = settings
+        .database
+        .url
+        .expose_secret()
+        .parse()
+        .map_err(|_| anyhow::anyhow!("database.url is not a PostgreSQL URL"))?;
+    let pool = PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(std::time::Duration::from_secs(10))
+        .connect_lazy_with(options.options([("statement_timeout", "5s")]));
+    Ok(JobStore::new(pool))
 }
 
 /// The process is up.

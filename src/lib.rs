@@ -22,6 +22,7 @@
 //! - [`card`] and [`sealed`]: card data;
 //! - [`config`] and [`telemetry`]: settings and logs;
 //! - [`http`] and [`metrics`]: the endpoints;
+//! - [`console`]: the operator console under `/console` (pages, sessions, actions);
 //! - [`ops`], [`demo`] and [`mod@bench`]: the commands;
 //! - [`app`] and [`cli`]: wiring;
 //! - [`localpg`]: a throwaway PostgreSQL.
@@ -32,6 +33,7 @@ pub mod bench;
 pub mod card;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod demo;
 pub mod domain;
 pub mod http;

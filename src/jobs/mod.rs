@@ -4,15 +4,18 @@
 //! (zero rows matched is [`Error::LeaseLost`], never a silent no-op), and it appends its event
 //! in the same statement, so the history can never disagree with the row. Files: `store` (the
 //! claim and the worker's writes), `write` (a transition as columns), `ops` (operators,
-//! webhooks, pruning, metrics), `rows` (what the statements return).
+//! webhooks, pruning, metrics), `console` (the operator console's reads), `rows` (what the
+//! statements return).
 
 mod apply;
+mod console;
 mod ops;
 mod rows;
 mod store;
 mod write;
 mod writer;
 
+pub use console::{AnswerCount, ConsoleOrder, Cursor, Throughput, ANSWERS_COUNTED};
 pub use ops::Retried;
 pub use rows::{CardJson, ClaimedJob, EventRow, JobRow, Lease, SealedCard};
 pub use store::{Applied, JobStore, NewJob};

@@ -8,6 +8,7 @@ mod cards;
 mod cli;
 mod client;
 mod conformance;
+mod console;
 mod harness;
 mod http;
 mod logs;

@@ -186,6 +186,10 @@ pub struct Report {
     pub not_sent: i64,
     /// Stops before pay.do whose pay.do arrived after SIGCONT.
     pub late_sends: usize,
+    /// Hand-overs to a person for showing unpaid after a send, and the shortest time into
+    /// their phase one came (the database's time).
+    pub unpaid_reviews: usize,
+    pub earliest_unpaid_review: Option<Duration>,
     pub violations: Vec<Violation>,
     pub notes: Vec<String>,
 }
@@ -278,6 +282,14 @@ pub fn check(
             None,
             format!("{} storms started but no query met one", expect.storms),
         );
+    }
+    if let Some(earliest) = r.earliest_unpaid_review {
+        r.notes.push(format!(
+            "{} hand-overs for showing unpaid after a send, the earliest {:.1} s into its phase (unpaid_settle_s {})",
+            r.unpaid_reviews,
+            earliest.as_secs_f64(),
+            limits.unpaid_settle.as_secs()
+        ));
     }
     leases::pauses(&mut r, pauses, data, limits, expect);
     skewed_worker(&mut r, data, expect);
@@ -596,6 +608,9 @@ fn review_not_early(r: &mut Report, o: &Order, evs: &[&Event], limits: &Limits) 
             && !matches!(last_pay, Some("payment_error" | "unauthorized"));
         if let (true, Some(start)) = (settle_review, phase_start) {
             let after = (e.at - start).to_std().unwrap_or_default();
+            r.unpaid_reviews += 1;
+            r.earliest_unpaid_review =
+                Some(r.earliest_unpaid_review.map_or(after, |e| e.min(after)));
             if after < limits.unpaid_settle {
                 r.fail(
                     "review_not_early",

@@ -27,21 +27,18 @@ pub struct Frozen {
 /// orders' requests for `SLOW_MS`).
 const IN_FLIGHT: Duration = Duration::from_millis(400);
 
-/// The worker to pause: one whose request for a slow order arrived just now (it is waiting on
-/// the answer), else, when `fallback`, the one holding the most live leases. Never slot 0 when
-/// there are others: it carries no failpoint, so it is the one worker sure to be running to
-/// take the frozen worker's rows over.
+/// The worker to pause, not one of `avoid`: one whose request for a slow order arrived just now
+/// (it is waiting on the answer), else, when `fallback`, the one holding the most live leases.
 pub async fn pick(
     pool: &PgPool,
     fleet: &Fleet,
     orders: &[Order],
     fresh: &[LoggedRequest],
     fallback: bool,
+    avoid: &[usize],
 ) -> Option<(usize, String)> {
     let mut candidates = fleet.killable();
-    if fleet.slots.len() > 1 {
-        candidates.retain(|&s| s != 0);
-    }
+    candidates.retain(|s| !avoid.contains(s));
     let slot_of = |id: &str| {
         candidates
             .iter()

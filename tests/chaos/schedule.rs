@@ -211,6 +211,7 @@ pub async fn chaos(ctx: &Ctx<'_>, fleet: &mut Fleet, rng: &mut StdRng) -> Outcom
     let mut spared: Vec<(usize, Instant)> = Vec::new();
     let mut retried: HashSet<String> = HashSet::new();
     let mut retiring: Vec<Retiring> = Vec::new();
+    let mut planned = 0;
     let mut last_retry = Instant::now();
     let mut last_progress = Instant::now();
     loop {
@@ -299,6 +300,7 @@ pub async fn chaos(ctx: &Ctx<'_>, fleet: &mut Fleet, rng: &mut StdRng) -> Outcom
             {
                 next_kill += 1;
                 out.kills += 1;
+                planned += 1;
                 let forced = if forced {
                     " with stop-before-pay:1 (the stops before pay.do lag behind)"
                 } else {
@@ -307,12 +309,12 @@ pub async fn chaos(ctx: &Ctx<'_>, fleet: &mut Fleet, rng: &mut StdRng) -> Outcom
                 say(
                     started,
                     format!(
-                        "SIGKILL {id} ({}/{}); restarted as {}{forced}",
-                        out.kills, args.kills, fleet.slots[slot].id
+                        "SIGKILL {id} ({planned}/{} planned); restarted as {}{forced}",
+                        args.kills, fleet.slots[slot].id
                     ),
                 );
             }
-        } else if behind && frozen.is_none() {
+        } else if behind {
             // No planned kill is due: one more, to force the failpoint.
             if let Some((id, slot, _)) =
                 kill_one(fleet, &stops, &spared, Force::Only, out.stops, rng)
@@ -345,7 +347,9 @@ pub async fn chaos(ctx: &Ctx<'_>, fleet: &mut Fleet, rng: &mut StdRng) -> Outcom
                 Err(e) => say(started, format!("PostgreSQL restart failed: {e}")),
             }
         }
-        if next_storm < plan.storms.len() && now >= plan.storms[next_storm] {
+        // A storm waits for a running worker: it is there to meet queries.
+        let running = !fleet.killable().is_empty();
+        if running && next_storm < plan.storms.len() && now >= plan.storms[next_storm] {
             next_storm += 1;
             sim.storm(STORM);
             out.storms += 1;
@@ -367,8 +371,21 @@ pub async fn chaos(ctx: &Ctx<'_>, fleet: &mut Fleet, rng: &mut StdRng) -> Outcom
                 let fallback = now >= plan.pause_at + Duration::from_secs(10);
                 // Someone must be left to take the frozen worker's rows over.
                 let others = fleet.slots.len() == 1 || fleet.killable().len() >= 2;
+                // While stops before pay.do are still wanted the failpoint slots stay free to
+                // be restarted with it forced, so slot 0 is frozen; afterwards slot 0 is the
+                // one left running (it never stops itself). Never a process about to stop.
+                let mut avoid: Vec<usize> = match (fleet.slots.len(), out.stops < stops.target) {
+                    (1, _) => Vec::new(),
+                    (_, true) => stops.slots.clone(),
+                    (_, false) => vec![0],
+                };
+                avoid.extend(retiring.iter().map(|r| r.slot));
+                avoid.extend(
+                    (0..fleet.slots.len())
+                        .filter(|&s| fleet.slots[s].running_failpoint == Some(1.0)),
+                );
                 let pick = if others {
-                    pause::pick(pool, fleet, orders, fresh, fallback).await
+                    pause::pick(pool, fleet, orders, fresh, fallback, &avoid).await
                 } else {
                     None
                 };
@@ -474,10 +491,12 @@ fn kill_one(
     seen: usize,
     rng: &mut StdRng,
 ) -> Option<(String, usize, bool)> {
+    // Not a process just resumed, nor one whose forced stop is still to come.
     let choices: Vec<usize> = fleet
         .killable()
         .into_iter()
         .filter(|s| !spared.iter().any(|(p, _)| p == s))
+        .filter(|&s| fleet.slots[s].running_failpoint != Some(1.0))
         .collect();
     let armed: Vec<usize> = choices
         .iter()

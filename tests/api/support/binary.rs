@@ -58,6 +58,24 @@ impl WorkerProcess {
         false
     }
 
+    /// `http://ADDR` of the process's HTTP endpoints, from its "HTTP endpoints listening" log
+    /// line (it binds port 0 unless told otherwise). Waits for the line (bounded).
+    pub async fn http_base(&mut self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            if let Some(addr) = listening_addr(&log) {
+                return format!("http://{addr}");
+            }
+            assert!(
+                self.child.try_wait().unwrap().is_none(),
+                "the worker exited before listening:\n{log}"
+            );
+            assert!(Instant::now() < deadline, "no listening line in:\n{log}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id().expect("the worker is running")
     }
@@ -94,6 +112,37 @@ impl WorkerProcess {
             .unwrap();
         std::fs::read_to_string(&self.log).unwrap()
     }
+}
+
+/// The `addr` field of the listening line, in either log format (pretty, with or without
+/// colours, or JSON).
+fn listening_addr(log: &str) -> Option<String> {
+    let line = log
+        .lines()
+        .find(|l| l.contains("HTTP endpoints listening"))?;
+    // Drop ANSI colour sequences (ESC [ ... m).
+    let mut plain = String::new();
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    let rest = plain
+        .split_once("\"addr\":\"")
+        .or_else(|| plain.split_once("addr="))?
+        .1;
+    let addr: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '[' | ']'))
+        .collect();
+    (!addr.is_empty()).then_some(addr)
 }
 
 impl Drop for WorkerProcess {

@@ -1,0 +1,469 @@
+//! The operator console's reads. Each one is served by an index (most by
+//! `migrations/20261130000002_console_indexes.sql`) and bounded, so that a page costs
+//! milliseconds with millions of finished rows. No statement here selects `card` or
+//! `card_sealed`: the console never holds card data, so it cannot show it.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use super::rows::EventRow;
+use super::store::JobStore;
+use super::Error;
+
+/// A row as the console shows it: everything but the card, which is only its brand, its last
+/// four digits and whether card data is still held.
+#[derive(Debug, Clone, Default)]
+pub struct ConsoleOrder {
+    pub id: i64,
+    pub order_no: String,
+    pub client_order_no: Option<String>,
+    pub payment_method: i16,
+    pub card_brand: Option<String>,
+    pub card_last4: Option<String>,
+    /// Card data (plain or sealed) is still in the row: a retry that pays needs it.
+    pub card_held: bool,
+    pub pay_deadline: Option<DateTime<Utc>>,
+    pub priority: i16,
+    pub state: String,
+    pub run_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub lease_owner: Option<String>,
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    pub pay_attempts: i32,
+    pub pay_not_sent: i32,
+    pub pay_permits: i32,
+    /// `pay.do` requests that may have reached ATRIP.
+    pub pay_sends: i32,
+    pub poll_attempts: i32,
+    pub pay_started_at: Option<DateTime<Utc>>,
+    pub paid_at: Option<DateTime<Utc>>,
+    pub paid_evidence: Option<String>,
+    pub last_pay_outcome: Option<String>,
+    pub ticketed_at: Option<DateTime<Utc>>,
+    pub finalized_at: Option<DateTime<Utc>>,
+    pub atrip_status: Option<i32>,
+    pub atrip_message: Option<String>,
+    pub order_status: Option<String>,
+    pub atrip_pnr: Option<String>,
+    pub pnr: Option<String>,
+    pub ticket_numbers: Option<Value>,
+    pub last_error: Option<String>,
+}
+
+/// A position in a newest-first list: the last row shown. The next page starts after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub updated_at: DateTime<Utc>,
+    pub id: i64,
+}
+
+impl Cursor {
+    /// Before every row (the first page): far past any `updated_at` the table can hold.
+    pub fn first() -> Cursor {
+        Cursor {
+            updated_at: DateTime::parse_from_rfc3339("9999-12-31T00:00:00Z")
+                .expect("a valid time")
+                .to_utc(),
+            id: i64::MAX,
+        }
+    }
+
+    /// The cursor after `row`.
+    pub fn after(row: &ConsoleOrder) -> Cursor {
+        Cursor {
+            updated_at: row.updated_at,
+            id: row.id,
+        }
+    }
+
+    /// `MICROS.ID`, for a link.
+    pub fn to_param(self) -> String {
+        format!("{}.{}", self.updated_at.timestamp_micros(), self.id)
+    }
+
+    pub fn parse(param: &str) -> Option<Cursor> {
+        let (micros, id) = param.split_once('.')?;
+        Some(Cursor {
+            updated_at: DateTime::from_timestamp_micros(micros.parse().ok()?)?,
+            id: id.parse().ok()?,
+        })
+    }
+}
+
+/// Orders paid and ticketed per time bucket since `start`, and enqueue → ticketed times.
+#[derive(Debug, Clone, Default)]
+pub struct Throughput {
+    pub paid: Vec<i64>,
+    pub ticketed: Vec<i64>,
+    /// Median and 95th percentile of enqueue → ticketed (seconds) per bucket; `None` where
+    /// nothing was ticketed.
+    pub p50_s: Vec<Option<f64>>,
+    pub p95_s: Vec<Option<f64>>,
+    pub total_paid: i64,
+    pub total_ticketed: i64,
+    pub p50_total_s: Option<f64>,
+    pub p95_total_s: Option<f64>,
+}
+
+/// How many answers of one class an endpoint gave.
+#[derive(Debug, Clone)]
+pub struct AnswerCount {
+    /// `pay_answered` or `query_answered`.
+    pub kind: String,
+    /// The answer's class (`accepted`, `rate_limited`, ...).
+    pub answer: String,
+    pub n: i64,
+}
+
+/// The most recent answers the overview counts: past this, it says it counted only these.
+pub const ANSWERS_COUNTED: i64 = 200_000;
+
+/// How far back (in events) the overview looks for ATRIP's last clear answer.
+pub const CLEAR_ANSWER_WINDOW: i64 = 20_000;
+
+impl JobStore {
+    /// The database's time (`ticketing_now()`), which every age on a page is measured from.
+    pub async fn console_now(&self) -> Result<DateTime<Utc>, Error> {
+        Ok(sqlx::query_scalar!(r#"SELECT ticketing_now() AS "now!""#)
+            .fetch_one(self.pool())
+            .await?)
+    }
+
+    /// Rows per state, as `/metrics` counts them ([`JobStore::count_by_state`]: exact through
+    /// the partial indexes, ticketed estimated on a large table), each shown up to `cap`.
+    pub async fn console_state_counts(&self, cap: i64) -> Result<Vec<(String, i64)>, Error> {
+        let counts = self.count_by_state().await?;
+        Ok(crate::domain::State::ALL
+            .iter()
+            .map(|s| {
+                let n = counts
+                    .iter()
+                    .find(|(state, _)| state == s.as_str())
+                    .map_or(0, |(_, n)| *n);
+                (s.as_str().to_owned(), n.min(cap))
+            })
+            .collect())
+    }
+
+    /// Paid and ticketed orders per bucket of `bucket_s` seconds from `start` (`buckets` of
+    /// them), with enqueue → ticketed percentiles. Two index-only range scans.
+    pub async fn console_throughput(
+        &self,
+        start: DateTime<Utc>,
+        bucket_s: i64,
+        buckets: usize,
+    ) -> Result<Throughput, Error> {
+        let index = |at: DateTime<Utc>| {
+            usize::try_from((at - start).num_seconds() / bucket_s.max(1))
+                .ok()
+                .filter(|i| *i < buckets)
+        };
+        let mut out = Throughput {
+            paid: vec![0; buckets],
+            ticketed: vec![0; buckets],
+            p50_s: vec![None; buckets],
+            p95_s: vec![None; buckets],
+            ..Throughput::default()
+        };
+        // Finished rows through their index, rows still followed through the claim's.
+        let paid = sqlx::query!(
+            r#"SELECT date_bin($2::float8 * interval '1 second', paid_at, $1) AS "bucket!",
+                      count(*) AS "n!"
+               FROM (SELECT paid_at FROM ticketing_jobs
+                     WHERE paid_at >= $1
+                       AND state IN ('ticketed', 'failed', 'needs_review', 'cancelled')
+                     UNION ALL
+                     SELECT paid_at FROM ticketing_jobs
+                     WHERE paid_at >= $1 AND state IN ('pending', 'paying', 'ticketing')) p
+               GROUP BY 1"#,
+            start,
+            bucket_s as f64
+        )
+        .fetch_all(self.pool())
+        .await?;
+        for row in paid {
+            out.total_paid += row.n;
+            if let Some(i) = index(row.bucket) {
+                out.paid[i] = row.n;
+            }
+        }
+        let ticketed = sqlx::query!(
+            r#"SELECT date_bin($2::float8 * interval '1 second', ticketed_at, $1) AS bucket,
+                      count(*) AS "n!",
+                      EXTRACT(EPOCH FROM percentile_cont(0.5) WITHIN GROUP
+                              (ORDER BY ticketed_at - created_at))::float8 AS p50,
+                      EXTRACT(EPOCH FROM percentile_cont(0.95) WITHIN GROUP
+                              (ORDER BY ticketed_at - created_at))::float8 AS p95
+               FROM ticketing_jobs WHERE ticketed_at >= $1 AND state = 'ticketed'
+               GROUP BY GROUPING SETS ((1), ())"#,
+            start,
+            bucket_s as f64
+        )
+        .fetch_all(self.pool())
+        .await?;
+        for row in ticketed {
+            match row.bucket {
+                // The grouping set () is the whole window.
+                None => {
+                    out.total_ticketed = row.n;
+                    out.p50_total_s = row.p50;
+                    out.p95_total_s = row.p95;
+                }
+                Some(bucket) => {
+                    if let Some(i) = index(bucket) {
+                        out.ticketed[i] = row.n;
+                        out.p50_s[i] = row.p50;
+                        out.p95_s[i] = row.p95;
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// ATRIP's answers since `since` by endpoint and class, from the events (at most the
+    /// [`ANSWERS_COUNTED`] most recent).
+    pub async fn console_atrip_answers(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<AnswerCount>, Error> {
+        let rows = sqlx::query_as!(
+            AnswerCount,
+            // The newest events by id (the primary key), at most the last ANSWERS_COUNTED.
+            r#"SELECT kind AS "kind!", COALESCE(detail->>'answer', '') AS "answer!", count(*) AS "n!"
+               FROM ticketing_events
+               WHERE id > (SELECT COALESCE(max(id), 0) FROM ticketing_events) - $2
+                 AND at >= $1 AND kind IN ('pay_answered', 'query_answered')
+               GROUP BY 1, 2 ORDER BY 1, 3 DESC"#,
+            since,
+            ANSWERS_COUNTED
+        )
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows)
+    }
+
+    /// When ATRIP last gave a clear answer (an order query that showed the order or said it
+    /// does not exist, or a `pay.do` answer with a documented code), among the last
+    /// [`CLEAR_ANSWER_WINDOW`] events of any worker: `None` when none of them was clear.
+    pub async fn console_last_clear_answer(&self) -> Result<Option<DateTime<Utc>>, Error> {
+        Ok(sqlx::query_scalar!(
+            r#"SELECT max(at) FROM ticketing_events
+               WHERE id > (SELECT COALESCE(max(id), 0) FROM ticketing_events) - $1
+                 AND ((kind = 'query_answered' AND detail->>'answer' IN ('order', 'not_found'))
+                      OR (kind = 'pay_answered' AND detail->>'answer' IN
+                          ('accepted', 'never_pay_again', 'refused', 'unauthorized', 'payment_error')))"#,
+            CLEAR_ANSWER_WINDOW
+        )
+        .fetch_one(self.pool())
+        .await?)
+    }
+
+    /// `needs_review` and `failed` rows, newest first, after `before`: one ordered index scan
+    /// per state, merged.
+    pub async fn console_needs_person(
+        &self,
+        before: Cursor,
+        limit: i64,
+    ) -> Result<Vec<ConsoleOrder>, Error> {
+        Ok(sqlx::query_as!(
+            ConsoleOrder,
+            r#"SELECT id AS "id!", order_no AS "order_no!", client_order_no, payment_method AS "payment_method!",
+                      card_brand, card_last4, card_held AS "card_held!", pay_deadline,
+                      priority AS "priority!", state AS "state!", run_at AS "run_at!",
+                      created_at AS "created_at!", updated_at AS "updated_at!", lease_owner,
+                      lease_expires_at, pay_attempts AS "pay_attempts!",
+                      pay_not_sent AS "pay_not_sent!", pay_permits AS "pay_permits!",
+                      pay_sends AS "pay_sends!", poll_attempts AS "poll_attempts!",
+                      pay_started_at, paid_at, paid_evidence, last_pay_outcome, ticketed_at,
+                      finalized_at, atrip_status, atrip_message, order_status, atrip_pnr, pnr,
+                      ticket_numbers, last_error
+               FROM (
+                   (SELECT id, order_no, client_order_no, payment_method, card_brand, card_last4,
+                      (card IS NOT NULL OR card_sealed IS NOT NULL) AS card_held,
+                      pay_deadline, priority, state, run_at, created_at, updated_at, lease_owner,
+                      lease_expires_at, pay_attempts, pay_not_sent, pay_permits,
+                      pay_attempts - pay_not_sent AS pay_sends, poll_attempts, pay_started_at,
+                      paid_at, paid_evidence, last_pay_outcome, ticketed_at, finalized_at,
+                      atrip_status, atrip_message, order_status, atrip_pnr, pnr, ticket_numbers,
+                      last_error
+                    FROM ticketing_jobs
+                    WHERE state = 'needs_review' AND (updated_at, id) < ($1, $2)
+                    ORDER BY updated_at DESC, id DESC LIMIT $3)
+                   UNION ALL
+                   (SELECT id, order_no, client_order_no, payment_method, card_brand, card_last4,
+                      (card IS NOT NULL OR card_sealed IS NOT NULL) AS card_held,
+                      pay_deadline, priority, state, run_at, created_at, updated_at, lease_owner,
+                      lease_expires_at, pay_attempts, pay_not_sent, pay_permits,
+                      pay_attempts - pay_not_sent AS pay_sends, poll_attempts, pay_started_at,
+                      paid_at, paid_evidence, last_pay_outcome, ticketed_at, finalized_at,
+                      atrip_status, atrip_message, order_status, atrip_pnr, pnr, ticket_numbers,
+                      last_error
+                    FROM ticketing_jobs
+                    WHERE state = 'failed' AND (updated_at, id) < ($1, $2)
+                    ORDER BY updated_at DESC, id DESC LIMIT $3)) both_states
+               ORDER BY updated_at DESC, id DESC
+               LIMIT $3"#,
+            before.updated_at,
+            before.id,
+            limit
+        )
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// Rows in one state, newest first, after `before`. The states a person looks at, and
+    /// ticketed rows, are read in order from their indexes (a ticketed row's `updated_at` is its
+    /// `ticketed_at`); the states still followed hold few rows, read through the claim's index.
+    pub async fn console_in_state(
+        &self,
+        state: crate::domain::State,
+        before: Cursor,
+        limit: i64,
+    ) -> Result<Vec<ConsoleOrder>, Error> {
+        if state == crate::domain::State::Ticketed {
+            return Ok(sqlx::query_as!(
+                ConsoleOrder,
+                r#"SELECT id, order_no, client_order_no, payment_method, card_brand, card_last4,
+                      (card IS NOT NULL OR card_sealed IS NOT NULL) AS "card_held!",
+                      pay_deadline, priority, state, run_at, created_at, updated_at, lease_owner,
+                      lease_expires_at, pay_attempts, pay_not_sent, pay_permits,
+                      pay_attempts - pay_not_sent AS "pay_sends!", poll_attempts, pay_started_at,
+                      paid_at, paid_evidence, last_pay_outcome, ticketed_at, finalized_at,
+                      atrip_status, atrip_message, order_status, atrip_pnr, pnr, ticket_numbers,
+                      last_error
+                   FROM ticketing_jobs
+                   WHERE state = 'ticketed' AND (ticketed_at, id) < ($1, $2)
+                   ORDER BY ticketed_at DESC, id DESC
+                   LIMIT $3"#,
+                before.updated_at,
+                before.id,
+                limit
+            )
+            .fetch_all(self.pool())
+            .await?);
+        }
+        Ok(sqlx::query_as!(
+            ConsoleOrder,
+            r#"SELECT id, order_no, client_order_no, payment_method, card_brand, card_last4,
+                      (card IS NOT NULL OR card_sealed IS NOT NULL) AS "card_held!",
+                      pay_deadline, priority, state, run_at, created_at, updated_at, lease_owner,
+                      lease_expires_at, pay_attempts, pay_not_sent, pay_permits,
+                      pay_attempts - pay_not_sent AS "pay_sends!", poll_attempts, pay_started_at,
+                      paid_at, paid_evidence, last_pay_outcome, ticketed_at, finalized_at,
+                      atrip_status, atrip_message, order_status, atrip_pnr, pnr, ticket_numbers,
+                      last_error
+               FROM ticketing_jobs
+               WHERE state = $1 AND (updated_at, id) < ($2, $3)
+               ORDER BY updated_at DESC, id DESC
+               LIMIT $4"#,
+            state.as_str(),
+            before.updated_at,
+            before.id,
+            limit
+        )
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// Orders whose number, client order number, ATRIP reference or one of whose airline PNRs
+    /// is `q` (the codes compared in upper case), newest first, at most `limit`: each way of
+    /// finding an order through its own index, the rows still followed through the claim's.
+    pub async fn console_find(&self, q: &str, limit: i64) -> Result<Vec<ConsoleOrder>, Error> {
+        let code = q.trim().to_uppercase();
+        let mut rows = sqlx::query_as!(
+            ConsoleOrder,
+            r#"SELECT id, order_no, client_order_no, payment_method, card_brand, card_last4,
+                      (card IS NOT NULL OR card_sealed IS NOT NULL) AS "card_held!",
+                      pay_deadline, priority, state, run_at, created_at, updated_at, lease_owner,
+                      lease_expires_at, pay_attempts, pay_not_sent, pay_permits,
+                      pay_attempts - pay_not_sent AS "pay_sends!", poll_attempts, pay_started_at,
+                      paid_at, paid_evidence, last_pay_outcome, ticketed_at, finalized_at,
+                      atrip_status, atrip_message, order_status, atrip_pnr, pnr, ticket_numbers,
+                      last_error
+               FROM ticketing_jobs
+               WHERE id IN (
+                   SELECT id FROM ticketing_jobs WHERE order_no = $1
+                   UNION
+                   SELECT id FROM ticketing_jobs
+                   WHERE client_order_no = $2
+                     AND state IN ('ticketed', 'failed', 'needs_review', 'cancelled')
+                   UNION
+                   SELECT id FROM ticketing_jobs
+                   WHERE atrip_pnr = $1
+                     AND state IN ('ticketed', 'failed', 'needs_review', 'cancelled')
+                   UNION
+                   SELECT id FROM ticketing_jobs
+                   WHERE pnr IS NOT NULL AND string_to_array(pnr, ' ') @> ARRAY[$1::text]
+                   UNION
+                   SELECT id FROM ticketing_jobs
+                   WHERE state IN ('pending', 'paying', 'ticketing')
+                     AND (client_order_no = $2 OR atrip_pnr = $1))
+               LIMIT $3"#,
+            code,
+            q.trim(),
+            limit
+        )
+        .fetch_all(self.pool())
+        .await?;
+        rows.sort_by_key(|r| std::cmp::Reverse(r.id));
+        Ok(rows)
+    }
+
+    /// One order by its number.
+    pub async fn console_order(&self, order_no: &str) -> Result<Option<ConsoleOrder>, Error> {
+        Ok(sqlx::query_as!(
+            ConsoleOrder,
+            r#"SELECT id, order_no, client_order_no, payment_method, card_brand, card_last4,
+                      (card IS NOT NULL OR card_sealed IS NOT NULL) AS "card_held!",
+                      pay_deadline, priority, state, run_at, created_at, updated_at, lease_owner,
+                      lease_expires_at, pay_attempts, pay_not_sent, pay_permits,
+                      pay_attempts - pay_not_sent AS "pay_sends!", poll_attempts, pay_started_at,
+                      paid_at, paid_evidence, last_pay_outcome, ticketed_at, finalized_at,
+                      atrip_status, atrip_message, order_status, atrip_pnr, pnr, ticket_numbers,
+                      last_error
+               FROM ticketing_jobs WHERE order_no = $1"#,
+            order_no
+        )
+        .fetch_optional(self.pool())
+        .await?)
+    }
+
+    /// The `limit` most recent events of a row, oldest first.
+    pub async fn console_events(&self, job_id: i64, limit: i64) -> Result<Vec<EventRow>, Error> {
+        let mut rows = sqlx::query_as!(
+            EventRow,
+            r#"SELECT id, job_id, order_no, at, kind, state, lease_token, worker, detail
+               FROM ticketing_events WHERE job_id = $1
+               ORDER BY id DESC LIMIT $2"#,
+            job_id,
+            limit
+        )
+        .fetch_all(self.pool())
+        .await?;
+        rows.reverse();
+        Ok(rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cursor;
+
+    #[test]
+    fn cursors_round_trip_through_their_link_parameter() {
+        let c = Cursor {
+            updated_at: chrono::DateTime::from_timestamp_micros(1_764_480_000_123_456).unwrap(),
+            id: 42,
+        };
+        assert_eq!(Cursor::parse(&c.to_param()), Some(c));
+        assert_eq!(
+            Cursor::parse(&Cursor::first().to_param()),
+            Some(Cursor::first())
+        );
+        for bad in ["", "1", "x.1", "1.x", "1.2.3"] {
+            assert_eq!(Cursor::parse(bad), None, "{bad}");
+        }
+    }
+}

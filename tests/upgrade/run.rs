@@ -1,0 +1,584 @@
+//! The rollout: database, simulator, orders, old workers, new workers, SIGTERMs, the wait for
+//! every order, then the checks and the closing line.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use ticketing_tracker::atrip::Client;
+use ticketing_tracker::config::Settings;
+use ticketing_tracker::localpg::Scratch;
+use ticketing_tracker::simulator::{self, SimConfig, SimHandle};
+
+use crate::checks::{self, Data, WorkerInfo};
+use crate::procs::{self, Release, Worker};
+use crate::Args;
+
+/// Short, so that a row an old worker leaves leased comes back within seconds.
+pub const LEASE: Duration = Duration::from_millis(5000);
+/// At most half the lease (both releases check it), above the payment processing time.
+const PAY_TIMEOUT: Duration = Duration::from_millis(2500);
+const QUERY_TIMEOUT: Duration = Duration::from_millis(2500);
+/// The previous release's `worker.pay_grace_ms`: it pays an order again once a query shows it
+/// unpaid and the previous intent is older than pay timeout + this grace. Its default (30 s)
+/// would never come within the old workers' few seconds here; one second lets that path run
+/// against the new schema, whose `pay_sends_within_permits` CHECK must refuse its intent.
+const OLD_PAY_GRACE: Duration = Duration::from_millis(1000);
+/// This release: after a pay.do that may have reached ATRIP, an order still unpaid goes to a
+/// person after this long (instead of 180 s), so rows the old release left "paying" end within
+/// the run.
+const UNPAID_SETTLE: Duration = Duration::from_secs(10);
+/// On SIGTERM, in-flight steps get this long to record their results.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(3000);
+/// ATRIP: every payment takes this long to settle (the query shows "0" meanwhile), and
+/// ticketing this long after it.
+const PROCESSING: Duration = Duration::from_millis(800);
+const TICKETING_DELAY: Duration = Duration::from_millis(1500);
+const FAULT_RATE: f64 = 0.1;
+/// Among the first orders (those the old workers pay), every this many has its first pay.do
+/// reset before anything is charged: the order stays unpaid, so the previous release's re-pay
+/// path ("proven unpaid; new pay intent", after pay timeout + grace) runs against the new
+/// schema. Random faults may add more.
+const LOST_PAY_EVERY: usize = 25;
+const LOST_PAY_AMONG: usize = 120;
+/// Orders arrive in batches, through the old workers' time and the rollout.
+const BATCH: usize = 20;
+const BATCH_EVERY: Duration = Duration::from_millis(600);
+/// How long the old workers work alone before the new ones start.
+const OLD_ONLY: Duration = Duration::from_secs(6);
+/// Between the two old workers' SIGTERMs.
+const BETWEEN_TERMS: Duration = Duration::from_secs(2);
+/// After the last old worker is gone, every order must be terminal within this; anything
+/// still pending, paying or ticketing then is stranded.
+const DRAIN: Duration = Duration::from_secs(60);
+
+const _: () = assert!(PAY_TIMEOUT.as_millis() * 2 <= LEASE.as_millis());
+const _: () = assert!(PROCESSING.as_millis() + 500 < PAY_TIMEOUT.as_millis());
+
+/// The figures of the closing line.
+#[derive(Default)]
+struct Figures {
+    orders: usize,
+    old_workers: usize,
+    new_workers: usize,
+    ticketed: usize,
+    failed: usize,
+    needs_review: usize,
+    double_charges: usize,
+    lost: usize,
+    stranded: usize,
+    pay_requests_over_one: u64,
+}
+
+pub fn say(started: Instant, msg: impl AsRef<str>) {
+    println!(
+        "[{:6.1}s] {}",
+        started.elapsed().as_secs_f64(),
+        msg.as_ref()
+    );
+}
+
+/// Runs everything and prints the closing line; returns the exit status.
+pub async fn run(args: &Args, previous: &Path, started: Instant) -> i32 {
+    let mut fig = Figures {
+        orders: args.orders,
+        ..Figures::default()
+    };
+    let code = match body(args, previous, started, &mut fig).await {
+        Ok(code) => code,
+        Err(e) => {
+            println!("upgrade: FAILED: {e}");
+            1
+        }
+    };
+    println!(
+        "upgrade: orders={} old_workers={} new_workers={} ticketed={} failed={} needs_review={} double_charges={} lost={} stranded={} pay_requests_over_one={} elapsed_s={:.1}",
+        fig.orders,
+        fig.old_workers,
+        fig.new_workers,
+        fig.ticketed,
+        fig.failed,
+        fig.needs_review,
+        fig.double_charges,
+        fig.lost,
+        fig.stranded,
+        fig.pay_requests_over_one,
+        started.elapsed().as_secs_f64()
+    );
+    code
+}
+
+async fn body(
+    args: &Args,
+    previous: &Path,
+    started: Instant,
+    fig: &mut Figures,
+) -> Result<i32, String> {
+    say(
+        started,
+        format!(
+            "rolling upgrade: previous release {} -> this tree, {} orders, ATRIP without its duplicate guard, fault rate {FAULT_RATE} (replay: --seed {})",
+            previous.display(),
+            args.orders,
+            args.seed
+        ),
+    );
+    let db = Scratch::create("upgrade")
+        .await
+        .map_err(|e| format!("no database: {e:#}"))?;
+    let result = with_database(args, previous, started, fig, &db).await;
+    db.drop_database().await;
+    result
+}
+
+async fn with_database(
+    args: &Args,
+    previous: &Path,
+    started: Instant,
+    fig: &mut Figures,
+    db: &Scratch,
+) -> Result<i32, String> {
+    let migrations: Vec<String> =
+        sqlx::query_scalar("SELECT version::text FROM _sqlx_migrations ORDER BY version")
+            .fetch_all(&db.pool)
+            .await
+            .map_err(|e| format!("reading the migrations: {e}"))?;
+    say(
+        started,
+        format!(
+            "database {} migrated by this tree: {}",
+            db.name,
+            migrations.join(", ")
+        ),
+    );
+    let sim = simulator::start(
+        SimConfig {
+            auto_create: true,
+            duplicate_guard: false,
+            payment_processing: PROCESSING,
+            ticketing_delay: TICKETING_DELAY,
+            fault_rate: FAULT_RATE,
+            fault_seed: Some(args.seed),
+            ..SimConfig::default()
+        },
+        ([127, 0, 0, 1], 0).into(),
+    )
+    .await
+    .map_err(|e| format!("simulator: {e}"))?;
+    let orders = book(&sim, args.orders).await?;
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "upgrade-{}-{}",
+        Utc::now().format("%Y%m%d-%H%M%S"),
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let new_exe = PathBuf::from(env!("CARGO_BIN_EXE_ticketing-tracker"));
+
+    // The old release, alone, against the new schema.
+    let mut old = Vec::new();
+    for i in 0..2 {
+        old.push(Worker::start(
+            Release::Old,
+            i,
+            previous,
+            &worker_env(Release::Old, &db.url, &sim.base_url()),
+            &dir,
+        )?);
+    }
+    fig.old_workers = old.len();
+    let not_started =
+        procs::wait_started(&mut old, "worker started", Duration::from_secs(30)).await;
+    if !not_started.is_empty() {
+        for w in &old {
+            print_tail(w, 15);
+        }
+        return Err(format!(
+            "the previous release does not start against the new schema: {}",
+            not_started.join("; ")
+        ));
+    }
+    let old_ready = readiness(&old).await;
+    say(
+        started,
+        format!(
+            "old workers {} started (never migrating); /readyz: {}; logs in {}",
+            ids(&old),
+            old_ready.join(", "),
+            dir.display()
+        ),
+    );
+
+    let enqueuer = tokio::spawn(enqueue(db.pool.clone(), orders.clone()));
+    tokio::time::sleep(OLD_ONLY).await;
+    say(
+        started,
+        format!("before the rollout: {}", states(&db.pool).await),
+    );
+
+    // The rollout: new workers up, then the old ones stopped one by one.
+    let mut new = Vec::new();
+    for i in 0..2 {
+        new.push(Worker::start(
+            Release::New,
+            i,
+            &new_exe,
+            &worker_env(Release::New, &db.url, &sim.base_url()),
+            &dir,
+        )?);
+    }
+    fig.new_workers = new.len();
+    let not_started =
+        procs::wait_started(&mut new, "worker started", Duration::from_secs(30)).await;
+    if !not_started.is_empty() {
+        for w in &new {
+            print_tail(w, 15);
+        }
+        return Err(format!(
+            "this tree's workers did not start: {}",
+            not_started.join("; ")
+        ));
+    }
+    say(
+        started,
+        format!(
+            "new workers {} started; /readyz: {}; {}",
+            ids(&new),
+            readiness(&new).await.join(", "),
+            states(&db.pool).await
+        ),
+    );
+    for (i, w) in old.iter_mut().enumerate() {
+        if i > 0 {
+            tokio::time::sleep(BETWEEN_TERMS).await;
+        }
+        if !w.running() {
+            say(
+                started,
+                format!("{} had already exited ({:?})", w.id, w.exit),
+            );
+            continue;
+        }
+        w.terminate()?;
+        let gone = w.wait_exit(SHUTDOWN_GRACE + Duration::from_secs(10)).await;
+        say(
+            started,
+            format!(
+                "SIGTERM {}: {} after {:.1} s; {}",
+                w.id,
+                if gone {
+                    format!("exited {}", w.exit.map_or("?".into(), |s| s.to_string()))
+                } else {
+                    "still running, killed".into()
+                },
+                w.term_sent.map_or(0.0, |t| t.elapsed().as_secs_f64()),
+                states(&db.pool).await
+            ),
+        );
+        if !gone {
+            w.kill();
+        }
+    }
+    let enqueued = enqueuer
+        .await
+        .map_err(|e| format!("the enqueuer panicked: {e}"))?
+        .map_err(|e| format!("enqueueing: {e}"))?;
+    say(started, format!("all {enqueued} orders enqueued"));
+
+    // Every order to a terminal state.
+    let rolled = Instant::now();
+    let mut last_report = Instant::now();
+    loop {
+        let unfinished: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM ticketing_jobs WHERE state IN ('pending', 'paying', 'ticketing')",
+        )
+        .fetch_one(&db.pool)
+        .await
+        .map_err(|e| format!("counting unfinished rows: {e}"))?;
+        if unfinished == 0 {
+            say(
+                started,
+                format!(
+                    "every order terminal {:.1} s after the last old worker left",
+                    rolled.elapsed().as_secs_f64()
+                ),
+            );
+            break;
+        }
+        if rolled.elapsed() > DRAIN {
+            say(
+                started,
+                format!(
+                    "{unfinished} orders still unfinished {} s after the rollout",
+                    DRAIN.as_secs()
+                ),
+            );
+            break;
+        }
+        if last_report.elapsed() > Duration::from_secs(5) {
+            say(started, format!("waiting: {}", states(&db.pool).await));
+            last_report = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    for w in new.iter_mut() {
+        let _ = w.terminate();
+    }
+    for w in new.iter_mut() {
+        if !w.wait_exit(SHUTDOWN_GRACE + Duration::from_secs(10)).await {
+            w.kill();
+        }
+    }
+
+    let data = Data {
+        jobs: checks::load_jobs(&db.pool).await?,
+        events: checks::load_events(&db.pool).await?,
+        ledger: sim.ledger(),
+        requests: sim.requests(),
+    };
+    let workers: Vec<WorkerInfo> = old
+        .iter()
+        .zip(&old_ready)
+        .map(|(w, ready)| WorkerInfo::of(w, Some(ready.clone())))
+        .chain(new.iter().map(|w| WorkerInfo::of(w, None)))
+        .collect();
+    let order_nos: Vec<String> = orders.iter().map(|o| o.0.clone()).collect();
+    let report = checks::check(&order_nos, &data, &workers);
+
+    fig.ticketed = report.state("ticketed");
+    fig.failed = report.state("failed");
+    fig.needs_review = report.state("needs_review");
+    fig.double_charges = report.double_charges;
+    fig.lost = report.lost;
+    fig.stranded = report.stranded;
+    fig.pay_requests_over_one = report.pay_requests_over_one;
+
+    let totals = &data.ledger["totals"];
+    say(
+        started,
+        format!(
+            "final states: {}",
+            report
+                .states
+                .iter()
+                .map(|(s, n)| format!("{s}={n}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+    );
+    say(
+        started,
+        format!(
+            "ATRIP saw {} pay.do, {} charges, {} queries, {} faults injected",
+            totals["pay_requests"], totals["charges"], totals["queries"], totals["faults_injected"]
+        ),
+    );
+    for line in &report.notes {
+        say(started, format!("note: {line}"));
+    }
+    for line in &report.findings {
+        say(started, format!("FINDING: {line}"));
+    }
+    let code = if report.violations.is_empty() {
+        say(started, "all invariants hold");
+        if !args.keep_logs && report.findings.is_empty() {
+            let _ = std::fs::remove_dir_all(&dir);
+        } else {
+            say(started, format!("worker logs kept in {}", dir.display()));
+        }
+        0
+    } else {
+        for v in report.violations.iter().take(40) {
+            say(started, format!("VIOLATION {v}"));
+        }
+        say(
+            started,
+            format!(
+                "{} invariant violations; worker logs in {}",
+                report.violations.len(),
+                dir.display()
+            ),
+        );
+        1
+    };
+    Ok(code)
+}
+
+/// Books the orders in the simulator (one passenger each), across the four payment methods.
+async fn book(sim: &SimHandle, n: usize) -> Result<Vec<(String, i16, Option<Value>)>, String> {
+    let mut settings = Settings::defaults().atrip;
+    settings.base_url = sim.base_url();
+    let client = Client::new(&settings).map_err(|e| e.to_string())?;
+    let http = reqwest::Client::new();
+    let mut orders = Vec::with_capacity(n);
+    for i in 0..n {
+        let no = format!("UPGRADE{i:06}");
+        client
+            .create_order(&json!({
+                "orderNo": no,
+                "passengers": [{"name": "DOE/JANE", "passengerType": 0, "gender": "F", "birthday": "19900101"}],
+                "totalPrice": 120.0
+            }))
+            .await
+            .map_err(|e| format!("order.do {no}: {e}"))?;
+        if i < LOST_PAY_AMONG && i % LOST_PAY_EVERY == LOST_PAY_EVERY / 5 {
+            let answer = http
+                .post(format!("{}/sim/orders/{no}/scenario", sim.base_url()))
+                .json(&json!({ "reset_before_charge": 1 }))
+                .timeout(Duration::from_secs(10))
+                .send()
+                .await
+                .map_err(|e| format!("scenario {no}: {e}"))?;
+            if !answer.status().is_success() {
+                return Err(format!("scenario {no}: HTTP {}", answer.status()));
+            }
+        }
+        let method = [1i16, 3, 4, 5][i % 4];
+        let card = match method {
+            3 => Some(json!({
+                "cardNumber": "4532015112830366", "cardCVV": "123",
+                "cardExpireMonth": "07", "cardExpireYear": "2030",
+                "cardHolderFirstName": "JANE", "cardHolderLastName": "DOE",
+                "reusable": false, "paymentLimit": 500
+            })),
+            5 => Some(json!({
+                "cardNumber": "4054695723100768", "cardCVV": "123",
+                "cardExpireMonth": "12", "cardExpireYear": "2031",
+                "cardHolderFirstName": "JANE", "cardHolderLastName": "DOE",
+                "threeDS": { "ip": "203.0.113.7" }
+            })),
+            _ => None,
+        };
+        orders.push((no, method, card));
+    }
+    Ok(orders)
+}
+
+/// Inserts the orders in batches, the way an agency's system would (plain INSERTs).
+async fn enqueue(pool: PgPool, orders: Vec<(String, i16, Option<Value>)>) -> Result<usize, String> {
+    let mut done = 0;
+    for (i, batch) in orders.chunks(BATCH).enumerate() {
+        if i > 0 {
+            tokio::time::sleep(BATCH_EVERY).await;
+        }
+        let nos: Vec<&str> = batch.iter().map(|o| o.0.as_str()).collect();
+        let methods: Vec<i16> = batch.iter().map(|o| o.1).collect();
+        let cards: Vec<Option<Value>> = batch.iter().map(|o| o.2.clone()).collect();
+        sqlx::query(
+            "INSERT INTO ticketing_jobs (order_no, payment_method, card)
+             SELECT * FROM UNNEST($1::text[], $2::smallint[], $3::jsonb[])",
+        )
+        .bind(&nos)
+        .bind(&methods)
+        .bind(&cards)
+        .execute(&pool)
+        .await
+        .map_err(|e| format!("batch {i}: {e}"))?;
+        done += batch.len();
+    }
+    Ok(done)
+}
+
+/// The workers' configuration, every key as an `APP_SECTION__KEY` variable. The previous
+/// release accepts (ignores) keys it does not know; this one refuses them, so
+/// `worker.pay_grace_ms`, which it no longer has, goes to the old workers only.
+fn worker_env(release: Release, db_url: &str, sim_url: &str) -> Vec<(String, String)> {
+    let ms = |d: Duration| d.as_millis().to_string();
+    let mut env = vec![
+        ("APP_DATABASE__URL", db_url.to_owned()),
+        ("APP_DATABASE__MAX_CONNECTIONS", "8".into()),
+        // The old binary cannot migrate a newer schema; the new one's init container did.
+        ("APP_DATABASE__MIGRATE_ON_START", "false".into()),
+        ("APP_ATRIP__BASE_URL", sim_url.to_owned()),
+        ("APP_ATRIP__CLIENT_ID", "sim-client".into()),
+        ("APP_ATRIP__CLIENT_SECRET", "sim-secret".into()),
+        ("APP_ATRIP__PAY_TIMEOUT_MS", ms(PAY_TIMEOUT)),
+        ("APP_ATRIP__QUERY_TIMEOUT_MS", ms(QUERY_TIMEOUT)),
+        ("APP_ATRIP__CONNECT_TIMEOUT_MS", "1000".into()),
+        ("APP_HTTP__HOST", "127.0.0.1".into()),
+        ("APP_HTTP__PORT", "0".into()),
+        ("APP_WORKER__LEASE_MS", ms(LEASE)),
+        ("APP_WORKER__CLAIM_INTERVAL_MS", "200".into()),
+        ("APP_WORKER__RECOVERY_DELAY_MS", "300".into()),
+        ("APP_WORKER__FIRST_POLL_MS", "300".into()),
+        ("APP_WORKER__POLL_INITIAL_MS", "300".into()),
+        ("APP_WORKER__POLL_MULTIPLIER", "1.5".into()),
+        ("APP_WORKER__POLL_MAX_MS", "2000".into()),
+        ("APP_WORKER__SHUTDOWN_GRACE_MS", ms(SHUTDOWN_GRACE)),
+        ("APP_LOG__FORMAT", "json".into()),
+        ("APP_LOG__LEVEL", "info".into()),
+        ("NO_COLOR", "1".into()),
+    ];
+    match release {
+        Release::Old => env.push(("APP_WORKER__PAY_GRACE_MS", ms(OLD_PAY_GRACE))),
+        Release::New => env.push((
+            "APP_WORKER__UNPAID_SETTLE_S",
+            UNPAID_SETTLE.as_secs().to_string(),
+        )),
+    }
+    env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+}
+
+/// Each worker's `/readyz` answer (`200`, `503 ...`, or why it could not be asked).
+async fn readiness(workers: &[Worker]) -> Vec<String> {
+    let http = reqwest::Client::new();
+    let mut out = Vec::new();
+    for w in workers {
+        let answer = match w.http_addr() {
+            None => "no HTTP address logged".to_owned(),
+            Some(addr) => match http
+                .get(format!("http://{addr}/readyz"))
+                .timeout(Duration::from_secs(5))
+                .send()
+                .await
+            {
+                Ok(r) => {
+                    let status = r.status().as_u16();
+                    let body = r.text().await.unwrap_or_default();
+                    if status == 200 {
+                        "200".to_owned()
+                    } else {
+                        format!("{status} {}", body.trim())
+                    }
+                }
+                Err(e) => format!("unreachable: {e}"),
+            },
+        };
+        out.push(answer);
+    }
+    out
+}
+
+async fn states(pool: &PgPool) -> String {
+    let rows: Result<Vec<(String, i64)>, _> =
+        sqlx::query_as("SELECT state, count(*) FROM ticketing_jobs GROUP BY state ORDER BY state")
+            .fetch_all(pool)
+            .await;
+    match rows {
+        Ok(rows) if rows.is_empty() => "no rows yet".into(),
+        Ok(rows) => rows
+            .iter()
+            .map(|(s, n)| format!("{s}={n}"))
+            .collect::<Vec<_>>()
+            .join(" "),
+        Err(e) => format!("(states unreadable: {e})"),
+    }
+}
+
+fn ids(workers: &[Worker]) -> String {
+    workers
+        .iter()
+        .map(|w| w.id.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn print_tail(w: &Worker, n: usize) {
+    let text = std::fs::read_to_string(&w.log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    println!("--- last lines of {} ({})", w.id, w.log.display());
+    for line in &lines[lines.len().saturating_sub(n)..] {
+        println!("    {line}");
+    }
+}
