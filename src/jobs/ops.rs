@@ -240,6 +240,31 @@ RETURNING job_id"#,
         Ok(hit.is_some())
     }
 
+    /// Whether this row's open pay intent was given back, unsent, by a worker of the previous
+    /// release at its shutdown. That release recorded the give-back as a `released` event right
+    /// after the intent, under the same lease token, without counting the intent as not sent
+    /// (this release counts it itself, and says so in the event's `pay_sent`); it only ever did
+    /// so before sending. Read only for a `paying` row with no recorded pay answer.
+    pub async fn intent_given_back_by_previous_release(&self, job_id: i64) -> Result<bool, Error> {
+        let last_two = sqlx::query!(
+            r#"SELECT kind AS "kind!", lease_token, (detail ? 'pay_sent') AS "says_pay_sent!"
+               FROM ticketing_events WHERE job_id = $1 ORDER BY id DESC LIMIT 2"#,
+            job_id
+        )
+        .fetch_all(self.pool())
+        .await?;
+        Ok(match last_two.as_slice() {
+            [released, intent] => {
+                released.kind == EventKind::Released.as_str()
+                    && !released.says_pay_sent
+                    && intent.kind == EventKind::PayIntent.as_str()
+                    && released.lease_token.is_some()
+                    && released.lease_token == intent.lease_token
+            }
+            _ => false,
+        })
+    }
+
     /// Wakes every listening worker.
     pub async fn notify(&self) -> Result<(), Error> {
         sqlx::query!("SELECT pg_notify('ticketing_jobs', 'wake')")

@@ -128,10 +128,26 @@ impl Said {
 }
 
 impl Said {
+    /// The row's open intent is also recorded as never sent (given back, unsent, by a worker of
+    /// the previous release).
+    pub fn with_intent_not_sent(mut self) -> Said {
+        self.not_sent = true;
+        self.pay_outcome = Some(PayOutcome::NotSent);
+        if let Value::Object(detail) = &mut self.detail {
+            detail.insert(
+                "intent".into(),
+                json!("given back unsent by a worker of the previous release"),
+            );
+        }
+        self
+    }
+
     /// This answer confirming an `earlier` one of the same step (complete tickets asked for a
     /// second time): both queries counted, both answers in the one event.
     pub fn after(mut self, earlier: Said) -> Said {
         self.polls += earlier.polls;
+        self.not_sent |= earlier.not_sent;
+        self.pay_outcome = self.pay_outcome.or(earlier.pay_outcome);
         if let Value::Object(detail) = &mut self.detail {
             detail.insert("earlier".into(), earlier.detail);
         }

@@ -5,6 +5,7 @@
 
 use super::{Inner, Step, StepError};
 use crate::atrip::QueryAnswer;
+use crate::domain::State;
 use crate::jobs::Said;
 use crate::machine::{Event, Next};
 
@@ -25,9 +26,23 @@ pub(super) async fn step(w: &Inner, step: &mut Step) -> Result<String, StepError
     if let Some(why) = w.give_back_if_needed(step, w.atrip.query_timeout()).await? {
         return Ok(why);
     }
+    // A rolling upgrade: an intent the previous release gave back at its shutdown, before
+    // sending, is counted as not sent here, as this release counts its own.
+    let legacy_unsent = step.job.claimed_from == State::Paying
+        && step.job.last_pay_outcome.is_none()
+        && step.job.pay_attempts > step.job.pay_not_sent
+        && w.store
+            .intent_given_back_by_previous_release(step.job.id)
+            .await?;
+    if legacy_unsent {
+        step.job.pay_not_sent += 1;
+    }
     let answer = ask(w, &step.job.order_no).await;
     let (facts, mut next) = w.decide(step, Event::Query(&answer));
     let mut said = Said::query(&answer);
+    if legacy_unsent {
+        said = said.with_intent_not_sent();
+    }
     if let Next::SeenOnce {
         tickets, poll_in, ..
     } = &next

@@ -273,3 +273,79 @@ async fn a_payment_still_landing_at_the_rows_deadline_goes_to_a_person_not_to_fa
     app.settle(&worker, 200).await;
     app.assert_ticketed_once(&order_no, 1).await;
 }
+
+/// What a worker of the previous release writes when it gives a freshly claimed row back at
+/// its shutdown, before sending: a `released` event under the intent's lease token, and no
+/// count of the intent as not sent.
+async fn release_as_the_previous_release_did(app: &TestApp, order_no: &str, token: i64) {
+    sqlx::query(
+        "WITH u AS (UPDATE ticketing_jobs SET lease_owner = NULL, lease_expires_at = NULL,
+                           run_at = ticketing_now(), updated_at = ticketing_now()
+                    WHERE order_no = $1 RETURNING id, order_no, state)
+         INSERT INTO ticketing_events (job_id, order_no, kind, state, lease_token, worker, detail)
+         SELECT id, order_no, 'released', state, $2, 'old-worker',
+                '{\"reason\": \"worker shutting down before this step sent anything\"}' FROM u",
+    )
+    .bind(order_no)
+    .bind(token)
+    .execute(app.pool())
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn an_intent_the_previous_release_gave_back_unsent_is_paid_after_the_query() {
+    let app = TestApp::new().await;
+    let order_no = app.order_and_enqueue(1, None, json!({})).await;
+    let claimed = app
+        .store
+        .claim("old-worker", 10, app.settings.worker.lease(), false)
+        .await
+        .unwrap();
+    release_as_the_previous_release_did(&app, &order_no, claimed[0].lease_token).await;
+
+    let worker = app.worker();
+    let round = worker.step().await.unwrap();
+    assert!(round.outcomes[0].pay_sent, "{:?}", round.outcomes[0]);
+    app.settle(&worker, 200).await;
+    let row = app.assert_ticketed_once(&order_no, 1).await;
+    assert_eq!(
+        (row.pay_attempts, row.pay_not_sent, row.pay_sends),
+        (2, 1, 1)
+    );
+}
+
+#[tokio::test]
+async fn a_recovery_the_previous_release_gave_back_is_no_proof_that_nothing_was_sent() {
+    let app = TestApp::new().await;
+    let order_no = app.order_and_enqueue(1, None, json!({})).await;
+    let lease = app.settings.worker.lease();
+    app.store
+        .claim("old-worker", 10, lease, false)
+        .await
+        .unwrap();
+    // The intent's pay.do may have left; a later recovery claim was given back.
+    app.advance(lease + Duration::from_secs(1)).await;
+    let recovery = app
+        .store
+        .claim("old-worker-2", 10, lease, false)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO ticketing_events (job_id, order_no, kind, state, lease_token, worker, detail)
+         SELECT id, order_no, 'claimed', 'paying', $2, 'old-worker-2', '{}' FROM ticketing_jobs
+         WHERE order_no = $1",
+    )
+    .bind(&order_no)
+    .bind(recovery[0].lease_token)
+    .execute(app.pool())
+    .await
+    .unwrap();
+    release_as_the_previous_release_did(&app, &order_no, recovery[0].lease_token).await;
+
+    let round = app.worker().step().await.unwrap();
+    assert!(!round.outcomes[0].pay_sent, "{:?}", round.outcomes[0]);
+    let row = app.job(&order_no).await;
+    assert_eq!((row.state.as_str(), row.pay_not_sent), ("paying", 0));
+    assert_eq!(app.pay_requests(&order_no), 0);
+}
