@@ -80,9 +80,11 @@ impl Server {
             .await?;
         admin.close().await;
         let url = localpg::with_database(&self.url, &name);
+        // The bench's own statements (building a million rows) are slow on purpose: not logged.
+        let options: sqlx::postgres::PgConnectOptions = url.parse()?;
         let pool = PgPoolOptions::new()
             .max_connections(16)
-            .connect(&url)
+            .connect_with(sqlx::ConnectOptions::disable_statement_logging(options))
             .await?;
         crate::MIGRATOR.run(&pool).await?;
         Ok(Scratch {

@@ -166,16 +166,19 @@ impl JobStore {
             p95_s: vec![None; buckets],
             ..Throughput::default()
         };
-        // Finished rows through their index, rows still followed through the claim's.
+        // Ticketed rows through their index (paid before they were ticketed), the few others
+        // (a person's or still followed) through theirs.
         let paid = sqlx::query!(
             r#"SELECT date_bin($2::float8 * interval '1 second', paid_at, $1) AS "bucket!",
                       count(*) AS "n!"
                FROM (SELECT paid_at FROM ticketing_jobs
-                     WHERE paid_at >= $1
-                       AND state IN ('ticketed', 'failed', 'needs_review', 'cancelled')
+                     WHERE state = 'ticketed' AND ticketed_at >= $1 AND paid_at >= $1
                      UNION ALL
                      SELECT paid_at FROM ticketing_jobs
-                     WHERE paid_at >= $1 AND state IN ('pending', 'paying', 'ticketing')) p
+                     WHERE state IN ('failed', 'needs_review', 'cancelled') AND paid_at >= $1
+                     UNION ALL
+                     SELECT paid_at FROM ticketing_jobs
+                     WHERE state IN ('pending', 'paying', 'ticketing') AND paid_at >= $1) p
                GROUP BY 1"#,
             start,
             bucket_s as f64
@@ -387,19 +390,14 @@ impl JobStore {
                    SELECT id FROM ticketing_jobs WHERE order_no = $1
                    UNION
                    SELECT id FROM ticketing_jobs
-                   WHERE client_order_no = $2
-                     AND state IN ('ticketed', 'failed', 'needs_review', 'cancelled')
-                   UNION
-                   SELECT id FROM ticketing_jobs
-                   WHERE atrip_pnr = $1
-                     AND state IN ('ticketed', 'failed', 'needs_review', 'cancelled')
-                   UNION
-                   SELECT id FROM ticketing_jobs
-                   WHERE pnr IS NOT NULL AND string_to_array(pnr, ' ') @> ARRAY[$1::text]
+                   WHERE state IN ('ticketed', 'failed', 'needs_review', 'cancelled')
+                     AND (string_to_array(COALESCE(pnr, ''), ' ')
+                          || ARRAY[atrip_pnr, upper(client_order_no)]) @> ARRAY[$1::text]
                    UNION
                    SELECT id FROM ticketing_jobs
                    WHERE state IN ('pending', 'paying', 'ticketing')
-                     AND (client_order_no = $2 OR atrip_pnr = $1))
+                     AND (client_order_no = $2 OR upper(client_order_no) = $1
+                          OR atrip_pnr = $1))
                LIMIT $3"#,
             code,
             q.trim(),

@@ -95,12 +95,17 @@ impl Said {
                 said.atrip_message = v.msg.clone();
                 said.order_status = Some(v.order_status.wire().to_owned());
                 said.atrip_pnr = v.pnr_code.clone();
+                let ticketed = v
+                    .tickets
+                    .iter()
+                    .filter(|p| !p.ticket_numbers.is_empty())
+                    .count();
                 json!({
                     "answer": "order", "orderStatus": v.order_status.wire(),
                     "ticketStatus": v.ticket_status, "errorCode": v.error_code,
                     "paymentAttempted": v.payment_attempted,
-                    "passengers": v.tickets.len(),
-                    "ticketed_passengers": v.tickets.iter().filter(|p| !p.ticket_numbers.is_empty()).count(),
+                    // Passengers with a ticket number / passengers.
+                    "tickets": format!("{ticketed}/{}", v.tickets.len()),
                 })
             }
             QueryAnswer::NotFound { status, msg } => {
@@ -148,8 +153,14 @@ impl Said {
         self.polls += earlier.polls;
         self.not_sent |= earlier.not_sent;
         self.pay_outcome = self.pay_outcome.or(earlier.pay_outcome);
+        let same = earlier.detail == self.detail;
         if let Value::Object(detail) = &mut self.detail {
-            detail.insert("earlier".into(), earlier.detail);
+            if same {
+                // The same answer twice (complete tickets confirmed): said once, counted twice.
+                detail.insert("seen".into(), json!(2));
+            } else {
+                detail.insert("earlier".into(), earlier.detail);
+            }
         }
         self
     }
