@@ -90,6 +90,14 @@ fn back_to(order_no: &str, done: &str) -> Response {
     Redirect::to(&format!("/console/orders/{order_no}?done={done}")).into_response()
 }
 
+/// The order an action on one order is for, once the person may act (an operator, with the
+/// form's CSRF token) and the number is one.
+#[allow(clippy::result_large_err)]
+fn acting_on(who: &Who, form: &Form, raw: &str) -> Result<String, Response> {
+    who.may_act(form)?;
+    order_no(who, raw)
+}
+
 /// A path's order number, or a 404: anything else is no order of ours.
 #[allow(clippy::result_large_err)]
 fn order_no(who: &Who, raw: &str) -> Result<String, Response> {
@@ -111,12 +119,9 @@ pub async fn retry(
     Path(raw): Path<String>,
     form: Form,
 ) -> Response {
-    if let Err(refused) = who.may_act(&form) {
-        return refused;
-    }
-    let order_no = match order_no(&who, &raw) {
+    let order_no = match acting_on(&who, &form, &raw) {
         Ok(o) => o,
-        Err(r) => return r,
+        Err(refused) => return refused,
     };
     match c.store.retry(&order_no, None, false, &who.by()).await {
         Ok(done) => {
@@ -203,12 +208,9 @@ pub async fn repay(
     Path(raw): Path<String>,
     form: Form,
 ) -> Response {
-    if let Err(refused) = who.may_act(&form) {
-        return refused;
-    }
-    let order_no = match order_no(&who, &raw) {
+    let order_no = match acting_on(&who, &form, &raw) {
         Ok(o) => o,
-        Err(r) => return r,
+        Err(refused) => return refused,
     };
     if form.get("confirm") != Some("unpaid-in-atrip") {
         return confirm_page(
@@ -236,12 +238,9 @@ pub async fn cancel(
     Path(raw): Path<String>,
     form: Form,
 ) -> Response {
-    if let Err(refused) = who.may_act(&form) {
-        return refused;
-    }
-    let order_no = match order_no(&who, &raw) {
+    let order_no = match acting_on(&who, &form, &raw) {
         Ok(o) => o,
-        Err(r) => return r,
+        Err(refused) => return refused,
     };
     match c.store.cancel(&order_no, &who.by()).await {
         Ok(()) => {

@@ -36,6 +36,8 @@ mod procs;
 mod run;
 mod schedule;
 mod selftest;
+#[path = "../common/signal.rs"]
+mod signal;
 
 use std::time::{Duration, Instant};
 
@@ -71,7 +73,7 @@ fn main() {
     let code = runtime.block_on(async {
         tokio::select! {
             code = run::run(args, started) => code,
-            signal = stop_signal() => {
+            signal = signal::stop_signal() => {
                 eprintln!("chaos: {signal}; stopping the workers");
                 130
             }
@@ -79,13 +81,4 @@ fn main() {
     });
     runtime.shutdown_timeout(Duration::from_secs(2));
     std::process::exit(code);
-}
-
-async fn stop_signal() -> &'static str {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("a SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => "interrupted",
-        _ = term.recv() => "terminated",
-    }
 }

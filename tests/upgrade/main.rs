@@ -29,6 +29,8 @@
 mod checks;
 mod procs;
 mod run;
+#[path = "../common/signal.rs"]
+mod signal;
 
 use std::time::{Duration, Instant};
 
@@ -148,7 +150,7 @@ fn main() {
     let code = runtime.block_on(async {
         tokio::select! {
             code = run::run(&args, &previous, started) => code,
-            signal = stop_signal() => {
+            signal = signal::stop_signal() => {
                 eprintln!("upgrade: {signal}; stopping the workers");
                 130
             }
@@ -156,13 +158,4 @@ fn main() {
     });
     runtime.shutdown_timeout(Duration::from_secs(2));
     std::process::exit(code);
-}
-
-async fn stop_signal() -> &'static str {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("a SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => "interrupted",
-        _ = term.recv() => "terminated",
-    }
 }
