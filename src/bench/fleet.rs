@@ -251,8 +251,9 @@ impl Fleet {
         })
     }
 
-    /// INSERT to `pay.do` received, one order at a time into an idle worker: (p50, p99) in ms.
-    pub async fn pickup(db: &Scratch, sim: &SimHandle) -> anyhow::Result<(i64, i64)> {
+    /// INSERT to `pay.do` received, one order at a time into an idle worker: (p50, p99) in ms,
+    /// and the median time from INSERT to `ticketed` of the same orders.
+    pub async fn pickup(db: &Scratch, sim: &SimHandle) -> anyhow::Result<(i64, i64, f64)> {
         let fleet = Fleet::start(db, sim, 1, 64).await?;
         let mut pickup = Vec::with_capacity(200);
         for i in 0..200 {
@@ -282,9 +283,16 @@ impl Fleet {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         fleet.stop().await?;
+        let to_ticket_ms = sqlx::query_scalar!(
+            r#"SELECT (EXTRACT(EPOCH FROM percentile_cont(0.5) WITHIN GROUP
+                       (ORDER BY ticketed_at - created_at)) * 1000)::float8 AS "ms!"
+               FROM ticketing_jobs WHERE order_no LIKE 'PICKUP%' AND state = 'ticketed'"#
+        )
+        .fetch_one(&db.pool)
+        .await?;
         pickup.sort_unstable();
         let pct = |p: f64| pickup[((pickup.len() as f64 - 1.0) * p).round() as usize];
-        Ok((pct(0.5), pct(0.99)))
+        Ok((pct(0.5), pct(0.99), to_ticket_ms))
     }
 
     /// The median time of seven `/metrics` scrapes of one running worker, in ms.

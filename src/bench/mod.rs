@@ -60,9 +60,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     };
     let through = Fleet::throughput(&db, &sim, &phase).await?;
     println!("bench: throughput: {through}");
-    let (p50, p99) = Fleet::pickup(&db, &sim).await?;
+    let (p50, p99, to_ticket) = Fleet::pickup(&db, &sim).await?;
     println!(
-        "bench: pickup (INSERT -> pay.do received) over 200 orders: p50 {p50} ms, p99 {p99} ms"
+        "bench: pickup (INSERT -> pay.do received) over 200 orders: p50 {p50} ms, p99 {p99} ms; INSERT -> ticketed p50 {to_ticket:.1} ms"
     );
 
     if args.latency_ms > 0 {
