@@ -2,21 +2,27 @@
 //! the order query until its PNR and every ticket number are final.
 //!
 //! An enqueuer inserts a row into `ticketing_jobs`. A worker claims due rows in batches
-//! (`FOR NO KEY UPDATE SKIP LOCKED`, a lease token bumped per claim). Claiming a `pending` row
-//! commits the pay intent, moving it to `paying`, before `pay.do` leaves. The answer is
-//! recorded by one fenced write:
-//! - accepted → `ticketing`;
-//! - definitive refusal → `failed`;
-//! - anything unclear → stays `paying`, and only an order query moves it on.
+//! (`FOR NO KEY UPDATE SKIP LOCKED`, a lease token bumped per claim, every time the database's).
+//! Claiming a `pending` row commits the pay intent, moving it to `paying`, before `pay.do`
+//! leaves; the table's CHECKs refuse a second intent without a permit. The answer is recorded
+//! by one fenced write:
+//! - accepted (or already paid) → `ticketing`;
+//! - a documented refusal → `failed`;
+//! - anything unclear → stays `paying`: only the order query moves it on, and once a `pay.do`
+//!   may have reached ATRIP the worker never sends another by itself; an order that keeps
+//!   showing unpaid goes to `needs_review`.
 //!
-//! `ticketing` rows are polled with backoff until every passenger's ticket has been seen
-//! identically twice (→ `ticketed`), ATRIP cancels the order (→ `failed`), or a bound passes
-//! (→ `needs_review`). Operators may `cancel` a row before any payment was sent, and `retry`
-//! a `failed` or `needs_review` row; a retry resumes with an order query.
+//! `ticketing` rows are followed with backoff until every passenger's ticket and a PNR have been
+//! seen identically twice (→ `ticketed`), ATRIP cancels the order (→ `failed`), or a bound
+//! passes (→ `needs_review`). Operators may `cancel` a row no `pay.do` reached ATRIP for, and
+//! `retry` a `failed` or `needs_review` row (`--repay` to allow one more `pay.do`); a retry
+//! resumes with an order query. `docs/design.md` states the rules one by one.
 //!
 //! Modules:
-//! - [`jobs`]: the job store, every SQL statement;
-//! - [`worker`]: the claim loop and the pay, recovery and follow steps;
+//! - [`domain`]: the vocabulary (states, methods, order numbers, tickets, event kinds);
+//! - [`machine`]: the transition table, "state × what ATRIP answered → next";
+//! - [`jobs`]: the job store, every SQL statement, and the writer that batches results;
+//! - [`worker`]: the claim loop and the pay and query steps;
 //! - [`atrip`]: codes, answer classification and the HTTP client;
 //! - [`simulator`]: the ATRIP simulator;
 //! - [`card`] and [`sealed`]: card data;

@@ -7,10 +7,12 @@
 //! one fenced write. [`Worker::step`] runs one round to completion (tests drive the worker with
 //! it); [`Worker::run`] loops, woken by `LISTEN` with a polling fallback, until shutdown.
 //!
-//! Files: `pay` (the pay step), `query` (recovery and following), `lease` (the leases as this
+//! Files: `pay` (the pay step), `query` (recovery and following), `conclude` (how every step
+//! ends: the decision, its write, giving a row back), `lease` (the leases as this
 //! process's monotonic clock sees them), `schedule` (poll delays, rate limit, the wall clock),
 //! `failpoint` (test-only hooks).
 
+mod conclude;
 mod failpoint;
 mod lease;
 mod pay;
@@ -31,8 +33,8 @@ use tracing::{debug, error, info, warn, Instrument};
 use crate::atrip::Client;
 use crate::config::WorkerSettings;
 use crate::domain::State;
-use crate::jobs::{self, Applied, CardSummary, ClaimedJob, JobStore, Lease, Said, Write, Writer};
-use crate::machine::{self, Bounds, Event, Next};
+use crate::jobs::{self, ClaimedJob, JobStore, Lease, Writer};
+use crate::machine;
 pub use failpoint::{TestHooks, CLOCK_SKEW_VAR, FAILPOINTS_VAR};
 use lease::LeaseBook;
 pub use schedule::{next_poll_delay, Clock, RateLimiter};
@@ -411,154 +413,6 @@ async fn listen(pool: sqlx::PgPool, wake: Arc<Notify>, stop: CancellationToken) 
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-        }
-    }
-}
-
-impl Inner {
-    pub fn bounds(&self) -> Bounds<'_> {
-        Bounds {
-            settings: &self.settings,
-        }
-    }
-
-    /// What the table says comes next after `event`, on the step's row as it is now.
-    pub fn decide(&self, step: &Step, event: Event<'_>) -> (machine::Facts, Next) {
-        let facts = step.facts();
-        let next = machine::next(event, &facts, &self.bounds());
-        (facts, next)
-    }
-
-    /// Asks the table what comes next after `event`, writes it, and says what happened. The
-    /// one end of every step (a `NewIntent` is written here too; the caller then pays).
-    pub async fn conclude(
-        &self,
-        step: &mut Step,
-        event: Event<'_>,
-        said: Said,
-    ) -> Result<Next, StepError> {
-        let (facts, next) = self.decide(step, event);
-        self.write_next(step, &facts, next, said).await
-    }
-
-    /// Writes a decided `next` with what ATRIP said.
-    pub async fn write_next(
-        &self,
-        step: &mut Step,
-        facts: &machine::Facts,
-        next: Next,
-        said: Said,
-    ) -> Result<Next, StepError> {
-        let card = if matches!(next, Next::NewIntent) {
-            CardSummary::default()
-        } else {
-            pay::card_summary(self, &step.job)
-        };
-        let write = Write::step(&next, said, facts, card);
-        let applied = self.record(&mut step.lease, &write).await?;
-        match &next {
-            // Off the happy path: said at warn, with the order, whatever the span filter.
-            Next::Failed(reason) => warn!(
-                order_no = %step.job.order_no, state = %State::Failed, reason = %reason,
-                "order failed"
-            ),
-            Next::Review(reason) => warn!(
-                order_no = %step.job.order_no, state = %State::NeedsReview, reason = %reason,
-                "order needs a person"
-            ),
-            Next::Ticketed { .. } => {
-                let waited = (applied.at - step.job.created_at)
-                    .to_std()
-                    .unwrap_or_default();
-                crate::metrics::global().enqueue_to_ticketed.observe(waited);
-            }
-            _ => {}
-        }
-        Ok(next)
-    }
-
-    /// Whether this step may wait `d` more and still finish a call inside its lease (and
-    /// the worker is not shutting down).
-    pub fn may_wait(&self, step: &Step, d: Duration) -> bool {
-        !self.stopping.is_cancelled() && self.leases.covers(step.job.id, d)
-    }
-
-    /// Records a write, retrying while the database is unreachable (a restart must not cost
-    /// a recorded answer). A lost lease is final. A write the table refuses is a bug: the row
-    /// goes to `needs_review` naming the constraint (rule W2), never retried as an outage.
-    pub async fn record(&self, lease: &mut Lease, write: &Write) -> Result<Applied, StepError> {
-        let mut pause = Duration::from_millis(100);
-        let deadline = Instant::now() + self.settings.lease() / 2;
-        loop {
-            match self.writer.apply(lease, write).await {
-                Ok(applied) => {
-                    debug!(kind = %write.kind(), to = %write.to(), "recorded");
-                    return Ok(applied);
-                }
-                Err(jobs::Error::ConstraintViolated {
-                    job_id,
-                    order_no,
-                    constraint,
-                }) => {
-                    self.store
-                        .review_refused_write(lease, &self.id, &constraint, write.kind())
-                        .await?;
-                    return Err(jobs::Error::ConstraintViolated {
-                        job_id,
-                        order_no,
-                        constraint,
-                    }
-                    .into());
-                }
-                Err(jobs::Error::Database(e)) if Instant::now() < deadline => {
-                    warn!(error = %e, "recording failed; retrying");
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_secs(2));
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-
-    /// Before a step's call to ATRIP: during shutdown, or with too little of our lease left to
-    /// finish `call`, gives the row back (due now, lease cleared, state unchanged; an open
-    /// intent recorded as never sent) so that another worker takes it at once.
-    pub async fn give_back_if_needed(
-        &self,
-        step: &mut Step,
-        call: Duration,
-    ) -> Result<Option<String>, StepError> {
-        let why = if self.stopping.is_cancelled() {
-            "worker shutting down before this step sent anything"
-        } else if !self.leases.covers(step.job.id, call) {
-            "too little of the lease left to finish the call; nothing was sent"
-        } else {
-            return Ok(None);
-        };
-        let write = Write::give_back(step.lease.state(), step.intent_open, why);
-        self.record(&mut step.lease, &write).await?;
-        info!(reason = why, "row given back");
-        Ok(Some(why.to_owned()))
-    }
-
-    /// Our credentials were refused: stop claiming for a while, loudly. The order is not at
-    /// fault and stays as it is.
-    pub fn pause_for_credentials(&self, status: i64) {
-        let pause = self.settings.credentials_pause();
-        *self.paused_until.lock().unwrap() = Some(Instant::now() + pause);
-        error!(status, pause_ms = pause.as_millis() as u64, "ATRIP refused our credentials; no new claims for a while (check atrip.client_id / atrip.client_secret)");
-    }
-
-    /// Compares this process's wall clock with the database's (the metric
-    /// `ticketing_worker_clock_skew_seconds`); decisions never use it, but an operator should
-    /// know.
-    fn report_skew(&self, db_now: DateTime<Utc>) {
-        let skew = self.clock.now() - db_now;
-        let m = crate::metrics::global();
-        m.clock_skew_ms
-            .store(skew.num_milliseconds(), Ordering::Relaxed);
-        if skew.num_seconds().abs() >= 5 && !m.skew_warned.swap(true, Ordering::Relaxed) {
-            warn!(skew_ms = skew.num_milliseconds(), "this machine's clock differs from the database's; leases and deadlines use the database's time, so nothing breaks, but check NTP");
         }
     }
 }
