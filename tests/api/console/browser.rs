@@ -84,6 +84,8 @@ async fn log_in(browser: &Browser, base: &str, name: &str, password: &str) {
     browser.type_into("input[name=name]", name).await;
     browser.type_into("input[name=password]", password).await;
     browser.click("form.login button").await;
+    // A click on a submit button may return before the navigation it starts.
+    arrive(browser, "/console").await;
     assert_eq!(browser.url().await, format!("{base}/console"));
 }
 
@@ -176,12 +178,10 @@ async fn an_operator_sees_the_counts_opens_an_order_retries_it_and_watches_it_ge
 
     // The list of orders that need a person, then the order's page.
     browser.click("nav a[href='/console/review']").await;
+    arrive(&browser, "/console/review").await;
     browser.find(&format!("#row-{unclear}")).await;
     browser.click(&format!("#row-{late} a")).await;
-    assert!(browser
-        .url()
-        .await
-        .ends_with(&format!("/console/orders/{late}")));
+    arrive(&browser, &format!("/console/orders/{late}")).await;
     assert_eq!(browser.text("#state").await, "needs_review");
     assert!(
         browser.text("#advice").await.contains("paid"),
@@ -218,6 +218,7 @@ async fn an_operator_sees_the_counts_opens_an_order_retries_it_and_watches_it_ge
         .goto(&format!("{base}/console/orders/{unclear}"))
         .await;
     browser.click("#repay-link").await;
+    arrive(&browser, &format!("/console/orders/{unclear}/repay")).await;
     assert_eq!(
         browser.text("#repay-warning").await,
         "Send a second pay.do only if you checked in ATRIP that the order is unpaid."
@@ -231,6 +232,9 @@ async fn an_operator_sees_the_counts_opens_an_order_retries_it_and_watches_it_ge
     browser
         .click("nav form[action='/console/logout'] button")
         .await;
+    arrive(&browser, "/console/login").await;
+    // The session is gone, not only the page: the console sends the browser back to log in.
+    browser.goto(&format!("{base}/console")).await;
     assert!(
         browser.url().await.ends_with("/console/login"),
         "logged out"
