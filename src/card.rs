@@ -270,6 +270,54 @@ pub fn luhn_valid(digits: &str) -> bool {
     !digits.is_empty() && sum % 10 == 0
 }
 
+/// `text` with every card number in it masked but its last four digits: a run of 13 to 19
+/// digits (single spaces or dashes between groups allowed) that passes the Luhn check. For
+/// text that comes from outside (ATRIP's messages and bodies), which could echo a card.
+pub fn mask_card_numbers(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < chars.len() {
+        if !chars[i].is_ascii_digit() {
+            out.push(chars[i]);
+            i += 1;
+            continue;
+        }
+        // The run: digits, and a separator only between two digits.
+        let mut end = i;
+        while end < chars.len()
+            && (chars[end].is_ascii_digit()
+                || (matches!(chars[end], ' ' | '-')
+                    && chars.get(end + 1).is_some_and(char::is_ascii_digit)
+                    && chars[end - 1].is_ascii_digit()))
+        {
+            end += 1;
+        }
+        let run = &chars[i..end];
+        let digits: String = run.iter().filter(|c| c.is_ascii_digit()).collect();
+        if (13..=19).contains(&digits.len()) && luhn_valid(&digits) {
+            let mut keep = 4;
+            let masked: Vec<char> = run
+                .iter()
+                .rev()
+                .map(|&c| match c {
+                    d if d.is_ascii_digit() && keep > 0 => {
+                        keep -= 1;
+                        d
+                    }
+                    d if d.is_ascii_digit() => '*',
+                    other => other,
+                })
+                .collect();
+            out.extend(masked.into_iter().rev());
+        } else {
+            out.extend(run);
+        }
+        i = end;
+    }
+    out
+}
+
 /// The brand of a card number by its prefix, with ATRIP's brand names.
 pub fn card_brand(number: &str) -> Option<&'static str> {
     let p = |n: usize| {
@@ -373,5 +421,27 @@ mod tests {
         assert_eq!(card_brand("3566002020360505"), Some("JCB"));
         assert_eq!(card_brand("30569309025904"), Some("DinersClub"));
         assert!(luhn_valid("4054695723100768") && !luhn_valid("4054695723100769"));
+    }
+
+    #[test]
+    fn card_numbers_in_outside_text_are_masked_but_their_last_four() {
+        assert_eq!(
+            mask_card_numbers("card 4054695723100768 declined"),
+            "card ************0768 declined"
+        );
+        assert_eq!(
+            mask_card_numbers("4111 1111 1111 1111, 3782-822463-10005."),
+            "**** **** **** 1111, ****-******-*0005."
+        );
+        // Not a card: too short, failing Luhn, codes and dates stay as they are.
+        for kept in [
+            "status 411, order 202611300001",
+            "4054695723100769",
+            "2026-11-30 07:42:59",
+            "ticket 784-2345678901",
+            "",
+        ] {
+            assert_eq!(mask_card_numbers(kept), kept);
+        }
     }
 }

@@ -7,6 +7,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use serde_json::Value;
 
 use super::codes::{self, OrderStatus, PayClass};
+use crate::card::mask_card_numbers;
 use crate::domain::{truncate, PassengerTickets, TicketSet};
 
 /// What a `pay.do` answer means for the pay-once protocol.
@@ -155,17 +156,32 @@ impl OrderView {
     }
 }
 
-/// Reads a body as JSON: `None` when it is not a JSON object.
+/// Reads a body as JSON: `None` when it is not a JSON object. NUL characters (`\u0000`) are
+/// dropped from every string: PostgreSQL's text and jsonb refuse them, and one would make
+/// every write of the order fail.
 fn json_object(body: &[u8]) -> Option<serde_json::Map<String, Value>> {
     match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(m)) => Some(m),
+        Ok(Value::Object(mut m)) => {
+            m.values_mut().for_each(drop_nul);
+            Some(m)
+        }
         _ => None,
+    }
+}
+
+fn drop_nul(v: &mut Value) {
+    match v {
+        Value::String(s) if s.contains('\0') => s.retain(|c| c != '\0'),
+        Value::Array(items) => items.iter_mut().for_each(drop_nul),
+        Value::Object(m) => m.values_mut().for_each(drop_nul),
+        _ => {}
     }
 }
 
 fn text(m: &serde_json::Map<String, Value>, key: &str) -> Option<String> {
     match m.get(key) {
-        Some(Value::String(s)) => Some(truncate(s, 200)),
+        // ATRIP's own words are stored and logged: a card number it echoes is masked first.
+        Some(Value::String(s)) => Some(truncate(&mask_card_numbers(s), 200)),
         _ => None,
     }
 }
@@ -225,7 +241,7 @@ pub fn classify_pay(order_no: &str, http: u16, body: &[u8]) -> PayAnswer {
                 status: Some(status),
                 reason: format!(
                     "pay.do answered for another order ({})",
-                    truncate(other, 40)
+                    truncate(&mask_card_numbers(other), 40)
                 ),
             };
         }
@@ -530,13 +546,13 @@ fn describe_garbled(body: &[u8]) -> String {
     if body.is_empty() {
         return "the answer body is empty".into();
     }
-    let head = String::from_utf8_lossy(&body[..body.len().min(40)]);
+    let head = String::from_utf8_lossy(&body[..body.len().min(40)]).replace('\0', "");
     if head.trim_start().starts_with('<') {
         "the answer is an HTML page, not JSON".into()
     } else {
         format!(
             "the answer is not a JSON object (starts {:?})",
-            truncate(head.trim(), 20)
+            truncate(&mask_card_numbers(head.trim()), 20)
         )
     }
 }

@@ -19,6 +19,9 @@ struct Columns {
     id: Vec<i64>,
     token: Vec<i64>,
     from: Vec<String>,
+    /// The pay counters the lease expects (a write retried after it landed matches no row).
+    attempts: Vec<i32>,
+    not_sent_before: Vec<i32>,
     to: Vec<String>,
     due_ms: Vec<Option<i64>>,
     release: Vec<bool>,
@@ -51,6 +54,8 @@ impl Columns {
         self.id.push(lease.id);
         self.token.push(lease.token);
         self.from.push(lease.state.as_str().to_owned());
+        self.attempts.push(lease.pay_attempts);
+        self.not_sent_before.push(lease.pay_not_sent);
         self.to.push(w.to.as_str().to_owned());
         self.due_ms.push(w.due_in.map(super::store::millis));
         self.release.push(w.release);
@@ -125,11 +130,11 @@ WITH i AS (
                          $11::text[], $12::integer[], $13::text[], $14::boolean[], $15::integer[],
                          $16::text[], $17::text[], $18::text[], $19::text[], $20::jsonb[],
                          $21::jsonb[], $22::boolean[], $23::text[], $24::text[], $25::text[],
-                         $26::text[], $27::jsonb[])
+                         $26::text[], $27::jsonb[], $28::integer[], $29::integer[])
         AS i(id, token, from_state, to_state, due_ms, release, intent, not_sent, pay_outcome,
              new_phase, evidence, polls, error, unclear, atrip_status, atrip_message,
              order_status, atrip_pnr, pnr, tickets, tickets_seen, erase_card, card_brand,
-             card_last4, kind, worker, detail)
+             card_last4, kind, worker, detail, attempts, not_sent_before)
 ), u AS (
     UPDATE ticketing_jobs j SET
         state = i.to_state,
@@ -153,15 +158,18 @@ WITH i AS (
                                       j.pay_attempts + CASE WHEN i.intent THEN 1 ELSE 0 END
                                       - j.pay_not_sent - CASE WHEN i.not_sent THEN 1 ELSE 0 END) END,
         poll_attempts = j.poll_attempts + i.polls,
-        last_error = i.error,
-        error_streak = CASE WHEN i.unclear THEN j.error_streak + 1 ELSE 0 END,
+        -- A give-back is no answer: what the last answer said, and the streak of unclear
+        -- ones, stay until the next answer.
+        last_error = CASE WHEN i.kind = 'released' THEN j.last_error ELSE i.error END,
+        error_streak = CASE WHEN i.unclear THEN j.error_streak + 1
+                            WHEN i.kind = 'released' THEN j.error_streak ELSE 0 END,
         atrip_status = COALESCE(i.atrip_status, j.atrip_status),
         atrip_message = CASE WHEN i.atrip_status IS NULL THEN j.atrip_message ELSE i.atrip_message END,
         order_status = COALESCE(i.order_status, j.order_status),
         atrip_pnr = COALESCE(i.atrip_pnr, j.atrip_pnr),
         pnr = i.pnr,
         ticket_numbers = i.tickets,
-        tickets_seen = i.tickets_seen,
+        tickets_seen = CASE WHEN i.kind = 'released' THEN j.tickets_seen ELSE i.tickets_seen END,
         ticketed_at = CASE WHEN i.to_state = 'ticketed' THEN ticketing_now() ELSE NULL END,
         finalized_at = CASE WHEN i.to_state IN ('ticketed', 'failed', 'needs_review', 'cancelled')
                             THEN ticketing_now() ELSE NULL END,
@@ -171,6 +179,7 @@ WITH i AS (
         card_last4 = COALESCE(i.card_last4, j.card_last4)
     FROM i
     WHERE j.id = i.id AND j.lease_token = i.token AND j.state = i.from_state
+      AND j.pay_attempts = i.attempts AND j.pay_not_sent = i.not_sent_before
     RETURNING j.id, j.order_no, j.state, j.updated_at, i.token, i.kind, i.worker, i.detail
 )
 INSERT INTO ticketing_events (job_id, order_no, at, kind, state, lease_token, worker, detail)
@@ -204,6 +213,8 @@ RETURNING job_id, at
             &c.kind,
             &c.worker,
             &c.detail,
+            &c.attempts,
+            &c.not_sent_before,
         )
         .fetch_all(&mut *self.conn().await?)
         .await

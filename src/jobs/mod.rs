@@ -25,6 +25,12 @@ pub use writer::Writer;
 /// PostgreSQL's SQLSTATEs for a row the table refuses: check, not-null, unique, foreign key.
 const REFUSED_ROW: [&str; 4] = ["23514", "23502", "23505", "23503"];
 
+/// SQLSTATE classes of a value the database refuses, whatever the row: a data exception (22:
+/// a NUL character in text, a value too long) or a program limit (54: an index row too
+/// large). Retrying would fail the same way, so they are refused writes as well.
+const REFUSED_DATA: [(&str, &str); 2] =
+    [("22", "data exception"), ("54", "program limit exceeded")];
+
 /// Job-store failures, by what the caller does about them.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -56,15 +62,26 @@ impl Error {
     /// A failed write of `lease`: a refused row is `ConstraintViolated`, anything else is the
     /// database's trouble.
     fn from_write(e: sqlx::Error, lease: &Lease) -> Error {
-        if let sqlx::Error::Database(db) = &e {
-            if db.code().is_some_and(|c| REFUSED_ROW.contains(&c.as_ref())) {
-                return Error::ConstraintViolated {
-                    job_id: lease.id(),
-                    order_no: lease.order_no().to_owned(),
-                    constraint: db.constraint().unwrap_or("unnamed").to_owned(),
-                };
-            }
+        let refused = match &e {
+            sqlx::Error::Database(db) => db.code().and_then(|code| {
+                if REFUSED_ROW.contains(&code.as_ref()) {
+                    return Some(db.constraint().unwrap_or("unnamed").to_owned());
+                }
+                // Named by class and code only: PostgreSQL's message may quote the value.
+                REFUSED_DATA
+                    .iter()
+                    .find(|(class, _)| code.starts_with(class))
+                    .map(|(_, what)| format!("{what}, SQLSTATE {code}"))
+            }),
+            _ => None,
+        };
+        match refused {
+            Some(constraint) => Error::ConstraintViolated {
+                job_id: lease.id(),
+                order_no: lease.order_no().to_owned(),
+                constraint,
+            },
+            None => Error::Database(e),
         }
-        Error::Database(e)
     }
 }

@@ -30,14 +30,18 @@ impl fmt::Debug for SealedCard {
     }
 }
 
-/// The right to change one claimed row: its id, the lease token of the claim, and the state
-/// it is in now (every write checks all three). Only a claim makes one.
+/// The right to change one claimed row: its id, the lease token of the claim, the state it is
+/// in now and its pay counters as this lease last wrote them (every write checks all of them,
+/// so a write retried after its commit's answer was lost cannot count an intent twice). Only a
+/// claim makes one.
 #[derive(Debug, Clone)]
 pub struct Lease {
     pub(super) id: i64,
     pub(super) token: i64,
     pub(super) order_no: String,
     pub(super) state: State,
+    pub(super) pay_attempts: i32,
+    pub(super) pay_not_sent: i32,
 }
 
 impl Lease {
@@ -53,6 +57,13 @@ impl Lease {
     /// The state the row is in, as this lease last wrote it.
     pub fn state(&self) -> State {
         self.state
+    }
+
+    /// `write` landed: the row is as it says.
+    pub(super) fn landed(&mut self, write: &super::Write) {
+        self.state = write.to;
+        self.pay_attempts += i32::from(write.intent);
+        self.pay_not_sent += i32::from(write.not_sent);
     }
 }
 
@@ -163,6 +174,8 @@ impl ClaimedJob {
             token: self.lease_token,
             order_no: self.order_no.clone(),
             state: self.state,
+            pay_attempts: self.pay_attempts,
+            pay_not_sent: self.pay_not_sent,
         }
     }
 

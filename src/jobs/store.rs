@@ -182,7 +182,7 @@ RETURNING j.id
         let mut results = self.apply_many(&[(&*lease, worker, w)]).await?;
         match results.pop().expect("one result per item")? {
             Some(at) => {
-                lease.state = w.to;
+                lease.landed(w);
                 Ok(Applied { at })
             }
             None => Err(Error::LeaseLost {

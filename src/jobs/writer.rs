@@ -52,7 +52,7 @@ impl Writer {
         self.tx.send(item).await.map_err(|_| gone())?;
         match result.await.map_err(|_| gone())?? {
             Some(at) => {
-                lease.state = write.to();
+                lease.landed(write);
                 Ok(Applied { at })
             }
             None => Err(Error::LeaseLost {

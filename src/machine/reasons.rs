@@ -308,7 +308,7 @@ impl fmt::Display for ReviewReason {
             ),
             ReviewReason::ConstraintViolated { constraint } => write!(
                 f,
-                "the job table refused the worker's write (CHECK {constraint}); this is a bug, please report it. The row is kept as it was"
+                "the job table refused the worker's write ({constraint}); this is a bug, please report it. The row is kept as it was"
             ),
             ReviewReason::NoSuchTransition { state, event } => write!(
                 f,

@@ -255,6 +255,14 @@ fn p5c_unpaid_with_a_permit_left_makes_a_new_intent() {
         query(&f, order(view(OrderStatus::Unpaid, vec![]))),
         Next::Review(ReviewReason::TooManyAttempts { .. })
     ));
+    // Intents that may have reached ATRIP each had a permit (an operator's `--repay`): they do
+    // not use up the bound on intents that never left.
+    f.pay_not_sent = 0;
+    f.pay_permits = f.pay_attempts + 1;
+    assert!(matches!(
+        query(&f, order(view(OrderStatus::Unpaid, vec![]))),
+        Next::NewIntent
+    ));
 }
 
 #[test]

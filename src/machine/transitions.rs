@@ -190,9 +190,9 @@ fn unpaid(v: &OrderView, f: &Facts, b: &Bounds<'_>) -> Next {
         if let Some(deadline) = deadline.filter(|d| *d <= f.now) {
             return Next::Failed(FailReason::UnpaidPastDeadline { deadline }); // P5c
         }
-        if f.pay_attempts >= b.max_pay_attempts() {
+        if f.pay_not_sent >= b.max_pay_attempts() {
             return Next::Review(ReviewReason::TooManyAttempts {
-                attempts: f.pay_attempts, // P5c
+                attempts: f.pay_not_sent, // P5c
             });
         }
         return Next::NewIntent; // P5c

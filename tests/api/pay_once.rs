@@ -343,6 +343,34 @@ async fn a_write_the_table_refuses_sends_the_row_to_review_naming_the_constraint
     );
 }
 
+/// The same for a value the database refuses whatever the row (SQLSTATE class 22, here a
+/// text too long for its column): retrying would fail the same way, so the row goes to
+/// needs_review naming the SQLSTATE, at once, instead of staying `paying` for ever.
+#[tokio::test]
+async fn a_value_the_database_refuses_sends_the_row_to_review_naming_the_sqlstate() {
+    let app = TestApp::new().await;
+    sqlx::query("ALTER TABLE ticketing_jobs ALTER COLUMN atrip_message TYPE varchar(3)")
+        .execute(app.pool())
+        .await
+        .unwrap();
+    let order_no = app.order_and_enqueue(1, None, json!({})).await;
+    let round = tokio::time::timeout(Duration::from_secs(5), app.worker().step())
+        .await
+        .expect("a refused value is not retried for the lease's length")
+        .unwrap();
+    assert_eq!(round.outcomes[0].to, Some(State::NeedsReview));
+    let row = app.job(&order_no).await;
+    let error = row.last_error.unwrap_or_default();
+    assert!(
+        error.contains("SQLSTATE 22001") && error.contains(&order_no),
+        "{error}"
+    );
+    let last = app.store.events(&order_no).await.unwrap().pop().unwrap();
+    assert_eq!(last.kind, "constraint_violated");
+    assert_eq!(last.detail["constraint"], "data exception, SQLSTATE 22001");
+    assert_eq!(app.charges(&order_no), 1, "paid once, never paid again");
+}
+
 /// Item 8: one "order does not exist" (800) while the payment outcome is unknown proves
 /// nothing: ATRIP may lag behind a payment it took. The order is asked again, and followed.
 #[tokio::test]

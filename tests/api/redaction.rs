@@ -195,10 +195,41 @@ async fn a_worker_run_leaves_no_card_data_in_the_events_the_rows_or_the_logs() {
 
     // The real worker process, logging everything: a subscriber scoped to this test would
     // miss events whose callsites other tests' threads already cached as uninteresting.
+    // With a webhook secret, and webhooks posted with it (header and `?secret=`) and with
+    // a wrong one that shares its start: neither is ever logged, stored or answered back.
     let mut worker = WorkerProcess::start(
         &app,
-        &[("RUST_LOG", "debug,ticketing_tracker=trace".into())],
+        &[
+            ("RUST_LOG", "debug,ticketing_tracker=trace".into()),
+            ("APP_HTTP__WEBHOOK_SECRET", WEBHOOK_SECRET.into()),
+        ],
     );
+    let base = worker.http_base().await;
+    let wrong = format!("{WEBHOOK_SECRET}-wrong");
+    let body = json!({"cid": "x", "type": "order.ticketed", "status": -1,
+                      "data": {"orderNo": ticketed, "orderStatus": 2}});
+    let http = reqwest::Client::new();
+    let mut answers = Vec::new();
+    for (header, query) in [
+        (Some(WEBHOOK_SECRET), None),
+        (None, Some(WEBHOOK_SECRET)),
+        (Some(wrong.as_str()), None),
+        (None, Some(wrong.as_str())),
+    ] {
+        let mut req = http.post(format!("{base}/webhooks/atrip")).json(&body);
+        if let Some(secret) = header {
+            req = req.header("x-webhook-secret", secret);
+        }
+        if let Some(secret) = query {
+            req = req.query(&[("secret", secret)]);
+        }
+        let resp = req.send().await.unwrap();
+        answers.push(format!("{} {}", resp.status(), resp.text().await.unwrap()));
+    }
+    // The right secret is accepted (the order may not be followed yet: 404), the wrong one not.
+    let unauthorized: Vec<bool> = answers.iter().map(|a| a.starts_with("401")).collect();
+    assert_eq!(unauthorized, [false, false, true, true], "{answers:?}");
+    assert_clean("the webhook answers", &answers.join("\n"));
     assert!(worker.wait_until_done(&app, Duration::from_secs(120)).await);
     let logged = worker.stop().await;
 

@@ -171,3 +171,74 @@ async fn a_heartbeat_keeps_the_lease_of_a_pay_in_flight_so_no_other_worker_takes
         (1, 1)
     );
 }
+
+/// A write retried after its commit's answer was lost (or after a batch that failed once some
+/// of it had landed) lands at most once: the fence includes the pay counters the lease last
+/// wrote, so a second "intent never sent" cannot hand out a permit the first already gave
+/// back (the road to an automatic second pay.do).
+#[tokio::test]
+async fn a_write_applied_again_after_it_landed_changes_nothing() {
+    let app = TestApp::new().await;
+    let order_no = app.order_and_enqueue(1, None, json!({})).await;
+    let lease = app.settings.worker.lease();
+    let claimed = app.store.claim("worker-a", 10, lease, false).await.unwrap();
+    let mut held = claimed[0].lease();
+    let mut retried = held.clone();
+    let give_back = Write::give_back(State::Paying, true, "test");
+    app.store
+        .apply(&mut held, "worker-a", &give_back)
+        .await
+        .unwrap();
+    let events = app.store.events(&order_no).await.unwrap().len();
+
+    let again = app.store.apply(&mut retried, "worker-a", &give_back).await;
+    assert!(
+        matches!(again, Err(jobs::Error::LeaseLost { .. })),
+        "{again:?}"
+    );
+    let row = app.job(&order_no).await;
+    assert_eq!((row.pay_attempts, row.pay_not_sent), (1, 1));
+    assert_eq!(app.store.events(&order_no).await.unwrap().len(), events);
+}
+
+/// A give-back (shutdown, or too little lease left) is no answer from ATRIP: the row keeps
+/// what the last answer said and its streak of unclear answers, so an operator still reads
+/// why, and the streak's bound is not pushed back by restarts.
+#[tokio::test]
+async fn a_give_back_keeps_the_last_answer_and_the_unclear_streak() {
+    let app = TestApp::new().await;
+    let order_no = app.order_and_enqueue(1, None, json!({})).await;
+    let lease = app.settings.worker.lease();
+    let first = app.store.claim("worker-a", 10, lease, false).await.unwrap();
+    let mut held = first[0].lease();
+    app.store
+        .apply(
+            &mut held,
+            "worker-a",
+            &Write::give_back(State::Paying, false, "test"),
+        )
+        .await
+        .unwrap();
+    sqlx::query(
+        "UPDATE ticketing_jobs SET last_error = 'order X: outcome of pay.do unknown', error_streak = 2 WHERE order_no = $1",
+    )
+    .bind(&order_no)
+    .execute(app.pool())
+    .await
+    .unwrap();
+    let again = app.store.claim("worker-a", 10, lease, false).await.unwrap();
+    let mut held = again[0].lease();
+    app.store
+        .apply(
+            &mut held,
+            "worker-a",
+            &Write::give_back(State::Paying, false, "test"),
+        )
+        .await
+        .unwrap();
+    let row = app.job(&order_no).await;
+    assert_eq!(
+        (row.last_error.as_deref(), row.error_streak),
+        (Some("order X: outcome of pay.do unknown"), 2)
+    );
+}

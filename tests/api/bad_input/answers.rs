@@ -8,7 +8,10 @@ use serde_json::{json, Value};
 use ticketing_tracker::domain::State;
 
 use super::rogue::{order_answer, pay_accepted, ticketed, Call, Reply, PASSENGER, TICKET};
-use super::world::{World, BAD};
+use super::world::{World, BAD, CARD_DIGITS};
+
+/// `vcc_card()`'s number.
+const CARD_NUMBER: &str = "4532015112830366";
 use crate::support::app::vcc_card;
 
 const HTML_ERROR_PAGE: &str = "<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head>\
@@ -344,4 +347,84 @@ async fn a_ticketed_answer_missing_a_listed_passenger_is_followed_to_review_at_t
     let mut answer = ticketed(BAD);
     answer["passengers"] = json!([{"name": PASSENGER}, {"name": "DOE/JOHN"}]);
     followed_until_the_ticketing_deadline(answer).await;
+}
+
+/// The row, its events and its last error hold no digits of the card beyond its last four.
+async fn assert_card_number_masked(w: &World) {
+    let row = w.job(BAD).await;
+    let events = serde_json::to_string(&w.app.store.events(BAD).await.unwrap()).unwrap();
+    let held = format!("{:?} {:?} {events}", row.atrip_message, row.last_error);
+    assert!(
+        !held.contains(CARD_DIGITS),
+        "the card number is kept: {held}"
+    );
+    assert!(
+        held.contains("0366"),
+        "its last four say which card: {held}"
+    );
+}
+
+/// ATRIP's words are kept and logged (`atrip_message`, `last_error`, the events): a card
+/// number a refusal's `msg` echoes is masked to its last four digits.
+#[tokio::test]
+async fn a_card_number_echoed_in_a_refusal_is_masked_in_the_row_and_its_events() {
+    let w = World::new().await;
+    w.rogue.on_pay(
+        BAD,
+        vec![Reply::json(json!({
+            "status": 413, "orderNo": BAD,
+            "msg": format!("card {CARD_NUMBER} is not supported for this order")
+        }))],
+    );
+    w.enqueue(BAD, 3, Some(vcc_card())).await;
+    w.enqueue_good(3).await;
+    w.settle().await;
+    assert_eq!(w.job(BAD).await.state, "failed");
+    assert_card_number_masked(&w).await;
+    w.assert_good_ticketed().await;
+}
+
+/// The same for a body that is not JSON and starts with the card number: the reason quotes
+/// the body's start, masked.
+#[tokio::test]
+async fn a_card_number_at_the_start_of_a_garbled_pay_answer_is_masked() {
+    let w = World::new().await;
+    w.rogue.on_pay(
+        BAD,
+        vec![Reply::raw(
+            200,
+            format!("{CARD_NUMBER} declined by the gateway"),
+        )],
+    );
+    w.enqueue(BAD, 3, Some(vcc_card())).await;
+    w.enqueue_good(3).await;
+    w.step().await;
+    assert_eq!(w.job(BAD).await.state, "paying", "outcome unknown");
+    assert_card_number_masked(&w).await;
+    w.settle().await;
+    w.assert_good_ticketed().await;
+}
+
+/// A NUL character (`\u0000`) in ATRIP's strings, which PostgreSQL's text refuses: dropped, so
+/// the order's writes land and it is followed to `ticketed` as usual.
+#[tokio::test]
+async fn nul_characters_in_atrip_strings_are_dropped_and_the_order_is_ticketed() {
+    let w = World::new().await;
+    let mut accepted = pay_accepted(BAD);
+    accepted["msg"] = json!("succ\u{0}ess");
+    accepted["pnrCode"] = json!("OPL\u{0}GS4");
+    w.rogue.on_pay(BAD, vec![Reply::json(accepted)]);
+    // Every answer carries one: a write that failed on it would fail again on each recovery.
+    let mut answer = ticketed(BAD);
+    answer["msg"] = json!("ok\u{0}");
+    w.rogue.on_query(BAD, vec![Reply::json(answer)]);
+    w.enqueue(BAD, 1, None).await;
+    w.enqueue_good(1).await;
+    w.settle().await;
+    let row = w.job(BAD).await;
+    assert_eq!(row.state, "ticketed", "{:?}", row.last_error);
+    assert_eq!(row.atrip_message.as_deref(), Some("ok"));
+    assert_eq!(row.atrip_pnr.as_deref(), Some("OPLGS4"));
+    assert_eq!(w.rogue.pays(BAD), 1);
+    w.assert_good_ticketed().await;
 }

@@ -14,7 +14,7 @@ pub const BAD: &str = "BADORDER20261125000001";
 pub const GOOD: &str = "GOODORDER20261125000002";
 
 /// The card number of `vcc_card()`, which no error may quote, not even in part.
-const CARD_DIGITS: &str = "453201511283";
+pub const CARD_DIGITS: &str = "453201511283";
 
 pub struct World {
     pub app: TestApp,

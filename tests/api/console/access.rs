@@ -4,8 +4,9 @@
 
 use reqwest::StatusCode;
 
-use super::{park, serve, state_of, Client, Parked, OPERATOR_PASSWORD, VIEWER_PASSWORD};
+use super::{hashes, park, serve, state_of, Client, Parked, OPERATOR_PASSWORD, VIEWER_PASSWORD};
 use crate::support::app::TestApp;
+use crate::support::binary::WorkerProcess;
 
 #[tokio::test]
 async fn the_console_is_not_served_unless_enabled() {
@@ -249,4 +250,76 @@ async fn console_hash_reads_the_password_from_stdin_and_prints_a_hash_that_check
     let short = hash("short\n");
     assert!(!short.status.success());
     assert!(String::from_utf8_lossy(&short.stderr).contains("at least 12"));
+}
+
+/// Without a browser as well: against a real `run` process logging everything, a wrong
+/// password, a login, an action and a logout leave neither the password, nor the session id,
+/// nor the CSRF token in its log or in the events, which name the operator.
+#[tokio::test]
+async fn the_password_the_session_and_the_csrf_token_reach_no_log_and_no_event() {
+    let app = TestApp::new().await;
+    let order_no = "ACCESSLOG0000001";
+    park(&app, order_no, Parked::ReviewNeverSent).await;
+    let (operator, viewer) = hashes();
+    let mut worker = WorkerProcess::start(
+        &app,
+        &[
+            ("RUST_LOG", "debug,ticketing_tracker=trace".into()),
+            ("APP_CONSOLE__ENABLED", "true".into()),
+            ("APP_CONSOLE__OPERATOR_PASSWORD_HASH", operator),
+            ("APP_CONSOLE__VIEWER_PASSWORD_HASH", viewer),
+        ],
+    );
+    let base = worker.http_base().await;
+    let mut client = Client::new(&base);
+    let wrong = format!("{OPERATOR_PASSWORD}-typo");
+    assert_eq!(
+        client.login("olga", &wrong).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let got = client.login("olga", OPERATOR_PASSWORD).await;
+    assert_eq!(got.status, StatusCode::SEE_OTHER);
+    let session = got.headers["set-cookie"].to_str().unwrap();
+    let session = session
+        .split(';')
+        .next()
+        .and_then(|pair| pair.split_once('='))
+        .map(|(_, id)| id.to_owned())
+        .unwrap();
+    let csrf = client
+        .get(&format!("/console/orders/{order_no}"))
+        .await
+        .csrf();
+    let cancelled = client
+        .post(
+            &format!("/console/orders/{order_no}/cancel"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(
+        cancelled.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        cancelled.body
+    );
+    let out = client.post("/console/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    let logged = worker.stop().await;
+
+    let events: Vec<String> = sqlx::query_scalar("SELECT e::text FROM ticketing_events e")
+        .fetch_all(app.pool())
+        .await
+        .unwrap();
+    let events = events.join("\n");
+    assert!(events.contains("console:operator:olga"), "{events}");
+    assert!(logged.contains("console: cancel"), "{logged}");
+    for (what, secret) in [
+        ("the password", OPERATOR_PASSWORD),
+        ("the session id", session.as_str()),
+        ("the CSRF token", csrf.as_str()),
+    ] {
+        assert!(secret.len() >= 16, "{what} is too short to search for");
+        assert!(!logged.contains(secret), "the log shows {what}");
+        assert!(!events.contains(secret), "the events show {what}");
+    }
 }
