@@ -301,17 +301,9 @@ impl Scratch {
             }
         };
         let name = format!("{prefix}_{}", std::process::id());
-        let admin = sqlx::PgPool::connect(&server_url)
+        let url = create_database(&server_url, &name)
             .await
-            .with_context(|| "cannot connect to PostgreSQL (DATABASE_URL)".to_string())?;
-        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .execute(&admin)
-            .await?;
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&admin)
-            .await?;
-        admin.close().await;
-        let url = with_database(&server_url, &name);
+            .context("cannot create the database (DATABASE_URL)")?;
         let pool = sqlx::postgres::PgPoolOptions::new()
             .max_connections(40)
             .connect(&url)
@@ -331,15 +323,32 @@ impl Scratch {
     pub async fn drop_database(self) {
         self.pool.close().await;
         if self.cluster.is_none() {
-            if let Ok(admin) = sqlx::PgPool::connect(&self.server_url).await {
-                let _ = sqlx::query(&format!(
-                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                    self.name
-                ))
-                .execute(&admin)
-                .await;
-            }
+            drop_database(&self.server_url, &self.name).await;
         }
+    }
+}
+
+/// Creates the database `name` on the server at `server_url`, dropping one of that name first
+/// (a run killed before its end leaves it behind), and returns its URL.
+pub async fn create_database(server_url: &str, name: &str) -> anyhow::Result<String> {
+    let admin = sqlx::PgPool::connect(server_url).await?;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&admin)
+        .await?;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&admin)
+        .await?;
+    admin.close().await;
+    Ok(with_database(server_url, name))
+}
+
+/// Drops the database `name` on the server at `server_url`, best effort (at the end of a run).
+pub async fn drop_database(server_url: &str, name: &str) {
+    if let Ok(admin) = sqlx::PgPool::connect(server_url).await {
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&admin)
+            .await;
+        admin.close().await;
     }
 }
 

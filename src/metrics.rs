@@ -188,9 +188,13 @@ impl Metrics {
 
     /// The text exposition, with the table's figures read at scrape time.
     pub fn render(&self, jobs_by_state: &[(String, i64)], oldest_due_s: f64) -> String {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let mut out = String::new();
-        out.push_str(
-            "# HELP ticketing_jobs Rows in the job table, by state.\n# TYPE ticketing_jobs gauge\n",
+        header(
+            &mut out,
+            "ticketing_jobs",
+            "gauge",
+            "Rows in the job table, by state.",
         );
         for state in crate::domain::State::ALL {
             let n = jobs_by_state
@@ -199,49 +203,73 @@ impl Metrics {
                 .map_or(0, |(_, n)| *n);
             let _ = writeln!(out, "ticketing_jobs{{state=\"{state}\"}} {n}");
         }
-        out.push_str("# HELP ticketing_oldest_due_seconds How long the oldest due, unclaimed row has waited.\n# TYPE ticketing_oldest_due_seconds gauge\n");
-        let _ = writeln!(out, "ticketing_oldest_due_seconds {oldest_due_s}");
-        out.push_str("# HELP ticketing_pay_outcomes_total pay.do answers by class.\n# TYPE ticketing_pay_outcomes_total counter\n");
+        sample(
+            &mut out,
+            "ticketing_oldest_due_seconds",
+            "gauge",
+            "How long the oldest due, unclaimed row has waited.",
+            oldest_due_s,
+        );
+        header(
+            &mut out,
+            "ticketing_pay_outcomes_total",
+            "counter",
+            "pay.do answers by class.",
+        );
         for (class, n) in PAY_CLASSES.iter().zip(&self.pay_outcomes) {
             let _ = writeln!(
                 out,
                 "ticketing_pay_outcomes_total{{class=\"{class}\"}} {}",
-                n.load(Ordering::Relaxed)
+                load(n)
             );
         }
-        out.push_str("# HELP ticketing_lease_losses_total Steps stopped because another worker took their row over.\n# TYPE ticketing_lease_losses_total counter\n");
-        let _ = writeln!(
-            out,
-            "ticketing_lease_losses_total {}",
-            self.lease_losses.load(Ordering::Relaxed)
+        sample(
+            &mut out,
+            "ticketing_lease_losses_total",
+            "counter",
+            "Steps stopped because another worker took their row over.",
+            load(&self.lease_losses),
         );
-        out.push_str("# HELP ticketing_worker_clock_skew_seconds This process's wall clock minus the database's (nothing depends on it: leases and deadlines use the database's time).\n# TYPE ticketing_worker_clock_skew_seconds gauge\n");
-        let _ = writeln!(
-            out,
-            "ticketing_worker_clock_skew_seconds {}",
-            self.clock_skew_ms.load(Ordering::Relaxed) as f64 / 1000.0
+        sample(
+            &mut out,
+            "ticketing_worker_clock_skew_seconds",
+            "gauge",
+            "This process's wall clock minus the database's (nothing depends on it: leases and deadlines use the database's time).",
+            self.clock_skew_ms.load(Ordering::Relaxed) as f64 / 1000.0,
         );
         if let Some(up) = self.atrip_up() {
-            out.push_str("# HELP ticketing_atrip_up Whether ATRIP's last request got an HTTP answer (1) or could not reach it (0).\n# TYPE ticketing_atrip_up gauge\n");
-            let _ = writeln!(out, "ticketing_atrip_up {up}");
+            sample(
+                &mut out,
+                "ticketing_atrip_up",
+                "gauge",
+                "Whether ATRIP's last request got an HTTP answer (1) or could not reach it (0).",
+                up,
+            );
         }
         let answered = self.atrip_answered_ms.load(Ordering::Relaxed);
         if answered > 0 {
-            out.push_str("# HELP ticketing_atrip_last_answer_timestamp_seconds When ATRIP last answered a request.\n# TYPE ticketing_atrip_last_answer_timestamp_seconds gauge\n");
-            let _ = writeln!(
-                out,
-                "ticketing_atrip_last_answer_timestamp_seconds {}",
-                answered as f64 / 1000.0
+            sample(
+                &mut out,
+                "ticketing_atrip_last_answer_timestamp_seconds",
+                "gauge",
+                "When ATRIP last answered a request.",
+                answered as f64 / 1000.0,
             );
         }
-        out.push_str("# HELP ticketing_in_flight Rows this process is working on (leases held).\n# TYPE ticketing_in_flight gauge\n");
-        let _ = writeln!(
-            out,
-            "ticketing_in_flight {}",
-            self.in_flight.load(Ordering::Relaxed)
+        sample(
+            &mut out,
+            "ticketing_in_flight",
+            "gauge",
+            "Rows this process is working on (leases held).",
+            self.in_flight.load(Ordering::Relaxed),
         );
         if let Some(pool) = self.pool.get() {
-            out.push_str("# HELP ticketing_db_pool_connections Connections in this process's pool, by use.\n# TYPE ticketing_db_pool_connections gauge\n");
+            header(
+                &mut out,
+                "ticketing_db_pool_connections",
+                "gauge",
+                "Connections in this process's pool, by use.",
+            );
             let (size, idle) = (pool.size() as usize, pool.num_idle());
             let _ = writeln!(
                 out,
@@ -250,25 +278,33 @@ impl Metrics {
             );
             let _ = writeln!(out, "ticketing_db_pool_connections{{use=\"idle\"}} {idle}");
         }
-        out.push_str("# HELP ticketing_db_acquires_total Connections taken for claims, renewals and writes.\n# TYPE ticketing_db_acquires_total counter\n");
-        let _ = writeln!(
-            out,
-            "ticketing_db_acquires_total {}",
-            self.db_acquires.load(Ordering::Relaxed)
+        sample(
+            &mut out,
+            "ticketing_db_acquires_total",
+            "counter",
+            "Connections taken for claims, renewals and writes.",
+            load(&self.db_acquires),
         );
-        out.push_str("# HELP ticketing_db_acquire_waits_total Of those, how many waited over 1 ms for a free pool slot.\n# TYPE ticketing_db_acquire_waits_total counter\n");
-        let _ = writeln!(
-            out,
-            "ticketing_db_acquire_waits_total {}",
-            self.db_acquire_waits.load(Ordering::Relaxed)
+        sample(
+            &mut out,
+            "ticketing_db_acquire_waits_total",
+            "counter",
+            "Of those, how many waited over 1 ms for a free pool slot.",
+            load(&self.db_acquire_waits),
         );
-        out.push_str("# HELP ticketing_db_acquire_wait_seconds_total Time those waits took.\n# TYPE ticketing_db_acquire_wait_seconds_total counter\n");
-        let _ = writeln!(
-            out,
-            "ticketing_db_acquire_wait_seconds_total {}",
-            self.db_acquire_wait_micros.load(Ordering::Relaxed) as f64 / 1e6
+        sample(
+            &mut out,
+            "ticketing_db_acquire_wait_seconds_total",
+            "counter",
+            "Time those waits took.",
+            load(&self.db_acquire_wait_micros) as f64 / 1e6,
         );
-        out.push_str("# HELP ticketing_atrip_request_seconds ATRIP request latency.\n# TYPE ticketing_atrip_request_seconds histogram\n");
+        header(
+            &mut out,
+            "ticketing_atrip_request_seconds",
+            "histogram",
+            "ATRIP request latency.",
+        );
         self.pay_latency.render(
             &mut out,
             "ticketing_atrip_request_seconds",
@@ -279,11 +315,27 @@ impl Metrics {
             "ticketing_atrip_request_seconds",
             "endpoint=\"queryOrderDetails.do\"",
         );
-        out.push_str("# HELP ticketing_enqueue_to_ticketed_seconds Time from INSERT to ticketed.\n# TYPE ticketing_enqueue_to_ticketed_seconds histogram\n");
+        header(
+            &mut out,
+            "ticketing_enqueue_to_ticketed_seconds",
+            "histogram",
+            "Time from INSERT to ticketed.",
+        );
         self.enqueue_to_ticketed
             .render(&mut out, "ticketing_enqueue_to_ticketed_seconds", "");
         out
     }
+}
+
+/// A metric's `# HELP` and `# TYPE` lines.
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// A metric of one sample, with its header.
+fn sample(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+    header(out, name, kind, help);
+    let _ = writeln!(out, "{name} {value}");
 }
 
 #[cfg(test)]

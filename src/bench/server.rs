@@ -71,15 +71,7 @@ impl Server {
 
     pub async fn scratch(&self, prefix: &str) -> anyhow::Result<Scratch> {
         let name = format!("{prefix}_{}", std::process::id());
-        let admin = PgPool::connect(&self.url).await?;
-        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .execute(&admin)
-            .await?;
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&admin)
-            .await?;
-        admin.close().await;
-        let url = localpg::with_database(&self.url, &name);
+        let url = localpg::create_database(&self.url, &name).await?;
         // The bench's own statements (building a million rows) are slow on purpose: not logged.
         let options: sqlx::postgres::PgConnectOptions = url.parse()?;
         let pool = PgPoolOptions::new()
@@ -99,14 +91,7 @@ impl Server {
 impl Scratch {
     pub async fn drop(self) {
         self.pool.close().await;
-        if let Ok(admin) = PgPool::connect(&self.admin).await {
-            let _ = sqlx::query(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ))
-            .execute(&admin)
-            .await;
-        }
+        localpg::drop_database(&self.admin, &self.name).await;
     }
 }
 

@@ -123,12 +123,22 @@ pub async fn retry(
         Ok(o) => o,
         Err(refused) => return refused,
     };
-    match c.store.retry(&order_no, None, false, &who.by()).await {
+    retried(&c, &who, &order_no, false).await
+}
+
+/// `retry` (or `retry --repay`) of one order, then back to its page or the store's refusal.
+async fn retried(c: &Console, who: &Who, order_no: &str, repay: bool) -> Response {
+    let (action, what) = if repay {
+        ("repay", "console: retry --repay")
+    } else {
+        ("retry", "console: retry")
+    };
+    match c.store.retry(order_no, None, repay, &who.by()).await {
         Ok(done) => {
-            info!(order_no, by = %who.by(), to = %done.state, may_pay = done.may_pay, "console: retry");
-            back_to(&order_no, "retry")
+            info!(order_no, by = %who.by(), to = %done.state, may_pay = done.may_pay, "{what}");
+            back_to(order_no, action)
         }
-        Err(e) => store_error(&who, &e),
+        Err(e) => store_error(who, &e),
     }
 }
 
@@ -222,13 +232,7 @@ pub async fn repay(
         )
         .await;
     }
-    match c.store.retry(&order_no, None, true, &who.by()).await {
-        Ok(done) => {
-            info!(order_no, by = %who.by(), to = %done.state, may_pay = done.may_pay, "console: retry --repay");
-            back_to(&order_no, "repay")
-        }
-        Err(e) => store_error(&who, &e),
-    }
+    retried(&c, &who, &order_no, true).await
 }
 
 /// `POST /console/orders/{order_no}/cancel`.

@@ -10,6 +10,27 @@ use super::rows::EventRow;
 use super::store::JobStore;
 use super::Error;
 
+/// `query_as!` of [`ConsoleOrder`] rows: the console's one column list (no card data, only
+/// whether it is held), then `FROM ticketing_jobs` and the statement's own tail (a string
+/// literal: `WHERE …`), then its arguments.
+macro_rules! console_orders {
+    ($tail:literal $(, $arg:expr)* $(,)?) => {
+        sqlx::query_as!(
+            ConsoleOrder,
+            r#"SELECT id, order_no, client_order_no, payment_method, card_brand, card_last4,
+                      (card IS NOT NULL OR card_sealed IS NOT NULL) AS "card_held!",
+                      pay_deadline, priority, state, run_at, created_at, updated_at, lease_owner,
+                      lease_expires_at, pay_attempts, pay_not_sent, pay_permits,
+                      pay_attempts - pay_not_sent AS "pay_sends!", poll_attempts, pay_started_at,
+                      paid_at, paid_evidence, last_pay_outcome, ticketed_at, finalized_at,
+                      atrip_status, atrip_message, order_status, atrip_pnr, pnr, ticket_numbers,
+                      last_error
+               FROM ticketing_jobs "# + $tail
+            $(, $arg)*
+        )
+    };
+}
+
 /// A row as the console shows it: everything but the card, which is only its brand, its last
 /// four digits and whether card data is still held.
 #[derive(Debug, Clone, Default)]
@@ -270,44 +291,19 @@ impl JobStore {
         before: Cursor,
         limit: i64,
     ) -> Result<Vec<ConsoleOrder>, Error> {
-        Ok(sqlx::query_as!(
-            ConsoleOrder,
-            r#"SELECT id AS "id!", order_no AS "order_no!", client_order_no, payment_method AS "payment_method!",
-                      card_brand, card_last4, card_held AS "card_held!", pay_deadline,
-                      priority AS "priority!", state AS "state!", run_at AS "run_at!",
-                      created_at AS "created_at!", updated_at AS "updated_at!", lease_owner,
-                      lease_expires_at, pay_attempts AS "pay_attempts!",
-                      pay_not_sent AS "pay_not_sent!", pay_permits AS "pay_permits!",
-                      pay_sends AS "pay_sends!", poll_attempts AS "poll_attempts!",
-                      pay_started_at, paid_at, paid_evidence, last_pay_outcome, ticketed_at,
-                      finalized_at, atrip_status, atrip_message, order_status, atrip_pnr, pnr,
-                      ticket_numbers, last_error
-               FROM (
-                   (SELECT id, order_no, client_order_no, payment_method, card_brand, card_last4,
-                      (card IS NOT NULL OR card_sealed IS NOT NULL) AS card_held,
-                      pay_deadline, priority, state, run_at, created_at, updated_at, lease_owner,
-                      lease_expires_at, pay_attempts, pay_not_sent, pay_permits,
-                      pay_attempts - pay_not_sent AS pay_sends, poll_attempts, pay_started_at,
-                      paid_at, paid_evidence, last_pay_outcome, ticketed_at, finalized_at,
-                      atrip_status, atrip_message, order_status, atrip_pnr, pnr, ticket_numbers,
-                      last_error
-                    FROM ticketing_jobs
-                    WHERE state = 'needs_review' AND (updated_at, id) < ($1, $2)
-                    ORDER BY updated_at DESC, id DESC LIMIT $3)
-                   UNION ALL
-                   (SELECT id, order_no, client_order_no, payment_method, card_brand, card_last4,
-                      (card IS NOT NULL OR card_sealed IS NOT NULL) AS card_held,
-                      pay_deadline, priority, state, run_at, created_at, updated_at, lease_owner,
-                      lease_expires_at, pay_attempts, pay_not_sent, pay_permits,
-                      pay_attempts - pay_not_sent AS pay_sends, poll_attempts, pay_started_at,
-                      paid_at, paid_evidence, last_pay_outcome, ticketed_at, finalized_at,
-                      atrip_status, atrip_message, order_status, atrip_pnr, pnr, ticket_numbers,
-                      last_error
-                    FROM ticketing_jobs
-                    WHERE state = 'failed' AND (updated_at, id) < ($1, $2)
-                    ORDER BY updated_at DESC, id DESC LIMIT $3)) both_states
-               ORDER BY updated_at DESC, id DESC
-               LIMIT $3"#,
+        Ok(console_orders!(
+            r#"WHERE id IN (
+                   SELECT id FROM (
+                       (SELECT id, updated_at FROM ticketing_jobs
+                        WHERE state = 'needs_review' AND (updated_at, id) < ($1, $2)
+                        ORDER BY updated_at DESC, id DESC LIMIT $3)
+                       UNION ALL
+                       (SELECT id, updated_at FROM ticketing_jobs
+                        WHERE state = 'failed' AND (updated_at, id) < ($1, $2)
+                        ORDER BY updated_at DESC, id DESC LIMIT $3)) both_states
+                   ORDER BY updated_at DESC, id DESC
+                   LIMIT $3)
+               ORDER BY updated_at DESC, id DESC"#,
             before.updated_at,
             before.id,
             limit
@@ -326,18 +322,8 @@ impl JobStore {
         limit: i64,
     ) -> Result<Vec<ConsoleOrder>, Error> {
         if state == crate::domain::State::Ticketed {
-            return Ok(sqlx::query_as!(
-                ConsoleOrder,
-                r#"SELECT id, order_no, client_order_no, payment_method, card_brand, card_last4,
-                      (card IS NOT NULL OR card_sealed IS NOT NULL) AS "card_held!",
-                      pay_deadline, priority, state, run_at, created_at, updated_at, lease_owner,
-                      lease_expires_at, pay_attempts, pay_not_sent, pay_permits,
-                      pay_attempts - pay_not_sent AS "pay_sends!", poll_attempts, pay_started_at,
-                      paid_at, paid_evidence, last_pay_outcome, ticketed_at, finalized_at,
-                      atrip_status, atrip_message, order_status, atrip_pnr, pnr, ticket_numbers,
-                      last_error
-                   FROM ticketing_jobs
-                   WHERE state = 'ticketed' AND (ticketed_at, id) < ($1, $2)
+            return Ok(console_orders!(
+                r#"WHERE state = 'ticketed' AND (ticketed_at, id) < ($1, $2)
                    ORDER BY ticketed_at DESC, id DESC
                    LIMIT $3"#,
                 before.updated_at,
@@ -347,18 +333,8 @@ impl JobStore {
             .fetch_all(self.pool())
             .await?);
         }
-        Ok(sqlx::query_as!(
-            ConsoleOrder,
-            r#"SELECT id, order_no, client_order_no, payment_method, card_brand, card_last4,
-                      (card IS NOT NULL OR card_sealed IS NOT NULL) AS "card_held!",
-                      pay_deadline, priority, state, run_at, created_at, updated_at, lease_owner,
-                      lease_expires_at, pay_attempts, pay_not_sent, pay_permits,
-                      pay_attempts - pay_not_sent AS "pay_sends!", poll_attempts, pay_started_at,
-                      paid_at, paid_evidence, last_pay_outcome, ticketed_at, finalized_at,
-                      atrip_status, atrip_message, order_status, atrip_pnr, pnr, ticket_numbers,
-                      last_error
-               FROM ticketing_jobs
-               WHERE state = $1 AND (updated_at, id) < ($2, $3)
+        Ok(console_orders!(
+            r#"WHERE state = $1 AND (updated_at, id) < ($2, $3)
                ORDER BY updated_at DESC, id DESC
                LIMIT $4"#,
             state.as_str(),
@@ -375,18 +351,8 @@ impl JobStore {
     /// finding an order through its own index, the rows still followed through the claim's.
     pub async fn console_find(&self, q: &str, limit: i64) -> Result<Vec<ConsoleOrder>, Error> {
         let code = q.trim().to_uppercase();
-        let mut rows = sqlx::query_as!(
-            ConsoleOrder,
-            r#"SELECT id, order_no, client_order_no, payment_method, card_brand, card_last4,
-                      (card IS NOT NULL OR card_sealed IS NOT NULL) AS "card_held!",
-                      pay_deadline, priority, state, run_at, created_at, updated_at, lease_owner,
-                      lease_expires_at, pay_attempts, pay_not_sent, pay_permits,
-                      pay_attempts - pay_not_sent AS "pay_sends!", poll_attempts, pay_started_at,
-                      paid_at, paid_evidence, last_pay_outcome, ticketed_at, finalized_at,
-                      atrip_status, atrip_message, order_status, atrip_pnr, pnr, ticket_numbers,
-                      last_error
-               FROM ticketing_jobs
-               WHERE id IN (
+        let mut rows = console_orders!(
+            r#"WHERE id IN (
                    SELECT id FROM ticketing_jobs WHERE order_no = $1
                    UNION
                    SELECT id FROM ticketing_jobs
@@ -411,21 +377,9 @@ impl JobStore {
 
     /// One order by its number.
     pub async fn console_order(&self, order_no: &str) -> Result<Option<ConsoleOrder>, Error> {
-        Ok(sqlx::query_as!(
-            ConsoleOrder,
-            r#"SELECT id, order_no, client_order_no, payment_method, card_brand, card_last4,
-                      (card IS NOT NULL OR card_sealed IS NOT NULL) AS "card_held!",
-                      pay_deadline, priority, state, run_at, created_at, updated_at, lease_owner,
-                      lease_expires_at, pay_attempts, pay_not_sent, pay_permits,
-                      pay_attempts - pay_not_sent AS "pay_sends!", poll_attempts, pay_started_at,
-                      paid_at, paid_evidence, last_pay_outcome, ticketed_at, finalized_at,
-                      atrip_status, atrip_message, order_status, atrip_pnr, pnr, ticket_numbers,
-                      last_error
-               FROM ticketing_jobs WHERE order_no = $1"#,
-            order_no
-        )
-        .fetch_optional(self.pool())
-        .await?)
+        Ok(console_orders!(r#"WHERE order_no = $1"#, order_no)
+            .fetch_optional(self.pool())
+            .await?)
     }
 
     /// The `limit` most recent events of a row, oldest first.

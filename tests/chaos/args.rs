@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use crate::program::Libtest;
+
 /// The small run `cargo test` does: about a minute on a busy two-core machine.
 const SMALL_ORDERS: usize = 60;
 const SMALL_WORKERS: usize = 2;
@@ -13,17 +15,6 @@ const SMALL_STOPS: usize = 1;
 const FULL_STOPS: usize = 5;
 /// The skewed worker's wall clock runs this far ahead of the machine's.
 const SKEW_MS: i64 = 60_000;
-
-/// libtest flags that take a value as the next argument (so that value is not a filter).
-const LIBTEST_WITH_VALUE: &[&str] = &[
-    "--test-threads",
-    "--skip",
-    "--format",
-    "--color",
-    "--logfile",
-    "--shuffle-seed",
-    "-Z",
-];
 
 #[derive(Debug, Clone)]
 pub struct Args {
@@ -50,13 +41,8 @@ pub struct Args {
     pub deadline: Duration,
     /// Keep the worker logs of a passing run too (a failing run always keeps them).
     pub keep_logs: bool,
-    /// libtest's `--list`: print the one "test" this is (or none with `--ignored`), run nothing.
-    pub list: bool,
-    /// libtest's `--ignored` (run only ignored tests): this run is not one, so it does nothing.
-    pub ignored: bool,
-    /// libtest filters (positional arguments) and `--exact`.
-    pub filters: Vec<String>,
-    pub exact: bool,
+    /// What a libtest-style runner passed (`--list`, filters, ...).
+    pub libtest: Libtest,
 }
 
 impl Args {
@@ -74,10 +60,7 @@ impl Args {
             fault_rate: 0.2,
             deadline: Duration::ZERO,
             keep_logs: false,
-            list: false,
-            ignored: false,
-            filters: Vec::new(),
-            exact: false,
+            libtest: Libtest::default(),
         };
         let mut deadline_s = None;
         let mut it = raw.into_iter().peekable();
@@ -112,16 +95,11 @@ impl Args {
                     deadline_s = Some(num::<u64>("--deadline-s", value("--deadline-s")?)?)
                 }
                 "--keep-logs" => a.keep_logs = true,
-                "--list" => a.list = true,
-                "--ignored" => a.ignored = true,
-                "--exact" => a.exact = true,
-                f if LIBTEST_WITH_VALUE.contains(&f) => {
-                    if inline.is_none() {
+                f => {
+                    if a.libtest.take(f) && inline.is_none() {
                         it.next();
                     }
                 }
-                f if f.starts_with('-') => {} // --nocapture, --quiet, --include-ignored, ...
-                _ => a.filters.push(arg),
             }
         }
         if a.orders == 0 || a.workers == 0 {
@@ -149,19 +127,5 @@ impl Args {
         a.deadline =
             Duration::from_secs(deadline_s.unwrap_or(if a.orders <= 200 { 180 } else { 900 }));
         Ok(a)
-    }
-
-    /// Whether libtest-style filters (if any) select this program, whose one "test" is named
-    /// `chaos`: `cargo test some_api_test` should not spend minutes here.
-    pub fn selected(&self) -> bool {
-        !self.ignored
-            && (self.filters.is_empty()
-                || self.filters.iter().any(|f| {
-                    if self.exact {
-                        f == "chaos"
-                    } else {
-                        "chaos".contains(f.as_str())
-                    }
-                }))
     }
 }

@@ -14,14 +14,14 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 use ticketing_tracker::simulator::LoggedRequest;
 
 use crate::leases;
 use crate::orders::Order;
+use crate::records::{self, TERMINAL};
 
-/// One event, as the job store reads it.
-pub use ticketing_tracker::jobs::EventRow as Event;
+pub use crate::records::{Event, Job};
 
 /// What the checks read off an event.
 pub trait EventExt {
@@ -58,18 +58,6 @@ impl EventExt for Event {
             .then(|| self.detail.get("answer").and_then(Value::as_str))
             .flatten()
     }
-}
-
-#[derive(Debug, Clone)]
-pub struct Job {
-    pub order_no: String,
-    pub state: String,
-    pub pay_attempts: i32,
-    pub pay_not_sent: i32,
-    pub pay_permits: i32,
-    pub paid: bool,
-    pub tickets: Option<i32>,
-    pub last_error: Option<String>,
 }
 
 /// How a worker came to be frozen.
@@ -124,47 +112,12 @@ pub struct Data {
     pub requests: Vec<LoggedRequest>,
 }
 
+/// The job table and its events.
 pub async fn load_db(pool: &PgPool) -> Result<(Vec<Job>, Vec<Event>), sqlx::Error> {
-    let jobs = sqlx::query(
-        "SELECT order_no, state, pay_attempts, pay_not_sent, pay_permits,
-                paid_at IS NOT NULL AS paid, jsonb_array_length(ticket_numbers) AS tickets,
-                last_error
-         FROM ticketing_jobs ORDER BY id",
-    )
-    .fetch_all(pool)
-    .await?
-    .into_iter()
-    .map(|r| Job {
-        order_no: r.get("order_no"),
-        state: r.get("state"),
-        pay_attempts: r.get("pay_attempts"),
-        pay_not_sent: r.get("pay_not_sent"),
-        pay_permits: r.get("pay_permits"),
-        paid: r.get("paid"),
-        tickets: r.get("tickets"),
-        last_error: r.get("last_error"),
-    })
-    .collect();
-    let events = sqlx::query(
-        "SELECT id, job_id, order_no, at, kind, state, lease_token, worker, detail
-         FROM ticketing_events ORDER BY id",
-    )
-    .fetch_all(pool)
-    .await?
-    .into_iter()
-    .map(|r| Event {
-        id: r.get("id"),
-        job_id: r.get("job_id"),
-        order_no: r.get("order_no"),
-        at: r.get("at"),
-        kind: r.get("kind"),
-        state: r.get("state"),
-        lease_token: r.get("lease_token"),
-        worker: r.get("worker"),
-        detail: r.get("detail"),
-    })
-    .collect();
-    Ok((jobs, events))
+    Ok((
+        records::load_jobs(pool).await?,
+        records::load_events(pool).await?,
+    ))
 }
 
 #[derive(Debug)]
@@ -203,8 +156,6 @@ impl Report {
         });
     }
 }
-
-const TERMINAL: [&str; 4] = ["ticketed", "failed", "needs_review", "cancelled"];
 
 pub fn check(
     orders: &[Order],

@@ -24,61 +24,40 @@
 //! Files: `args` (the command line), `run` (setup, checks, figures), `schedule` (what goes
 //! wrong when), `procs` (the worker processes), `pg` (restarts), `pause` (SIGSTOP/SIGCONT, and
 //! stops before pay.do), `orders` (booking and enqueueing), `checks` and `leases` (the
-//! invariants).
+//! invariants). Shared with tests/upgrade, from tests/common: `program` (libtest's flags, the
+//! runtime and stop signal, progress lines), `workers` (how a worker starts, its
+//! configuration), `booking` (orders booked and enqueued), `records` (the job table and events).
 
 mod args;
+#[path = "../common/booking.rs"]
+mod booking;
 mod checks;
 mod leases;
 mod orders;
 mod pause;
 mod pg;
 mod procs;
+#[path = "../common/program.rs"]
+mod program;
+#[path = "../common/records.rs"]
+mod records;
 mod run;
 mod schedule;
 mod selftest;
-#[path = "../common/signal.rs"]
-mod signal;
+#[path = "../common/workers.rs"]
+mod workers;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 fn main() {
     let started = Instant::now();
-    let args = match args::Args::parse(std::env::args().skip(1)) {
-        Ok(args) => args,
-        Err(e) => {
-            eprintln!("chaos: {e}");
-            std::process::exit(2);
-        }
-    };
-    if args.list {
-        if !args.ignored {
-            println!("chaos: test");
-        }
-        return;
-    }
-    if !args.selected() {
-        println!("chaos: skipped (not selected by the test filters)");
+    let args = program::parsed("chaos", args::Args::parse(std::env::args().skip(1)));
+    if !args.libtest.wants_run("chaos") {
         return;
     }
     if let Err(e) = selftest::run() {
         println!("chaos: FAILED: the checks themselves are broken: {e}");
         std::process::exit(1);
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
-    // The run owns every child process; when it ends (returns, panics, or is dropped here on a
-    // signal) they are killed.
-    let code = runtime.block_on(async {
-        tokio::select! {
-            code = run::run(args, started) => code,
-            signal = signal::stop_signal() => {
-                eprintln!("chaos: {signal}; stopping the workers");
-                130
-            }
-        }
-    });
-    runtime.shutdown_timeout(Duration::from_secs(2));
-    std::process::exit(code);
+    std::process::exit(program::run_until_signal("chaos", run::run(args, started)));
 }

@@ -14,7 +14,7 @@ use ticketing_tracker::simulator::LoggedRequest;
 use crate::checks::{Pause, PauseKind};
 use crate::orders::Order;
 use crate::procs::Fleet;
-use crate::run::say;
+use crate::program::say;
 
 /// The paused worker, while it is frozen.
 pub struct Frozen {

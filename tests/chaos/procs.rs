@@ -4,21 +4,11 @@
 //! failpoint `stop-before-pay:P` (`TICKETING_FAILPOINTS`), which makes the process SIGSTOP
 //! itself right before a pay.do leaves: [`Fleet::stopped_itself`] sees it in /proc.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-/// Runs the worker under a shell that first leaves behind a watcher and then `exec`s the
-/// binary, so the worker keeps the shell's pid (the one we signal, and the one in its worker
-/// id). The watcher kills the worker if this program disappears without cleaning up (SIGKILL,
-/// OOM): `Drop` covers every other way out. It stops watching once the worker is gone.
-const WRAPPER: &str = r#"
-owner=$1; shift
-( while kill -0 "$owner" 2>/dev/null && kill -0 $$ 2>/dev/null; do sleep 1; done
-  kill -0 "$owner" 2>/dev/null || kill -9 $$ 2>/dev/null ) </dev/null >/dev/null 2>&1 &
-exec "$@"
-"#;
+use crate::workers;
 
 /// One worker position: a process at a time, replaced after each kill.
 pub struct Slot {
@@ -91,8 +81,6 @@ impl Fleet {
         s.log = self
             .dir
             .join(format!("chaos-w{}-{}.log", s.index, s.generation));
-        let log = File::create(&s.log).map_err(|e| format!("{}: {e}", s.log.display()))?;
-        let log2 = log.try_clone().map_err(|e| e.to_string())?;
         let mut hooks: Vec<(&str, String)> = Vec::new();
         if s.skew_ms != 0 {
             hooks.push(("TICKETING_CLOCK_SKEW_MS", s.skew_ms.to_string()));
@@ -100,26 +88,17 @@ impl Fleet {
         if let Some(p) = s.failpoint {
             hooks.push(("TICKETING_FAILPOINTS", format!("stop-before-pay:{p}")));
         }
-        let child = Command::new("sh")
-            .arg("-c")
-            .arg(WRAPPER)
-            .arg("chaos-worker")
-            .arg(std::process::id().to_string())
-            .arg(&self.exe)
-            .arg("run")
-            // Only what we set: an APP_… variable of the caller's shell must not change the run.
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .envs(hooks)
-            // The binary derives its worker id from HOSTNAME and its pid.
-            .env("HOSTNAME", format!("chaos-w{}", s.index))
-            .current_dir(&self.dir)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2)
-            .spawn()
-            .map_err(|e| format!("starting worker {}: {e}", s.index))?;
+        let child = workers::command(
+            "chaos-worker",
+            &self.exe,
+            &self.env,
+            &format!("chaos-w{}", s.index),
+            &self.dir,
+            &s.log,
+        )?
+        .envs(hooks)
+        .spawn()
+        .map_err(|e| format!("starting worker {}: {e}", s.index))?;
         s.id = format!("chaos-w{}-{}", s.index, child.id());
         s.paused = false;
         s.running_failpoint = s.failpoint;

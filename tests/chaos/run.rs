@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use sqlx::PgPool;
@@ -16,7 +15,9 @@ use crate::checks::{self, Data, Expect, Limits};
 use crate::orders;
 use crate::pg::Restarter;
 use crate::procs::{self, Fleet};
+use crate::program::{run_dir, say};
 use crate::schedule::{self as sched, chaos, Ctx, Plan};
+use crate::workers::{self, Timeouts};
 
 /// Short, so that a killed worker's rows come back within seconds and a pause of two leases
 /// fits in a small run.
@@ -90,14 +91,6 @@ pub async fn run(args: Args, started: Instant) -> i32 {
     code
 }
 
-pub fn say(started: Instant, msg: impl AsRef<str>) {
-    println!(
-        "[{:6.1}s] {}",
-        started.elapsed().as_secs_f64(),
-        msg.as_ref()
-    );
-}
-
 async fn body(args: &Args, started: Instant, fig: &mut Figures) -> Result<i32, String> {
     let mut rng = StdRng::seed_from_u64(args.seed);
     let plan = Plan::new(args, &mut rng);
@@ -168,12 +161,7 @@ async fn with_database(
     .await
     .map_err(|e| format!("simulator: {e}"))?;
     let orders = orders::prepare(&sim, rng, args.orders).await?;
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
-        "chaos-{}-{}",
-        Utc::now().format("%Y%m%d-%H%M%S"),
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let dir = run_dir("chaos")?;
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_ticketing-tracker"));
     let mut fleet = Fleet::new(
         exe,
@@ -360,41 +348,24 @@ async fn with_database(
     Ok(code)
 }
 
-/// The worker's configuration, every key as an `APP_SECTION__KEY` variable.
+/// The worker's configuration: the keys the upgrade's workers get too, and this run's own.
 fn worker_env(db_url: &str, sim_url: &str) -> Vec<(String, String)> {
-    let ms = |d: Duration| d.as_millis().to_string();
-    [
+    let t = Timeouts {
+        lease: LEASE,
+        pay: PAY_TIMEOUT,
+        query: QUERY_TIMEOUT,
+        shutdown_grace: Duration::from_millis(1000),
+    };
+    let own = vec![
         ("APP_ENVIRONMENT", "chaos".to_owned()),
-        ("APP_DATABASE__URL", db_url.to_owned()),
-        ("APP_DATABASE__MAX_CONNECTIONS", "8".into()),
-        ("APP_DATABASE__MIGRATE_ON_START", "false".into()),
-        ("APP_ATRIP__BASE_URL", sim_url.to_owned()),
-        ("APP_ATRIP__CLIENT_ID", "sim-client".into()),
-        ("APP_ATRIP__CLIENT_SECRET", "sim-secret".into()),
-        ("APP_ATRIP__PAY_TIMEOUT_MS", ms(PAY_TIMEOUT)),
-        ("APP_ATRIP__QUERY_TIMEOUT_MS", ms(QUERY_TIMEOUT)),
-        ("APP_ATRIP__CONNECT_TIMEOUT_MS", "1000".into()),
-        ("APP_HTTP__HOST", "127.0.0.1".into()),
-        ("APP_HTTP__PORT", "0".into()),
-        ("APP_WORKER__LEASE_MS", ms(LEASE)),
-        ("APP_WORKER__CLAIM_INTERVAL_MS", "200".into()),
         (
             "APP_WORKER__UNPAID_SETTLE_S",
             UNPAID_SETTLE.as_secs().to_string(),
         ),
-        ("APP_WORKER__RECOVERY_DELAY_MS", "300".into()),
-        ("APP_WORKER__FIRST_POLL_MS", "300".into()),
-        ("APP_WORKER__POLL_INITIAL_MS", "300".into()),
-        ("APP_WORKER__POLL_MULTIPLIER", "1.5".into()),
-        ("APP_WORKER__POLL_MAX_MS", "2000".into()),
-        ("APP_WORKER__SHUTDOWN_GRACE_MS", "1000".into()),
+        // Plain lines: the run counts them with grep (`procs::grep`).
         ("APP_LOG__FORMAT", "pretty".into()),
-        ("APP_LOG__LEVEL", "info".into()),
-        ("NO_COLOR", "1".into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect()
+    ];
+    workers::env(db_url, sim_url, &t, own)
 }
 
 /// The rows that did not end ticketed, grouped by state and reason (order numbers cut out).

@@ -20,7 +20,8 @@ use crate::orders::{self, Order};
 use crate::pause::{self, Frozen};
 use crate::pg::Restarter;
 use crate::procs::Fleet;
-use crate::run::{say, LEASE};
+use crate::program::say;
+use crate::run::LEASE;
 
 /// How often the schedule looks at the clock.
 const TICK: Duration = Duration::from_millis(100);
@@ -142,6 +143,16 @@ pub struct Outcome {
     pub retries_refused: usize,
     pub timed_out: bool,
     pub notes: Vec<String>,
+}
+
+impl Outcome {
+    /// A kill the plan did not have (to force or to end a stop before pay.do): counted, said,
+    /// and kept as a note.
+    fn unplanned_kill(&mut self, started: Instant, note: String) {
+        self.kills += 1;
+        say(started, &note);
+        self.notes.push(note);
+    }
 }
 
 /// What the schedule works with.
@@ -319,13 +330,10 @@ pub async fn chaos(ctx: &Ctx<'_>, fleet: &mut Fleet, rng: &mut StdRng) -> Outcom
             if let Some((id, slot, _)) =
                 kill_one(fleet, &stops, &spared, Force::Only, out.stops, rng)
             {
-                out.kills += 1;
-                let note = format!(
+                out.unplanned_kill(started, format!(
                     "SIGKILL {id} (unplanned: the stops before pay.do lag behind); restarted as {} with stop-before-pay:1",
                     fleet.slots[slot].id
-                );
-                say(started, &note);
-                out.notes.push(note);
+                ));
             }
         }
         if frozen.is_none() && next_pg < pgs.len() && now >= pgs[next_pg] {
@@ -536,15 +544,13 @@ fn kill_one(
 /// with the slot's usual failpoint.
 fn retire(fleet: &mut Fleet, slot: usize, out: &mut Outcome, started: Instant, why: &str) {
     match fleet.kill_and_restart(slot) {
-        Ok(id) => {
-            out.kills += 1;
-            let note = format!(
+        Ok(id) => out.unplanned_kill(
+            started,
+            format!(
                 "SIGKILL {id} ({why}; it ran with stop-before-pay:1); restarted as {}",
                 fleet.slots[slot].id
-            );
-            say(started, &note);
-            out.notes.push(note);
-        }
+            ),
+        ),
         Err(e) => say(started, format!("kill failed: {e}")),
     }
 }

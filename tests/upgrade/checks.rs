@@ -6,34 +6,15 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::{PgPool, Row};
 use ticketing_tracker::simulator::LoggedRequest;
 
 use crate::procs::{Release, Worker};
-
-pub struct Job {
-    pub order_no: String,
-    pub state: String,
-    pub pay_attempts: i32,
-    pub pay_not_sent: i32,
-    pub pay_permits: i32,
-    pub last_error: Option<String>,
-}
-
-pub struct Event {
-    pub job_id: i64,
-    pub at: DateTime<Utc>,
-    pub kind: String,
-    pub state: String,
-    pub lease_token: Option<i64>,
-    pub worker: Option<String>,
-    pub detail: Value,
-}
+use crate::records::{Event, Job, TERMINAL};
 
 pub struct Data {
     pub jobs: Vec<Job>,
-    /// With their order numbers, oldest first.
-    pub events: Vec<(String, Event)>,
+    /// Oldest first.
+    pub events: Vec<Event>,
     pub ledger: Value,
     pub requests: Vec<LoggedRequest>,
 }
@@ -64,54 +45,6 @@ impl WorkerInfo {
     }
 }
 
-pub async fn load_jobs(pool: &PgPool) -> Result<Vec<Job>, String> {
-    let rows = sqlx::query(
-        "SELECT order_no, state, pay_attempts, pay_not_sent, pay_permits, last_error
-         FROM ticketing_jobs ORDER BY id",
-    )
-    .fetch_all(pool)
-    .await
-    .map_err(|e| format!("reading the job table: {e}"))?;
-    Ok(rows
-        .into_iter()
-        .map(|r| Job {
-            order_no: r.get("order_no"),
-            state: r.get("state"),
-            pay_attempts: r.get("pay_attempts"),
-            pay_not_sent: r.get("pay_not_sent"),
-            pay_permits: r.get("pay_permits"),
-            last_error: r.get("last_error"),
-        })
-        .collect())
-}
-
-pub async fn load_events(pool: &PgPool) -> Result<Vec<(String, Event)>, String> {
-    let rows = sqlx::query(
-        "SELECT job_id, order_no, at, kind, state, lease_token, worker, detail
-         FROM ticketing_events ORDER BY id",
-    )
-    .fetch_all(pool)
-    .await
-    .map_err(|e| format!("reading the events: {e}"))?;
-    Ok(rows
-        .into_iter()
-        .map(|r| {
-            (
-                r.get("order_no"),
-                Event {
-                    job_id: r.get("job_id"),
-                    at: r.get("at"),
-                    kind: r.get("kind"),
-                    state: r.get("state"),
-                    lease_token: r.get("lease_token"),
-                    worker: r.get("worker"),
-                    detail: r.get("detail"),
-                },
-            )
-        })
-        .collect())
-}
-
 #[derive(Default)]
 pub struct Report {
     pub violations: Vec<String>,
@@ -131,8 +64,6 @@ impl Report {
         self.states.get(s).copied().unwrap_or(0)
     }
 }
-
-const TERMINAL: [&str; 4] = ["ticketed", "failed", "needs_review", "cancelled"];
 
 fn message(line: &Value) -> &str {
     line["fields"]["message"]
@@ -267,7 +198,7 @@ pub fn check(orders: &[String], data: &Data, workers: &[WorkerInfo]) -> Report {
 
     // ---- The workers: started, stopped, did work ----
     let mut by_worker: HashMap<&str, BTreeMap<&str, usize>> = HashMap::new();
-    for (_, e) in &data.events {
+    for e in &data.events {
         if let Some(w) = e.worker.as_deref() {
             *by_worker
                 .entry(w)
@@ -279,7 +210,7 @@ pub fn check(orders: &[String], data: &Data, workers: &[WorkerInfo]) -> Report {
     // The previous release's recovery decisions (its events say why), to show which of its
     // paths ran against the new schema.
     let mut decisions: BTreeMap<String, usize> = BTreeMap::new();
-    for (_, e) in &data.events {
+    for e in &data.events {
         let by_old = e
             .worker
             .as_deref()
@@ -374,10 +305,11 @@ pub fn check(orders: &[String], data: &Data, workers: &[WorkerInfo]) -> Report {
     }
 
     // ---- This release's own writes refused by its own schema (W2) ----
-    for (no, e) in &data.events {
+    for e in &data.events {
         if e.kind == "constraint_violated" {
             r.violations.push(format!(
-                "{no}: a write by {} was refused by the table: {}",
+                "{}: a write by {} was refused by the table: {}",
+                e.order_no,
                 e.worker.as_deref().unwrap_or("?"),
                 short(&e.detail, 300)
             ));
@@ -444,9 +376,7 @@ fn schema_trips(r: &mut Report, data: &Data, workers: &[WorkerInfo], jobs: &Hash
         let resumed = data
             .events
             .iter()
-            .filter(|(n, e)| n == no && e.at > *last && e.kind != "claimed")
-            .map(|(_, e)| e)
-            .next();
+            .find(|e| e.order_no == *no && e.at > *last && e.kind != "claimed");
         let ledger = &data.ledger["orders"][no.as_str()];
         let final_state = jobs.get(no.as_str()).map_or("-", |j| j.state.as_str());
         match resumed {
@@ -501,7 +431,7 @@ fn released_intents(
         .map(|w| w.id.as_str())
         .collect();
     let mut intents: HashMap<(i64, i64), ()> = HashMap::new();
-    for (_, e) in &data.events {
+    for e in &data.events {
         if e.kind == "pay_intent" {
             if let Some(t) = e.lease_token {
                 intents.insert((e.job_id, t), ());
@@ -509,7 +439,8 @@ fn released_intents(
         }
     }
     let mut found: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (no, e) in &data.events {
+    for e in &data.events {
+        let no = &e.order_no;
         let by_old = e.worker.as_deref().is_some_and(|w| old.contains(w));
         if by_old
             && e.kind == "released"

@@ -24,15 +24,26 @@
 //! fails.
 //!
 //! Files: `run` (the rollout), `procs` (the worker processes), `checks` (the invariants and the
-//! report of what the old binary tripped on).
+//! report of what the old binary tripped on). Shared with tests/chaos, from tests/common:
+//! `program` (libtest's flags, the runtime and stop signal, progress lines), `workers` (how a
+//! worker starts, its configuration), `booking` (orders booked and enqueued), `records` (the
+//! job table and events).
 
+#[path = "../common/booking.rs"]
+mod booking;
 mod checks;
 mod procs;
+#[path = "../common/program.rs"]
+mod program;
+#[path = "../common/records.rs"]
+mod records;
 mod run;
-#[path = "../common/signal.rs"]
-mod signal;
+#[path = "../common/workers.rs"]
+mod workers;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
+
+use program::Libtest;
 
 /// The command line: our flags and libtest's, tolerated.
 #[derive(Debug, Clone)]
@@ -40,10 +51,7 @@ pub struct Args {
     pub orders: usize,
     pub seed: u64,
     pub keep_logs: bool,
-    list: bool,
-    ignored: bool,
-    filters: Vec<String>,
-    exact: bool,
+    libtest: Libtest,
 }
 
 impl Args {
@@ -52,10 +60,7 @@ impl Args {
             orders: 300,
             seed: rand::random::<u32>() as u64,
             keep_logs: false,
-            list: false,
-            ignored: false,
-            filters: Vec::new(),
-            exact: false,
+            libtest: Libtest::default(),
         };
         let mut it = raw.into_iter();
         while let Some(arg) = it.next() {
@@ -72,16 +77,11 @@ impl Args {
                         .map_err(|e| format!("--seed: {e}"))?
                 }
                 "--keep-logs" => a.keep_logs = true,
-                "--list" => a.list = true,
-                "--ignored" => a.ignored = true,
-                "--exact" => a.exact = true,
-                // libtest flags with a value.
-                "--test-threads" | "--skip" | "--format" | "--color" | "--logfile"
-                | "--shuffle-seed" | "-Z" => {
-                    let _ = it.next();
+                other => {
+                    if a.libtest.take(other) {
+                        let _ = it.next();
+                    }
                 }
-                other if other.starts_with('-') => {}
-                filter => a.filters.push(filter.to_owned()),
             }
         }
         if a.orders == 0 {
@@ -89,38 +89,12 @@ impl Args {
         }
         Ok(a)
     }
-
-    /// Whether libtest-style filters select this program's one test, `upgrade`.
-    fn selected(&self) -> bool {
-        !self.ignored
-            && (self.filters.is_empty()
-                || self.filters.iter().any(|f| {
-                    if self.exact {
-                        f == "upgrade"
-                    } else {
-                        "upgrade".contains(f.as_str())
-                    }
-                }))
-    }
 }
 
 fn main() {
     let started = Instant::now();
-    let args = match Args::parse(std::env::args().skip(1)) {
-        Ok(args) => args,
-        Err(e) => {
-            eprintln!("upgrade: {e}");
-            std::process::exit(2);
-        }
-    };
-    if args.list {
-        if !args.ignored {
-            println!("upgrade: test");
-        }
-        return;
-    }
-    if !args.selected() {
-        println!("upgrade: skipped (not selected by the test filters)");
+    let args = program::parsed("upgrade", Args::parse(std::env::args().skip(1)));
+    if !args.libtest.wants_run("upgrade") {
         return;
     }
     let previous = match std::env::var("PREVIOUS_BINARY") {
@@ -141,21 +115,8 @@ fn main() {
         );
         std::process::exit(1);
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
-    // The run owns every worker process; when it ends (returns, panics, or is dropped here on
-    // a signal) they are killed.
-    let code = runtime.block_on(async {
-        tokio::select! {
-            code = run::run(&args, &previous, started) => code,
-            signal = signal::stop_signal() => {
-                eprintln!("upgrade: {signal}; stopping the workers");
-                130
-            }
-        }
-    });
-    runtime.shutdown_timeout(Duration::from_secs(2));
-    std::process::exit(code);
+    std::process::exit(program::run_until_signal(
+        "upgrade",
+        run::run(&args, &previous, started),
+    ));
 }

@@ -2,22 +2,13 @@
 //! `run` with its own environment, its JSON log in a file, stopped with SIGTERM the way a
 //! rolling update stops a pod, and killed whenever this program ends.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// Runs the worker under a shell that leaves a watcher behind and then `exec`s the binary (so
-/// the worker keeps the shell's pid): the watcher kills the worker if this program disappears
-/// without cleaning up (SIGKILL); `Drop` covers every other way out. As in tests/chaos.
-const WRAPPER: &str = r#"
-owner=$1; shift
-( while kill -0 "$owner" 2>/dev/null && kill -0 $$ 2>/dev/null; do sleep 1; done
-  kill -0 "$owner" 2>/dev/null || kill -9 $$ 2>/dev/null ) </dev/null >/dev/null 2>&1 &
-exec "$@"
-"#;
+use crate::workers;
 
 /// Which release a worker process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,7 +41,9 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Starts `exe run` with exactly `env` (plus PATH and HOSTNAME), in `dir`.
+    /// Starts `exe run` with exactly `env` (plus PATH and HOSTNAME), in `dir`, under the watcher
+    /// shell that kills it if this program disappears without cleaning up (`Drop` covers every
+    /// other way out).
     pub fn start(
         release: Release,
         index: usize,
@@ -60,24 +53,7 @@ impl Worker {
     ) -> Result<Worker, String> {
         let host = format!("{}-w{index}", release.name());
         let log = dir.join(format!("{host}.log"));
-        let out = File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
-        let err = out.try_clone().map_err(|e| e.to_string())?;
-        let child = Command::new("sh")
-            .arg("-c")
-            .arg(WRAPPER)
-            .arg("upgrade-worker")
-            .arg(std::process::id().to_string())
-            .arg(exe)
-            .arg("run")
-            // Only what we set: an APP_… variable of the caller's shell must not change the run.
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .env("HOSTNAME", &host)
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
+        let child = workers::command("upgrade-worker", exe, env, &host, dir, &log)?
             .spawn()
             .map_err(|e| format!("starting {} ({}): {e}", host, exe.display()))?;
         Ok(Worker {

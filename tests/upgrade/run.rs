@@ -4,16 +4,17 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use serde_json::{json, Value};
 use sqlx::PgPool;
-use ticketing_tracker::atrip::Client;
-use ticketing_tracker::config::Settings;
 use ticketing_tracker::localpg::Scratch;
 use ticketing_tracker::simulator::{self, SimConfig, SimHandle};
 
+use crate::booking::{self, Booking};
 use crate::checks::{self, Data, WorkerInfo};
 use crate::procs::{self, Release, Worker};
+use crate::program::{run_dir, say};
+use crate::records;
+use crate::workers::{self, ms, Timeouts};
 use crate::Args;
 
 /// Short, so that a row an old worker leaves leased comes back within seconds.
@@ -70,14 +71,6 @@ struct Figures {
     lost: usize,
     stranded: usize,
     pay_requests_over_one: u64,
-}
-
-pub fn say(started: Instant, msg: impl AsRef<str>) {
-    println!(
-        "[{:6.1}s] {}",
-        started.elapsed().as_secs_f64(),
-        msg.as_ref()
-    );
 }
 
 /// Runs everything and prints the closing line; returns the exit status.
@@ -168,37 +161,17 @@ async fn with_database(
     .await
     .map_err(|e| format!("simulator: {e}"))?;
     let orders = book(&sim, args.orders).await?;
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
-        "upgrade-{}-{}",
-        Utc::now().format("%Y%m%d-%H%M%S"),
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let dir = run_dir("upgrade")?;
     let new_exe = PathBuf::from(env!("CARGO_BIN_EXE_ticketing-tracker"));
 
     // The old release, alone, against the new schema.
-    let mut old = Vec::new();
-    for i in 0..2 {
-        old.push(Worker::start(
-            Release::Old,
-            i,
-            previous,
-            &worker_env(Release::Old, &db.url, &sim.base_url()),
-            &dir,
-        )?);
-    }
+    let mut old = start_workers(Release::Old, previous, db, &sim, &dir)?;
     fig.old_workers = old.len();
-    let not_started =
-        procs::wait_started(&mut old, "worker started", Duration::from_secs(30)).await;
-    if !not_started.is_empty() {
-        for w in &old {
-            print_tail(w, 15);
-        }
-        return Err(format!(
-            "the previous release does not start against the new schema: {}",
-            not_started.join("; ")
-        ));
-    }
+    ensure_started(
+        &mut old,
+        "the previous release does not start against the new schema",
+    )
+    .await?;
     let old_ready = readiness(&old).await;
     say(
         started,
@@ -218,28 +191,9 @@ async fn with_database(
     );
 
     // The rollout: new workers up, then the old ones stopped one by one.
-    let mut new = Vec::new();
-    for i in 0..2 {
-        new.push(Worker::start(
-            Release::New,
-            i,
-            &new_exe,
-            &worker_env(Release::New, &db.url, &sim.base_url()),
-            &dir,
-        )?);
-    }
+    let mut new = start_workers(Release::New, &new_exe, db, &sim, &dir)?;
     fig.new_workers = new.len();
-    let not_started =
-        procs::wait_started(&mut new, "worker started", Duration::from_secs(30)).await;
-    if !not_started.is_empty() {
-        for w in &new {
-            print_tail(w, 15);
-        }
-        return Err(format!(
-            "this tree's workers did not start: {}",
-            not_started.join("; ")
-        ));
-    }
+    ensure_started(&mut new, "this tree's workers did not start").await?;
     say(
         started,
         format!(
@@ -332,8 +286,12 @@ async fn with_database(
     }
 
     let data = Data {
-        jobs: checks::load_jobs(&db.pool).await?,
-        events: checks::load_events(&db.pool).await?,
+        jobs: records::load_jobs(&db.pool)
+            .await
+            .map_err(|e| format!("reading the job table: {e}"))?,
+        events: records::load_events(&db.pool)
+            .await
+            .map_err(|e| format!("reading the events: {e}"))?,
         ledger: sim.ledger(),
         requests: sim.requests(),
     };
@@ -407,50 +365,18 @@ async fn with_database(
 
 /// Books the orders in the simulator (one passenger each), across the four payment methods.
 async fn book(sim: &SimHandle, n: usize) -> Result<Vec<(String, i16, Option<Value>)>, String> {
-    let mut settings = Settings::defaults().atrip;
-    settings.base_url = sim.base_url();
-    let client = Client::new(&settings).map_err(|e| e.to_string())?;
-    let http = reqwest::Client::new();
+    let booking = Booking::new(sim)?;
     let mut orders = Vec::with_capacity(n);
     for i in 0..n {
         let no = format!("UPGRADE{i:06}");
-        client
-            .create_order(&json!({
-                "orderNo": no,
-                "passengers": [{"name": "DOE/JANE", "passengerType": 0, "gender": "F", "birthday": "19900101"}],
-                "totalPrice": 120.0
-            }))
-            .await
-            .map_err(|e| format!("order.do {no}: {e}"))?;
+        booking.create_order(&no, &["DOE/JANE"]).await?;
         if i < LOST_PAY_AMONG && i % LOST_PAY_EVERY == LOST_PAY_EVERY / 5 {
-            let answer = http
-                .post(format!("{}/sim/orders/{no}/scenario", sim.base_url()))
-                .json(&json!({ "reset_before_charge": 1 }))
-                .timeout(Duration::from_secs(10))
-                .send()
-                .await
-                .map_err(|e| format!("scenario {no}: {e}"))?;
-            if !answer.status().is_success() {
-                return Err(format!("scenario {no}: HTTP {}", answer.status()));
-            }
+            booking
+                .set_scenario(&no, &json!({ "reset_before_charge": 1 }))
+                .await?;
         }
-        let method = [1i16, 3, 4, 5][i % 4];
-        let card = match method {
-            3 => Some(json!({
-                "cardNumber": "4532015112830366", "cardCVV": "123",
-                "cardExpireMonth": "07", "cardExpireYear": "2030",
-                "cardHolderFirstName": "JANE", "cardHolderLastName": "DOE",
-                "reusable": false, "paymentLimit": 500
-            })),
-            5 => Some(json!({
-                "cardNumber": "4054695723100768", "cardCVV": "123",
-                "cardExpireMonth": "12", "cardExpireYear": "2031",
-                "cardHolderFirstName": "JANE", "cardHolderLastName": "DOE",
-                "threeDS": { "ip": "203.0.113.7" }
-            })),
-            _ => None,
-        };
-        orders.push((no, method, card));
+        let method = booking::METHODS[i % 4];
+        orders.push((no, method, booking::card(method)));
     }
     Ok(orders)
 }
@@ -462,62 +388,62 @@ async fn enqueue(pool: PgPool, orders: Vec<(String, i16, Option<Value>)>) -> Res
         if i > 0 {
             tokio::time::sleep(BATCH_EVERY).await;
         }
-        let nos: Vec<&str> = batch.iter().map(|o| o.0.as_str()).collect();
-        let methods: Vec<i16> = batch.iter().map(|o| o.1).collect();
-        let cards: Vec<Option<Value>> = batch.iter().map(|o| o.2.clone()).collect();
-        sqlx::query(
-            "INSERT INTO ticketing_jobs (order_no, payment_method, card)
-             SELECT * FROM UNNEST($1::text[], $2::smallint[], $3::jsonb[])",
-        )
-        .bind(&nos)
-        .bind(&methods)
-        .bind(&cards)
-        .execute(&pool)
-        .await
-        .map_err(|e| format!("batch {i}: {e}"))?;
+        let rows = batch.iter().map(|o| (o.0.as_str(), o.1, o.2.as_ref()));
+        booking::insert(&pool, rows)
+            .await
+            .map_err(|e| format!("batch {i}: {e}"))?;
         done += batch.len();
     }
     Ok(done)
 }
 
-/// The workers' configuration, every key as an `APP_SECTION__KEY` variable. The previous
-/// release accepts (ignores) keys it does not know; this one refuses them, so
+/// The workers' configuration: the keys the chaos run's workers get too, and this run's own.
+/// The previous release accepts (ignores) keys it does not know; this one refuses them, so
 /// `worker.pay_grace_ms`, which it no longer has, goes to the old workers only.
 fn worker_env(release: Release, db_url: &str, sim_url: &str) -> Vec<(String, String)> {
-    let ms = |d: Duration| d.as_millis().to_string();
-    let mut env = vec![
-        ("APP_DATABASE__URL", db_url.to_owned()),
-        ("APP_DATABASE__MAX_CONNECTIONS", "8".into()),
-        // The old binary cannot migrate a newer schema; the new one's init container did.
-        ("APP_DATABASE__MIGRATE_ON_START", "false".into()),
-        ("APP_ATRIP__BASE_URL", sim_url.to_owned()),
-        ("APP_ATRIP__CLIENT_ID", "sim-client".into()),
-        ("APP_ATRIP__CLIENT_SECRET", "sim-secret".into()),
-        ("APP_ATRIP__PAY_TIMEOUT_MS", ms(PAY_TIMEOUT)),
-        ("APP_ATRIP__QUERY_TIMEOUT_MS", ms(QUERY_TIMEOUT)),
-        ("APP_ATRIP__CONNECT_TIMEOUT_MS", "1000".into()),
-        ("APP_HTTP__HOST", "127.0.0.1".into()),
-        ("APP_HTTP__PORT", "0".into()),
-        ("APP_WORKER__LEASE_MS", ms(LEASE)),
-        ("APP_WORKER__CLAIM_INTERVAL_MS", "200".into()),
-        ("APP_WORKER__RECOVERY_DELAY_MS", "300".into()),
-        ("APP_WORKER__FIRST_POLL_MS", "300".into()),
-        ("APP_WORKER__POLL_INITIAL_MS", "300".into()),
-        ("APP_WORKER__POLL_MULTIPLIER", "1.5".into()),
-        ("APP_WORKER__POLL_MAX_MS", "2000".into()),
-        ("APP_WORKER__SHUTDOWN_GRACE_MS", ms(SHUTDOWN_GRACE)),
-        ("APP_LOG__FORMAT", "json".into()),
-        ("APP_LOG__LEVEL", "info".into()),
-        ("NO_COLOR", "1".into()),
-    ];
+    let t = Timeouts {
+        lease: LEASE,
+        pay: PAY_TIMEOUT,
+        query: QUERY_TIMEOUT,
+        shutdown_grace: SHUTDOWN_GRACE,
+    };
+    // JSON lines: the checks read their fields (`procs::Worker::log_lines`).
+    let mut own = vec![("APP_LOG__FORMAT", "json".to_owned())];
     match release {
-        Release::Old => env.push(("APP_WORKER__PAY_GRACE_MS", ms(OLD_PAY_GRACE))),
-        Release::New => env.push((
+        Release::Old => own.push(("APP_WORKER__PAY_GRACE_MS", ms(OLD_PAY_GRACE))),
+        Release::New => own.push((
             "APP_WORKER__UNPAID_SETTLE_S",
             UNPAID_SETTLE.as_secs().to_string(),
         )),
     }
-    env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+    workers::env(db_url, sim_url, &t, own)
+}
+
+/// Two workers of `release` (`exe run`), logging into `dir`.
+fn start_workers(
+    release: Release,
+    exe: &Path,
+    db: &Scratch,
+    sim: &SimHandle,
+    dir: &Path,
+) -> Result<Vec<Worker>, String> {
+    let env = worker_env(release, &db.url, &sim.base_url());
+    (0..2)
+        .map(|i| Worker::start(release, i, exe, &env, dir))
+        .collect()
+}
+
+/// Waits until every worker logged its start line; if one did not, prints the last lines of
+/// their logs and fails with `failure` and what became of them.
+async fn ensure_started(workers: &mut [Worker], failure: &str) -> Result<(), String> {
+    let not_started = procs::wait_started(workers, "worker started", Duration::from_secs(30)).await;
+    if not_started.is_empty() {
+        return Ok(());
+    }
+    for w in workers.iter() {
+        print_tail(w, 15);
+    }
+    Err(format!("{failure}: {}", not_started.join("; ")))
 }
 
 /// Each worker's `/readyz` answer (`200`, `503 ...`, or why it could not be asked).
