@@ -104,6 +104,16 @@ pub struct Metrics {
     /// When ATRIP being unreachable was last logged (Unix ms): said once a minute, not per
     /// order.
     pub atrip_unreachable_logged_ms: AtomicI64,
+    /// The last time (Unix ms) ATRIP refused our credentials (start probe, pay.do or query).
+    pub atrip_credentials_refused_ms: AtomicI64,
+}
+
+/// What this process last saw of ATRIP (Unix ms; 0 for never).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AtripSeen {
+    pub answered_ms: i64,
+    pub unreachable_ms: i64,
+    pub credentials_refused_ms: i64,
 }
 
 static METRICS: std::sync::OnceLock<Metrics> = std::sync::OnceLock::new();
@@ -126,6 +136,7 @@ pub fn global() -> &'static Metrics {
         atrip_answered_ms: AtomicI64::new(0),
         atrip_unreachable_ms: AtomicI64::new(0),
         atrip_unreachable_logged_ms: AtomicI64::new(0),
+        atrip_credentials_refused_ms: AtomicI64::new(0),
     })
 }
 
@@ -152,6 +163,22 @@ impl Metrics {
                 reason,
                 "ATRIP is unreachable; orders wait (said once a minute while it lasts)"
             );
+        }
+    }
+
+    /// ATRIP answered, but refused our credentials.
+    pub fn atrip_refused_credentials(&self) {
+        self.atrip_credentials_refused_ms
+            .store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
+    }
+
+    /// This process's view of ATRIP for the console: the last time a request got an HTTP
+    /// answer, could not reach it, and had our credentials refused (Unix ms, 0 for never).
+    pub fn atrip_seen(&self) -> AtripSeen {
+        AtripSeen {
+            answered_ms: self.atrip_answered_ms.load(Ordering::Relaxed),
+            unreachable_ms: self.atrip_unreachable_ms.load(Ordering::Relaxed),
+            credentials_refused_ms: self.atrip_credentials_refused_ms.load(Ordering::Relaxed),
         }
     }
 

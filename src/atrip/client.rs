@@ -211,10 +211,13 @@ impl Client {
     /// reachable and takes our credentials; says so in the log.
     pub async fn probe(&self) {
         match self.query("PROBE000000000000000").await {
-            QueryAnswer::Unauthorized { status, .. } => tracing::error!(
-                atrip = %self.base_url, status,
-                "ATRIP answers but refuses our credentials (check atrip.client_id / atrip.client_secret)"
-            ),
+            QueryAnswer::Unauthorized { status, .. } => {
+                crate::metrics::global().atrip_refused_credentials();
+                tracing::error!(
+                    atrip = %self.base_url, status,
+                    "ATRIP answers but refuses our credentials (check atrip.client_id / atrip.client_secret)"
+                )
+            }
             QueryAnswer::Retry { reason } => tracing::error!(
                 atrip = %self.base_url, reason,
                 "ATRIP does not answer; orders will wait until it does"

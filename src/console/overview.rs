@@ -112,10 +112,21 @@ fn atrip_section(
                 .into()
         }
     };
+    let refused =
+        n("pay_answered", &|a| a == "unauthorized") + n("query_answered", &|a| a == "unauthorized");
     let _ = write!(
         body,
-        r#"<h2>ATRIP</h2><p id="atrip-status">{}</p><table id="atrip-answers"><tr><th>last hour</th><th class="num">pay.do accepted</th><th class="num">pay.do refused</th><th class="num">pay.do outcome unknown</th><th class="num">order-query errors</th><th class="num">429 rate limited</th></tr><tr><td>answers</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td></tr></table>"#,
+        r#"<h2>ATRIP</h2><p id="atrip-status">{}</p>{}{}<table id="atrip-answers"><tr><th>last hour</th><th class="num">pay.do accepted</th><th class="num">pay.do refused</th><th class="num">pay.do outcome unknown</th><th class="num">order-query errors</th><th class="num">429 rate limited</th></tr><tr><td>answers</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td></tr></table>"#,
         status,
+        if refused > 0 {
+            format!(
+                r#"<p id="atrip-credentials"><span class="bad">ATRIP refused our credentials</span> {} times in the last hour: no order moves until <code>atrip.client_id</code> / <code>atrip.client_secret</code> are right.</p>"#,
+                count(refused)
+            )
+        } else {
+            String::new()
+        },
+        this_process(now, crate::metrics::global().atrip_seen()),
         count(n("pay_answered", &|a| a == "accepted")),
         count(n("pay_answered", &|a| a == "refused")),
         count(n("pay_answered", &|a| a == "outcome_unknown")),
@@ -141,6 +152,36 @@ fn atrip_section(
         }
         body.push_str("</p>");
     }
+}
+
+/// What this process (the one serving the page) last saw of ATRIP, from its own requests and
+/// its start probe: it tells "ATRIP is down" apart from "nothing was asked", even when no
+/// order is in flight.
+fn this_process(now: chrono::DateTime<chrono::Utc>, seen: crate::metrics::AtripSeen) -> String {
+    let at = |ms: i64| chrono::DateTime::from_timestamp_millis(ms).unwrap_or(now);
+    let latest = seen.answered_ms.max(seen.unreachable_ms);
+    let line = if latest == 0 {
+        return String::new();
+    } else if seen.unreachable_ms > seen.answered_ms {
+        format!(
+            r#"<span class="bad">This process cannot reach ATRIP</span>: its last request ({}, {}) got no answer (connection refused, DNS, TLS or timeout); orders wait until it answers."#,
+            html::ago(now, at(seen.unreachable_ms)),
+            html::time(at(seen.unreachable_ms))
+        )
+    } else if seen.credentials_refused_ms >= seen.answered_ms {
+        format!(
+            r#"<span class="bad">ATRIP refused this process's credentials</span> at its last request ({}, {})."#,
+            html::ago(now, at(seen.answered_ms)),
+            html::time(at(seen.answered_ms))
+        )
+    } else {
+        format!(
+            r#"<span class="ok">This process reaches ATRIP</span>: its last request was answered {} ({})."#,
+            html::ago(now, at(seen.answered_ms)),
+            html::time(at(seen.answered_ms))
+        )
+    };
+    format!(r#"<p id="atrip-reach">{line}</p>"#)
 }
 
 fn throughput_section(body: &mut String, hour: &Throughput, day: &Throughput) {

@@ -269,7 +269,8 @@ impl JobStore {
     }
 
     /// When ATRIP last gave a clear answer (an order query that showed the order or said it
-    /// does not exist, or a `pay.do` answer with a documented code), among the last
+    /// does not exist, or a `pay.do` answer with a documented code other than a refusal of our
+    /// credentials, which means no order can move), among the last
     /// [`CLEAR_ANSWER_WINDOW`] events of any worker: `None` when none of them was clear.
     pub async fn console_last_clear_answer(&self) -> Result<Option<DateTime<Utc>>, Error> {
         Ok(sqlx::query_scalar!(
@@ -277,7 +278,7 @@ impl JobStore {
                WHERE id > (SELECT COALESCE(max(id), 0) FROM ticketing_events) - $1
                  AND ((kind = 'query_answered' AND detail->>'answer' IN ('order', 'not_found'))
                       OR (kind = 'pay_answered' AND detail->>'answer' IN
-                          ('accepted', 'never_pay_again', 'refused', 'unauthorized', 'payment_error')))"#,
+                          ('accepted', 'never_pay_again', 'refused', 'payment_error')))"#,
             CLEAR_ANSWER_WINDOW
         )
         .fetch_one(self.pool())

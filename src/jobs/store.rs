@@ -11,7 +11,7 @@ use sqlx::PgPool;
 use super::rows::{CardJson, ClaimRow, ClaimedJob, EventRow, JobRow, Lease, SealedCard};
 use super::write::Write;
 use super::Error;
-use crate::domain::{EventKind, State};
+use crate::domain::State;
 
 /// Milliseconds as the `bigint` the SQL multiplies by `interval '1 millisecond'`.
 pub(super) fn millis(d: Duration) -> i64 {
@@ -193,32 +193,57 @@ RETURNING j.id
     }
 
     /// A write of this lease was refused by the table's `constraint`: the row goes to
-    /// `needs_review` naming it, keeping everything else as it was (rule W2). Fenced like any
-    /// write; card data stays (a person decides).
+    /// `needs_review` naming it (rule W2). Fenced like any write (W1). What the refused write
+    /// knew about the payment is not lost with it: evidence that the order is paid is recorded
+    /// (rule P3: no permit left, so no `retry --repay` can pay it again), and the card data is
+    /// erased (brand and last four kept) when a `pay.do` may have reached ATRIP or the write
+    /// was a resolution (rule P9);
+    /// an intent it says never left is counted as not sent. Nothing else of the refused write
+    /// is kept: one of its values was the refused one.
     pub async fn review_refused_write(
         &self,
         lease: &mut Lease,
         worker: &str,
         constraint: &str,
-        refused: EventKind,
+        refused: &Write,
     ) -> Result<(), Error> {
         let reason = crate::machine::ReviewReason::ConstraintViolated {
             constraint: constraint.to_owned(),
         };
         let error = format!("order {}: {reason}", lease.order_no);
+        let evidence = refused.evidence.map(|e| e.as_str());
         let hit = sqlx::query_scalar!(
             r#"
 WITH u AS (
     UPDATE ticketing_jobs SET
         state = 'needs_review', updated_at = ticketing_now(), finalized_at = ticketing_now(),
         lease_owner = NULL, lease_expires_at = NULL, last_error = $4,
-        pnr = NULL, ticket_numbers = NULL, ticketed_at = NULL
+        pnr = NULL, ticket_numbers = NULL, ticketed_at = NULL,
+        paid_at = CASE WHEN $8::text IS NULL THEN paid_at ELSE COALESCE(paid_at, ticketing_now()) END,
+        paid_evidence = COALESCE(paid_evidence, $8::text),
+        pay_permits = CASE WHEN $8::text IS NULL THEN pay_permits
+                           ELSE LEAST(pay_permits, pay_attempts - pay_not_sent) END,
+        -- An intent the refused write says never left is counted as not sent, as it would
+        -- have been.
+        pay_not_sent = pay_not_sent + CASE WHEN $12 THEN 1 ELSE 0 END,
+        card = CASE WHEN $9 OR $8::text IS NOT NULL
+                         OR pay_attempts - pay_not_sent - CASE WHEN $12 THEN 1 ELSE 0 END > 0
+                    THEN NULL ELSE card END,
+        card_sealed = CASE WHEN $9 OR $8::text IS NOT NULL
+                                OR pay_attempts - pay_not_sent - CASE WHEN $12 THEN 1 ELSE 0 END > 0
+                           THEN NULL ELSE card_sealed END,
+        card_brand = COALESCE($13, card_brand),
+        card_last4 = COALESCE($14, card_last4)
     WHERE id = $1 AND lease_token = $2 AND state = $3
-    RETURNING id, order_no, state, updated_at
+      AND pay_attempts = $10 AND pay_not_sent = $11
+    RETURNING id, order_no, state, updated_at, paid_evidence,
+              card IS NULL AND card_sealed IS NULL AS no_card
 )
 INSERT INTO ticketing_events (job_id, order_no, at, kind, state, lease_token, worker, detail)
 SELECT id, order_no, updated_at, 'constraint_violated', state, $2, $5,
-       jsonb_build_object('constraint', $6::text, 'refused', $7::text)
+       jsonb_strip_nulls(jsonb_build_object('constraint', $6::text, 'refused', $7::text,
+                                            'paid_evidence', paid_evidence,
+                                            'card_erased', no_card))
 FROM u
 RETURNING job_id
 "#,
@@ -228,7 +253,14 @@ RETURNING job_id
             error,
             worker,
             constraint,
-            refused.as_str(),
+            refused.kind.as_str(),
+            evidence,
+            refused.erase_card,
+            lease.pay_attempts,
+            lease.pay_not_sent,
+            refused.not_sent && !refused.intent,
+            refused.card.brand.as_deref(),
+            refused.card.last4.as_deref(),
         )
         .fetch_optional(&self.pool)
         .await?;

@@ -100,7 +100,7 @@ impl Inner {
                     constraint,
                 }) => {
                     self.store
-                        .review_refused_write(lease, &self.id, &constraint, write.kind())
+                        .review_refused_write(lease, &self.id, &constraint, write)
                         .await?;
                     return Err(jobs::Error::ConstraintViolated {
                         job_id,
@@ -145,6 +145,7 @@ impl Inner {
     pub fn pause_for_credentials(&self, status: i64) {
         let pause = self.settings.credentials_pause();
         *self.paused_until.lock().unwrap() = Some(Instant::now() + pause);
+        crate::metrics::global().atrip_refused_credentials();
         error!(status, pause_ms = pause.as_millis() as u64, "ATRIP refused our credentials; no new claims for a while (check atrip.client_id / atrip.client_secret)");
     }
 

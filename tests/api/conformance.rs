@@ -69,6 +69,69 @@ async fn pay_codes_not_documented_for_pay_are_settled_by_the_order_query() {
     assert_eq!(app.pay_requests(&declined), 1);
 }
 
+/// Items 9 and 10 again, with nothing but ATRIP's own answer shapes: its client's
+/// `pay_response` fixture (status swapped for each code outside pay.do's table), its three
+/// success shapes, and the documentation's Retrieve Booking samples. Every unclear code is
+/// settled by the query (here: the order is ticketed); 411 then unpaid asks a person to check
+/// the balance; no order sees a second pay.do.
+#[tokio::test]
+async fn pay_answers_in_atrips_own_shapes_are_settled_by_its_documented_query_answers() {
+    let w = World::new().await;
+    let ticketed =
+        |order_no: &str| vec![Reply::json(fixture("docs_query_ticketed.json", order_no))];
+    let mut followed = Vec::new();
+    for code in [604, 616, 100, 901] {
+        let order_no = format!("CONFCODE{code}00000001");
+        let mut pay = fixture("pay_error_411.json", &order_no);
+        pay["status"] = json!(code);
+        w.rogue.on_pay(&order_no, vec![Reply::json(pay)]);
+        w.rogue.on_query(&order_no, ticketed(&order_no));
+        followed.push(order_no);
+    }
+    for (i, sample) in [
+        "docs_pay_success.json",
+        "pay_success.json",
+        "pay_success_minimal.json",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let order_no = format!("CONFPAID{i}000000001");
+        w.rogue
+            .on_pay(&order_no, vec![Reply::json(fixture(sample, &order_no))]);
+        w.rogue.on_query(&order_no, ticketed(&order_no));
+        followed.push(order_no);
+    }
+    let balance = "CONFBALANCE000000001";
+    w.rogue.on_pay(
+        balance,
+        vec![Reply::json(fixture("pay_error_411.json", balance))],
+    );
+    w.rogue.on_query(
+        balance,
+        vec![Reply::json(fixture("query_unpaid.json", balance))],
+    );
+    for order_no in followed.iter().map(String::as_str).chain([balance]) {
+        w.enqueue(order_no, 1, None).await;
+    }
+    w.app.settle(&w.worker, 300).await;
+
+    for order_no in &followed {
+        let row = w.job(order_no).await;
+        assert_eq!(row.state, "ticketed", "{order_no}: {:?}", row.last_error);
+        assert_eq!(row.pnr.as_deref(), Some("S77182"), "{order_no}");
+        assert_eq!(w.rogue.pays(order_no), 1, "{order_no}: one pay.do");
+        assert!(
+            w.rogue.queries(order_no) >= 1,
+            "{order_no}: settled by the query"
+        );
+    }
+    let row = w.job(balance).await;
+    assert_eq!(row.state, "needs_review", "{:?}", row.last_error);
+    assert!(row.last_error.unwrap_or_default().contains("balance"));
+    assert_eq!(w.rogue.pays(balance), 1, "411: never paid again");
+}
+
 /// Item 10: 411 followed by "0": never paid again; a person is asked to check the balance.
 #[tokio::test]
 async fn a_411_then_unpaid_asks_a_person_to_check_the_balance_and_never_pays_again() {
@@ -156,6 +219,34 @@ async fn the_simulator_answers_order_do_and_pay_do_refusals_as_atrip_documents()
             .is_some_and(|o| o.iter().any(|o| o["paymentMethod"] == 1)),
         "{body}"
     );
+    // Every key of the documentation's sample and of ATRIP's client's fixture is there, with
+    // the same JSON type where both give a value; so are the keys of a payment option.
+    let kind = |v: &Value| match v {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    };
+    for sample in ["docs_order_create.json", "order_create.json"] {
+        let want = fixture(sample, &created.order_no);
+        for (key, value) in want.as_object().unwrap() {
+            let got = body
+                .get(key)
+                .unwrap_or_else(|| panic!("{sample}: order.do lacks {key}: {body}"));
+            if !value.is_null() && !got.is_null() {
+                assert_eq!(kind(got), kind(value), "{sample}: {key}: {body}");
+            }
+        }
+        let option = &want["paymentOptions"][0];
+        for key in option.as_object().unwrap().keys() {
+            assert!(
+                body["paymentOptions"][0].get(key).is_some(),
+                "{sample}: a payment option lacks {key}: {body}"
+            );
+        }
+    }
     let deadline = body["tktLimitTime"].as_str().unwrap();
     assert!(
         chrono::NaiveDateTime::parse_from_str(deadline, "%Y-%m-%d %H:%M:%S").is_ok(),

@@ -46,3 +46,134 @@ async fn json_logs_carry_the_order_and_job_on_every_step_line() {
     );
     assert!(!text.contains("sim-secret"), "no secret in the logs");
 }
+
+/// The JSON log lines of a run, parsed.
+fn json_lines(text: &str) -> Vec<Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+        .collect()
+}
+
+/// Off the happy path at the default `info` level: a failed order and one handed to a person
+/// each get a `warn` line naming the order and saying why.
+#[tokio::test]
+async fn failed_and_review_orders_are_logged_at_warn_with_the_order_at_the_default_level() {
+    let app = TestApp::new().await;
+    let refused = app.order_and_enqueue(1, None, json!({})).await;
+    app.scenario(&refused, json!({"pay_status": 413})).await;
+    let unpaid = app.order_and_enqueue(1, None, json!({})).await;
+    app.scenario(&unpaid, json!({"pay_status": 411})).await;
+    let mut worker = WorkerProcess::start(&app, &[("APP_LOG__FORMAT", "json".into())]);
+    assert!(worker.wait_until_done(&app, Duration::from_secs(120)).await);
+    let text = worker.stop().await;
+    assert_eq!(app.job(&refused).await.state, "failed");
+    assert_eq!(app.job(&unpaid).await.state, "needs_review");
+
+    let lines = json_lines(&text);
+    let warned = |order_no: &str, message: &str| {
+        lines.iter().find(|l| {
+            l["level"] == "WARN"
+                && l["fields"]["order_no"] == order_no
+                && l["fields"]["message"] == message
+        })
+    };
+    let failed = warned(&refused, "order failed").unwrap_or_else(|| panic!("{text}"));
+    assert_eq!(failed["fields"]["state"], "failed");
+    assert!(
+        failed["fields"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("413")),
+        "{failed}"
+    );
+    let review = warned(&unpaid, "order needs a person").unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        review["fields"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("balance")),
+        "{review}"
+    );
+}
+
+/// ATRIP unreachable: said at start and at `error` at most once a minute however many orders
+/// meet it; `/readyz` stays about the database (ready); the metric and the console's overview
+/// say that this process cannot reach ATRIP.
+#[tokio::test]
+async fn an_unreachable_atrip_is_said_at_start_and_once_a_minute_while_readyz_stays_ready() {
+    let app = TestApp::new().await;
+    // A port nothing listens on: the connection is refused, so no pay.do can leave.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let orders = ["TESTUNREACH00001", "TESTUNREACH00002", "TESTUNREACH00003"];
+    for order_no in orders {
+        app.enqueue(order_no, 1, None).await;
+    }
+    let (_, viewer_hash) = crate::console::hashes();
+    let mut worker = WorkerProcess::start(
+        &app,
+        &[
+            ("APP_LOG__FORMAT", "json".into()),
+            ("APP_ATRIP__BASE_URL", format!("http://{closed}")),
+            ("APP_WORKER__RECOVERY_DELAY_MS", "100".into()),
+            ("APP_CONSOLE__ENABLED", "true".into()),
+            ("APP_CONSOLE__VIEWER_PASSWORD_HASH", viewer_hash),
+        ],
+    );
+    let base = worker.http_base().await;
+    // Every order met the closed port at least once (its intent counted as not sent).
+    crate::support::app::wait_until(Duration::from_secs(60), "every order to try", || {
+        let pool = app.pool().clone();
+        async move {
+            let tried: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM ticketing_jobs WHERE pay_not_sent > 0")
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+            tried == 3
+        }
+    })
+    .await;
+
+    let http = reqwest::Client::new();
+    let ready = http.get(format!("{base}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200, "readiness is about the database");
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.lines().any(|l| l == "ticketing_atrip_up 0"),
+        "{metrics}"
+    );
+    let (viewer, _) =
+        crate::console::Client::logged_in(&base, "desk", crate::console::VIEWER_PASSWORD).await;
+    let overview = viewer.get("/console").await.body;
+    assert!(
+        overview.contains("This process cannot reach ATRIP"),
+        "{overview}"
+    );
+
+    let text = worker.stop().await;
+    let lines = json_lines(&text);
+    let said = |message: &str| {
+        lines
+            .iter()
+            .filter(|l| l["level"] == "ERROR" && l["fields"]["message"] == message)
+            .count()
+    };
+    assert_eq!(
+        said("ATRIP does not answer; orders will wait until it does"),
+        1,
+        "{text}"
+    );
+    assert_eq!(
+        said("ATRIP is unreachable; orders wait (said once a minute while it lasts)"),
+        1,
+        "at least four requests met the closed port, said once: {text}"
+    );
+}

@@ -185,6 +185,33 @@ async fn a_worker_frozen_at_the_send_and_another_taking_over_make_one_pay_do_bet
     app.assert_ticketed_once(&order_no, 1).await;
 }
 
+/// The test hooks are inert in production: a stray `TICKETING_FAILPOINTS` or
+/// `TICKETING_CLOCK_SKEW_MS` on a production worker neither freezes it nor skews it; it says
+/// so and pays the order.
+#[tokio::test]
+async fn the_test_hooks_are_ignored_in_production() {
+    let app = TestApp::new().await;
+    let order_no = app.order_and_enqueue(1, None, json!({})).await;
+    let mut worker = WorkerProcess::start(
+        &app,
+        &[
+            ("APP_ENVIRONMENT", "production".into()),
+            ("APP_ATRIP__CLIENT_ID", "sim-client".into()),
+            ("APP_ATRIP__CLIENT_SECRET", "sim-secret".into()),
+            ("TICKETING_FAILPOINTS", "stop-before-pay".into()),
+            ("TICKETING_CLOCK_SKEW_MS", "600000".into()),
+        ],
+    );
+    let done = worker.wait_until_done(&app, Duration::from_secs(60)).await;
+    assert!(!worker.is_stopped(), "the failpoint did not stop it");
+    let log = worker.stop().await;
+    assert!(done, "{log}");
+    assert!(log.contains("test-only and ignored in production"), "{log}");
+    assert!(!log.contains("test hooks are on"), "{log}");
+    assert!(!log.contains("clock differs"), "no skew was applied: {log}");
+    app.assert_ticketed_once(&order_no, 1).await;
+}
+
 /// Items 4 and 5: pay.do answered 0, the query kept showing "0", the ticketing deadline
 /// passed. The operator's retry follows the order again with a fresh deadline, never pays it
 /// again, refuses `--repay`, and reaches `ticketed` once ATRIP shows the tickets.
@@ -340,6 +367,70 @@ async fn a_write_the_table_refuses_sends_the_row_to_review_naming_the_constraint
         app.charges(&order_no),
         1,
         "paid once, reported, never paid again"
+    );
+    // The refused write was the one that said "paid": that is kept on the row (no permit
+    // left), the card goes with it, and no operator retry can pay the order again.
+    assert!(row.paid_at.is_some(), "the payment evidence is kept");
+    assert_eq!(row.paid_evidence.as_deref(), Some("pay_accepted"));
+    assert_eq!(row.pay_permits, row.pay_sends);
+    assert!(
+        row.card.is_none() && row.card_sealed.is_none(),
+        "card erased"
+    );
+    assert_eq!(row.card_last4.as_deref(), Some("0366"));
+    assert_eq!(last.detail["paid_evidence"], "pay_accepted");
+    assert_eq!(last.detail["card_erased"], true);
+    let repay = app.store.retry(&order_no, None, true, "test").await;
+    assert!(
+        repay
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("shows it paid")),
+        "{repay:?}"
+    );
+}
+
+/// A write refused when no `pay.do` can have left (a sealed card this worker has no key for)
+/// keeps the card and counts the intent as not sent: the order may still be paid once a
+/// person has looked, and can be cancelled.
+#[tokio::test]
+async fn a_refused_write_before_any_send_keeps_the_card_and_records_no_payment() {
+    let app = TestApp::new().await;
+    sqlx::query(
+        "ALTER TABLE ticketing_jobs ADD CONSTRAINT test_refuses_no_key_review
+             CHECK (state <> 'needs_review' OR last_error NOT LIKE '%no card key%')",
+    )
+    .execute(app.pool())
+    .await
+    .unwrap();
+    let key = ticketing_tracker::sealed::CardKey::generate();
+    let order_no = app.create_order(json!({})).await;
+    let sealed =
+        ticketing_tracker::sealed::seal(&key.public_base64(), &order_no, &vcc_card()).unwrap();
+    sqlx::query(
+        "INSERT INTO ticketing_jobs (order_no, payment_method, card_sealed) VALUES ($1, 3, $2)",
+    )
+    .bind(&order_no)
+    .bind(&sealed)
+    .execute(app.pool())
+    .await
+    .unwrap();
+    app.settle(&app.worker(), 50).await;
+    let row = app.job(&order_no).await;
+    assert_eq!(row.state, "needs_review");
+    let error = row.last_error.clone().unwrap_or_default();
+    assert!(error.contains("test_refuses_no_key_review"), "{error}");
+    assert_eq!(
+        (row.pay_attempts, row.pay_sends),
+        (1, 0),
+        "counted as not sent"
+    );
+    assert!(row.paid_at.is_none());
+    assert!(row.card_sealed.is_some(), "nothing left: the card stays");
+    assert_eq!(app.pay_requests(&order_no), 0);
+    let cancelled = app.store.cancel(&order_no, "test").await;
+    assert!(
+        cancelled.is_ok(),
+        "no pay.do left, so it may be cancelled: {cancelled:?}"
     );
 }
 

@@ -242,3 +242,93 @@ async fn a_give_back_keeps_the_last_answer_and_the_unclear_streak() {
         (Some("order X: outcome of pay.do unknown"), 2)
     );
 }
+
+/// Steps that finish together share one statement, and each row in it is still fenced by its
+/// own lease: in a batch with a live lease and one another worker has taken, the live write
+/// lands and the stale one matches nothing (its step's "lease lost"), never a silent skip.
+/// When the table refuses one item, the statement fails as a whole; the items are then applied
+/// one by one, so the refused one is named and the others land.
+#[tokio::test]
+async fn a_batch_fences_each_row_by_its_own_lease_and_names_the_one_the_table_refuses() {
+    let app = TestApp::new().await;
+    let mut orders = Vec::new();
+    for _ in 0..4 {
+        orders.push(app.order_and_enqueue(1, None, json!({})).await);
+    }
+    let claimed = app
+        .store
+        .claim("worker-a", 10, app.settings.worker.lease(), false)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 4);
+    let by_order = |order_no: &str| {
+        claimed
+            .iter()
+            .find(|c| c.order_no == order_no)
+            .unwrap()
+            .lease()
+    };
+    let give_back = Write::give_back(State::Paying, false, "test");
+
+    // Live and stale in one statement.
+    sqlx::query("UPDATE ticketing_jobs SET lease_token = lease_token + 1 WHERE order_no = $1")
+        .bind(&orders[1])
+        .execute(app.pool())
+        .await
+        .unwrap();
+    let (live, stale) = (by_order(&orders[0]), by_order(&orders[1]));
+    let results = app
+        .store
+        .apply_many(&[
+            (&live, "worker-a", &give_back),
+            (&stale, "worker-a", &give_back),
+        ])
+        .await
+        .unwrap();
+    assert!(matches!(results[0], Ok(Some(_))), "{results:?}");
+    assert!(
+        matches!(results[1], Ok(None)),
+        "the stale one is reported: {results:?}"
+    );
+    assert_eq!(app.job(&orders[0]).await.lease_owner, None, "given back");
+    let untouched = app.job(&orders[1]).await;
+    assert_eq!(untouched.lease_owner.as_deref(), Some("worker-a"));
+    assert!(app
+        .store
+        .events(&orders[1])
+        .await
+        .unwrap()
+        .iter()
+        .all(|e| e.kind != "released"));
+
+    // One item the table refuses, one that it takes.
+    sqlx::query(&format!(
+        "ALTER TABLE ticketing_jobs ADD CONSTRAINT test_refuses_one
+             CHECK (order_no <> '{}' OR lease_owner IS NOT NULL)",
+        orders[3]
+    ))
+    .execute(app.pool())
+    .await
+    .unwrap();
+    let (taken, refused) = (by_order(&orders[2]), by_order(&orders[3]));
+    let results = app
+        .store
+        .apply_many(&[
+            (&taken, "worker-a", &give_back),
+            (&refused, "worker-a", &give_back),
+        ])
+        .await
+        .unwrap();
+    assert!(matches!(results[0], Ok(Some(_))), "{results:?}");
+    assert!(
+        matches!(&results[1], Err(jobs::Error::ConstraintViolated { constraint, order_no, .. })
+            if constraint == "test_refuses_one" && *order_no == orders[3]),
+        "{results:?}"
+    );
+    assert_eq!(app.job(&orders[2]).await.lease_owner, None, "given back");
+    assert_eq!(
+        app.job(&orders[3]).await.lease_owner.as_deref(),
+        Some("worker-a"),
+        "the refused write changed nothing"
+    );
+}
