@@ -120,13 +120,14 @@ fn atrip_section(
         status,
         if refused > 0 {
             format!(
-                r#"<p id="atrip-credentials"><span class="bad">ATRIP refused our credentials</span> {} times in the last hour: no order moves until <code>atrip.client_id</code> / <code>atrip.client_secret</code> are right.</p>"#,
+                r#"<p id="atrip-credentials"><span class="bad">ATRIP refused our credentials</span> {} times in the last hour. While it does, no order moves: check <code>atrip.client_id</code> / <code>atrip.client_secret</code>.</p>"#,
                 count(refused)
             )
         } else {
             String::new()
         },
-        this_process(now, crate::metrics::global().atrip_seen()),
+        // This process's own clock: the times it compares are its own.
+        this_process(chrono::Utc::now(), crate::metrics::global().atrip_seen()),
         count(n("pay_answered", &|a| a == "accepted")),
         count(n("pay_answered", &|a| a == "refused")),
         count(n("pay_answered", &|a| a == "outcome_unknown")),

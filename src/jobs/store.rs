@@ -195,11 +195,15 @@ RETURNING j.id
     /// A write of this lease was refused by the table's `constraint`: the row goes to
     /// `needs_review` naming it (rule W2). Fenced like any write (W1). What the refused write
     /// knew about the payment is not lost with it: evidence that the order is paid is recorded
-    /// (rule P3: no permit left, so no `retry --repay` can pay it again), and the card data is
-    /// erased (brand and last four kept) when a `pay.do` may have reached ATRIP or the write
-    /// was a resolution (rule P9);
-    /// an intent it says never left is counted as not sent. Nothing else of the refused write
-    /// is kept: one of its values was the refused one.
+    /// (rule P3: no permit left, so no `retry --repay` can pay it again), an intent it says
+    /// never left is counted as not sent, and the card data is erased (brand and last four
+    /// kept) when a `pay.do` may have reached ATRIP or the write was a resolution (rule P9).
+    /// Nothing else of the refused write is kept: one of its values was the refused one.
+    ///
+    /// Those few values could be the refused ones too (a bug in what the step decided), so a
+    /// refusal of this write is met by a plainer one: first without the not-sent count and
+    /// the card summary, then without the evidence too (no permit left all the same). Only a
+    /// refusal of the plainest is an error, and the row then waits out its lease.
     pub async fn review_refused_write(
         &self,
         lease: &mut Lease,
@@ -211,68 +215,89 @@ RETURNING j.id
             constraint: constraint.to_owned(),
         };
         let error = format!("order {}: {reason}", lease.order_no);
-        let evidence = refused.evidence.map(|e| e.as_str());
-        let hit = sqlx::query_scalar!(
-            r#"
+        let mut level = 0;
+        loop {
+            let full = level == 0;
+            let evidence = refused.evidence.filter(|_| level < 2).map(|e| e.as_str());
+            let hit = sqlx::query_scalar!(
+                r#"
 WITH u AS (
-    UPDATE ticketing_jobs SET
+    UPDATE ticketing_jobs j SET
         state = 'needs_review', updated_at = ticketing_now(), finalized_at = ticketing_now(),
         lease_owner = NULL, lease_expires_at = NULL, last_error = $4,
         pnr = NULL, ticket_numbers = NULL, ticketed_at = NULL,
-        paid_at = CASE WHEN $8::text IS NULL THEN paid_at ELSE COALESCE(paid_at, ticketing_now()) END,
-        paid_evidence = COALESCE(paid_evidence, $8::text),
-        pay_permits = CASE WHEN $8::text IS NULL THEN pay_permits
-                           ELSE LEAST(pay_permits, pay_attempts - pay_not_sent) END,
-        -- An intent the refused write says never left is counted as not sent, as it would
-        -- have been.
-        pay_not_sent = pay_not_sent + CASE WHEN $12 THEN 1 ELSE 0 END,
-        card = CASE WHEN $9 OR $8::text IS NOT NULL
-                         OR pay_attempts - pay_not_sent - CASE WHEN $12 THEN 1 ELSE 0 END > 0
-                    THEN NULL ELSE card END,
-        card_sealed = CASE WHEN $9 OR $8::text IS NOT NULL
-                                OR pay_attempts - pay_not_sent - CASE WHEN $12 THEN 1 ELSE 0 END > 0
-                           THEN NULL ELSE card_sealed END,
-        card_brand = COALESCE($13, card_brand),
-        card_last4 = COALESCE($14, card_last4)
-    WHERE id = $1 AND lease_token = $2 AND state = $3
-      AND pay_attempts = $10 AND pay_not_sent = $11
-    RETURNING id, order_no, state, updated_at, paid_evidence,
-              card IS NULL AND card_sealed IS NULL AS no_card
+        paid_at = CASE WHEN $8::text IS NULL THEN j.paid_at
+                       ELSE COALESCE(j.paid_at, ticketing_now()) END,
+        paid_evidence = COALESCE(j.paid_evidence, $8::text),
+        -- Evidence leaves no permit (rule P3); so does the plainest write, whose evidence,
+        -- if any, could not be recorded.
+        pay_permits = CASE WHEN $8::text IS NULL AND NOT $15 THEN j.pay_permits
+                           ELSE LEAST(j.pay_permits, o.sends) END,
+        pay_not_sent = j.pay_not_sent + CASE WHEN $12 THEN 1 ELSE 0 END,
+        card = CASE WHEN o.erase THEN NULL ELSE j.card END,
+        card_sealed = CASE WHEN o.erase THEN NULL ELSE j.card_sealed END,
+        card_brand = COALESCE($13, j.card_brand),
+        card_last4 = COALESCE($14, j.card_last4)
+    FROM (SELECT id,
+                 -- pay.do that may have reached ATRIP, with the refused write's not-sent count.
+                 pay_attempts - pay_not_sent - CASE WHEN $12 THEN 1 ELSE 0 END AS sends,
+                 (card IS NOT NULL OR card_sealed IS NOT NULL) AS had_card,
+                 $9 OR $8::text IS NOT NULL
+                    OR pay_attempts - pay_not_sent - CASE WHEN $12 THEN 1 ELSE 0 END > 0 AS erase
+          FROM ticketing_jobs WHERE id = $1) o
+    WHERE j.id = o.id AND j.id = $1 AND j.lease_token = $2 AND j.state = $3
+      AND j.pay_attempts = $10 AND j.pay_not_sent = $11
+    RETURNING j.id, j.order_no, j.state, j.updated_at, j.paid_evidence, o.had_card AND o.erase AS card_erased
 )
 INSERT INTO ticketing_events (job_id, order_no, at, kind, state, lease_token, worker, detail)
 SELECT id, order_no, updated_at, 'constraint_violated', state, $2, $5,
        jsonb_strip_nulls(jsonb_build_object('constraint', $6::text, 'refused', $7::text,
                                             'paid_evidence', paid_evidence,
-                                            'card_erased', no_card))
+                                            'card_erased', card_erased,
+                                            'fallback', NULLIF($16::integer, 0)))
 FROM u
 RETURNING job_id
 "#,
-            lease.id,
-            lease.token,
-            lease.state.as_str(),
-            error,
-            worker,
-            constraint,
-            refused.kind.as_str(),
-            evidence,
-            refused.erase_card,
-            lease.pay_attempts,
-            lease.pay_not_sent,
-            refused.not_sent && !refused.intent,
-            refused.card.brand.as_deref(),
-            refused.card.last4.as_deref(),
-        )
-        .fetch_optional(&self.pool)
-        .await?;
-        match hit {
-            Some(_) => {
-                lease.state = State::NeedsReview;
-                Ok(())
+                lease.id,
+                lease.token,
+                lease.state.as_str(),
+                error,
+                worker,
+                constraint,
+                refused.kind.as_str(),
+                evidence,
+                refused.erase_card,
+                lease.pay_attempts,
+                lease.pay_not_sent,
+                full && refused.not_sent,
+                refused.card.brand.as_deref().filter(|_| full),
+                refused.card.last4.as_deref().filter(|_| full),
+                level == 2,
+                level,
+            )
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| Error::from_write(e, lease));
+            match hit {
+                Ok(Some(_)) => {
+                    lease.state = State::NeedsReview;
+                    return Ok(());
+                }
+                Ok(None) => {
+                    return Err(Error::LeaseLost {
+                        job_id: lease.id,
+                        order_no: lease.order_no.clone(),
+                    })
+                }
+                Err(Error::ConstraintViolated { constraint, .. }) if level < 2 => {
+                    tracing::error!(
+                        order_no = %lease.order_no, constraint,
+                        "the table refused the review of a refused write too; trying a plainer one"
+                    );
+                    level += 1;
+                }
+                Err(e) => return Err(e),
             }
-            None => Err(Error::LeaseLost {
-                job_id: lease.id,
-                order_no: lease.order_no.clone(),
-            }),
         }
     }
 

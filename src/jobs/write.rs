@@ -333,9 +333,9 @@ impl Write {
                 w.erase_card = sends > 0;
             }
         }
-        if w.erase_card {
-            w.card = card;
-        }
+        // Kept whether or not this write erases the card: a refused write's review may erase
+        // it (rule W2), and the brand and last four go with the row.
+        w.card = card;
         w
     }
 

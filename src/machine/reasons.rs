@@ -308,7 +308,7 @@ impl fmt::Display for ReviewReason {
             ),
             ReviewReason::ConstraintViolated { constraint } => write!(
                 f,
-                "the job table refused the worker's write ({constraint}); this is a bug, please report it. The row is kept as it was"
+                "the job table refused the worker's write ({constraint}); this is a bug, please report it. Of that write only what it said about the payment was kept (paid, or a pay.do that never left), and the card data was erased if a pay.do may have reached ATRIP; check the order in ATRIP before a `retry`"
             ),
             ReviewReason::NoSuchTransition { state, event } => write!(
                 f,

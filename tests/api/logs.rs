@@ -120,9 +120,10 @@ async fn an_unreachable_atrip_is_said_at_start_and_once_a_minute_while_readyz_st
             ("APP_CONSOLE__VIEWER_PASSWORD_HASH", viewer_hash),
         ],
     );
+    let started = std::time::Instant::now();
     let base = worker.http_base().await;
     // Every order met the closed port at least once (its intent counted as not sent).
-    crate::support::app::wait_until(Duration::from_secs(60), "every order to try", || {
+    crate::support::app::wait_until(Duration::from_secs(40), "every order to try", || {
         let pool = app.pool().clone();
         async move {
             let tried: i64 =
@@ -171,9 +172,12 @@ async fn an_unreachable_atrip_is_said_at_start_and_once_a_minute_while_readyz_st
         1,
         "{text}"
     );
-    assert_eq!(
-        said("ATRIP is unreachable; orders wait (said once a minute while it lasts)"),
-        1,
-        "at least four requests met the closed port, said once: {text}"
+    // At least four requests met the closed port (the probe and three orders): said once a
+    // minute, so once, or once more for each minute a slow machine took.
+    let minutes = started.elapsed().as_secs() / 60;
+    let unreachable = said("ATRIP is unreachable; orders wait (said once a minute while it lasts)");
+    assert!(
+        (1..=1 + minutes as usize).contains(&unreachable),
+        "said {unreachable} times in {minutes} whole minutes: {text}"
     );
 }

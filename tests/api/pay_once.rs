@@ -434,6 +434,130 @@ async fn a_refused_write_before_any_send_keeps_the_card_and_records_no_payment()
     );
 }
 
+/// A write refused after a pay.do may have reached ATRIP, though the write itself would not
+/// have erased the card (an unclear answer: the order stays `paying`): the review erases it
+/// (rule P9) and keeps its brand and last four.
+#[tokio::test]
+async fn a_refused_write_after_a_send_erases_the_card_and_keeps_brand_and_last_four() {
+    let app = TestApp::new().await;
+    sqlx::query(
+        "ALTER TABLE ticketing_jobs ADD CONSTRAINT test_refuses_unclear
+             CHECK (last_pay_outcome IS DISTINCT FROM 'outcome_unknown')",
+    )
+    .execute(app.pool())
+    .await
+    .unwrap();
+    let order_no = app.order_and_enqueue(3, Some(vcc_card()), json!({})).await;
+    app.scenario(&order_no, json!({"fail_before_charge": 1}))
+        .await;
+    let round = app.worker().step().await.unwrap();
+    assert_eq!(round.outcomes[0].to, Some(State::NeedsReview));
+    let row = app.job(&order_no).await;
+    assert!(row
+        .last_error
+        .unwrap_or_default()
+        .contains("test_refuses_unclear"));
+    assert_eq!(row.pay_sends, 1, "the pay.do may have reached ATRIP");
+    assert!(
+        row.card.is_none() && row.card_sealed.is_none(),
+        "card erased"
+    );
+    assert_eq!(row.card_brand.as_deref(), Some("Visa"));
+    assert_eq!(row.card_last4.as_deref(), Some("0366"));
+    assert!(row.paid_at.is_none());
+    let last = app.store.events(&order_no).await.unwrap().pop().unwrap();
+    assert_eq!(last.detail["card_erased"], true);
+    assert_eq!(app.pay_requests(&order_no), 1);
+}
+
+/// The refused write said both "paid" and "the previous intent never left" (a row taken over
+/// from the previous release): both are kept, consistently (no permit left, the intent not
+/// sent), so the review itself is never refused. And when the review is refused after all (a
+/// value the step got wrong), a plainer one lands instead of leaving the row in flight.
+#[tokio::test]
+async fn the_review_of_a_refused_write_keeps_its_payment_facts_and_falls_back_to_a_plainer_one() {
+    use ticketing_tracker::atrip::QueryAnswer;
+    use ticketing_tracker::jobs::{CardSummary, Said, Write};
+    use ticketing_tracker::machine::{Evidence, Facts, Next};
+
+    let app = TestApp::new().await;
+    let paid = app.order_and_enqueue(3, Some(vcc_card()), json!({})).await;
+    let unsent = app.order_and_enqueue(1, None, json!({})).await;
+    let claimed = app
+        .store
+        .claim("worker-a", 10, app.settings.worker.lease(), false)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 2);
+    let now = app.db_now().await;
+    let job = claimed.iter().find(|c| c.order_no == paid).unwrap();
+    let facts = Facts {
+        state: State::Paying,
+        order_no: paid.clone(),
+        pay_attempts: 1,
+        pay_not_sent: 0,
+        pay_permits: 1,
+        paid: false,
+        last_pay_outcome: None,
+        error_streak: 0,
+        poll_attempts: 0,
+        tickets_seen: None,
+        pay_started_at: now,
+        pay_deadline: None,
+        phase_started_at: now,
+        now,
+    };
+    let said = Said::query(&QueryAnswer::Retry {
+        reason: "test".into(),
+    })
+    .with_intent_not_sent();
+    let next = Next::Paid {
+        evidence: Evidence::QueryPaid,
+        poll_in: Duration::from_secs(1),
+    };
+    let card = CardSummary {
+        brand: Some("VISA".into()),
+        last4: Some("0366".into()),
+    };
+    let write = Write::step(&next, said, &facts, card);
+    let mut lease = job.lease();
+    app.store
+        .review_refused_write(&mut lease, "worker-a", "test_constraint", &write)
+        .await
+        .unwrap();
+    let row = app.job(&paid).await;
+    assert_eq!(row.state, "needs_review");
+    assert_eq!(
+        (row.pay_attempts, row.pay_not_sent, row.pay_permits),
+        (1, 1, 0)
+    );
+    assert_eq!(row.paid_evidence.as_deref(), Some("query_paid"));
+    assert!(row.card.is_none());
+    assert_eq!(row.card_last4.as_deref(), Some("0366"));
+
+    // A review whose not-sent count the table refuses: the plainer review lands.
+    sqlx::query(&format!(
+        "ALTER TABLE ticketing_jobs ADD CONSTRAINT test_no_unsent_here CHECK (pay_not_sent = 0 OR order_no <> '{unsent}')"
+    ))
+    .execute(app.pool())
+    .await
+    .unwrap();
+    let job = claimed.iter().find(|c| c.order_no == unsent).unwrap();
+    let mut lease = job.lease();
+    let give_back = Write::give_back(State::Paying, true, "test");
+    app.store
+        .review_refused_write(&mut lease, "worker-a", "test_constraint", &give_back)
+        .await
+        .unwrap();
+    let row = app.job(&unsent).await;
+    assert_eq!(row.state, "needs_review", "never left in flight");
+    assert_eq!(row.pay_not_sent, 0, "the refused count is not forced in");
+    assert_eq!(row.pay_sends, 1);
+    let last = app.store.events(&unsent).await.unwrap().pop().unwrap();
+    assert_eq!(last.kind, "constraint_violated");
+    assert_eq!(last.detail["fallback"], 1);
+}
+
 /// The same for a value the database refuses whatever the row (SQLSTATE class 22, here a
 /// text too long for its column): retrying would fail the same way, so the row goes to
 /// needs_review naming the SQLSTATE, at once, instead of staying `paying` for ever.
