@@ -116,6 +116,17 @@ pub struct AtripSeen {
     pub credentials_refused_ms: i64,
 }
 
+impl AtripSeen {
+    /// Whether the last request got an HTTP answer (`Some(true)`), could not reach ATRIP
+    /// (`Some(false)`), or none was made yet (`None`).
+    pub fn reached(&self) -> Option<bool> {
+        match (self.answered_ms, self.unreachable_ms) {
+            (0, 0) => None,
+            (ok, down) => Some(ok >= down),
+        }
+    }
+}
+
 static METRICS: std::sync::OnceLock<Metrics> = std::sync::OnceLock::new();
 
 /// The process-wide metrics.
@@ -185,14 +196,7 @@ impl Metrics {
     /// Whether ATRIP's last request got an answer (1), could not reach it (0), or none was
     /// made yet (absent).
     pub fn atrip_up(&self) -> Option<u8> {
-        let (ok, down) = (
-            self.atrip_answered_ms.load(Ordering::Relaxed),
-            self.atrip_unreachable_ms.load(Ordering::Relaxed),
-        );
-        match (ok, down) {
-            (0, 0) => None,
-            (ok, down) => Some(u8::from(ok >= down)),
-        }
+        self.atrip_seen().reached().map(u8::from)
     }
 
     /// A hot-path connection was handed out after `waited`.

@@ -159,28 +159,24 @@ fn atrip_section(
 /// its start probe: it tells "ATRIP is down" apart from "nothing was asked", even when no
 /// order is in flight.
 fn this_process(now: chrono::DateTime<chrono::Utc>, seen: crate::metrics::AtripSeen) -> String {
-    let at = |ms: i64| chrono::DateTime::from_timestamp_millis(ms).unwrap_or(now);
-    let latest = seen.answered_ms.max(seen.unreachable_ms);
-    let line = if latest == 0 {
-        return String::new();
-    } else if seen.unreachable_ms > seen.answered_ms {
-        format!(
-            r#"<span class="bad">This process cannot reach ATRIP</span>: its last request ({}, {}) got no answer (connection refused, DNS, TLS or timeout); orders wait until it answers."#,
-            html::ago(now, at(seen.unreachable_ms)),
-            html::time(at(seen.unreachable_ms))
-        )
-    } else if seen.credentials_refused_ms >= seen.answered_ms {
-        format!(
-            r#"<span class="bad">ATRIP refused this process's credentials</span> at its last request ({}, {})."#,
-            html::ago(now, at(seen.answered_ms)),
-            html::time(at(seen.answered_ms))
-        )
-    } else {
-        format!(
-            r#"<span class="ok">This process reaches ATRIP</span>: its last request was answered {} ({})."#,
-            html::ago(now, at(seen.answered_ms)),
-            html::time(at(seen.answered_ms))
-        )
+    let when = |ms: i64| {
+        let t = chrono::DateTime::from_timestamp_millis(ms).unwrap_or(now);
+        format!("{}, {}", html::ago(now, t), html::time(t))
+    };
+    let line = match seen.reached() {
+        None => return String::new(),
+        Some(false) => format!(
+            r#"<span class="bad">This process cannot reach ATRIP</span>: its last request ({}) got no answer (connection refused, DNS, TLS or timeout); orders wait until it answers."#,
+            when(seen.unreachable_ms)
+        ),
+        Some(true) if seen.credentials_refused_ms >= seen.answered_ms => format!(
+            r#"<span class="bad">ATRIP refused this process's credentials</span> at its last request ({})."#,
+            when(seen.answered_ms)
+        ),
+        Some(true) => format!(
+            r#"<span class="ok">This process reaches ATRIP</span>: its last request was answered ({})."#,
+            when(seen.answered_ms)
+        ),
     };
     format!(r#"<p id="atrip-reach">{line}</p>"#)
 }

@@ -218,7 +218,21 @@ RETURNING j.id
         let mut level = 0;
         loop {
             let full = level == 0;
+            // What is kept at this level. The fence below holds the row's pay counters to the
+            // lease's, so what follows from them is worked out here.
             let evidence = refused.evidence.filter(|_| level < 2).map(|e| e.as_str());
+            let not_sent = full && refused.not_sent;
+            let card = if full {
+                refused.card.clone()
+            } else {
+                Default::default()
+            };
+            // pay.do that may have reached ATRIP once this review is in.
+            let sends = lease.pay_attempts - lease.pay_not_sent - i32::from(not_sent);
+            let erase_card = refused.erase_card || evidence.is_some() || sends > 0;
+            // Evidence leaves no permit (rule P3); so does the plainest review, whose
+            // evidence, if any, could not be recorded.
+            let no_permit_left = evidence.is_some() || level == 2;
             let hit = sqlx::query_scalar!(
                 r#"
 WITH u AS (
@@ -229,32 +243,25 @@ WITH u AS (
         paid_at = CASE WHEN $8::text IS NULL THEN j.paid_at
                        ELSE COALESCE(j.paid_at, ticketing_now()) END,
         paid_evidence = COALESCE(j.paid_evidence, $8::text),
-        -- Evidence leaves no permit (rule P3); so does the plainest write, whose evidence,
-        -- if any, could not be recorded.
-        pay_permits = CASE WHEN $8::text IS NULL AND NOT $15 THEN j.pay_permits
-                           ELSE LEAST(j.pay_permits, o.sends) END,
+        pay_permits = CASE WHEN $15 THEN LEAST(j.pay_permits, $16) ELSE j.pay_permits END,
         pay_not_sent = j.pay_not_sent + CASE WHEN $12 THEN 1 ELSE 0 END,
-        card = CASE WHEN o.erase THEN NULL ELSE j.card END,
-        card_sealed = CASE WHEN o.erase THEN NULL ELSE j.card_sealed END,
+        card = CASE WHEN $9 THEN NULL ELSE j.card END,
+        card_sealed = CASE WHEN $9 THEN NULL ELSE j.card_sealed END,
         card_brand = COALESCE($13, j.card_brand),
         card_last4 = COALESCE($14, j.card_last4)
-    FROM (SELECT id,
-                 -- pay.do that may have reached ATRIP, with the refused write's not-sent count.
-                 pay_attempts - pay_not_sent - CASE WHEN $12 THEN 1 ELSE 0 END AS sends,
-                 (card IS NOT NULL OR card_sealed IS NOT NULL) AS had_card,
-                 $9 OR $8::text IS NOT NULL
-                    OR pay_attempts - pay_not_sent - CASE WHEN $12 THEN 1 ELSE 0 END > 0 AS erase
+    FROM (SELECT card IS NOT NULL OR card_sealed IS NOT NULL AS had_card
           FROM ticketing_jobs WHERE id = $1) o
-    WHERE j.id = o.id AND j.id = $1 AND j.lease_token = $2 AND j.state = $3
+    WHERE j.id = $1 AND j.lease_token = $2 AND j.state = $3
       AND j.pay_attempts = $10 AND j.pay_not_sent = $11
-    RETURNING j.id, j.order_no, j.state, j.updated_at, j.paid_evidence, o.had_card AND o.erase AS card_erased
+    RETURNING j.id, j.order_no, j.state, j.updated_at, j.paid_evidence,
+              o.had_card AND $9 AS card_erased
 )
 INSERT INTO ticketing_events (job_id, order_no, at, kind, state, lease_token, worker, detail)
 SELECT id, order_no, updated_at, 'constraint_violated', state, $2, $5,
        jsonb_strip_nulls(jsonb_build_object('constraint', $6::text, 'refused', $7::text,
                                             'paid_evidence', paid_evidence,
                                             'card_erased', card_erased,
-                                            'fallback', NULLIF($16::integer, 0)))
+                                            'fallback', NULLIF($17::integer, 0)))
 FROM u
 RETURNING job_id
 "#,
@@ -266,13 +273,14 @@ RETURNING job_id
                 constraint,
                 refused.kind.as_str(),
                 evidence,
-                refused.erase_card,
+                erase_card,
                 lease.pay_attempts,
                 lease.pay_not_sent,
-                full && refused.not_sent,
-                refused.card.brand.as_deref().filter(|_| full),
-                refused.card.last4.as_deref().filter(|_| full),
-                level == 2,
+                not_sent,
+                card.brand,
+                card.last4,
+                no_permit_left,
+                sends,
                 level,
             )
             .fetch_optional(&self.pool)

@@ -247,13 +247,7 @@ async fn an_operator_retry_of_a_paid_order_never_pays_again_and_reaches_ticketed
     )
     .await;
 
-    let refused = app.store.retry(&order_no, None, true, "test").await;
-    assert!(
-        refused
-            .as_ref()
-            .is_err_and(|e| e.to_string().contains("shows it paid")),
-        "{refused:?}"
-    );
+    assert_repay_refused_as_paid(&app, &order_no).await;
     // The deadline counts again from the retry: the row reaches ticketed, not review.
     let retried = app
         .store
@@ -340,12 +334,8 @@ async fn tickets_without_any_pnr_are_followed_until_the_ticketing_deadline() {
 #[tokio::test]
 async fn a_write_the_table_refuses_sends_the_row_to_review_naming_the_constraint() {
     let app = TestApp::new().await;
-    sqlx::query(
-        "ALTER TABLE ticketing_jobs ADD CONSTRAINT test_refuses_ticketing CHECK (state <> 'ticketing')",
-    )
-    .execute(app.pool())
-    .await
-    .unwrap();
+    app.add_check("test_refuses_ticketing", "state <> 'ticketing'")
+        .await;
     let order_no = app.order_and_enqueue(3, Some(vcc_card()), json!({})).await;
     let round = tokio::time::timeout(Duration::from_secs(5), app.worker().step())
         .await
@@ -380,13 +370,7 @@ async fn a_write_the_table_refuses_sends_the_row_to_review_naming_the_constraint
     assert_eq!(row.card_last4.as_deref(), Some("0366"));
     assert_eq!(last.detail["paid_evidence"], "pay_accepted");
     assert_eq!(last.detail["card_erased"], true);
-    let repay = app.store.retry(&order_no, None, true, "test").await;
-    assert!(
-        repay
-            .as_ref()
-            .is_err_and(|e| e.to_string().contains("shows it paid")),
-        "{repay:?}"
-    );
+    assert_repay_refused_as_paid(&app, &order_no).await;
 }
 
 /// A write refused when no `pay.do` can have left (a sealed card this worker has no key for)
@@ -395,13 +379,11 @@ async fn a_write_the_table_refuses_sends_the_row_to_review_naming_the_constraint
 #[tokio::test]
 async fn a_refused_write_before_any_send_keeps_the_card_and_records_no_payment() {
     let app = TestApp::new().await;
-    sqlx::query(
-        "ALTER TABLE ticketing_jobs ADD CONSTRAINT test_refuses_no_key_review
-             CHECK (state <> 'needs_review' OR last_error NOT LIKE '%no card key%')",
+    app.add_check(
+        "test_refuses_no_key_review",
+        "state <> 'needs_review' OR last_error NOT LIKE '%no card key%'",
     )
-    .execute(app.pool())
-    .await
-    .unwrap();
+    .await;
     let key = ticketing_tracker::sealed::CardKey::generate();
     let order_no = app.create_order(json!({})).await;
     let sealed =
@@ -440,13 +422,11 @@ async fn a_refused_write_before_any_send_keeps_the_card_and_records_no_payment()
 #[tokio::test]
 async fn a_refused_write_after_a_send_erases_the_card_and_keeps_brand_and_last_four() {
     let app = TestApp::new().await;
-    sqlx::query(
-        "ALTER TABLE ticketing_jobs ADD CONSTRAINT test_refuses_unclear
-             CHECK (last_pay_outcome IS DISTINCT FROM 'outcome_unknown')",
+    app.add_check(
+        "test_refuses_unclear",
+        "last_pay_outcome IS DISTINCT FROM 'outcome_unknown'",
     )
-    .execute(app.pool())
-    .await
-    .unwrap();
+    .await;
     let order_no = app.order_and_enqueue(3, Some(vcc_card()), json!({})).await;
     app.scenario(&order_no, json!({"fail_before_charge": 1}))
         .await;
@@ -483,11 +463,7 @@ async fn the_review_of_a_refused_write_keeps_its_payment_facts_and_falls_back_to
     let app = TestApp::new().await;
     let paid = app.order_and_enqueue(3, Some(vcc_card()), json!({})).await;
     let unsent = app.order_and_enqueue(1, None, json!({})).await;
-    let claimed = app
-        .store
-        .claim("worker-a", 10, app.settings.worker.lease(), false)
-        .await
-        .unwrap();
+    let claimed = app.claim_as("worker-a").await;
     assert_eq!(claimed.len(), 2);
     let now = app.db_now().await;
     let job = claimed.iter().find(|c| c.order_no == paid).unwrap();
@@ -536,12 +512,11 @@ async fn the_review_of_a_refused_write_keeps_its_payment_facts_and_falls_back_to
     assert_eq!(row.card_last4.as_deref(), Some("0366"));
 
     // A review whose not-sent count the table refuses: the plainer review lands.
-    sqlx::query(&format!(
-        "ALTER TABLE ticketing_jobs ADD CONSTRAINT test_no_unsent_here CHECK (pay_not_sent = 0 OR order_no <> '{unsent}')"
-    ))
-    .execute(app.pool())
-    .await
-    .unwrap();
+    app.add_check(
+        "test_no_unsent_here",
+        &format!("pay_not_sent = 0 OR order_no <> '{unsent}'"),
+    )
+    .await;
     let job = claimed.iter().find(|c| c.order_no == unsent).unwrap();
     let mut lease = job.lease();
     let give_back = Write::give_back(State::Paying, true, "test");
@@ -610,4 +585,15 @@ async fn one_order_does_not_exist_while_the_outcome_is_unknown_does_not_fail_the
         .await
         .contains(&"failed".to_owned()));
     assert!(row.card.is_none() && row.card_last4.as_deref() == Some("0366"));
+}
+
+/// `retry --repay` of `order_no` is refused because an answer showed the order paid.
+async fn assert_repay_refused_as_paid(app: &TestApp, order_no: &str) {
+    let repay = app.store.retry(order_no, None, true, "test").await;
+    assert!(
+        repay
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("shows it paid")),
+        "{repay:?}"
+    );
 }

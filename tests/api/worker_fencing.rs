@@ -255,11 +255,7 @@ async fn a_batch_fences_each_row_by_its_own_lease_and_names_the_one_the_table_re
     for _ in 0..4 {
         orders.push(app.order_and_enqueue(1, None, json!({})).await);
     }
-    let claimed = app
-        .store
-        .claim("worker-a", 10, app.settings.worker.lease(), false)
-        .await
-        .unwrap();
+    let claimed = app.claim_as("worker-a").await;
     assert_eq!(claimed.len(), 4);
     let by_order = |order_no: &str| {
         claimed
@@ -268,7 +264,6 @@ async fn a_batch_fences_each_row_by_its_own_lease_and_names_the_one_the_table_re
             .unwrap()
             .lease()
     };
-    let give_back = Write::give_back(State::Paying, false, "test");
 
     // Live and stale in one statement.
     sqlx::query("UPDATE ticketing_jobs SET lease_token = lease_token + 1 WHERE order_no = $1")
@@ -277,14 +272,7 @@ async fn a_batch_fences_each_row_by_its_own_lease_and_names_the_one_the_table_re
         .await
         .unwrap();
     let (live, stale) = (by_order(&orders[0]), by_order(&orders[1]));
-    let results = app
-        .store
-        .apply_many(&[
-            (&live, "worker-a", &give_back),
-            (&stale, "worker-a", &give_back),
-        ])
-        .await
-        .unwrap();
+    let results = give_back_together(&app, &[&live, &stale]).await;
     assert!(matches!(results[0], Ok(Some(_))), "{results:?}");
     assert!(
         matches!(results[1], Ok(None)),
@@ -302,23 +290,13 @@ async fn a_batch_fences_each_row_by_its_own_lease_and_names_the_one_the_table_re
         .all(|e| e.kind != "released"));
 
     // One item the table refuses, one that it takes.
-    sqlx::query(&format!(
-        "ALTER TABLE ticketing_jobs ADD CONSTRAINT test_refuses_one
-             CHECK (order_no <> '{}' OR lease_owner IS NOT NULL)",
-        orders[3]
-    ))
-    .execute(app.pool())
-    .await
-    .unwrap();
+    app.add_check(
+        "test_refuses_one",
+        &format!("order_no <> '{}' OR lease_owner IS NOT NULL", orders[3]),
+    )
+    .await;
     let (taken, refused) = (by_order(&orders[2]), by_order(&orders[3]));
-    let results = app
-        .store
-        .apply_many(&[
-            (&taken, "worker-a", &give_back),
-            (&refused, "worker-a", &give_back),
-        ])
-        .await
-        .unwrap();
+    let results = give_back_together(&app, &[&taken, &refused]).await;
     assert!(matches!(results[0], Ok(Some(_))), "{results:?}");
     assert!(
         matches!(&results[1], Err(jobs::Error::ConstraintViolated { constraint, order_no, .. })
@@ -331,4 +309,17 @@ async fn a_batch_fences_each_row_by_its_own_lease_and_names_the_one_the_table_re
         Some("worker-a"),
         "the refused write changed nothing"
     );
+}
+
+/// Gives the rows of `leases` back, as worker-a, in one batched statement.
+async fn give_back_together(
+    app: &TestApp,
+    leases: &[&jobs::Lease],
+) -> Vec<Result<Option<chrono::DateTime<chrono::Utc>>, jobs::Error>> {
+    let give_back = Write::give_back(State::Paying, false, "test");
+    let items: Vec<_> = leases
+        .iter()
+        .map(|lease| (*lease, "worker-a", &give_back))
+        .collect();
+    app.store.apply_many(&items).await.unwrap()
 }

@@ -190,6 +190,25 @@ impl TestApp {
         .expect("shift the database's time");
     }
 
+    /// Adds a CHECK named `name` to the job table: a test's way to make the table refuse a
+    /// write the worker will make (rule W2).
+    pub async fn add_check(&self, name: &str, check: &str) {
+        sqlx::query(&format!(
+            "ALTER TABLE ticketing_jobs ADD CONSTRAINT {name} CHECK ({check})"
+        ))
+        .execute(self.pool())
+        .await
+        .expect("add the test's CHECK");
+    }
+
+    /// Claims every due row (up to 10) as `worker`, with the configured lease.
+    pub async fn claim_as(&self, worker: &str) -> Vec<ticketing_tracker::jobs::ClaimedJob> {
+        self.store
+            .claim(worker, 10, self.settings.worker.lease(), false)
+            .await
+            .unwrap()
+    }
+
     /// The database's time now (`ticketing_now()`).
     pub async fn db_now(&self) -> chrono::DateTime<chrono::Utc> {
         sqlx::query_scalar("SELECT ticketing_now()")
