@@ -245,4 +245,9 @@ pub struct BenchArgs {
     /// Clients of the SQL-only baseline.
     #[arg(long, default_value_t = 8)]
     pub baseline_clients: usize,
+    /// Instead of the phases above: the ATRIP client at the default concurrency against a
+    /// hostile local ATRIP (oversized answers, gzip bombs, endless and trickling bodies) for
+    /// --orders answers, then this process's peak RSS against the 128 MiB limit.
+    #[arg(long)]
+    pub hostile: bool,
 }

@@ -1,14 +1,25 @@
 //! Reading ATRIP's answers: every body is classified by its `status` (never by the HTTP code
 //! or `msg`) into what the worker will do about it.
+//!
+//! An answer is untrusted input of any size and shape (a broken ATRIP, a proxy on the path): it
+//! is read keeping only the fields used, every list bounded ([`MAX_PASSENGERS`],
+//! [`MAX_PASSENGER_LIST`], [`MAX_BOOKINGS`]), and every step on it is linear, so that no answer
+//! the client accepted (at most `atrip.max_answer_bytes`) holds the runtime for long, and none
+//! can make the worker panic: every date and number from ATRIP is read with checked arithmetic.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::codes::{self, OrderStatus, PayClass};
 use crate::card::mask_card_numbers;
-use crate::domain::{truncate, PassengerTickets, TicketSet};
+use crate::domain::{truncate, TicketSet};
+use prune::{Beyond, Keep, Unreadable};
+
+mod order;
+mod prune;
 
 /// What a `pay.do` answer means for the pay-once protocol.
 #[derive(Debug, Clone, PartialEq)]
@@ -138,17 +149,15 @@ impl OrderView {
     /// The airline PNR(s): per passenger first (where ATRIP fills them for every passenger),
     /// then the airline bookings, then ATRIP's own booking reference; de-duplicated, in order.
     pub fn pnr(&self) -> Option<String> {
-        let mut pnrs: Vec<&str> = Vec::new();
-        for pnr in self
+        let mut seen: HashSet<&str> = HashSet::new();
+        let pnrs: Vec<&str> = self
             .tickets
             .iter()
             .flat_map(|p| &p.airline_pnrs)
             .chain(&self.booking_pnrs)
-        {
-            if !pnrs.contains(&pnr.as_str()) {
-                pnrs.push(pnr);
-            }
-        }
+            .map(String::as_str)
+            .filter(|pnr| seen.insert(pnr))
+            .collect();
         if pnrs.is_empty() {
             return self.pnr_code.clone();
         }
@@ -156,17 +165,94 @@ impl OrderView {
     }
 }
 
-/// Reads a body as JSON: `None` when it is not a JSON object. NUL characters (`\u0000`) are
-/// dropped from every string: PostgreSQL's text and jsonb refuse them, and one would make
-/// every write of the order fail.
-fn json_object(body: &[u8]) -> Option<serde_json::Map<String, Value>> {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(mut m)) => {
-            m.values_mut().for_each(drop_nul);
-            Some(m)
-        }
-        _ => None,
-    }
+/// At most this many passengers in `paxTicketInfos` (and in `passengers`). An ATRIP order holds
+/// at most 9 passengers; counting a lap infant beside each of them as an entry of its own makes
+/// 18. 32 leaves room for what we cannot foresee in ATRIP's counting, and no more: a longer
+/// list is not an order ATRIP can hold, and the answer is refused as soon as it passes 32.
+pub const MAX_PASSENGERS: usize = 32;
+
+/// At most this many items in one passenger's `ticketNos` or `airlinePNRs`, as sent (before
+/// trimming and de-duplication). A passenger holds one ticket number, two for a round trip
+/// split in two bookings, and ATRIP may repeat one padded with spaces: 8 is four times the most
+/// a passenger can hold.
+pub const MAX_PASSENGER_LIST: usize = 8;
+
+/// At most this many `airlineBookings` (one per airline booking of the order: one or two in
+/// practice, one per passenger at worst). Beyond it the block is skipped, as a malformed one is:
+/// ATRIP's own client never reads it.
+pub const MAX_BOOKINGS: usize = MAX_PASSENGERS;
+
+/// The fields of a `pay.do` answer the worker reads (the rate-limit body's `code` and
+/// `retryAfter` included); the rest of the body is read through and dropped.
+static PAY_FIELDS: Keep = Keep::Object(&[
+    ("status", Keep::Scalar),
+    ("msg", Keep::Scalar),
+    ("orderNo", Keep::Scalar),
+    ("pnrCode", Keep::Scalar),
+    ("code", Keep::Scalar),
+    ("retryAfter", Keep::Scalar),
+]);
+
+const PASSENGER_LIST: Keep = Keep::List {
+    max: MAX_PASSENGER_LIST,
+    item: &Keep::Scalar,
+    beyond: Beyond::Refuse,
+};
+
+/// The fields of an order query answer the worker reads, every list bounded.
+static QUERY_FIELDS: Keep = Keep::Object(&[
+    ("status", Keep::Scalar),
+    ("msg", Keep::Scalar),
+    ("orderNo", Keep::Scalar),
+    ("pnrCode", Keep::Scalar),
+    ("code", Keep::Scalar),
+    ("retryAfter", Keep::Scalar),
+    ("orderStatus", Keep::Scalar),
+    ("ticketStatus", Keep::Scalar),
+    (
+        "paxTicketInfos",
+        Keep::List {
+            max: MAX_PASSENGERS,
+            item: &Keep::Object(&[
+                ("name", Keep::Scalar),
+                ("ticketNos", PASSENGER_LIST),
+                ("airlinePNRs", PASSENGER_LIST),
+            ]),
+            beyond: Beyond::Refuse,
+        },
+    ),
+    (
+        "passengers",
+        Keep::List {
+            max: MAX_PASSENGERS,
+            item: &Keep::Object(&[("name", Keep::Scalar)]),
+            beyond: Beyond::Refuse,
+        },
+    ),
+    (
+        "airlineBookings",
+        Keep::List {
+            max: MAX_BOOKINGS,
+            item: &Keep::Object(&[("airlinePnr", Keep::Scalar)]),
+            beyond: Beyond::Drop,
+        },
+    ),
+    ("tktLimitTime", Keep::Scalar),
+    ("paymentAttempted", Keep::Scalar),
+    ("errorCode", Keep::Scalar),
+    ("errorMessage", Keep::Scalar),
+]);
+
+/// Reads a body as a JSON object, keeping only `fields` (see [`prune`]). NUL characters
+/// (`\u0000`) are dropped from every string: PostgreSQL's text and jsonb refuse them, and one
+/// would make every write of the order fail.
+fn json_object(
+    body: &[u8],
+    fields: &'static Keep,
+) -> Result<serde_json::Map<String, Value>, Unreadable> {
+    let mut m = prune::object(body, fields)?;
+    m.values_mut().for_each(drop_nul);
+    Ok(m)
 }
 
 fn drop_nul(v: &mut Value) {
@@ -178,10 +264,24 @@ fn drop_nul(v: &mut Value) {
     }
 }
 
+/// ATRIP's words (an echoed order number, a message) cut to `max` characters for a reason or a
+/// column, any card number in them masked. Only the head is looked at: a card number (at most
+/// 19 digits and 18 separators) that starts within the first `max` characters ends within the
+/// first `max + 40`, so masking that much masks all that is kept, and a megabyte of message
+/// costs no more than a short one.
+pub(super) fn quote(s: &str, max: usize) -> String {
+    let head = match s.char_indices().nth(max.saturating_add(40)) {
+        Some((at, _)) => &s[..at],
+        None => s,
+    };
+    // Masking keeps the number of characters, so a longer text is still cut (and marked).
+    truncate(&mask_card_numbers(head), max)
+}
+
 fn text(m: &serde_json::Map<String, Value>, key: &str) -> Option<String> {
     match m.get(key) {
         // ATRIP's own words are stored and logged: a card number it echoes is masked first.
-        Some(Value::String(s)) => Some(truncate(&mask_card_numbers(s), 200)),
+        Some(Value::String(s)) => Some(quote(s, 200)),
         _ => None,
     }
 }
@@ -197,17 +297,28 @@ fn rate_limit(http: u16, m: Option<&serde_json::Map<String, Value>>) -> Option<D
     }
     let secs = m
         .and_then(|m| m.get("retryAfter"))
-        .and_then(|v| v.as_f64().or_else(|| v.as_str()?.parse().ok()))
+        .and_then(|v| v.as_f64().or_else(|| v.as_str()?.trim().parse().ok()))
         .filter(|s| s.is_finite() && *s >= 0.0)
         .unwrap_or(1.0)
         .min(300.0);
     Some(Duration::from_secs_f64(secs))
 }
 
+/// How an HTTP code other than 200 reads in a reason. A redirect is never followed: the
+/// request (and a `pay.do`'s card and our credentials) goes to the configured ATRIP only, and
+/// what a redirected request did there is not known.
+fn http_code(endpoint: &str, http: u16) -> String {
+    if (300..400).contains(&http) {
+        format!("{endpoint} answered HTTP {http} (a redirect, not followed)")
+    } else {
+        format!("{endpoint} answered HTTP {http}")
+    }
+}
+
 /// Classifies a `pay.do` HTTP answer (code and body) to the payment of `order_no`.
 pub fn classify_pay(order_no: &str, http: u16, body: &[u8]) -> PayAnswer {
-    let obj = json_object(body);
-    if rate_limit(http, obj.as_ref()).is_some() {
+    let obj = json_object(body, &PAY_FIELDS);
+    if rate_limit(http, obj.as_ref().ok()).is_some() {
         // pay.do is outside ATRIP's rate limits; a 429 here is unexplained: we cannot know
         // whether the payment ran.
         return PayAnswer::OutcomeUnknown {
@@ -218,14 +329,23 @@ pub fn classify_pay(order_no: &str, http: u16, body: &[u8]) -> PayAnswer {
     if http != 200 {
         return PayAnswer::OutcomeUnknown {
             status: None,
-            reason: format!("pay.do answered HTTP {http}"),
+            reason: http_code("pay.do", http),
         };
     }
-    let Some(m) = obj else {
-        return PayAnswer::OutcomeUnknown {
-            status: None,
-            reason: describe_garbled(body),
-        };
+    let m = match obj {
+        Ok(m) => m,
+        Err(Unreadable::Garbled) => {
+            return PayAnswer::OutcomeUnknown {
+                status: None,
+                reason: describe_garbled(body),
+            }
+        }
+        Err(Unreadable::Bound(why)) => {
+            return PayAnswer::OutcomeUnknown {
+                status: None,
+                reason: format!("pay.do answer refused: {why}"),
+            }
+        }
     };
     let Some(status) = m.get("status").and_then(Value::as_i64) else {
         return PayAnswer::OutcomeUnknown {
@@ -239,10 +359,7 @@ pub fn classify_pay(order_no: &str, http: u16, body: &[u8]) -> PayAnswer {
         if other != order_no {
             return PayAnswer::OutcomeUnknown {
                 status: Some(status),
-                reason: format!(
-                    "pay.do answered for another order ({})",
-                    truncate(&mask_card_numbers(other), 40)
-                ),
+                reason: format!("pay.do answered for another order ({})", quote(other, 40)),
             };
         }
     }
@@ -269,8 +386,8 @@ pub fn classify_pay(order_no: &str, http: u16, body: &[u8]) -> PayAnswer {
 
 /// Classifies a `queryOrderDetails.do` HTTP answer for `order_no`.
 pub fn classify_query(order_no: &str, http: u16, body: &[u8]) -> QueryAnswer {
-    let obj = json_object(body);
-    if let Some(retry_after) = rate_limit(http, obj.as_ref()) {
+    let obj = json_object(body, &QUERY_FIELDS);
+    if let Some(retry_after) = rate_limit(http, obj.as_ref().ok()) {
         return QueryAnswer::RateLimited { retry_after };
     }
     if http >= 500 || http == 408 {
@@ -287,14 +404,23 @@ pub fn classify_query(order_no: &str, http: u16, body: &[u8]) -> QueryAnswer {
     if http != 200 {
         return QueryAnswer::Invalid {
             status: None,
-            reason: format!("order query answered HTTP {http}"),
+            reason: http_code("order query", http),
         };
     }
-    let Some(m) = obj else {
-        return QueryAnswer::Invalid {
-            status: None,
-            reason: describe_garbled(body),
-        };
+    let m = match obj {
+        Ok(m) => m,
+        Err(Unreadable::Garbled) => {
+            return QueryAnswer::Invalid {
+                status: None,
+                reason: describe_garbled(body),
+            }
+        }
+        Err(Unreadable::Bound(why)) => {
+            return QueryAnswer::Invalid {
+                status: None,
+                reason: format!("order query answer refused: {why}"),
+            }
+        }
     };
     let Some(status) = m.get("status").and_then(Value::as_i64) else {
         return QueryAnswer::Invalid {
@@ -304,7 +430,7 @@ pub fn classify_query(order_no: &str, http: u16, body: &[u8]) -> QueryAnswer {
     };
     let msg = text(&m, "msg");
     match status {
-        codes::query::OK => match read_order(order_no, &m) {
+        codes::query::OK => match order::read(order_no, &m) {
             Ok(view) => QueryAnswer::Order(view),
             Err(reason) => QueryAnswer::Invalid {
                 status: Some(status),
@@ -331,216 +457,6 @@ pub fn classify_query(order_no: &str, http: u16, body: &[u8]) -> QueryAnswer {
     }
 }
 
-/// A status field that ATRIP sends as a string in queries and as an integer in webhooks.
-fn status_text(v: Option<&Value>, key: &str) -> Result<Option<String>, String> {
-    match v {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(truncate(s.trim(), 20))),
-        Some(Value::Number(n)) if n.is_i64() => Ok(Some(n.to_string())),
-        Some(_) => Err(format!("{key} is neither a string nor an integer")),
-    }
-}
-
-/// A list of ticket numbers or PNRs: trimmed, and de-duplicated in order (ATRIP may repeat a
-/// number, padded with spaces, and its own client counts it once).
-fn string_list(v: Option<&Value>, what: &str) -> Result<Vec<String>, String> {
-    let items = match v {
-        None | Some(Value::Null) => return Ok(Vec::new()),
-        Some(Value::Array(items)) => items,
-        Some(_) => return Err(format!("{what} is not a list")),
-    };
-    let mut out: Vec<String> = Vec::with_capacity(items.len());
-    for item in items {
-        let value = match item {
-            Value::String(s) if is_ticket_like(s) => s.trim(),
-            Value::String(s) => {
-                return Err(format!(
-                    "{what} holds a malformed value {:?}",
-                    truncate(s, 30)
-                ))
-            }
-            _ => return Err(format!("{what} holds a non-string")),
-        };
-        if !out.iter().any(|seen| seen == value) {
-            out.push(value.to_owned());
-        }
-    }
-    Ok(out)
-}
-
-/// `airlineBookings[].airlinePnr`, where readable. ATRIP's own client never reads this block,
-/// so a malformed one is skipped, not a reason to distrust the answer.
-fn booking_pnrs(v: Option<&Value>) -> Vec<String> {
-    let Some(Value::Array(bookings)) = v else {
-        return Vec::new();
-    };
-    let mut out: Vec<String> = Vec::new();
-    for pnr in bookings
-        .iter()
-        .filter_map(|b| b.get("airlinePnr")?.as_str())
-        .filter(|s| is_ticket_like(s))
-        .map(str::trim)
-    {
-        if !out.iter().any(|seen| seen == pnr) {
-            out.push(pnr.to_owned());
-        }
-    }
-    out
-}
-
-/// `tktLimitTime`: `yyyy-MM-dd HH:mm:ss` in Singapore time (UTC+8), as ATRIP writes every time.
-fn sgt_time(v: Option<&Value>) -> Option<DateTime<Utc>> {
-    let s = v?.as_str()?;
-    let local = NaiveDateTime::parse_from_str(s.trim(), "%Y-%m-%d %H:%M:%S").ok()?;
-    Some(local.and_utc() - chrono::Duration::hours(8))
-}
-
-/// Ticket numbers and PNRs: letters, digits and dashes, at most 20 characters.
-fn is_ticket_like(s: &str) -> bool {
-    let s = s.trim();
-    (1..=20).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-}
-
-/// Reads the fields the worker uses from a `status 0` query answer, refusing what cannot be
-/// trusted: another order's answer, wrong types, more ticket numbers than a passenger can hold
-/// (one, or two for a round trip split in two bookings).
-///
-/// `paxTicketInfos` is the passenger list (ATRIP's documented answers carry no `passengers`
-/// array, and an entry's `name` may be absent: ATRIP's own client accepts such answers). When an
-/// answer does carry a `passengers` array too, the ticket list may not be longer than it, a named
-/// entry must be one of the listed passengers, and a listed passenger without an entry is kept
-/// with no ticket, so that the set is not final without them.
-fn read_order(order_no: &str, m: &serde_json::Map<String, Value>) -> Result<OrderView, String> {
-    match m.get("orderNo") {
-        Some(Value::String(s)) if s == order_no => {}
-        Some(Value::String(s)) => {
-            return Err(format!(
-                "the answer is for another order ({})",
-                truncate(s, 40)
-            ))
-        }
-        _ => return Err("the answer has no orderNo".into()),
-    }
-    let order_status =
-        status_text(m.get("orderStatus"), "orderStatus")?.ok_or("the answer has no orderStatus")?;
-    let ticket_status = status_text(m.get("ticketStatus"), "ticketStatus")?;
-    let pax = match m.get("paxTicketInfos") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(a)) => a.clone(),
-        Some(_) => return Err("paxTicketInfos is not a list".into()),
-    };
-    let mut listed = match m.get("passengers") {
-        Some(Value::Array(passengers)) => {
-            if pax.len() > passengers.len() {
-                return Err(format!(
-                    "paxTicketInfos has {} entries for {} passengers",
-                    pax.len(),
-                    passengers.len()
-                ));
-            }
-            Some(passenger_names(passengers))
-        }
-        _ => None,
-    };
-    let mut tickets = Vec::with_capacity(pax.len());
-    for (i, p) in pax.iter().enumerate() {
-        let p = p
-            .as_object()
-            .ok_or_else(|| format!("paxTicketInfos[{i}] is not an object"))?;
-        let name = match p.get("name") {
-            Some(Value::String(s)) if !s.trim().is_empty() => Some(truncate(s.trim(), 80)),
-            _ => None,
-        };
-        if let Some(listed) = listed.as_mut() {
-            match_passenger(listed, name.as_deref(), i)?;
-        }
-        let ticket_numbers = string_list(
-            p.get("ticketNos"),
-            &format!("paxTicketInfos[{i}].ticketNos"),
-        )?;
-        let airline_pnrs = string_list(
-            p.get("airlinePNRs"),
-            &format!("paxTicketInfos[{i}].airlinePNRs"),
-        )?;
-        if ticket_numbers.len() > 2 {
-            return Err(format!(
-                "paxTicketInfos[{i}] has {} ticket numbers (at most 2 per passenger)",
-                ticket_numbers.len()
-            ));
-        }
-        tickets.push(PassengerTickets {
-            passenger: name.unwrap_or_else(|| format!("passenger {}", i + 1)),
-            ticket_numbers,
-            airline_pnrs,
-        });
-    }
-    // A listed passenger without an entry has no ticket: the set is then never final.
-    for (i, passenger) in listed.unwrap_or_default().into_iter().enumerate() {
-        tickets.push(PassengerTickets {
-            passenger: passenger.unwrap_or_else(|| format!("listed passenger {}", i + 1)),
-            ticket_numbers: Vec::new(),
-            airline_pnrs: Vec::new(),
-        });
-    }
-    Ok(OrderView {
-        order_no: order_no.to_owned(),
-        pnr_code: text(m, "pnrCode"),
-        order_status: OrderStatus::from_wire(&order_status),
-        ticket_status,
-        tickets,
-        booking_pnrs: booking_pnrs(m.get("airlineBookings")),
-        pay_deadline: sgt_time(m.get("tktLimitTime")),
-        payment_attempted: m.get("paymentAttempted").and_then(Value::as_bool),
-        error_code: status_text(m.get("errorCode"), "errorCode")?,
-        error_message: text(m, "errorMessage"),
-        msg: text(m, "msg"),
-    })
-}
-
-/// The names of the order's passengers (`passengers[].name`), as `paxTicketInfos` names them;
-/// `None` for a passenger listed without a name.
-fn passenger_names(passengers: &[Value]) -> Vec<Option<String>> {
-    passengers
-        .iter()
-        .map(|p| match p.get("name") {
-            Some(Value::String(s)) if !s.trim().is_empty() => Some(truncate(s.trim(), 80)),
-            _ => None,
-        })
-        .collect()
-}
-
-/// Pairs ticket entry `i` with a listed passenger not paired yet: by name when the entry has
-/// one (names compare without regard to case: ATRIP's examples mix `DOE/JANE` and `zhang/lisi`),
-/// else the first one left. A ticket for someone who is not on the order, or a second entry for
-/// one passenger (while another may have none), is an answer the worker cannot trust: it must
-/// never make an order look ticketed.
-fn match_passenger(
-    listed: &mut Vec<Option<String>>,
-    name: Option<&str>,
-    i: usize,
-) -> Result<(), String> {
-    let at = match name {
-        Some(name) => {
-            let upper = name.to_uppercase();
-            listed
-                .iter()
-                .position(|p| p.as_deref().is_some_and(|p| p.to_uppercase() == upper))
-                .or_else(|| listed.iter().position(Option::is_none))
-                .ok_or_else(|| {
-                    format!(
-                        "paxTicketInfos[{i}] names {:?}, who is not among the order's passengers (or has an entry already)",
-                        truncate(name, 40)
-                    )
-                })?
-        }
-        None => 0,
-    };
-    if at < listed.len() {
-        listed.remove(at);
-    }
-    Ok(())
-}
-
 /// Says what was wrong with a body that is not JSON, without quoting much of it.
 fn describe_garbled(body: &[u8]) -> String {
     if body.is_empty() {
@@ -552,10 +468,12 @@ fn describe_garbled(body: &[u8]) -> String {
     } else {
         format!(
             "the answer is not a JSON object (starts {:?})",
-            truncate(&mask_card_numbers(head.trim()), 20)
+            quote(head.trim(), 20)
         )
     }
 }
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_hostile;

@@ -1,11 +1,20 @@
 //! The HTTP client for ATRIP: `pay.do`, `queryOrderDetails.do`, and `order.do` (for the demo
 //! and tests), with the exact headers, gzip and timeouts of docs/atrip.md.
+//!
+//! ATRIP (or anything on the path to it) is not trusted to behave: a redirect is never
+//! followed, so a request, its card and our credentials go to the configured host only; an
+//! answer is read as a stream, at most `atrip.max_answer_bytes` once decompressed, from a byte
+//! budget all answers in flight share (`atrip.answer_budget_bytes`); and the whole exchange,
+//! body included, ends within the request's timeout.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use serde_json::Value;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::answer::{classify_pay, classify_query, PayAnswer, QueryAnswer};
 use crate::card::CreditCard;
@@ -66,7 +75,21 @@ pub struct CreatedOrder {
     pub body: Value,
 }
 
-/// A client for one ATRIP account. Cheap to clone (one connection pool inside).
+/// What an answer's parsed fields may take beyond copies of its string bytes, drawn from the
+/// budget for every answer: the longest lists an answer may keep (32 passengers with 8 ticket
+/// numbers and 8 PNRs each, 32 listed passengers, 32 bookings: see `answer::MAX_PASSENGERS`)
+/// are some 800 small values in maps and vectors, 84 KB measured, whatever the body's size
+/// (a unit test weighs them).
+pub const PARSED_RESERVE: usize = 128 * 1024;
+
+/// The share of the answer budget an answer waits for before its body is read: room for a
+/// body of 32 KiB (its bytes, and its string bytes again once parsed), more than any real
+/// ATRIP answer needs (the largest documented one is 17 KB), and [`PARSED_RESERVE`]. Only this
+/// first share is waited for; see [`Client::hold`].
+const FIRST_DRAW: usize = 64 * 1024 + PARSED_RESERVE;
+
+/// A client for one ATRIP account. Cheap to clone (one connection pool and one answer budget
+/// inside, shared by the clones).
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
@@ -77,6 +100,55 @@ pub struct Client {
     query_timeout: Duration,
     /// Sent as [`WORKER_HEADER`] with every request, when set.
     worker: Option<reqwest::header::HeaderValue>,
+    /// `atrip.max_answer_bytes`: one answer, decompressed.
+    max_answer: usize,
+    /// `atrip.answer_budget_bytes`, one permit a byte: what every answer in flight holds,
+    /// body and parsed fields. The worker builds one client and clones it into every step, so
+    /// this bounds the process: 128 answers in flight cannot each take `max_answer` bytes.
+    /// Outside it, per connection reading an answer: hyper's read buffer (up to 408 KiB when
+    /// the peer sends fast) and gzip's state (about 40 KiB). `bench --hostile` measures all of
+    /// it together: 62-67 MiB peak RSS with 128 hostile answers in flight and the default
+    /// 24 MiB budget.
+    budget: Arc<Semaphore>,
+    budget_bytes: usize,
+}
+
+/// An answer read within its bounds: its HTTP code, its body, and the budget share it holds
+/// until it has been classified (its parsed fields live that long too).
+struct Answer {
+    http: u16,
+    body: Vec<u8>,
+    _held: OwnedSemaphorePermit,
+}
+
+/// Why an exchange gave no answer to classify.
+enum Failure {
+    /// reqwest's own error: connecting, sending, or reading the body.
+    Transport(reqwest::Error),
+    /// The whole exchange, body included, took longer than the request's timeout.
+    TimedOut(Duration),
+    /// The answer holds more than `atrip.max_answer_bytes` once decompressed.
+    TooLarge { limit: usize },
+    /// The answers in flight hold the whole budget; this one could not grow.
+    OverBudget { budget: usize },
+}
+
+impl Failure {
+    fn describe(&self) -> String {
+        match self {
+            Failure::Transport(e) => describe(e),
+            Failure::TimedOut(after) => format!(
+                "timed out (no whole answer within {} ms)",
+                after.as_millis()
+            ),
+            Failure::TooLarge { limit } => format!(
+                "the answer is larger than atrip.max_answer_bytes ({limit} bytes once decompressed); not read further"
+            ),
+            Failure::OverBudget { budget } => format!(
+                "the answers in flight hold all of atrip.answer_budget_bytes ({budget} bytes); this one was not read further"
+            ),
+        }
+    }
 }
 
 impl std::fmt::Debug for Client {
@@ -94,6 +166,10 @@ impl Client {
     pub fn new(settings: &AtripSettings) -> Result<Self, Error> {
         let http = reqwest::Client::builder()
             .connect_timeout(settings.connect_timeout())
+            // Never follow a redirect: reqwest would re-send the body (the card) and our
+            // headers (the secret) to wherever it points, or the same pay.do again, and a
+            // failure to connect there would look like a pay.do that never left.
+            .redirect(reqwest::redirect::Policy::none())
             .gzip(true)
             .pool_idle_timeout(Duration::from_secs(30))
             .user_agent(concat!("ticketing-tracker/", env!("CARGO_PKG_VERSION")))
@@ -107,6 +183,11 @@ impl Client {
             pay_timeout: settings.pay_timeout(),
             query_timeout: settings.query_timeout(),
             worker: None,
+            max_answer: settings.max_answer_bytes(),
+            budget: Arc::new(Semaphore::new(
+                settings.answer_budget_bytes().min(Semaphore::MAX_PERMITS),
+            )),
+            budget_bytes: settings.answer_budget_bytes(),
         })
     }
 
@@ -129,12 +210,22 @@ impl Client {
         self.query_timeout
     }
 
+    /// Bytes of the answer budget the answers in flight hold now (0 when none is).
+    pub fn answer_bytes_held(&self) -> usize {
+        self.budget_bytes
+            .min(Semaphore::MAX_PERMITS)
+            .saturating_sub(self.budget.available_permits())
+    }
+
+    /// Sends one request and reads its answer within every bound: the timeout covers the
+    /// whole exchange (connecting, waiting for the first budget share, the body), so a slow
+    /// trickle or an endless body ends with the call, not after it.
     async fn post<B: Serialize + ?Sized>(
         &self,
         endpoint: &str,
         body: &B,
         timeout: Duration,
-    ) -> Result<(u16, Vec<u8>), reqwest::Error> {
+    ) -> Result<Answer, Failure> {
         let mut request = self
             .http
             .post(format!("{}/{endpoint}", self.base_url))
@@ -144,23 +235,101 @@ impl Client {
         if let Some(worker) = &self.worker {
             request = request.header(WORKER_HEADER, worker.clone());
         }
-        let sent = request.timeout(timeout).json(body).send().await;
+        // No reqwest timeout of its own: one timer for the whole exchange, so that a timeout
+        // reads the same (an unknown outcome, a query to retry) wherever it falls.
+        let request = request.json(body);
         let m = crate::metrics::global();
-        let resp = match sent {
-            Ok(resp) => {
-                m.atrip_answered();
-                resp
-            }
-            Err(e) => {
-                if e.is_connect() || e.is_timeout() {
-                    m.atrip_unreachable(&self.base_url, &describe(&e));
-                }
-                return Err(e);
-            }
+        let answered = AtomicBool::new(false);
+        let exchange = async {
+            let resp = request.send().await.map_err(Failure::Transport)?;
+            answered.store(true, Ordering::Relaxed);
+            m.atrip_answered();
+            self.read(resp).await
         };
-        let status = resp.status().as_u16();
-        let bytes = resp.bytes().await?;
-        Ok((status, bytes.to_vec()))
+        let result = tokio::time::timeout(timeout, exchange)
+            .await
+            .unwrap_or(Err(Failure::TimedOut(timeout)));
+        if !answered.load(Ordering::Relaxed) {
+            match &result {
+                Err(Failure::Transport(e)) if e.is_connect() || e.is_timeout() => {
+                    m.atrip_unreachable(&self.base_url, &describe(e))
+                }
+                Err(timed_out @ Failure::TimedOut(_)) => {
+                    m.atrip_unreachable(&self.base_url, &timed_out.describe())
+                }
+                _ => {}
+            }
+        }
+        result
+    }
+
+    /// Reads a body as a stream, chunk by chunk as reqwest decompresses it, never past
+    /// `max_answer` bytes, each byte drawn from the budget before it is kept.
+    async fn read(&self, mut resp: reqwest::Response) -> Result<Answer, Failure> {
+        let http = resp.status().as_u16();
+        let limit = self.max_answer;
+        // A body that says it is too long (it is not compressed, or reqwest would not know
+        // its length) is not read at all.
+        if resp
+            .content_length()
+            .is_some_and(|n| n > u64::try_from(limit).unwrap_or(u64::MAX))
+        {
+            return Err(Failure::TooLarge { limit });
+        }
+        let first = u32::try_from(FIRST_DRAW.min(self.budget_bytes)).unwrap_or(u32::MAX);
+        let mut held = Arc::clone(&self.budget)
+            .acquire_many_owned(first)
+            .await
+            .map_err(|_| Failure::OverBudget {
+                budget: self.budget_bytes,
+            })?;
+        let mut body: Vec<u8> = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(Failure::Transport)? {
+            let len = body
+                .len()
+                .checked_add(chunk.len())
+                .filter(|len| *len <= limit)
+                .ok_or(Failure::TooLarge { limit })?;
+            // Memory is the vector's capacity, not its length: grow it by doubling (linear
+            // copying), never past the limit, and draw for it before it grows. The same
+            // again as the length is drawn for the parsed fields, which hold at most the
+            // body's string bytes, plus PARSED_RESERVE for their structure.
+            let capacity = if len > body.capacity() {
+                len.max(body.capacity().saturating_mul(2)).min(limit)
+            } else {
+                body.capacity()
+            };
+            self.hold(
+                &mut held,
+                capacity.saturating_add(len).saturating_add(PARSED_RESERVE),
+            )?;
+            body.reserve_exact(capacity - body.len());
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Answer {
+            http,
+            body,
+            _held: held,
+        })
+    }
+
+    /// Grows an answer's budget share to `bytes`, without waiting. An answer waits only for
+    /// its first share ([`FIRST_DRAW`]), holding nothing while it waits; one that then needs
+    /// more while the budget is spent is given up (unclear, like a broken body) rather than
+    /// left waiting while it holds a share: answers that hold part of the budget and wait for
+    /// more could wait for each other until every one of them timed out.
+    fn hold(&self, held: &mut OwnedSemaphorePermit, bytes: usize) -> Result<(), Failure> {
+        let Some(more) = bytes.checked_sub(held.num_permits()).filter(|m| *m > 0) else {
+            return Ok(());
+        };
+        let extra = u32::try_from(more)
+            .ok()
+            .and_then(|more| Arc::clone(&self.budget).try_acquire_many_owned(more).ok())
+            .ok_or(Failure::OverBudget {
+                budget: self.budget_bytes,
+            })?;
+        held.merge(extra);
+        Ok(())
     }
 
     /// Sends `pay.do` once and classifies the answer. Never retries: a second `pay.do` is a
@@ -172,15 +341,20 @@ impl Client {
             .pay_latency
             .observe(started.elapsed());
         match sent {
-            Ok((http, body)) => classify_pay(request.order_no, http, &body),
-            // Connecting failed: the request never left. Anything later (a timeout, a reset,
-            // a broken body) may have reached ATRIP.
-            Err(e) if e.is_connect() && !e.is_timeout() => PayAnswer::NotSent {
+            Ok(answer) => classify_pay(request.order_no, answer.http, &answer.body),
+            // Only the connector's own failures (DNS, TCP connect, the TLS handshake, the
+            // connect timeout around all three) are `is_connect`: hyper-util marks an error
+            // `Connect` only when no connection was ever handed the request, and it re-sends
+            // on a fresh connection only a request a pooled one gave back unwritten. Nothing
+            // of the pay.do left. Everything else (a reset after the request was written, a
+            // pooled connection closed under it, the whole call timing out, even while
+            // connecting, where we cannot tell how far it got) may have reached ATRIP.
+            Err(Failure::Transport(e)) if e.is_connect() => PayAnswer::NotSent {
                 reason: format!("pay.do not sent: {}", describe(&e)),
             },
-            Err(e) => PayAnswer::OutcomeUnknown {
+            Err(failure) => PayAnswer::OutcomeUnknown {
                 status: None,
-                reason: format!("pay.do: {}", describe(&e)),
+                reason: format!("pay.do: {}", failure.describe()),
             },
         }
     }
@@ -196,13 +370,20 @@ impl Client {
             .query_latency
             .observe(started.elapsed());
         match sent {
-            Ok((http, body)) => classify_query(order_no, http, &body),
-            Err(e) if e.is_decode() || e.is_body() => QueryAnswer::Invalid {
+            Ok(answer) => classify_query(order_no, answer.http, &answer.body),
+            Err(Failure::Transport(e)) if e.is_timeout() => QueryAnswer::Retry {
+                reason: format!("order query: {}", describe(&e)),
+            },
+            Err(Failure::Transport(e)) if e.is_decode() || e.is_body() => QueryAnswer::Invalid {
                 status: None,
                 reason: format!("order query: {}", describe(&e)),
             },
-            Err(e) => QueryAnswer::Retry {
-                reason: format!("order query: {}", describe(&e)),
+            Err(too_large @ Failure::TooLarge { .. }) => QueryAnswer::Invalid {
+                status: None,
+                reason: format!("order query: {}", too_large.describe()),
+            },
+            Err(failure) => QueryAnswer::Retry {
+                reason: format!("order query: {}", failure.describe()),
             },
         }
     }
@@ -232,11 +413,14 @@ impl Client {
             endpoint: "order.do",
             reason,
         };
-        let (http, bytes) = self
+        let answer = self
             .post("order.do", body, self.query_timeout)
             .await
-            .map_err(|e| request_error(describe(&e)))?;
-        let value: Value = serde_json::from_slice(&bytes)
+            .map_err(|f| request_error(f.describe()))?;
+        // The whole answer is kept (the demo and tests read it); order.do is never the
+        // worker's, and its body is bounded like every other.
+        let http = answer.http;
+        let value: Value = serde_json::from_slice(&answer.body)
             .map_err(|_| request_error(format!("HTTP {http}: the answer is not JSON")))?;
         let status = value.get("status").and_then(Value::as_i64).unwrap_or(-1);
         if status != 0 {

@@ -16,9 +16,13 @@
 //!    the time of a `/metrics` scrape.
 //!
 //! The last line sums it up: `bench: orders=… orders_per_s=… baseline_per_s=… ratio=… …`.
+//!
+//! `bench --hostile` runs none of these, only the ATRIP client against a hostile ATRIP (see
+//! `bench/hostile.rs`): `hostile: answers=… peak_rss_mib=… limit_mib=128 …`.
 
 mod baseline;
 mod fleet;
+mod hostile;
 mod server;
 
 use std::time::Duration;
@@ -33,6 +37,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let mut log = Settings::defaults().log;
     log.level = "warn".into();
     crate::telemetry::init(&log);
+    if args.hostile {
+        return hostile::run(args.orders.max(1)).await;
+    }
     let server = Server::find().await?;
     println!(
         "bench: PostgreSQL {} at {} (fsync {}, synchronous_commit {})",

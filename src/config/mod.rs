@@ -85,6 +85,16 @@ pub struct AtripSettings {
     pub pay_timeout_ms: u64,
     pub query_timeout_ms: u64,
     pub rate_limit_per_s: f64,
+    /// The most one answer may hold, counted after gzip is undone; a longer one is read no
+    /// further and is unclear (`pay.do`: outcome unknown). Real answers are a few KB to tens
+    /// of KB; this only stops an answer that would otherwise take the process's memory.
+    pub max_answer_bytes: u64,
+    /// The most every answer in flight may hold at once, in this process: bodies as they are
+    /// read, and their parsed fields. With `worker.concurrency` answers in flight each could be
+    /// at `max_answer_bytes`; this is what keeps them all within the process's memory. Each
+    /// answer waits for a first share of 192 KiB, enough for any real answer; the default
+    /// holds one for each of the default concurrency's 128 answers.
+    pub answer_budget_bytes: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -204,6 +214,7 @@ impl Settings {
         // overflow and no typo leaves rows waiting for a year.
         const MINUTE: u64 = 60_000;
         const DAY_S: u64 = 86_400;
+        const MIB: u64 = 1 << 20;
         let a = &self.atrip;
         let w = &self.worker;
         let ranges: &[(&'static str, u64, u64, u64)] = &[
@@ -219,6 +230,12 @@ impl Settings {
                 a.query_timeout_ms,
                 100,
                 5 * MINUTE,
+            ),
+            (
+                "atrip.max_answer_bytes",
+                a.max_answer_bytes,
+                16 * 1024,
+                64 * MIB,
             ),
             ("worker.concurrency", w.concurrency as u64, 1, 100_000),
             ("worker.lease_ms", w.lease_ms, 1000, 60 * MINUTE),
@@ -291,6 +308,18 @@ impl Settings {
                     problem: format!("is {value}; it must be between {min} and {max}"),
                 });
             }
+        }
+        // An answer at the size limit must fit in the budget (its body and its parsed fields),
+        // or it could never be read.
+        let reserve = crate::atrip::client::PARSED_RESERVE as u64;
+        if !(2 * a.max_answer_bytes + reserve..=1024 * MIB).contains(&a.answer_budget_bytes) {
+            return Err(ConfigError::Invalid {
+                key: "atrip.answer_budget_bytes",
+                problem: format!(
+                    "is {}; it must be at least twice atrip.max_answer_bytes plus {reserve} (for the parsed fields), and at most 1073741824 (1 GiB)",
+                    a.answer_budget_bytes
+                ),
+            });
         }
         // The pay call must end (and its answer be recorded) while the lease is still ours;
         // otherwise another worker could start recovery while our pay.do is in flight. (The
@@ -385,6 +414,12 @@ impl AtripSettings {
     }
     pub fn query_timeout(&self) -> Duration {
         ms(self.query_timeout_ms)
+    }
+    pub fn max_answer_bytes(&self) -> usize {
+        usize::try_from(self.max_answer_bytes).unwrap_or(usize::MAX)
+    }
+    pub fn answer_budget_bytes(&self) -> usize {
+        usize::try_from(self.answer_budget_bytes).unwrap_or(usize::MAX)
     }
 }
 
@@ -498,6 +533,18 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("console.refresh_s"));
+    }
+
+    #[test]
+    fn an_answer_limit_the_budget_cannot_hold_is_refused() {
+        let mut s = Settings::defaults();
+        s.atrip.answer_budget_bytes = s.atrip.max_answer_bytes;
+        let e = s.validate().unwrap_err().to_string();
+        assert!(e.contains("atrip.answer_budget_bytes"), "{e}");
+        let mut s = Settings::defaults();
+        s.atrip.max_answer_bytes = u64::MAX;
+        let e = s.validate().unwrap_err().to_string();
+        assert!(e.contains("atrip.max_answer_bytes"), "{e}");
     }
 
     #[test]
