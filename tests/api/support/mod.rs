@@ -3,6 +3,10 @@
 pub mod app;
 pub mod binary;
 pub mod db;
+#[path = "../../common/pgpair.rs"]
+pub mod pgpair;
+#[path = "../../common/tcpproxy.rs"]
+pub mod tcpproxy;
 
 use std::sync::Once;
 
