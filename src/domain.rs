@@ -88,10 +88,15 @@ pub enum EventKind {
     OperatorRepay,
     OperatorCancel,
     WebhookReceived,
+    /// Evidence of payment written without a lease, after the step that saw it could not
+    /// write it under its own (rule P3a).
+    EvidenceRecorded,
+    /// A step panicked; the row went to `needs_review` naming the internal error (rule W5).
+    StepPanicked,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 10] = [
+    pub const ALL: [EventKind; 12] = [
         EventKind::PayIntent,
         EventKind::PayNotSent,
         EventKind::PayAnswered,
@@ -102,6 +107,8 @@ impl EventKind {
         EventKind::OperatorRepay,
         EventKind::OperatorCancel,
         EventKind::WebhookReceived,
+        EventKind::EvidenceRecorded,
+        EventKind::StepPanicked,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -116,6 +123,8 @@ impl EventKind {
             EventKind::OperatorRepay => "operator_repay",
             EventKind::OperatorCancel => "operator_cancel",
             EventKind::WebhookReceived => "webhook_received",
+            EventKind::EvidenceRecorded => "evidence_recorded",
+            EventKind::StepPanicked => "step_panicked",
         }
     }
 }

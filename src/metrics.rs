@@ -106,6 +106,21 @@ pub struct Metrics {
     pub atrip_unreachable_logged_ms: AtomicI64,
     /// The last time (Unix ms) ATRIP refused our credentials (start probe, pay.do or query).
     pub atrip_credentials_refused_ms: AtomicI64,
+    /// The durability pay intents are confirmed at (rule P1b): 0 not known yet, 1 local, 2
+    /// replicated.
+    pub intent_level: AtomicI64,
+    /// New payments are held: intents must be replicated and no standby can confirm them.
+    pub paying_held: AtomicBool,
+    /// Intents given back unsent because they were not durable in time.
+    pub intents_not_durable: AtomicU64,
+    /// Steps that panicked (their rows went to needs_review).
+    pub step_panics: AtomicU64,
+    /// Evidence of payment this process holds that has not reached the table yet.
+    pub evidence_unrecorded: AtomicI64,
+    /// Writes and renewals that found their row locked by another session.
+    pub rows_busy: AtomicU64,
+    /// ATRIP refused one order only (900/902 while the credentials work for others).
+    pub orders_out_of_scope: AtomicU64,
 }
 
 /// What this process last saw of ATRIP (Unix ms; 0 for never).
@@ -148,6 +163,13 @@ pub fn global() -> &'static Metrics {
         atrip_unreachable_ms: AtomicI64::new(0),
         atrip_unreachable_logged_ms: AtomicI64::new(0),
         atrip_credentials_refused_ms: AtomicI64::new(0),
+        intent_level: AtomicI64::new(0),
+        paying_held: AtomicBool::new(false),
+        intents_not_durable: AtomicU64::new(0),
+        step_panics: AtomicU64::new(0),
+        evidence_unrecorded: AtomicI64::new(0),
+        rows_busy: AtomicU64::new(0),
+        orders_out_of_scope: AtomicU64::new(0),
     })
 }
 
@@ -287,6 +309,62 @@ impl Metrics {
                 answered as f64 / 1000.0,
             );
         }
+        header(
+            &mut out,
+            "ticketing_intent_durability",
+            "gauge",
+            "Where pay intents are confirmed durable before a pay.do leaves: 1 for the level in force (local: flushed on the server; replicated: flushed by standbys).",
+        );
+        let level = self.intent_level.load(Ordering::Relaxed);
+        for (code, name) in [(1, "local"), (2, "replicated")] {
+            let _ = writeln!(
+                out,
+                "ticketing_intent_durability{{level=\"{name}\"}} {}",
+                u8::from(level == code)
+            );
+        }
+        sample(
+            &mut out,
+            "ticketing_paying_held",
+            "gauge",
+            "1 while new payments are held because intents must be replicated and no standby can confirm them.",
+            u8::from(self.paying_held.load(Ordering::Relaxed)),
+        );
+        sample(
+            &mut out,
+            "ticketing_intents_not_durable_total",
+            "counter",
+            "Pay intents given back unsent because no standby confirmed them in time.",
+            load(&self.intents_not_durable),
+        );
+        sample(
+            &mut out,
+            "ticketing_step_panics_total",
+            "counter",
+            "Steps that panicked; each one's row went to needs_review.",
+            load(&self.step_panics),
+        );
+        sample(
+            &mut out,
+            "ticketing_evidence_unrecorded",
+            "gauge",
+            "Evidence of payment this process holds that has not reached the job table yet (retried until it does).",
+            self.evidence_unrecorded.load(Ordering::Relaxed),
+        );
+        sample(
+            &mut out,
+            "ticketing_rows_busy_total",
+            "counter",
+            "Writes and lease renewals that found their row locked by another session (written again later).",
+            load(&self.rows_busy),
+        );
+        sample(
+            &mut out,
+            "ticketing_orders_out_of_scope_total",
+            "counter",
+            "Orders ATRIP refused with 900/902 while it took the credentials for others; each went to needs_review.",
+            load(&self.orders_out_of_scope),
+        );
         sample(
             &mut out,
             "ticketing_in_flight",

@@ -25,6 +25,11 @@ use crate::domain::PaymentMethod;
 /// job table's `lease_owner`), so that ATRIP-side logs and the simulator can tell replicas apart.
 pub const WORKER_HEADER: &str = "x-ticketing-worker";
 
+/// An order number that cannot exist (ATRIP's are letters and digits from a date): the start
+/// probe asks about it, and so does the worker to tell a 900 for one order from refused
+/// credentials. ATRIP answers 800 when it takes our credentials.
+pub const PROBE_ORDER_NO: &str = "PROBE000000000000000";
+
 /// Failures of the client outside the pay/query classification (building it, `order.do`).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -391,7 +396,7 @@ impl Client {
     /// Asks ATRIP about an order number that cannot exist, to tell at start whether ATRIP is
     /// reachable and takes our credentials; says so in the log.
     pub async fn probe(&self) {
-        match self.query("PROBE000000000000000").await {
+        match self.query(PROBE_ORDER_NO).await {
             QueryAnswer::Unauthorized { status, .. } => {
                 crate::metrics::global().atrip_refused_credentials();
                 tracing::error!(

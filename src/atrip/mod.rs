@@ -5,4 +5,4 @@ pub mod client;
 pub mod codes;
 
 pub use answer::{OrderView, PayAnswer, QueryAnswer};
-pub use client::{Client, CreatedOrder, Error, PayRequest};
+pub use client::{Client, CreatedOrder, Error, PayRequest, PROBE_ORDER_NO};

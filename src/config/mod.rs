@@ -125,6 +125,50 @@ pub struct WorkerSettings {
     pub credentials_pause_ms: u64,
     pub write_batch_wait_ms: u64,
     pub retention_days: u64,
+    /// Where an intent must be durable before its `pay.do` may leave (rule P1b): `auto`,
+    /// `local` or `replicated`; see [`IntentDurability`].
+    pub intent_durability: String,
+    /// With `replicated`: how many standbys must have flushed an intent first.
+    pub intent_standbys: u32,
+    /// With `replicated`: how long a `pay.do` may wait for that; past it the row is given back
+    /// unsent.
+    pub replication_wait_ms: u64,
+}
+
+/// Where a pay intent must be durable before its `pay.do` leaves (docs/design.md, rule P1b).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IntentDurability {
+    /// `replicated` as soon as the server has, or is seen to have had, a standby (a streaming
+    /// standby, a physical replication slot, or `synchronous_standby_names`); `local` until
+    /// then. It never goes back to `local` while the process lives: a standby that has just
+    /// disconnected is the moment a failover is most likely.
+    Auto,
+    /// Flushed on the server the worker writes to: safe across a crash of that server, not
+    /// across a failover to a standby. For a single server, or storage replicated below
+    /// PostgreSQL (RDS Multi-AZ instances, Cloud SQL HA).
+    Local,
+    /// Flushed by at least `intent_standbys` physical standbys, read from
+    /// `pg_stat_replication` after the intent's commit.
+    Replicated,
+}
+
+impl IntentDurability {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim() {
+            "auto" => Some(Self::Auto),
+            "local" => Some(Self::Local),
+            "replicated" => Some(Self::Replicated),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Local => "local",
+            Self::Replicated => "replicated",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -295,6 +339,18 @@ impl Settings {
             ("worker.write_batch_wait_ms", w.write_batch_wait_ms, 0, 1000),
             ("worker.retention_days", w.retention_days, 0, 3650),
             (
+                "worker.intent_standbys",
+                u64::from(w.intent_standbys),
+                1,
+                16,
+            ),
+            (
+                "worker.replication_wait_ms",
+                w.replication_wait_ms,
+                10,
+                5 * MINUTE,
+            ),
+            (
                 "database.max_connections",
                 u64::from(self.database.max_connections),
                 1,
@@ -329,6 +385,15 @@ impl Settings {
                 "atrip.pay_timeout_ms",
                 "pay_timeout_ms and query_timeout_ms must each be at most half of worker.lease_ms",
             );
+        }
+        if IntentDurability::parse(&w.intent_durability).is_none() {
+            return Err(ConfigError::Invalid {
+                key: "worker.intent_durability",
+                problem: format!(
+                    "is {:?}; it must be auto, local or replicated",
+                    w.intent_durability
+                ),
+            });
         }
         self.card.key()?;
         self.validate_console()?;
@@ -450,6 +515,14 @@ impl WorkerSettings {
     }
     pub fn write_batch_wait(&self) -> Duration {
         ms(self.write_batch_wait_ms)
+    }
+    pub fn replication_wait(&self) -> Duration {
+        ms(self.replication_wait_ms)
+    }
+    /// The policy; `validate` refused anything else, so an unknown word reads as the
+    /// strictest.
+    pub fn intent_durability(&self) -> IntentDurability {
+        IntentDurability::parse(&self.intent_durability).unwrap_or(IntentDurability::Replicated)
     }
 }
 

@@ -2,6 +2,12 @@
 //! token and state, each with its event, one commit for all (docs/design.md, rule W1).
 //! Steps that finish together share a commit this way; a row whose fence fails is reported as
 //! such, never skipped silently.
+//!
+//! One row never holds up the others (rule W4): the statement locks its rows in id order with
+//! `SKIP LOCKED`, so a row another session holds (a person's `SELECT … FOR UPDATE`, a long
+//! transaction) is reported busy and written again later instead of making the whole batch,
+//! and the lease renewals that would wait on the batch, wait on it. Results are matched to
+//! writes by row id and lease token, never by id alone.
 
 use chrono::{DateTime, Utc};
 
@@ -10,8 +16,19 @@ use super::store::JobStore;
 use super::write::Write;
 use super::Error;
 
-/// One item of a batch: when it landed, `None` if its fence failed, or why the table refused it.
-pub type ItemResult = Result<Option<DateTime<Utc>>, Error>;
+/// What became of one item of a batch whose statement ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Landed {
+    /// Written, at this database time.
+    At(DateTime<Utc>),
+    /// Its fence failed: another lease, state or pay counters (the lease is lost).
+    Fenced,
+    /// Another session holds the row locked: nothing was written; write it again later.
+    Busy,
+}
+
+/// One item of a batch: what became of it, or why the table refused it.
+pub type ItemResult = Result<Landed, Error>;
 
 /// One write's columns, as parallel arrays for `unnest`.
 #[derive(Default)]
@@ -114,15 +131,12 @@ impl JobStore {
         }
     }
 
-    async fn apply_together(
-        &self,
-        items: &[(&Lease, &str, &Write)],
-    ) -> Result<Vec<Option<DateTime<Utc>>>, Error> {
+    async fn apply_together(&self, items: &[(&Lease, &str, &Write)]) -> Result<Vec<Landed>, Error> {
         let mut c = Columns::default();
         for (lease, worker, w) in items {
             c.push(lease, worker, w);
         }
-        let landed = sqlx::query!(
+        let rows = sqlx::query!(
             r#"
 WITH i AS (
     SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::bigint[],
@@ -135,6 +149,11 @@ WITH i AS (
              new_phase, evidence, polls, error, unclear, atrip_status, atrip_message,
              order_status, atrip_pnr, pnr, tickets, tickets_seen, erase_card, card_brand,
              card_last4, kind, worker, detail, attempts, not_sent_before)
+), locked AS (
+    SELECT j.id FROM ticketing_jobs j
+    WHERE j.id IN (SELECT id FROM i)
+    ORDER BY j.id
+    FOR NO KEY UPDATE SKIP LOCKED
 ), u AS (
     UPDATE ticketing_jobs j SET
         state = i.to_state,
@@ -178,13 +197,23 @@ WITH i AS (
         card_brand = COALESCE(i.card_brand, j.card_brand),
         card_last4 = COALESCE(i.card_last4, j.card_last4)
     FROM i
-    WHERE j.id = i.id AND j.lease_token = i.token AND j.state = i.from_state
+    WHERE j.id = i.id AND j.id IN (SELECT id FROM locked)
+      AND j.lease_token = i.token AND j.state = i.from_state
       AND j.pay_attempts = i.attempts AND j.pay_not_sent = i.not_sent_before
+      -- Flushed whatever the session says (see JobStore::claim): evidence and intents must
+      -- survive a crash of the server.
+      AND (CASE WHEN current_setting('synchronous_commit') = 'off'
+                THEN set_config('synchronous_commit', 'on', true) ELSE 'kept' END) IS NOT NULL
     RETURNING j.id, j.order_no, j.state, j.updated_at, i.token, i.kind, i.worker, i.detail
+), e AS (
+    INSERT INTO ticketing_events (job_id, order_no, at, kind, state, lease_token, worker, detail)
+    SELECT id, order_no, updated_at, kind, state, token, worker, detail FROM u
+    RETURNING job_id, lease_token, at
 )
-INSERT INTO ticketing_events (job_id, order_no, at, kind, state, lease_token, worker, detail)
-SELECT id, order_no, updated_at, kind, state, token, worker, detail FROM u
-RETURNING job_id, at
+SELECT i.id AS "id!", i.token AS "token!", e.at AS "at?",
+       (l.id IS NULL AND EXISTS (SELECT 1 FROM ticketing_jobs b WHERE b.id = i.id)) AS "busy!"
+FROM i LEFT JOIN locked l ON l.id = i.id
+       LEFT JOIN e ON e.job_id = i.id AND e.lease_token = i.token
 "#,
             &c.id,
             &c.token,
@@ -219,9 +248,21 @@ RETURNING job_id, at
         .fetch_all(&mut *self.conn().await?)
         .await
         .map_err(|e| Error::from_write(e, items[0].0))?;
+        // (busy, landed at) by (row id, lease token).
+        type Answer = (bool, Option<DateTime<Utc>>);
+        let by_lease: std::collections::HashMap<(i64, i64), Answer> = rows
+            .into_iter()
+            .map(|r| ((r.id, r.token), (r.busy, r.at)))
+            .collect();
         Ok(items
             .iter()
-            .map(|(lease, _, _)| landed.iter().find(|r| r.job_id == lease.id).map(|r| r.at))
+            .map(
+                |(lease, _, _)| match by_lease.get(&(lease.id, lease.token)) {
+                    Some((_, Some(at))) => Landed::At(*at),
+                    Some((true, None)) => Landed::Busy,
+                    _ => Landed::Fenced,
+                },
+            )
             .collect())
     }
 }

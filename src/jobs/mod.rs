@@ -9,16 +9,20 @@
 
 mod apply;
 mod console;
+mod durability;
+mod evidence;
 mod ops;
 mod rows;
 mod store;
 mod write;
 mod writer;
 
+pub use apply::{ItemResult, Landed};
 pub use console::{AnswerCount, ConsoleOrder, Cursor, Throughput, ANSWERS_COUNTED};
+pub use durability::{Flushed, Replication};
 pub use ops::Retried;
 pub use rows::{CardJson, ClaimedJob, EventRow, JobRow, Lease, SealedCard};
-pub use store::{Applied, JobStore, NewJob};
+pub use store::{Applied, JobStore, NewJob, Renewed};
 pub use write::{CardSummary, Said, Write};
 pub use writer::Writer;
 
@@ -48,6 +52,11 @@ pub enum Error {
         order_no: String,
         constraint: String,
     },
+    /// Another session holds the row locked (a person's `SELECT … FOR UPDATE`, a long
+    /// transaction): nothing was written, and the write is tried again; the other rows of
+    /// its batch went ahead (rule W4).
+    #[error("order {order_no} (job {job_id}): the row is locked by another session; the write waits and is tried again")]
+    RowBusy { job_id: i64, order_no: String },
     /// An operator command was refused because of the row's state.
     #[error("order {order_no}: {reason}")]
     Refused { order_no: String, reason: String },

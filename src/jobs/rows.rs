@@ -59,8 +59,31 @@ impl Lease {
         self.state
     }
 
+    /// What a batch said of `write`: landed (the row is now as it says), fenced out (the lease
+    /// is lost), or busy (another session holds the row; nothing was written).
+    pub(super) fn outcome(
+        &mut self,
+        write: &super::Write,
+        landed: super::apply::Landed,
+    ) -> Result<super::Applied, super::Error> {
+        match landed {
+            super::apply::Landed::At(at) => {
+                self.landed(write);
+                Ok(super::Applied { at })
+            }
+            super::apply::Landed::Fenced => Err(super::Error::LeaseLost {
+                job_id: self.id,
+                order_no: self.order_no.clone(),
+            }),
+            super::apply::Landed::Busy => Err(super::Error::RowBusy {
+                job_id: self.id,
+                order_no: self.order_no.clone(),
+            }),
+        }
+    }
+
     /// `write` landed: the row is as it says.
-    pub(super) fn landed(&mut self, write: &super::Write) {
+    fn landed(&mut self, write: &super::Write) {
         self.state = write.to;
         self.pay_attempts += i32::from(write.intent);
         self.pay_not_sent += i32::from(write.not_sent);

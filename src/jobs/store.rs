@@ -27,6 +27,14 @@ pub struct Applied {
     pub at: DateTime<Utc>,
 }
 
+/// What a lease renewal did: the leases it extended, and those it skipped because another
+/// session holds their row locked (neither extended nor lost). The others were lost.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Renewed {
+    pub kept: Vec<i64>,
+    pub busy: Vec<i64>,
+}
+
 /// A row as an enqueuer writes it. No `Debug`: it may hold a card.
 #[derive(Default, Clone)]
 pub struct NewJob {
@@ -70,14 +78,24 @@ impl JobStore {
     /// `FOR NO KEY UPDATE SKIP LOCKED` (other workers skip them), bumps their lease token,
     /// moves `pending` rows to `paying` with a new pay intent (and its event), all in the
     /// database's time. When this commits, the database says "a payment may have been sent" for
-    /// every row that was pending, before any `pay.do` leaves. With `pending_only` (ATRIP asked
-    /// us to slow down our queries) only `pending` rows are claimed: `pay.do` is not rate-limited.
+    /// every row that was pending, before any `pay.do` leaves (and the durability gate then
+    /// checks that a failover would find it, rule P1b). `pending` rows are claimed only with
+    /// `pay` (not while the gate knows intents cannot be made durable), the others only with
+    /// `follow` (not while ATRIP asks us to slow down our queries: `pay.do` is not
+    /// rate-limited).
+    ///
+    /// The commit is flushed whatever the session's `synchronous_commit` says: a DBA's
+    /// `synchronous_commit = off` would let it return before its WAL is on disk, and a crash
+    /// would then forget an intent whose `pay.do` has left. `set_config(…, true)` lasts until
+    /// the end of the statement's own transaction, so it holds behind a transaction pooler
+    /// too; the other values flush locally already.
     pub async fn claim(
         &self,
         owner: &str,
         limit: i64,
         lease: Duration,
-        pending_only: bool,
+        pay: bool,
+        follow: bool,
     ) -> Result<Vec<ClaimedJob>, Error> {
         let rows = sqlx::query_as!(
             ClaimRow,
@@ -88,7 +106,7 @@ WITH due AS (
     WHERE state IN ('pending', 'paying', 'ticketing')
       AND run_at <= ticketing_now()
       AND (lease_expires_at IS NULL OR lease_expires_at <= ticketing_now())
-      AND (state = 'pending' OR NOT $4)
+      AND (CASE WHEN state = 'pending' THEN $4::boolean ELSE $5::boolean END)
     ORDER BY priority, run_at, id
     LIMIT $1
     FOR NO KEY UPDATE SKIP LOCKED
@@ -104,6 +122,8 @@ WITH due AS (
         updated_at = CASE WHEN j.state = 'pending' THEN ticketing_now() ELSE j.updated_at END
     FROM due
     WHERE j.id = due.id
+      AND (CASE WHEN current_setting('synchronous_commit') = 'off'
+                THEN set_config('synchronous_commit', 'on', true) ELSE 'kept' END) IS NOT NULL
     RETURNING j.id, j.order_no, j.payment_method, j.card, j.card_sealed, j.client_order_no, j.pay_deadline,
               j.state, due.claimed_from, j.lease_token, j.pay_attempts, j.pay_not_sent, j.pay_permits,
               j.poll_attempts, j.error_streak, j.pay_started_at, j.paid_at, j.last_pay_outcome,
@@ -129,7 +149,8 @@ ORDER BY priority, run_at, id
             limit,
             owner,
             millis(lease),
-            pending_only,
+            pay,
+            follow,
         )
         .fetch_all(&mut *self.conn().await?)
         .await?;
@@ -144,23 +165,40 @@ ORDER BY priority, run_at, id
             .collect()
     }
 
-    /// Extends the leases this worker still holds, in one statement; returns the ids still
-    /// held. A lease missing from the answer was lost: its step must stop.
+    /// Extends the leases this worker still holds, in one statement. Each lease is renewed,
+    /// lost (another token, owner, or expired: its step must stop), or busy: another session
+    /// holds the row locked, and the renewal skips it rather than wait (rule W4), so a locked
+    /// row never holds up the renewal of the others, nor deadlocks with a batch of results
+    /// that holds some of them. Rows are locked in id order, as the result writes lock them.
     pub async fn renew(
         &self,
         owner: &str,
         leases: &[(i64, i64)],
         lease: Duration,
-    ) -> Result<Vec<i64>, Error> {
+    ) -> Result<Renewed, Error> {
         let (ids, tokens): (Vec<i64>, Vec<i64>) = leases.iter().copied().unzip();
-        let held = sqlx::query_scalar!(
+        let rows = sqlx::query!(
             r#"
-UPDATE ticketing_jobs j
-SET lease_expires_at = ticketing_now() + $1::bigint * interval '1 millisecond'
-FROM unnest($2::bigint[], $3::bigint[]) AS l(id, token)
-WHERE j.id = l.id AND j.lease_token = l.token AND j.lease_owner = $4
-  AND j.lease_expires_at > ticketing_now()
-RETURNING j.id
+WITH l AS (
+    SELECT * FROM unnest($2::bigint[], $3::bigint[]) AS l(id, token)
+), locked AS (
+    SELECT j.id FROM ticketing_jobs j
+    WHERE j.id IN (SELECT id FROM l)
+    ORDER BY j.id
+    FOR NO KEY UPDATE SKIP LOCKED
+), u AS (
+    UPDATE ticketing_jobs j
+    SET lease_expires_at = ticketing_now() + $1::bigint * interval '1 millisecond'
+    FROM l
+    WHERE j.id = l.id AND j.id IN (SELECT id FROM locked)
+      AND j.lease_token = l.token AND j.lease_owner = $4
+      AND j.lease_expires_at > ticketing_now()
+    RETURNING j.id
+)
+SELECT l.id AS "id!", (u.id IS NOT NULL) AS "renewed!",
+       (u.id IS NULL AND l.id NOT IN (SELECT id FROM locked)
+        AND EXISTS (SELECT 1 FROM ticketing_jobs b WHERE b.id = l.id)) AS "busy!"
+FROM l LEFT JOIN u ON u.id = l.id
 "#,
             millis(lease),
             &ids,
@@ -169,7 +207,15 @@ RETURNING j.id
         )
         .fetch_all(&mut *self.conn().await?)
         .await?;
-        Ok(held)
+        let mut renewed = Renewed::default();
+        for r in rows {
+            if r.renewed {
+                renewed.kept.push(r.id);
+            } else if r.busy {
+                renewed.busy.push(r.id);
+            }
+        }
+        Ok(renewed)
     }
 
     /// Applies one write to a claimed row: [`JobStore::apply_many`] with one item.
@@ -180,16 +226,8 @@ RETURNING j.id
         w: &Write,
     ) -> Result<Applied, Error> {
         let mut results = self.apply_many(&[(&*lease, worker, w)]).await?;
-        match results.pop().expect("one result per item")? {
-            Some(at) => {
-                lease.landed(w);
-                Ok(Applied { at })
-            }
-            None => Err(Error::LeaseLost {
-                job_id: lease.id,
-                order_no: lease.order_no.clone(),
-            }),
-        }
+        let landed = results.pop().expect("one result per item")?;
+        lease.outcome(w, landed)
     }
 
     /// A write of this lease was refused by the table's `constraint`: the row goes to

@@ -254,6 +254,16 @@ impl Write {
         self.kind
     }
 
+    /// The evidence of payment this write records, if any.
+    pub fn evidence(&self) -> Option<Evidence> {
+        self.evidence
+    }
+
+    /// The brand and last four digits this write keeps of the card.
+    pub fn card_summary(&self) -> &CardSummary {
+        &self.card
+    }
+
     /// A step's result: the transition `next`, after ATRIP said `said`, on the row `facts`.
     pub fn step(next: &Next, said: Said, facts: &Facts, card: CardSummary) -> Write {
         let order_no = &facts.order_no;

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::apply::ItemResult;
 use super::rows::Lease;
 use super::store::{Applied, JobStore};
 use super::write::Write;
@@ -22,7 +23,7 @@ const MAX_BATCH: usize = 512;
 struct Item {
     lease: Lease,
     write: Write,
-    done: oneshot::Sender<Result<Option<chrono::DateTime<chrono::Utc>>, Error>>,
+    done: oneshot::Sender<ItemResult>,
 }
 
 /// A handle to the writer task of one worker. Cheap to clone; the task ends with the last one.
@@ -40,7 +41,8 @@ impl Writer {
     }
 
     /// Writes `write` for `lease`, with whatever other writes are waiting. Like
-    /// [`JobStore::apply`]: zero rows is `LeaseLost`.
+    /// [`JobStore::apply`]: zero rows is `LeaseLost`, a row another session holds locked is
+    /// `RowBusy` (nothing written; the caller writes it again).
     pub async fn apply(&self, lease: &mut Lease, write: &Write) -> Result<Applied, Error> {
         let (done, result) = oneshot::channel();
         let item = Item {
@@ -50,16 +52,8 @@ impl Writer {
         };
         let gone = || Error::Database(sqlx::Error::Protocol("the writer task stopped".to_owned()));
         self.tx.send(item).await.map_err(|_| gone())?;
-        match result.await.map_err(|_| gone())?? {
-            Some(at) => {
-                lease.landed(write);
-                Ok(Applied { at })
-            }
-            None => Err(Error::LeaseLost {
-                job_id: lease.id(),
-                order_no: lease.order_no().to_owned(),
-            }),
-        }
+        let landed = result.await.map_err(|_| gone())??;
+        lease.outcome(write, landed)
     }
 }
 

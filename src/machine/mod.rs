@@ -15,4 +15,4 @@ mod tests;
 
 pub use facts::{Bounds, Facts};
 pub use reasons::{Evidence, FailReason, PayOutcome, ReviewReason, Waiting};
-pub use transitions::{next, Event, Next, NotSentReason};
+pub use transitions::{evidence_in, next, Event, Next, NotSentReason};

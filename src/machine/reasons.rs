@@ -252,6 +252,9 @@ pub enum ReviewReason {
     ConstraintViolated { constraint: String },
     /// A state and an answer that should never meet (a bug, reported on the row).
     NoSuchTransition { state: String, event: &'static str },
+    /// ATRIP refused this order with 900/902 while it takes our credentials for others: the
+    /// request "targets data outside your scope" (rule P4f).
+    OutOfScope { status: i64, on_pay: bool },
 }
 
 /// "N min left" before a deadline, or "past".
@@ -313,6 +316,12 @@ impl fmt::Display for ReviewReason {
             ReviewReason::NoSuchTransition { state, event } => write!(
                 f,
                 "no transition from {state} on {event}; this is a bug, please report it"
+            ),
+            ReviewReason::OutOfScope { status, on_pay } => write!(
+                f,
+                "ATRIP answered {status} to {} for this order only (it takes our credentials for other orders): the order may belong to another ATRIP account or be outside this account's scope. Check it in ATRIP{}, then `retry`",
+                if *on_pay { "pay.do (nothing was done, as ATRIP documents)" } else { "the order query" },
+                if *on_pay { " (a plain retry pays again once the order query shows it unpaid)" } else { "" }
             ),
         }
     }

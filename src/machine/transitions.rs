@@ -21,6 +21,9 @@ pub enum Event<'a> {
     Pay(&'a PayAnswer),
     /// The answer to an order query.
     Query(&'a QueryAnswer),
+    /// ATRIP refused this order with 900/902 (to `pay.do` when `on_pay`) while its start
+    /// probe shows it takes our credentials: the order alone is out of our scope (rule P4f).
+    OutOfScope { status: i64, on_pay: bool },
 }
 
 impl Event<'_> {
@@ -29,6 +32,7 @@ impl Event<'_> {
             Event::NotSent(_) => "a refusal before sending",
             Event::Pay(_) => "a pay.do answer",
             Event::Query(_) => "an order query answer",
+            Event::OutOfScope { .. } => "a refusal of this order alone",
         }
     }
 }
@@ -112,10 +116,27 @@ pub fn next(event: Event<'_>, f: &Facts, b: &Bounds<'_>) -> Next {
         (Paying, Event::Pay(answer)) => bounded_paying(pay_answered(answer, b), f, b),
         (Paying, Event::Query(answer)) => bounded_paying(recover(answer, f, b), f, b),
         (Ticketing, Event::Query(answer)) => bounded_ticketing(follow(answer, f, b), f, b),
+        (Paying | Ticketing, Event::OutOfScope { status, on_pay }) => {
+            Next::Review(ReviewReason::OutOfScope { status, on_pay }) // P4f
+        }
         (state, event) => Next::Review(ReviewReason::NoSuchTransition {
             state: state.to_string(),
             event: event.kind(),
         }),
+    }
+}
+
+/// The evidence of payment an event carries (rule P3): an accepted `pay.do` (0, or 615 with
+/// the airline PNR pending), "already paid" (404), or an order query showing the order paid.
+/// What [`next`] records as `paid_at`, and what the worker holds on to until it is written
+/// (rule P3a).
+pub fn evidence_in(event: Event<'_>) -> Option<Evidence> {
+    match event {
+        Event::Pay(PayAnswer::Accepted { status: 615, .. }) => Some(Evidence::PnrPending),
+        Event::Pay(PayAnswer::Accepted { .. }) => Some(Evidence::PayAccepted),
+        Event::Pay(PayAnswer::NeverPayAgain { status: 404, .. }) => Some(Evidence::AlreadyPaid),
+        Event::Query(QueryAnswer::Order(v)) if v.shows_paid() => Some(Evidence::QueryPaid),
+        _ => None,
     }
 }
 
@@ -125,19 +146,13 @@ fn pay_answered(answer: &PayAnswer, b: &Bounds<'_>) -> Next {
         why,
         query_in: b.recheck(),
     };
+    if let Some(evidence) = evidence_in(Event::Pay(answer)) {
+        return Next::Paid {
+            evidence, // P4a (0, 615), P4b (404)
+            poll_in: b.first_poll(),
+        };
+    }
     match answer {
-        PayAnswer::Accepted { status: 615, .. } => Next::Paid {
-            evidence: Evidence::PnrPending, // P4a
-            poll_in: b.first_poll(),
-        },
-        PayAnswer::Accepted { .. } => Next::Paid {
-            evidence: Evidence::PayAccepted, // P4a
-            poll_in: b.first_poll(),
-        },
-        PayAnswer::NeverPayAgain { status: 404, .. } => Next::Paid {
-            evidence: Evidence::AlreadyPaid, // P4b
-            poll_in: b.first_poll(),
-        },
         PayAnswer::NeverPayAgain { status, .. } => {
             still(Waiting::NeverPayAgain { status: *status }) // P4c
         }
@@ -154,6 +169,11 @@ fn pay_answered(answer: &PayAnswer, b: &Bounds<'_>) -> Next {
         },
         PayAnswer::NotSent { reason } => still(Waiting::PayNotSent(reason.clone())), // P4g
         PayAnswer::OutcomeUnknown { reason, .. } => still(Waiting::PayUnclear(reason.clone())), // P4h
+        // evidence_in took every accepted answer above.
+        PayAnswer::Accepted { .. } => Next::Review(ReviewReason::NoSuchTransition {
+            state: State::Paying.to_string(),
+            event: "an accepted pay.do without evidence",
+        }),
     }
 }
 
@@ -161,7 +181,7 @@ fn pay_answered(answer: &PayAnswer, b: &Bounds<'_>) -> Next {
 fn recover(answer: &QueryAnswer, f: &Facts, b: &Bounds<'_>) -> Next {
     match answer {
         QueryAnswer::Order(v) if v.shows_paid() => Next::Paid {
-            evidence: Evidence::QueryPaid, // P5a
+            evidence: Evidence::QueryPaid, // P5a (evidence_in)
             poll_in: b.first_poll(),
         },
         QueryAnswer::Order(v) if v.order_status == OrderStatus::Cancelled => {
@@ -325,8 +345,10 @@ fn bounded_ticketing(next: Next, f: &Facts, b: &Bounds<'_>) -> Next {
         Next::SeenOnce { .. } => "complete tickets seen once".to_owned(),
         _ => return next,
     };
-    let deadline = f.phase_started_at
-        + chrono::Duration::from_std(b.ticketing_deadline()).unwrap_or(chrono::Duration::MAX);
+    let deadline = chrono::Duration::from_std(b.ticketing_deadline())
+        .ok()
+        .and_then(|d| f.phase_started_at.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC);
     if f.now > deadline {
         return Next::Review(ReviewReason::TicketingDeadline { deadline, last });
     }
@@ -350,8 +372,12 @@ fn cancelled(v: &OrderView, paid: bool) -> FailReason {
 
 /// Whether less than the review margin is left before the payment deadline.
 fn too_close(deadline: Option<DateTime<Utc>>, now: DateTime<Utc>, b: &Bounds<'_>) -> bool {
+    let margin = chrono::Duration::from_std(b.review_margin()).unwrap_or_default();
+    // Checked: a deadline from ATRIP may be near the calendar's ends; one that cannot have the
+    // margin taken off is as good as past (rule W5: no answer may panic a step).
     deadline.is_some_and(|d| {
-        d - chrono::Duration::from_std(b.review_margin()).unwrap_or_default() <= now
+        d.checked_sub_signed(margin)
+            .is_none_or(|start| start <= now)
     })
 }
 

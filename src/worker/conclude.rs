@@ -9,10 +9,13 @@ use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
+use super::evidence::Kept;
+use super::failpoint::Point;
+use super::scope::Scope;
 use super::{pay, Inner, Step, StepError};
 use crate::domain::State;
 use crate::jobs::{self, Applied, CardSummary, Lease, Said, Write};
-use crate::machine::{self, Bounds, Event, Next};
+use crate::machine::{self, Bounds, Event, Evidence, Next};
 
 impl Inner {
     pub fn bounds(&self) -> Bounds<'_> {
@@ -82,13 +85,53 @@ impl Inner {
         !self.stopping.is_cancelled() && self.leases.covers(step.job.id, d)
     }
 
-    /// Records a write, retrying while the database is unreachable (a restart must not cost
-    /// a recorded answer). A lost lease is final. A write the table refuses is a bug: the row
-    /// goes to `needs_review` naming the constraint (rule W2), never retried as an outage.
+    /// Records a write, retrying while the database is unreachable or the row is locked by
+    /// another session (a restart must not cost a recorded answer), as long as the lease can
+    /// last. A lost lease is final. A write the table refuses is a bug: the row goes to
+    /// `needs_review` naming the constraint (rule W2), never retried as an outage. Evidence of
+    /// payment in a write that did not land stays held for the step ([`Inner::saw`]), and
+    /// goes to the keeper when the step ends (rule P3a).
     pub async fn record(&self, lease: &mut Lease, write: &Write) -> Result<Applied, StepError> {
+        let applied = self.record_fenced(lease, write).await?;
+        if write.evidence().is_some() {
+            // The evidence is in the table: nothing is left for the keeper.
+            self.unsee(lease.id(), lease.token());
+        }
+        Ok(applied)
+    }
+
+    /// An answer showed the order paid: from here until a write of it lands, the evidence is
+    /// held for this step, and whatever ends the step hands it to the keeper (rule P3a).
+    pub fn saw(&self, step: &Step, evidence: Evidence) {
+        let card = pay::card_summary(self, &step.job);
+        let kept = Kept {
+            job_id: step.job.id,
+            order_no: step.job.order_no.clone(),
+            evidence,
+            card_brand: card.brand,
+            card_last4: card.last4,
+            release_token: Some(step.job.lease_token),
+        };
+        self.seen
+            .lock()
+            .unwrap()
+            .insert(step.job.id, (step.job.lease_token, kept));
+    }
+
+    /// The evidence held for the step of `(id, token)`, taken out.
+    pub fn unsee(&self, id: i64, token: i64) -> Option<Kept> {
+        let mut seen = self.seen.lock().unwrap();
+        if seen.get(&id).is_some_and(|(t, _)| *t == token) {
+            return seen.remove(&id).map(|(_, kept)| kept);
+        }
+        None
+    }
+
+    async fn record_fenced(&self, lease: &mut Lease, write: &Write) -> Result<Applied, StepError> {
         let mut pause = Duration::from_millis(100);
         let deadline = Instant::now() + self.settings.lease() / 2;
         loop {
+            self.hooks.at(Point::BeforeWrite).await?;
             match self.writer.apply(lease, write).await {
                 Ok(applied) => {
                     debug!(kind = %write.kind(), to = %write.to(), "recorded");
@@ -109,8 +152,15 @@ impl Inner {
                     }
                     .into());
                 }
-                Err(jobs::Error::Database(e)) if Instant::now() < deadline => {
-                    warn!(error = %e, "recording failed; retrying");
+                Err(e @ (jobs::Error::Database(_) | jobs::Error::RowBusy { .. }))
+                    if Instant::now() < deadline =>
+                {
+                    if matches!(e, jobs::Error::RowBusy { .. }) {
+                        crate::metrics::global()
+                            .rows_busy
+                            .fetch_add(1, Ordering::Relaxed);
+                    }
+                    warn!(order_no = %lease.order_no(), error = %e, "recording failed; retrying");
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_secs(2));
                 }
@@ -134,10 +184,39 @@ impl Inner {
         } else {
             return Ok(None);
         };
+        self.give_back(step, why).await?;
+        Ok(Some(why.to_owned()))
+    }
+
+    /// Gives the row back before this step sent anything: due now, lease cleared, state
+    /// unchanged, an open intent recorded as never sent.
+    pub async fn give_back(&self, step: &mut Step, why: &str) -> Result<(), StepError> {
         let write = Write::give_back(step.lease.state(), step.intent_open, why);
         self.record(&mut step.lease, &write).await?;
         info!(reason = why, "row given back");
-        Ok(Some(why.to_owned()))
+        Ok(())
+    }
+
+    /// ATRIP answered 900/902 for this step's order: whether the order alone is refused
+    /// (`true`: the caller sends it to a person), or our credentials are (`false`: claims
+    /// pause for everyone, as after a refused start probe). Rule P4f.
+    pub async fn refused_for_this_order_alone(&self, status: i64) -> bool {
+        match self.scope.of_refusal(&self.atrip).await {
+            Scope::Order => {
+                crate::metrics::global()
+                    .orders_out_of_scope
+                    .fetch_add(1, Ordering::Relaxed);
+                warn!(
+                    status,
+                    "ATRIP refused this order alone (it takes our credentials for others)"
+                );
+                true
+            }
+            Scope::Credentials | Scope::Unknown => {
+                self.pause_for_credentials(status);
+                false
+            }
+        }
     }
 
     /// Our credentials were refused: stop claiming for a while, loudly. The order is not at

@@ -6,11 +6,13 @@
 //! least that late, so our view is never longer than the real one, whatever this machine's wall
 //! clock says. A frozen process wakes up with its leases already over in this view too.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::time::Instant;
+
+use crate::jobs::Renewed;
 
 #[derive(Debug, Clone, Copy)]
 struct Held {
@@ -61,17 +63,20 @@ impl LeaseBook {
             .collect()
     }
 
-    /// A renewal that left at `sent` kept `kept` for `lease`; the others were lost, and their
-    /// steps must not start anything more.
-    pub fn renewed(&self, asked: &[(i64, i64)], kept: &[i64], sent: Instant, lease: Duration) {
+    /// A renewal that left at `sent` kept `renewed.kept` for `lease` and skipped
+    /// `renewed.busy` (their row locked by another session: our view of them stays as it
+    /// was); the others were lost, and their steps must not start anything more.
+    pub fn renewed(&self, asked: &[(i64, i64)], renewed: &Renewed, sent: Instant, lease: Duration) {
+        let kept: HashSet<i64> = renewed.kept.iter().copied().collect();
+        let busy: HashSet<i64> = renewed.busy.iter().copied().collect();
         let mut held = self.held.lock().unwrap();
         for (id, token) in asked {
             if let Some(h) = held.get_mut(id).filter(|h| h.token == *token) {
-                h.until = if kept.contains(id) {
-                    sent + lease
-                } else {
-                    sent
-                };
+                if kept.contains(id) {
+                    h.until = sent + lease;
+                } else if !busy.contains(id) {
+                    h.until = h.until.min(sent);
+                }
             }
         }
     }
@@ -102,9 +107,31 @@ mod tests {
         assert!(book.covers(1, Duration::from_secs(15)));
         tokio::time::advance(Duration::from_secs(20)).await;
         assert!(!book.covers(1, Duration::from_secs(15)), "only 10 s left");
-        book.renewed(&[(1, 7)], &[1], Instant::now(), Duration::from_secs(30));
+        let kept = |kept: Vec<i64>, busy: Vec<i64>| Renewed { kept, busy };
+        book.renewed(
+            &[(1, 7)],
+            &kept(vec![1], vec![]),
+            Instant::now(),
+            Duration::from_secs(30),
+        );
         assert!(book.covers(1, Duration::from_secs(15)));
-        book.renewed(&[(1, 7)], &[], Instant::now(), Duration::from_secs(30));
+        tokio::time::advance(Duration::from_secs(5)).await;
+        book.renewed(
+            &[(1, 7)],
+            &kept(vec![], vec![1]),
+            Instant::now(),
+            Duration::from_secs(30),
+        );
+        assert!(
+            book.covers(1, Duration::from_secs(20)) && !book.covers(1, Duration::from_secs(26)),
+            "a busy row's lease is neither extended nor cut"
+        );
+        book.renewed(
+            &[(1, 7)],
+            &kept(vec![], vec![]),
+            Instant::now(),
+            Duration::from_secs(30),
+        );
         assert!(!book.covers(1, Duration::ZERO), "the renewal lost it");
         book.release(1, 8);
         assert_eq!(book.len(), 1, "another token's release is not ours");

@@ -13,29 +13,35 @@
 //! `failpoint` (test-only hooks).
 
 mod conclude;
+mod durable;
+mod evidence;
 mod failpoint;
 mod lease;
 mod pay;
 mod query;
 pub mod schedule;
+mod scope;
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use futures_util::FutureExt;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, error, info, warn, Instrument};
+use tracing::{error, info, warn, Instrument};
 
 use crate::atrip::Client;
 use crate::config::WorkerSettings;
 use crate::domain::State;
 use crate::jobs::{self, ClaimedJob, JobStore, Lease, Writer};
 use crate::machine;
-pub use failpoint::{TestHooks, CLOCK_SKEW_VAR, FAILPOINTS_VAR};
+pub use durable::{Gate, Level};
+pub use evidence::{Keeper, Kept};
+pub use failpoint::{Point, TestHooks, CLOCK_SKEW_VAR, FAILPOINTS_VAR, PAUSE_MS_VAR};
 use lease::LeaseBook;
 pub use schedule::{next_poll_delay, Clock, RateLimiter};
 
@@ -69,6 +75,9 @@ pub struct RoundReport {
 pub enum StepError {
     #[error(transparent)]
     Store(#[from] jobs::Error),
+    /// A test-only failpoint made the step fail here (see [`TestHooks`]).
+    #[error("failpoint error at {0:?}")]
+    Failpoint(Point),
 }
 
 /// One claimed row being worked on: the claim, its lease, and the database's time.
@@ -119,6 +128,16 @@ pub(crate) struct Inner {
     /// Opens sealed card data; `None`: sealed cards go to needs_review.
     pub card_key: Option<crate::sealed::CardKey>,
     pub hooks: TestHooks,
+    /// Confirms intents durable where a failover would find them before their pay.do leaves.
+    pub gate: Gate,
+    /// Writes evidence of payment that a step could not write under its lease.
+    keeper: Keeper,
+    /// Evidence of payment seen by a step whose write of it has not landed yet, by job id
+    /// (with the step's lease token): whatever ends the step (an error, a panic), what is
+    /// left here goes to the keeper (rule P3a).
+    seen: Mutex<std::collections::HashMap<i64, (i64, Kept)>>,
+    /// Tells a 900/902 for one order from refused credentials (rule P4f).
+    scope: scope::ScopeCheck,
     /// Cancelled when shutdown begins: steps that have not sent anything yet give their row
     /// back instead of starting a call.
     stopping: CancellationToken,
@@ -140,9 +159,15 @@ impl Worker {
         clock: Clock,
     ) -> Self {
         let writer = Writer::spawn(store.clone(), id.clone(), settings.write_batch_wait());
+        let gate = Gate::start(store.clone(), &settings);
+        let keeper = Keeper::start(store.clone(), id.clone());
         Worker {
             inner: Arc::new(Inner {
                 writer,
+                gate,
+                keeper,
+                seen: Mutex::new(std::collections::HashMap::new()),
+                scope: scope::ScopeCheck::default(),
                 store,
                 atrip,
                 settings,
@@ -211,10 +236,17 @@ impl Worker {
             return Ok(Vec::new());
         }
         let lease = i.settings.lease();
+        // No pending row while its intent could not be made durable (rule P1b), no order
+        // query while ATRIP asks us to slow down (pay.do is not rate-limited).
+        let pay = i.gate.may_pay().is_ok();
+        let follow = !i.limiter.paused();
+        if !pay && !follow {
+            return Ok(Vec::new());
+        }
         let sent = Instant::now();
         let jobs = i
             .store
-            .claim(&i.id, limit as i64, lease, i.limiter.paused())
+            .claim(&i.id, limit as i64, lease, pay, follow)
             .await?;
         let claimed_at = Instant::now();
         if let Some(first) = jobs.first() {
@@ -235,58 +267,137 @@ impl Worker {
             .collect())
     }
 
-    /// Runs one claimed row's step and forgets its lease afterwards.
-    async fn execute(self, mut step: Step) -> StepOutcome {
+    /// Runs one claimed row's step and forgets its lease afterwards. A step that panics ends
+    /// like any other (rule W5): its lease is forgotten here and its row goes to
+    /// `needs_review` naming the internal error, unless the step had seen evidence of payment,
+    /// which the keeper then writes (the row goes on to `ticketing`).
+    async fn execute(self, step: Step) -> StepOutcome {
         let span = tracing::info_span!("step", order_no = %step.job.order_no, job_id = step.job.id);
         let (id, token) = (step.job.id, step.job.lease_token);
-        let outcome = async {
-            let result = match step.job.claimed_from {
-                State::Pending => pay::step(&self.inner, &mut step).await,
-                State::Paying | State::Ticketing => query::step(&self.inner, &mut step).await,
-                other => Err(StepError::Store(jobs::Error::Refused {
-                    order_no: step.job.order_no.clone(),
-                    reason: format!("claimed in unexpected state {other}"),
-                })),
-            };
-            let mut outcome = StepOutcome {
-                job_id: step.job.id,
-                order_no: step.job.order_no.clone(),
-                from: step.job.claimed_from,
-                to: None,
-                pay_sent: step.pay_sent,
-                note: String::new(),
-            };
-            match result {
-                Ok(note) => {
-                    outcome.to = Some(step.lease.state());
-                    outcome.note = note;
-                }
-                Err(e) => {
-                    match &e {
-                        StepError::Store(jobs::Error::LeaseLost { .. }) => {
-                            crate::metrics::global()
-                                .lease_losses
-                                .fetch_add(1, Ordering::Relaxed);
-                            warn!(error = %e, "step stopped: lease lost")
-                        }
-                        StepError::Store(jobs::Error::ConstraintViolated { .. }) => {
-                            outcome.to = Some(step.lease.state());
-                            error!(error = %e, "the job table refused a write; the row is in needs_review naming the constraint")
-                        }
-                        StepError::Store(_) => error!(
-                            error = %e,
-                            "step could not record its result; the lease will expire and the row be recovered by order query"
-                        ),
-                    }
-                    outcome.note = e.to_string();
-                }
+        let (order_no, from) = (step.job.order_no.clone(), step.job.claimed_from);
+        let ran = std::panic::AssertUnwindSafe(self.clone().run_step(step))
+            .catch_unwind()
+            .instrument(span.clone())
+            .await;
+        let outcome = match ran {
+            Ok(outcome) => outcome,
+            Err(panic) => {
+                let what = panic_message(panic.as_ref());
+                drop(panic);
+                self.after_panic(id, token, order_no, from, what)
+                    .instrument(span)
+                    .await
             }
-            outcome
+        };
+        // Evidence the step saw and could not write (it failed, or lost its lease).
+        if let Some(kept) = self.inner.unsee(id, token) {
+            self.inner.keeper.keep(kept);
         }
-        .instrument(span)
-        .await;
         self.inner.leases.release(id, token);
         self.inner.slot_freed.notify_one();
+        outcome
+    }
+
+    async fn run_step(self, mut step: Step) -> StepOutcome {
+        let result = match step.job.claimed_from {
+            State::Pending => pay::step(&self.inner, &mut step).await,
+            State::Paying | State::Ticketing => query::step(&self.inner, &mut step).await,
+            other => Err(StepError::Store(jobs::Error::Refused {
+                order_no: step.job.order_no.clone(),
+                reason: format!("claimed in unexpected state {other}"),
+            })),
+        };
+        let mut outcome = StepOutcome {
+            job_id: step.job.id,
+            order_no: step.job.order_no.clone(),
+            from: step.job.claimed_from,
+            to: None,
+            pay_sent: step.pay_sent,
+            note: String::new(),
+        };
+        match result {
+            Ok(note) => {
+                outcome.to = Some(step.lease.state());
+                outcome.note = note;
+            }
+            Err(e) => {
+                match &e {
+                    StepError::Store(jobs::Error::LeaseLost { .. }) => {
+                        crate::metrics::global()
+                            .lease_losses
+                            .fetch_add(1, Ordering::Relaxed);
+                        warn!(error = %e, "step stopped: lease lost")
+                    }
+                    StepError::Store(jobs::Error::ConstraintViolated { .. }) => {
+                        outcome.to = Some(step.lease.state());
+                        error!(error = %e, "the job table refused a write; the row is in needs_review naming the constraint")
+                    }
+                    StepError::Store(_) | StepError::Failpoint(_) => error!(
+                        error = %e,
+                        "step could not record its result; the lease will expire and the row be recovered by order query"
+                    ),
+                }
+                outcome.note = e.to_string();
+            }
+        }
+        outcome
+    }
+
+    /// A step panicked: its row goes to `needs_review` naming the internal error, fenced by
+    /// the claim's token (a few tries while the database is away; failing that, the lease,
+    /// no longer renewed, runs out and another worker recovers the row by order query).
+    async fn after_panic(
+        &self,
+        id: i64,
+        token: i64,
+        order_no: String,
+        from: State,
+        what: String,
+    ) -> StepOutcome {
+        let i = &self.inner;
+        crate::metrics::global()
+            .step_panics
+            .fetch_add(1, Ordering::Relaxed);
+        let mut outcome = StepOutcome {
+            job_id: id,
+            order_no: order_no.clone(),
+            from,
+            to: None,
+            pay_sent: false,
+            note: format!("the step panicked: {what}"),
+        };
+        if i.seen
+            .lock()
+            .unwrap()
+            .get(&id)
+            .is_some_and(|(t, _)| *t == token)
+        {
+            error!(panic = %what, "the step panicked after an answer showed the order paid; the evidence is written and the order followed");
+            return outcome;
+        }
+        let error = format!(
+            "order {order_no}: internal error: the worker's step panicked ({what}); nothing more was done, and an open pay intent counts as sent since the worker cannot tell. Check the order in ATRIP: if it is paid, `retry`; if it is unpaid, `retry --repay`"
+        );
+        let mut pause = Duration::from_millis(100);
+        for _ in 0..5 {
+            match i.store.review_panicked(id, token, &i.id, &error).await {
+                Ok(true) => {
+                    outcome.to = Some(State::NeedsReview);
+                    error!(panic = %what, state = %State::NeedsReview, "the step panicked; the order needs a person");
+                    return outcome;
+                }
+                Ok(false) => {
+                    error!(panic = %what, "the step panicked; its row had moved on already");
+                    return outcome;
+                }
+                Err(e) => {
+                    warn!(error = %e, "recording a panicked step failed; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+            }
+        }
+        error!(panic = %what, "the step panicked and its row could not be sent to needs_review; its lease runs out and another worker recovers it by order query");
         outcome
     }
 
@@ -299,8 +410,14 @@ impl Worker {
             return Ok(());
         }
         let sent = Instant::now();
-        let kept = i.store.renew(&i.id, &held, i.settings.lease()).await?;
-        i.leases.renewed(&held, &kept, sent, i.settings.lease());
+        let renewed = i.store.renew(&i.id, &held, i.settings.lease()).await?;
+        if !renewed.busy.is_empty() {
+            warn!(
+                jobs = ?renewed.busy,
+                "lease renewal skipped rows another session holds locked; their leases were not extended"
+            );
+        }
+        i.leases.renewed(&held, &renewed, sent, i.settings.lease());
         Ok(())
     }
 
@@ -316,6 +433,7 @@ impl Worker {
             wake.clone(),
             shutdown.clone(),
         ));
+        info!("{}", i.gate.look_now(&i.store).await);
         let heartbeat = {
             let me = self.clone();
             let stop = shutdown.clone();
@@ -387,18 +505,39 @@ impl Worker {
         }
         heartbeat.abort();
         listener.abort();
+        i.keeper.report_unrecorded();
         info!("worker stopped");
         Ok(())
     }
 }
 
+/// A panic's message, masked and short enough for the row.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned());
+    crate::domain::truncate(&crate::card::mask_card_numbers(&what), 300)
+}
+
 /// Wakes the claim loop on every notification; reconnects with a pause on errors (the
-/// claim interval keeps the worker going meanwhile).
+/// claim interval keeps the worker going meanwhile). LISTEN has a connection of its own, outside
+/// the pool: it holds it for as long as it listens, and in the pool it would take a slot the
+/// claims and writes need (with `max_connections = 1`, all of them).
 async fn listen(pool: sqlx::PgPool, wake: Arc<Notify>, stop: CancellationToken) {
+    let own = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect_lazy_with((*pool.connect_options()).clone());
+    let mut said = false;
     loop {
         let attempt = async {
-            let mut l = sqlx::postgres::PgListener::connect_with(&pool).await?;
+            let mut l = sqlx::postgres::PgListener::connect_with(&own).await?;
             l.listen(CHANNEL).await?;
+            if said {
+                info!("LISTEN connection back: new orders are picked up at once again");
+                said = false;
+            }
             loop {
                 l.recv().await?;
                 wake.notify_one();
@@ -408,7 +547,12 @@ async fn listen(pool: sqlx::PgPool, wake: Arc<Notify>, stop: CancellationToken) 
         };
         tokio::select! {
             _ = stop.cancelled() => return,
-            r = attempt => if let Err(e) = r { debug!(error = %e, "LISTEN connection lost") },
+            r = attempt => if let Err(e) = r {
+                if !said {
+                    warn!(error = %e, "LISTEN connection lost: new orders are picked up by polling every worker.claim_interval_ms until it is back");
+                    said = true;
+                }
+            },
         }
         tokio::select! {
             _ = stop.cancelled() => return,

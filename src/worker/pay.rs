@@ -8,16 +8,18 @@
 
 use tracing::info;
 
+use super::failpoint::Point;
 use super::{Inner, Step, StepError};
-use crate::atrip::PayRequest;
+use crate::atrip::{PayAnswer, PayRequest};
 use crate::card::CreditCard;
 use crate::domain::PaymentMethod;
 use crate::jobs::{CardJson, CardSummary, ClaimedJob, Said};
-use crate::machine::{Event, NotSentReason};
+use crate::machine::{self, Event, NotSentReason};
 use crate::sealed::SealError;
 
 /// Pays the row whose intent this step holds; returns a note for the report.
 pub(super) async fn step(w: &Inner, step: &mut Step) -> Result<String, StepError> {
+    w.hooks.at(Point::AfterClaim).await?;
     let card = match prepare(w, &step.job, step.now()) {
         Ok(card) => card,
         Err(reason) => {
@@ -28,6 +30,17 @@ pub(super) async fn step(w: &Inner, step: &mut Step) -> Result<String, StepError
             return Ok(format!("not sent: {next:?}"));
         }
     };
+    // Rule P1b: the intent must be durable where a failover would find it before its pay.do
+    // may leave; if it is not (within worker.replication_wait_ms), the row goes back unsent.
+    w.hooks.at(Point::BeforeGate).await?;
+    if let Err(why) = w.gate.confirm().await {
+        let why = format!(
+            "the pay intent is not yet durable where a failover would find it ({why}); nothing was sent"
+        );
+        w.give_back(step, &why).await?;
+        step.intent_open = false;
+        return Ok(why);
+    }
     // The last checks before the one call that cannot be taken back. Nothing waits between
     // here and the send: pay.do is not rate-limited (rule P1).
     if let Some(why) = w.give_back_if_needed(step, w.atrip.pay_timeout()).await? {
@@ -38,6 +51,7 @@ pub(super) async fn step(w: &Inner, step: &mut Step) -> Result<String, StepError
         .expect("prepare checked the method");
     let mut request = PayRequest::new(&step.job.order_no, method, card.as_ref());
     request.client_order_no = step.job.client_order_no.as_deref();
+    w.hooks.at(Point::BeforePay).await?;
     w.hooks.before_pay(&step.job.order_no);
     info!(
         method = method.code(),
@@ -45,11 +59,28 @@ pub(super) async fn step(w: &Inner, step: &mut Step) -> Result<String, StepError
         "sending pay.do"
     );
     let answer = w.atrip.pay(&request).await;
-    step.pay_sent = !matches!(answer, crate::atrip::PayAnswer::NotSent { .. });
+    step.pay_sent = !matches!(answer, PayAnswer::NotSent { .. });
     step.intent_open = false;
+    // Said before anything is written, so that the log keeps it whatever happens next.
+    info!(
+        answer = answer.class_name(),
+        status = answer.status(),
+        "pay.do answered"
+    );
+    if let Some(evidence) = machine::evidence_in(Event::Pay(&answer)) {
+        w.saw(step, evidence);
+    }
     crate::metrics::global().pay_outcome(answer.class_name());
-    if let crate::atrip::PayAnswer::Unauthorized { status, .. } = &answer {
-        w.pause_for_credentials(*status);
+    w.hooks.at(Point::AfterAnswer).await?;
+    if let PayAnswer::Unauthorized { status, .. } = &answer {
+        if w.refused_for_this_order_alone(*status).await {
+            let event = Event::OutOfScope {
+                status: *status,
+                on_pay: true,
+            };
+            w.conclude(step, event, Said::pay(&answer)).await?;
+            return Ok(format!("{answer:?}: this order alone"));
+        }
     }
     w.conclude(step, Event::Pay(&answer), Said::pay(&answer))
         .await?;

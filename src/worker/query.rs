@@ -3,20 +3,24 @@
 //! machine decide; a `paying` row the machine allows a new intent for is then paid in the same
 //! step (its intent written, fenced, before the `pay.do` leaves).
 
+use super::failpoint::Point;
 use super::{Inner, Step, StepError};
 use crate::atrip::QueryAnswer;
 use crate::domain::State;
 use crate::jobs::Said;
-use crate::machine::{Event, Next};
+use crate::machine::{self, Event, Next};
 
-/// One order query; a rate-limit answer pauses every query of this process, refused
-/// credentials pause the claims.
-async fn ask(w: &Inner, order_no: &str) -> QueryAnswer {
-    let answer = w.atrip.query(order_no).await;
-    match &answer {
-        QueryAnswer::RateLimited { retry_after } => w.limiter.pause_for(*retry_after),
-        QueryAnswer::Unauthorized { status, .. } => w.pause_for_credentials(*status),
-        _ => {}
+/// One order query; a rate-limit answer pauses every query of this process. An answer
+/// that shows a `paying` row paid is held as evidence until written (rule P3a).
+async fn ask(w: &Inner, step: &Step) -> QueryAnswer {
+    let answer = w.atrip.query(&step.job.order_no).await;
+    if let QueryAnswer::RateLimited { retry_after } = &answer {
+        w.limiter.pause_for(*retry_after);
+    }
+    if step.job.paid_at.is_none() {
+        if let Some(evidence) = machine::evidence_in(Event::Query(&answer)) {
+            w.saw(step, evidence);
+        }
     }
     answer
 }
@@ -37,7 +41,19 @@ pub(super) async fn step(w: &Inner, step: &mut Step) -> Result<String, StepError
     if legacy_unsent {
         step.job.pay_not_sent += 1;
     }
-    let answer = ask(w, &step.job.order_no).await;
+    w.hooks.at(Point::AfterClaim).await?;
+    let answer = ask(w, step).await;
+    w.hooks.at(Point::AfterAnswer).await?;
+    if let QueryAnswer::Unauthorized { status, .. } = &answer {
+        if w.refused_for_this_order_alone(*status).await {
+            let event = Event::OutOfScope {
+                status: *status,
+                on_pay: false,
+            };
+            w.conclude(step, event, Said::query(&answer)).await?;
+            return Ok(format!("{answer:?}: this order alone"));
+        }
+    }
     let (facts, mut next) = w.decide(step, Event::Query(&answer));
     let mut said = Said::query(&answer);
     if legacy_unsent {
@@ -55,7 +71,7 @@ pub(super) async fn step(w: &Inner, step: &mut Step) -> Result<String, StepError
             step.job.poll_attempts += 1;
             tokio::time::sleep(poll_in).await;
             w.limiter.acquire().await;
-            let again = ask(w, &step.job.order_no).await;
+            let again = ask(w, step).await;
             let (facts, confirmed) = w.decide(step, Event::Query(&again));
             said = Said::query(&again).after(said);
             w.write_next(step, &facts, confirmed, said).await?;

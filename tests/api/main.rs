@@ -9,6 +9,8 @@ mod cli;
 mod client;
 mod conformance;
 mod console;
+mod failover;
+mod faults;
 mod harness;
 mod hostile;
 mod http;

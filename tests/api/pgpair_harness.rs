@@ -225,7 +225,7 @@ async fn the_proxy_holds_new_connections_until_released_switches_and_resets_at_a
 
 /// A pair, or `None` when this machine cannot run one (the test is then skipped) and this is
 /// not CI.
-async fn pair(replication: Replication) -> Option<PgPair> {
+pub(crate) async fn pair(replication: Replication) -> Option<PgPair> {
     crate::support::init_tracing();
     if let Err(why) = pgpair::available() {
         if std::env::var("CI").is_ok_and(|v| v == "true") {

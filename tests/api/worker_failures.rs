@@ -312,14 +312,19 @@ async fn a_ticketing_that_outlasts_the_ticketing_deadline_goes_to_review() {
     assert_eq!(ledger["charges"], 1, "{ledger}");
 }
 
+/// Rule P4f: credentials ATRIP refuses (the start probe's question is refused too) pause
+/// every claim of the process for a while; the order is not at fault. Once a worker with good
+/// credentials looks, the order (900 reached ATRIP, which documents that nothing was done) goes
+/// to a person, and a plain retry pays it.
 #[tokio::test]
 async fn refused_credentials_pause_all_claims_and_never_fail_the_order() {
     let app = TestApp::new().await;
     let mut settings = app.settings.clone();
     settings.worker.credentials_pause_ms = 1000;
+    let good = app.worker_with(&settings, "good-worker");
+    settings.atrip.client_secret = "not-the-secret".to_owned().into();
     let worker = app.worker_with(&settings, "paused-worker");
     let order_no = app.order_and_enqueue(1, None, json!({})).await;
-    app.scenario(&order_no, json!({"pay_status": 900})).await;
 
     let round = worker.step().await.unwrap();
     assert_eq!(round.outcomes[0].to, Some(State::Paying));
@@ -335,11 +340,7 @@ async fn refused_credentials_pause_all_claims_and_never_fail_the_order() {
     let other = app.order_and_enqueue(1, None, json!({})).await;
     assert_eq!(worker.step().await.unwrap().claimed, 0);
     assert_eq!(app.job(&other).await.state, "pending");
-    wait_until(Duration::from_secs(5), "the pause to end", || async {
-        worker.step().await.unwrap().claimed > 0
-    })
-    .await;
-    app.settle(&worker, 200).await;
+    app.settle(&good, 200).await;
     assert_eq!(app.job(&other).await.state, "ticketed");
     assert_eq!(app.charges(&other), 1);
 
@@ -361,7 +362,61 @@ async fn refused_credentials_pause_all_claims_and_never_fail_the_order() {
         .await
         .unwrap();
     assert!(retried.may_pay);
-    app.settle(&worker, 200).await;
-    app.assert_ticketed_once(&order_no, 2).await;
+    app.settle(&good, 200).await;
+    app.assert_ticketed_once(&order_no, 1).await;
     assert_eq!(app.job(&order_no).await.pay_attempts, 2);
+}
+
+/// Rule P4f: ATRIP also answers 900 for "the request targets data outside your scope". A 900
+/// for one order while ATRIP takes our credentials (the probe is answered) sends that order
+/// alone to a person, naming the code, and pauses nothing: the next order is paid at once.
+#[tokio::test]
+async fn a_900_for_one_order_alone_sends_it_to_review_and_pauses_no_claim() {
+    let app = TestApp::new().await;
+    let worker = app.worker();
+    let order_no = app.order_and_enqueue(1, None, json!({})).await;
+    app.scenario(&order_no, json!({"pay_status": 900})).await;
+
+    let round = worker.step().await.unwrap();
+    assert_eq!(
+        round.outcomes[0].to,
+        Some(State::NeedsReview),
+        "{}",
+        round.outcomes[0].note
+    );
+    let row = app.job(&order_no).await;
+    let error = row.last_error.unwrap_or_default();
+    assert!(
+        error.contains(&order_no) && error.contains("900") && error.contains("this order only"),
+        "{error}"
+    );
+
+    let other = app.order_and_enqueue(1, None, json!({})).await;
+    let round = worker.step().await.unwrap();
+    assert_eq!(
+        round.claimed, 1,
+        "no pause: the next order is claimed at once"
+    );
+    app.settle(&worker, 200).await;
+    app.assert_ticketed_once(&other, 1).await;
+
+    // The query of a followed order answered 900 likewise: that order alone goes to a person.
+    let third = app.order_and_enqueue(1, None, json!({})).await;
+    app.scenario(
+        &third,
+        json!({"query_status": 100, "query_status_code": 900}),
+    )
+    .await;
+    app.settle(&worker, 200).await;
+    let row = app.job(&third).await;
+    assert_eq!(row.state, "needs_review", "{:?}", row.last_error);
+    assert!(
+        row.last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("order query"),
+        "{:?}",
+        row.last_error
+    );
+    assert_eq!(app.charges(&third), 1, "paid once, then refused");
 }

@@ -15,18 +15,26 @@ async fn a_write_with_a_lease_token_taken_over_by_another_worker_is_refused_and_
     let order_no = app.order_and_enqueue(1, None, json!({})).await;
     let lease = app.settings.worker.lease();
 
-    let a = app.store.claim("worker-a", 10, lease, false).await.unwrap();
+    let a = app
+        .store
+        .claim("worker-a", 10, lease, true, true)
+        .await
+        .unwrap();
     assert_eq!(a.len(), 1);
     assert_eq!(a[0].claimed_from, State::Pending);
     assert!(app
         .store
-        .claim("worker-b", 10, lease, false)
+        .claim("worker-b", 10, lease, true, true)
         .await
         .unwrap()
         .is_empty());
 
     app.advance(lease + Duration::from_millis(1)).await;
-    let b = app.store.claim("worker-b", 10, lease, false).await.unwrap();
+    let b = app
+        .store
+        .claim("worker-b", 10, lease, true, true)
+        .await
+        .unwrap();
     assert_eq!(b.len(), 1);
     assert_eq!(b[0].claimed_from, State::Paying, "B recovers A's intent");
     assert!(b[0].lease_token > a[0].lease_token);
@@ -51,7 +59,11 @@ async fn a_write_with_a_lease_token_taken_over_by_another_worker_is_refused_and_
         .renew("worker-a", &[(a[0].id, a[0].lease_token)], lease)
         .await
         .unwrap();
-    assert!(renewed.is_empty(), "A's heartbeat cannot win the row back");
+    assert_eq!(
+        renewed,
+        jobs::Renewed::default(),
+        "A's heartbeat cannot win the row back"
+    );
 
     let after = app.job(&order_no).await;
     assert_eq!(after.state, "paying");
@@ -77,7 +89,8 @@ async fn a_write_with_a_lease_token_taken_over_by_another_worker_is_refused_and_
 }
 
 #[tokio::test]
-async fn a_worker_whose_lease_expired_during_pay_records_nothing_and_sends_nothing_more() {
+async fn a_worker_whose_lease_expired_during_pay_records_only_its_evidence_and_sends_nothing_more()
+{
     let app = TestApp::new().await;
     let order_no = app.order_and_enqueue(1, None, json!({})).await;
     // Every request for this order takes 1.5 s (inside the 2 s timeouts): A's pay.do is in
@@ -103,26 +116,35 @@ async fn a_worker_whose_lease_expired_during_pay_records_nothing_and_sends_nothi
     let outcome_b = &round_b.outcomes[0];
     assert_eq!(outcome_b.from, State::Paying);
     assert!(!outcome_b.pay_sent, "B starts with the order query");
-    assert!(outcome_b.to.is_some(), "{}", outcome_b.note);
 
     let round_a = slow.await.unwrap().unwrap();
     let outcome_a = &round_a.outcomes[0];
-    assert_eq!(outcome_a.to, None, "A's answer must not be recorded");
+    assert_eq!(outcome_a.to, None, "A's write under its lease is refused");
     assert!(
         outcome_a.note.contains("lease lost"),
         "note: {}",
         outcome_a.note
     );
     assert_eq!(app.pay_requests(&order_no), 1);
+    // A's accepted answer is evidence of payment: it is written without the lease (rule
+    // P3a), and nothing else of A's is.
     let events = app.store.events(&order_no).await.unwrap();
     assert!(
         events
             .iter()
             .filter(|e| e.worker.as_deref() == Some("worker-a"))
-            .all(|e| e.kind == "pay_intent" && e.lease_token == Some(claimed_by_a)),
-        "only A's intent is in the history: {events:?}"
+            .all(
+                |e| (e.kind == "pay_intent" && e.lease_token == Some(claimed_by_a))
+                    || e.kind == "evidence_recorded"
+            ),
+        "only A's intent and its evidence are in the history: {events:?}"
     );
-
+    wait_until(
+        Duration::from_secs(5),
+        "the evidence to be written",
+        || async { app.job(&order_no).await.paid_at.is_some() },
+    )
+    .await;
     app.settle(&b, 200).await;
     app.assert_ticketed_once(&order_no, 1).await;
 }
@@ -181,7 +203,11 @@ async fn a_write_applied_again_after_it_landed_changes_nothing() {
     let app = TestApp::new().await;
     let order_no = app.order_and_enqueue(1, None, json!({})).await;
     let lease = app.settings.worker.lease();
-    let claimed = app.store.claim("worker-a", 10, lease, false).await.unwrap();
+    let claimed = app
+        .store
+        .claim("worker-a", 10, lease, true, true)
+        .await
+        .unwrap();
     let mut held = claimed[0].lease();
     let mut retried = held.clone();
     let give_back = Write::give_back(State::Paying, true, "test");
@@ -209,7 +235,11 @@ async fn a_give_back_keeps_the_last_answer_and_the_unclear_streak() {
     let app = TestApp::new().await;
     let order_no = app.order_and_enqueue(1, None, json!({})).await;
     let lease = app.settings.worker.lease();
-    let first = app.store.claim("worker-a", 10, lease, false).await.unwrap();
+    let first = app
+        .store
+        .claim("worker-a", 10, lease, true, true)
+        .await
+        .unwrap();
     let mut held = first[0].lease();
     app.store
         .apply(
@@ -226,7 +256,11 @@ async fn a_give_back_keeps_the_last_answer_and_the_unclear_streak() {
     .execute(app.pool())
     .await
     .unwrap();
-    let again = app.store.claim("worker-a", 10, lease, false).await.unwrap();
+    let again = app
+        .store
+        .claim("worker-a", 10, lease, true, true)
+        .await
+        .unwrap();
     let mut held = again[0].lease();
     app.store
         .apply(
@@ -273,9 +307,9 @@ async fn a_batch_fences_each_row_by_its_own_lease_and_names_the_one_the_table_re
         .unwrap();
     let (live, stale) = (by_order(&orders[0]), by_order(&orders[1]));
     let results = give_back_together(&app, &[&live, &stale]).await;
-    assert!(matches!(results[0], Ok(Some(_))), "{results:?}");
+    assert!(matches!(results[0], Ok(jobs::Landed::At(_))), "{results:?}");
     assert!(
-        matches!(results[1], Ok(None)),
+        matches!(results[1], Ok(jobs::Landed::Fenced)),
         "the stale one is reported: {results:?}"
     );
     assert_eq!(app.job(&orders[0]).await.lease_owner, None, "given back");
@@ -297,7 +331,7 @@ async fn a_batch_fences_each_row_by_its_own_lease_and_names_the_one_the_table_re
     .await;
     let (taken, refused) = (by_order(&orders[2]), by_order(&orders[3]));
     let results = give_back_together(&app, &[&taken, &refused]).await;
-    assert!(matches!(results[0], Ok(Some(_))), "{results:?}");
+    assert!(matches!(results[0], Ok(jobs::Landed::At(_))), "{results:?}");
     assert!(
         matches!(&results[1], Err(jobs::Error::ConstraintViolated { constraint, order_no, .. })
             if constraint == "test_refuses_one" && *order_no == orders[3]),
@@ -312,14 +346,95 @@ async fn a_batch_fences_each_row_by_its_own_lease_and_names_the_one_the_table_re
 }
 
 /// Gives the rows of `leases` back, as worker-a, in one batched statement.
-async fn give_back_together(
-    app: &TestApp,
-    leases: &[&jobs::Lease],
-) -> Vec<Result<Option<chrono::DateTime<chrono::Utc>>, jobs::Error>> {
+async fn give_back_together(app: &TestApp, leases: &[&jobs::Lease]) -> Vec<jobs::ItemResult> {
     let give_back = Write::give_back(State::Paying, false, "test");
     let items: Vec<_> = leases
         .iter()
         .map(|lease| (*lease, "worker-a", &give_back))
         .collect();
     app.store.apply_many(&items).await.unwrap()
+}
+
+/// Rule W4: one row another session holds locked (a person's `SELECT … FOR UPDATE`) never
+/// holds up a batch. The batch's other rows land at once, the locked one is reported busy
+/// (nothing written), and the lease renewal skips it without waiting or losing it; once the
+/// lock is gone the same write lands. Results are matched by row id and lease token: a stale
+/// write of the same row in the same batch is reported as fenced, not as landed.
+#[tokio::test]
+async fn a_row_locked_by_another_session_is_skipped_and_reported_while_the_batch_lands() {
+    let app = TestApp::new().await;
+    let mut orders = Vec::new();
+    for _ in 0..3 {
+        orders.push(app.order_and_enqueue(1, None, json!({})).await);
+    }
+    let claimed = app.claim_as("worker-a").await;
+    let by_order = |order_no: &str| {
+        claimed
+            .iter()
+            .find(|c| c.order_no == order_no)
+            .unwrap()
+            .lease()
+    };
+    let mut outsider = app.pool().begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM ticketing_jobs WHERE order_no = $1 FOR UPDATE")
+        .bind(&orders[1])
+        .execute(&mut *outsider)
+        .await
+        .unwrap();
+
+    let (free, locked) = (by_order(&orders[0]), by_order(&orders[1]));
+    let both = [&free, &locked];
+    let batch = give_back_together(&app, &both);
+    let results = tokio::time::timeout(std::time::Duration::from_secs(5), batch)
+        .await
+        .expect("the batch does not wait for the locked row");
+    assert!(matches!(results[0], Ok(jobs::Landed::At(_))), "{results:?}");
+    assert!(matches!(results[1], Ok(jobs::Landed::Busy)), "{results:?}");
+    assert_eq!(app.job(&orders[0]).await.lease_owner, None, "given back");
+    assert_eq!(
+        app.job(&orders[1]).await.lease_owner.as_deref(),
+        Some("worker-a"),
+        "nothing was written to the locked row"
+    );
+
+    let held = [by_order(&orders[1]), by_order(&orders[2])];
+    let tokens: Vec<(i64, i64)> = held.iter().map(|l| (l.id(), l.token())).collect();
+    let renewal = app
+        .store
+        .renew("worker-a", &tokens, app.settings.worker.lease());
+    let renewed = tokio::time::timeout(std::time::Duration::from_secs(5), renewal)
+        .await
+        .expect("the renewal does not wait for the locked row")
+        .unwrap();
+    assert_eq!(
+        renewed,
+        jobs::Renewed {
+            kept: vec![held[1].id()],
+            busy: vec![held[0].id()]
+        }
+    );
+
+    outsider.rollback().await.unwrap();
+    let results = give_back_together(&app, &[&locked]).await;
+    assert!(matches!(results[0], Ok(jobs::Landed::At(_))), "{results:?}");
+
+    // The same row twice in one batch: under the lease of an earlier claim (stale) and of the
+    // claim that holds it now.
+    let first = by_order(&orders[2]);
+    let results = give_back_together(&app, &[&first]).await;
+    assert!(matches!(results[0], Ok(jobs::Landed::At(_))), "{results:?}");
+    let again = app.claim_as("worker-a").await;
+    let second = again
+        .iter()
+        .find(|c| c.order_no == orders[2])
+        .expect("claimed again")
+        .lease();
+    let results = give_back_together(&app, &[&first, &second]).await;
+    assert!(
+        matches!(
+            results[..],
+            [Ok(jobs::Landed::Fenced), Ok(jobs::Landed::At(_))]
+        ),
+        "each item answered for its own lease: {results:?}"
+    );
 }

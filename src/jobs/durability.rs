@@ -1,0 +1,105 @@
+//! What the server says about where a commit is durable: its standbys, read from
+//! `pg_stat_replication` (docs/design.md, rule P1b).
+//!
+//! Only physical standbys count: a logical walsender (a CDC consumer, a subscription) is
+//! connected to a database and never becomes the primary, and a `pg_basebackup` in progress
+//! is not a standby yet.
+
+use super::store::JobStore;
+use super::Error;
+
+/// What the server says about replication, read at start and now and then.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Replication {
+    /// The server is a standby itself (in recovery): it cannot take writes at all.
+    pub in_recovery: bool,
+    /// `synchronous_standby_names`, empty when unset.
+    pub synchronous_standby_names: String,
+    /// `synchronous_commit` as this session has it.
+    pub synchronous_commit: String,
+    /// Physical standbys connected now.
+    pub standbys: i64,
+    /// Of those, how many this role may read the positions of (`pg_monitor` or
+    /// `pg_read_all_stats`; others see NULL).
+    pub readable: i64,
+    /// Physical replication slots: a standby that is away keeps its slot (Patroni,
+    /// CloudNativePG and most failover managers make one per standby).
+    pub physical_slots: i64,
+}
+
+impl Replication {
+    /// Whether this server has, or is set up for, a standby a failover could promote.
+    pub fn has_standby(&self) -> bool {
+        self.standbys > 0 || self.physical_slots > 0 || !self.synchronous_standby_names.is_empty()
+    }
+}
+
+/// How far the standbys are past a WAL position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Flushed {
+    /// The position asked about (the server's WAL insert position when none was given).
+    pub target: String,
+    /// Physical standbys whose `flush_lsn` is at or past it.
+    pub flushed: i64,
+    pub standbys: i64,
+    pub readable: i64,
+}
+
+impl JobStore {
+    /// The server's replication, as [`Replication`] says.
+    pub async fn replication(&self) -> Result<Replication, Error> {
+        let r = sqlx::query!(
+            r#"
+WITH s AS (
+    SELECT r.flush_lsn FROM pg_stat_replication r JOIN pg_stat_activity a ON a.pid = r.pid
+    WHERE a.datid IS NULL AND r.state IS DISTINCT FROM 'backup'
+)
+SELECT pg_is_in_recovery() AS "in_recovery!",
+       current_setting('synchronous_standby_names') AS "synchronous_standby_names!",
+       current_setting('synchronous_commit') AS "synchronous_commit!",
+       (SELECT count(*) FROM s) AS "standbys!",
+       (SELECT count(flush_lsn) FROM s) AS "readable!",
+       (SELECT count(*) FROM pg_replication_slots WHERE slot_type = 'physical') AS "physical_slots!"
+"#
+        )
+        .fetch_one(&mut *self.conn().await?)
+        .await?;
+        Ok(Replication {
+            in_recovery: r.in_recovery,
+            synchronous_standby_names: r.synchronous_standby_names.trim().to_owned(),
+            synchronous_commit: r.synchronous_commit,
+            standbys: r.standbys,
+            readable: r.readable,
+            physical_slots: r.physical_slots,
+        })
+    }
+
+    /// How many physical standbys have flushed WAL up to `target`; with `None`, up to the
+    /// server's WAL insert position now, which is past the commit record of every transaction
+    /// whose commit has returned to anyone (ours included).
+    pub async fn standbys_flushed(&self, target: Option<&str>) -> Result<Flushed, Error> {
+        let r = sqlx::query!(
+            r#"
+WITH t AS (SELECT COALESCE($1::text::pg_lsn, pg_current_wal_insert_lsn()) AS at),
+s AS (
+    SELECT r.flush_lsn FROM pg_stat_replication r JOIN pg_stat_activity a ON a.pid = r.pid
+    WHERE a.datid IS NULL AND r.state IS DISTINCT FROM 'backup'
+)
+SELECT t.at::text AS "target!",
+       (SELECT count(*) FROM s WHERE s.flush_lsn >= t.at) AS "flushed!",
+       (SELECT count(*) FROM s) AS "standbys!",
+       (SELECT count(flush_lsn) FROM s) AS "readable!"
+FROM t
+"#,
+            target
+        )
+        .fetch_one(&mut *self.conn().await?)
+        .await?;
+        Ok(Flushed {
+            target: r.target,
+            flushed: r.flushed,
+            standbys: r.standbys,
+            readable: r.readable,
+        })
+    }
+}

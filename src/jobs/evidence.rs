@@ -1,0 +1,109 @@
+//! The writes that need no lease: evidence of payment (rule P3a) and the end of a step that
+//! panicked (rule W5).
+
+use super::store::JobStore;
+use super::Error;
+
+impl JobStore {
+    /// Records that an answer showed the order paid, whatever became of the lease that saw it
+    /// (rule P3a). Evidence only adds a fact, so it needs no fence beyond "not recorded yet":
+    /// it sets `paid_at` and `paid_evidence`, leaves no permit, erases the card (brand and last
+    /// four kept), and moves a row that is still `paying` (or `pending`, its intent forgotten
+    /// by a failover) on to `ticketing`, due now. The lease of `release_token` ends (the step
+    /// that saw the evidence is over); any other lease on the row stays, and its holder's next
+    /// fenced write fails, as it should. Returns whether this call recorded it (`false`:
+    /// the row had evidence already, or is gone).
+    pub async fn record_evidence(
+        &self,
+        job_id: i64,
+        evidence: &str,
+        worker: &str,
+        card_brand: Option<&str>,
+        card_last4: Option<&str>,
+        release_token: Option<i64>,
+    ) -> Result<bool, Error> {
+        let hit = sqlx::query_scalar!(
+            r#"
+WITH u AS (
+    UPDATE ticketing_jobs j SET
+        paid_at = ticketing_now(),
+        paid_evidence = $2,
+        pay_attempts = GREATEST(j.pay_attempts, 1),
+        pay_started_at = COALESCE(j.pay_started_at, ticketing_now()),
+        pay_permits = LEAST(j.pay_permits, GREATEST(j.pay_attempts, 1) - j.pay_not_sent),
+        state = CASE WHEN j.state IN ('pending', 'paying') THEN 'ticketing' ELSE j.state END,
+        phase_started_at = CASE WHEN j.state IN ('pending', 'paying') THEN ticketing_now()
+                                ELSE j.phase_started_at END,
+        run_at = CASE WHEN j.state IN ('pending', 'paying') THEN ticketing_now() ELSE j.run_at END,
+        error_streak = CASE WHEN j.state IN ('pending', 'paying') THEN 0 ELSE j.error_streak END,
+        card = NULL,
+        card_sealed = NULL,
+        card_brand = COALESCE($4, j.card_brand),
+        card_last4 = COALESCE($5, j.card_last4),
+        lease_owner = CASE WHEN j.lease_token = $6 THEN NULL ELSE j.lease_owner END,
+        lease_expires_at = CASE WHEN j.lease_token = $6 THEN NULL ELSE j.lease_expires_at END,
+        updated_at = ticketing_now()
+    WHERE j.id = $1 AND j.paid_at IS NULL
+      AND (CASE WHEN current_setting('synchronous_commit') = 'off'
+                THEN set_config('synchronous_commit', 'on', true) ELSE 'kept' END) IS NOT NULL
+    RETURNING j.id, j.order_no, j.state, j.lease_token, j.updated_at
+)
+INSERT INTO ticketing_events (job_id, order_no, at, kind, state, lease_token, worker, detail)
+SELECT id, order_no, updated_at, 'evidence_recorded', state, lease_token, $3,
+       jsonb_build_object('paid_evidence', $2::text,
+                          'why', 'the step that saw it could not write it under its lease')
+FROM u
+RETURNING job_id
+"#,
+            job_id,
+            evidence,
+            worker,
+            card_brand,
+            card_last4,
+            release_token,
+        )
+        .fetch_optional(&mut *self.conn().await?)
+        .await?;
+        Ok(hit.is_some())
+    }
+
+    /// Ends a step that panicked (rule W5): its row goes to `needs_review` naming the internal
+    /// error, its lease ends, and the card goes if a `pay.do` may have reached ATRIP (rule P9).
+    /// Fenced by the claim's token only: the panic may have struck after a write of the step
+    /// landed, so the state and counters the claim saw may be stale; the token still says the
+    /// row is this step's. Returns whether the row was this step's to end.
+    pub async fn review_panicked(
+        &self,
+        job_id: i64,
+        lease_token: i64,
+        worker: &str,
+        error: &str,
+    ) -> Result<bool, Error> {
+        let hit = sqlx::query_scalar!(
+            r#"
+WITH u AS (
+    UPDATE ticketing_jobs j SET
+        state = 'needs_review', updated_at = ticketing_now(), finalized_at = ticketing_now(),
+        lease_owner = NULL, lease_expires_at = NULL, last_error = $4,
+        pnr = NULL, ticket_numbers = NULL, ticketed_at = NULL,
+        card = CASE WHEN j.pay_attempts > j.pay_not_sent THEN NULL ELSE j.card END,
+        card_sealed = CASE WHEN j.pay_attempts > j.pay_not_sent THEN NULL ELSE j.card_sealed END
+    WHERE j.id = $1 AND j.lease_token = $2 AND j.state IN ('paying', 'ticketing')
+    RETURNING j.id, j.order_no, j.state, j.updated_at
+)
+INSERT INTO ticketing_events (job_id, order_no, at, kind, state, lease_token, worker, detail)
+SELECT id, order_no, updated_at, 'step_panicked', state, $2, $3,
+       jsonb_build_object('error', $4::text)
+FROM u
+RETURNING job_id
+"#,
+            job_id,
+            lease_token,
+            worker,
+            error,
+        )
+        .fetch_optional(&mut *self.conn().await?)
+        .await?;
+        Ok(hit.is_some())
+    }
+}

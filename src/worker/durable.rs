@@ -1,0 +1,315 @@
+//! The durability gate (docs/design.md, rule P1b): a `pay.do` leaves only once its intent is
+//! durable where a failover would find it.
+//!
+//! A commit on a primary is not yet a fact: with asynchronous replication (PostgreSQL's
+//! default, and Patroni's, CloudNativePG's and most managed services'), a failover forgets
+//! what the standby had not received, and for this worker a forgotten intent is a `pending`
+//! row that is paid a second time. Even a synchronous commit can end up local only: a cancelled
+//! wait for the standby returns success with a warning, and a failover manager that drops its
+//! synchronous standby releases the waiting commits. So the gate does not trust how the commit
+//! was made; it reads where the WAL is. After the intent's commit has returned, it takes the
+//! server's WAL insert position (past that commit record) and waits until enough physical
+//! standbys report in `pg_stat_replication` that they have flushed past it, within
+//! `worker.replication_wait_ms`. Otherwise the step gives its row back unsent.
+//!
+//! Steps that ask together share one check: one round trip per claim round when the
+//! replication is synchronous (the standby has the commit by the time it returns), a few
+//! milliseconds more when it is asynchronous. On a server with no standby (`local`), the
+//! commit's own flush is the durability (the claim and the writes pin `synchronous_commit`),
+//! and the gate asks nothing.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use crate::config::{IntentDurability, WorkerSettings};
+use crate::jobs::{JobStore, Replication};
+
+/// How often the gate reads the server's replication while nobody asks: a standby appearing
+/// (`auto`) or coming back (`replicated`) is noticed this soon.
+const LOOK_EVERY: Duration = Duration::from_secs(5);
+
+/// The durability the gate confirms intents at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// Flushed on the server the worker writes to.
+    Local,
+    /// Flushed by the configured number of physical standbys.
+    Replicated,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Local => "local",
+            Level::Replicated => "replicated",
+        }
+    }
+}
+
+/// What the gate last knew of the server.
+#[derive(Debug, Clone, Default)]
+struct Known {
+    /// `None` until the server was read once.
+    level: Option<Level>,
+    replication: Replication,
+}
+
+struct Shared {
+    policy: IntentDurability,
+    /// Standbys that must have flushed an intent (`worker.intent_standbys`).
+    need: i64,
+    wait: Duration,
+    known: Mutex<Known>,
+}
+
+type Waiter = oneshot::Sender<Result<(), String>>;
+
+/// A handle to the gate of one worker. Cheap to clone.
+#[derive(Clone)]
+pub struct Gate {
+    shared: Arc<Shared>,
+    tx: mpsc::Sender<Waiter>,
+}
+
+impl Gate {
+    /// Starts the gate's task on the current runtime.
+    pub fn start(store: JobStore, settings: &WorkerSettings) -> Gate {
+        let shared = Arc::new(Shared {
+            policy: settings.intent_durability(),
+            need: i64::from(settings.intent_standbys.max(1)),
+            wait: settings.replication_wait(),
+            known: Mutex::new(Known::default()),
+        });
+        if settings.intent_durability() == IntentDurability::Local {
+            shared.known.lock().unwrap().level = Some(Level::Local);
+            publish(Some(Level::Local), false);
+        }
+        let (tx, rx) = mpsc::channel(1024);
+        tokio::spawn(run(store, shared.clone(), rx));
+        Gate { shared, tx }
+    }
+
+    /// Waits until everything this process committed before the call (the caller's intent)
+    /// is durable at the gate's level; `Err` says why it is not (the caller sends nothing).
+    pub async fn confirm(&self) -> Result<(), String> {
+        if self.level() == Some(Level::Local) {
+            return Ok(());
+        }
+        let (tx, rx) = oneshot::channel();
+        let stopped = || "the durability gate stopped".to_owned();
+        self.tx.send(tx).await.map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
+    }
+
+    /// The level in force, once the server was read.
+    pub fn level(&self) -> Option<Level> {
+        self.shared.known.lock().unwrap().level
+    }
+
+    /// Whether a new intent could be made durable now, as far as the gate last knew: `Err`
+    /// says why not, and the worker then claims no `pending` row (a claim would only record
+    /// an intent to give back).
+    pub fn may_pay(&self) -> Result<(), String> {
+        let known = self.shared.known.lock().unwrap().clone();
+        match known.level {
+            None | Some(Level::Local) => Ok(()),
+            Some(Level::Replicated) => self.shared.enough(&known.replication),
+        }
+    }
+
+    /// Reads the server now and says in one line which durability intents get and why (the
+    /// start line); also warns when `local` was chosen on a server that has a standby.
+    pub async fn look_now(&self, store: &JobStore) -> String {
+        self.shared.look(store).await;
+        let known = self.shared.known.lock().unwrap().clone();
+        let r = &known.replication;
+        let level = known
+            .level
+            .map_or("unknown (the server could not be read)", Level::as_str);
+        let line = format!(
+            "pay intents are durable when {level} (worker.intent_durability = {}; {} physical standby(s) connected, {} physical slot(s), synchronous_standby_names = {:?}, synchronous_commit = {}{})",
+            self.shared.policy.as_str(),
+            r.standbys,
+            r.physical_slots,
+            r.synchronous_standby_names,
+            r.synchronous_commit,
+            match known.level {
+                Some(Level::Replicated) => format!(
+                    "; a pay.do waits up to {} ms for {} standby(s) to flush its intent",
+                    self.shared.wait.as_millis(),
+                    self.shared.need
+                ),
+                _ => String::new(),
+            }
+        );
+        if self.shared.policy == IntentDurability::Local && r.has_standby() {
+            warn!(
+                standbys = r.standbys,
+                physical_slots = r.physical_slots,
+                "worker.intent_durability = local on a server with a standby: a failover to it can forget an intent whose pay.do has left, and the order would be paid again; set auto or replicated unless that standby is never promoted"
+            );
+        }
+        if let Err(why) = self.may_pay() {
+            warn!(reason = %why, "no new payment until this changes");
+        }
+        line
+    }
+}
+
+impl Shared {
+    fn level(&self) -> Option<Level> {
+        self.known.lock().unwrap().level
+    }
+
+    /// Whether `r` has enough standbys, whose positions this role can read.
+    fn enough(&self, r: &Replication) -> Result<(), String> {
+        if r.standbys < self.need {
+            return Err(format!(
+                "intents must be replicated and {} of the {} physical standby(s) needed are connected (pg_stat_replication)",
+                r.standbys, self.need
+            ));
+        }
+        if r.readable < self.need {
+            return Err(
+                "the standbys' positions are hidden from this role: GRANT pg_monitor (or pg_read_all_stats) to the worker's role"
+                    .to_owned(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Reads the server's replication and settles the level; a server that cannot be read
+    /// leaves what was known.
+    async fn look(&self, store: &JobStore) {
+        let r = match store.replication().await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(error = %e, "reading the server's replication failed");
+                return;
+            }
+        };
+        let mut known = self.known.lock().unwrap();
+        let level = match self.policy {
+            IntentDurability::Local => Level::Local,
+            IntentDurability::Replicated => Level::Replicated,
+            // Never back to local: a standby that just went away is when a failover comes.
+            IntentDurability::Auto if r.has_standby() || known.level == Some(Level::Replicated) => {
+                Level::Replicated
+            }
+            IntentDurability::Auto => Level::Local,
+        };
+        if known.level == Some(Level::Local) && level == Level::Replicated {
+            info!(
+                standbys = r.standbys,
+                physical_slots = r.physical_slots,
+                "the database has a standby now: pay intents must be replicated before a pay.do leaves"
+            );
+        }
+        known.level = Some(level);
+        let held = level == Level::Replicated && self.enough(&r).is_err();
+        known.replication = r;
+        publish(Some(level), held);
+    }
+
+    /// One check for every waiter of a round: the WAL position now (past their commits), then
+    /// the standbys' flush positions until enough are past it or the wait is over.
+    async fn wait_for_standbys(&self, store: &JobStore) -> Result<(), String> {
+        let deadline = Instant::now() + self.wait;
+        let mut target: Option<String> = None;
+        let mut pause = Duration::from_millis(1);
+        loop {
+            let f = store
+                .standbys_flushed(target.as_deref())
+                .await
+                .map_err(|e| format!("the standbys' positions could not be read: {e}"))?;
+            {
+                let mut known = self.known.lock().unwrap();
+                known.replication.standbys = f.standbys;
+                known.replication.readable = f.readable;
+                let held = self.enough(&known.replication).is_err();
+                publish(known.level, held);
+            }
+            if f.flushed >= self.need {
+                return Ok(());
+            }
+            if f.standbys > 0 && f.readable == 0 {
+                return Err(self
+                    .enough(&Replication {
+                        standbys: f.standbys,
+                        readable: 0,
+                        ..Replication::default()
+                    })
+                    .unwrap_err());
+            }
+            if Instant::now() + pause > deadline {
+                return Err(format!(
+                    "{} of the {} standby(s) needed flushed WAL position {} within worker.replication_wait_ms ({} ms; {} physical standby(s) connected)",
+                    f.flushed,
+                    self.need,
+                    f.target,
+                    self.wait.as_millis(),
+                    f.standbys
+                ));
+            }
+            target.get_or_insert(f.target);
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(25));
+        }
+    }
+}
+
+/// The metrics' view of the gate.
+fn publish(level: Option<Level>, held: bool) {
+    let m = crate::metrics::global();
+    let code = match level {
+        None => 0,
+        Some(Level::Local) => 1,
+        Some(Level::Replicated) => 2,
+    };
+    m.intent_level.store(code, Ordering::Relaxed);
+    m.paying_held.store(held, Ordering::Relaxed);
+}
+
+async fn run(store: JobStore, shared: Arc<Shared>, mut rx: mpsc::Receiver<Waiter>) {
+    let mut next_look = Instant::now();
+    loop {
+        let first = tokio::select! {
+            waiter = rx.recv() => match waiter {
+                Some(waiter) => waiter,
+                None => return,
+            },
+            () = tokio::time::sleep_until(next_look), if shared.policy != IntentDurability::Local => {
+                shared.look(&store).await;
+                next_look = Instant::now() + LOOK_EVERY;
+                continue;
+            }
+        };
+        // Everyone waiting now committed before the position this round reads.
+        let mut waiters = vec![first];
+        while let Ok(waiter) = rx.try_recv() {
+            waiters.push(waiter);
+        }
+        if shared.level().is_none() {
+            shared.look(&store).await;
+        }
+        let result = match shared.level() {
+            Some(Level::Local) => Ok(()),
+            Some(Level::Replicated) => shared.wait_for_standbys(&store).await,
+            None => Err("the server's replication could not be read".to_owned()),
+        };
+        if let Err(why) = &result {
+            crate::metrics::global()
+                .intents_not_durable
+                .fetch_add(waiters.len() as u64, Ordering::Relaxed);
+            warn!(intents = waiters.len(), reason = %why, "pay intents not durable where a failover would find them; their rows are given back unsent");
+        }
+        for waiter in waiters {
+            let _ = waiter.send(result.clone());
+        }
+    }
+}

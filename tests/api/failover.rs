@@ -1,0 +1,229 @@
+//! Rule P1b against a real primary and streaming standby (tests/common/pgpair.rs): a `pay.do`
+//! leaves only once its intent is durable where a failover would find it. The worker reaches
+//! the database through a proxy that the test switches to the promoted standby, as a virtual
+//! IP or a DNS name would; the simulator runs without its duplicate guard, so a second
+//! `pay.do` would be a second charge.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde_json::json;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+use ticketing_tracker::atrip::Client;
+use ticketing_tracker::jobs::JobStore;
+use ticketing_tracker::simulator::{self, SimConfig, SimHandle};
+use ticketing_tracker::worker::{Clock, Worker};
+
+use crate::pgpair_harness::pair;
+use crate::support::app::{test_settings, wait_until};
+use crate::support::pgpair::{self, PgPair, Replication};
+use crate::support::tcpproxy::TcpProxy;
+
+const DB: &str = "failover";
+
+/// A worker, the simulator and an order, all on a pair reached through a proxy.
+struct World {
+    pair: PgPair,
+    proxy: TcpProxy,
+    sim: SimHandle,
+    worker: Worker,
+    atrip: Client,
+    url: String,
+}
+
+impl World {
+    async fn new(replication: Replication) -> Option<World> {
+        let pair = pair(replication).await?;
+        let proxy = TcpProxy::start(pair.primary_addr()).unwrap();
+        pair.create_database(DB).await.unwrap();
+        let url = pgpair::url_at(proxy.addr(), DB);
+        ticketing_tracker::MIGRATOR
+            .run(&pool(&url))
+            .await
+            .expect("migrations on the pair");
+        pair.wait_standby_flushed().await.unwrap();
+        let sim = simulator::start(
+            SimConfig {
+                duplicate_guard: false,
+                ticketing_delay: Duration::from_millis(200),
+                ..SimConfig::default()
+            },
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+        )
+        .await
+        .unwrap();
+        let mut settings = test_settings(&url, &sim.base_url());
+        settings.worker.replication_wait_ms = 1000;
+        let atrip = Client::new(&settings.atrip).unwrap();
+        let worker = Worker::new(
+            JobStore::new(pool(&url)),
+            atrip.clone(),
+            settings.worker.clone(),
+            settings.atrip.rate_limit_per_s,
+            "failover-worker".to_owned(),
+            Clock::default(),
+        );
+        Some(World {
+            pair,
+            proxy,
+            sim,
+            worker,
+            atrip,
+            url,
+        })
+    }
+
+    async fn order(&self) -> String {
+        let body = json!({ "passengers": [{ "name": "DOE/JANE", "passengerType": 0 }] });
+        let order_no = self.atrip.create_order(&body).await.unwrap().order_no;
+        JobStore::new(pool(&self.url))
+            .enqueue(&order_no, 1, None, None)
+            .await
+            .unwrap();
+        order_no
+    }
+
+    fn ledger(&self, order_no: &str, what: &str) -> i64 {
+        self.sim.ledger()["orders"][order_no][what]
+            .as_i64()
+            .unwrap_or(0)
+    }
+
+    /// Kills the primary, promotes the standby (with its new standby) and points the proxy at
+    /// it; `resume` lets a stalled stream go first (the standby still lacks what the dead
+    /// primary never sent).
+    async fn fail_over(&mut self) {
+        self.pair.kill_primary().await.unwrap();
+        self.pair.resume_wal();
+        self.pair.failover().await.unwrap();
+        self.proxy.switch_to(self.pair.primary_addr());
+    }
+
+    /// Steps the worker until the order is ticketed (a step may first meet the connections
+    /// the failover broke).
+    async fn settle(&self, order_no: &str) -> String {
+        let store = JobStore::new(pool(&self.url));
+        for _ in 0..400 {
+            let row = store.job(order_no).await.ok().flatten();
+            if let Some(row) = &row {
+                if !matches!(row.state.as_str(), "pending" | "paying" | "ticketing") {
+                    return row.state.clone();
+                }
+            }
+            if !matches!(self.worker.step().await, Ok(r) if r.claimed > 0) {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        panic!("order {order_no} did not settle");
+    }
+}
+
+fn pool(url: &str) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(4)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy(url)
+        .unwrap()
+}
+
+/// Asynchronous replication (PostgreSQL's default): the intent committed on the primary while
+/// the standby's stream was stalled is not durable, so no `pay.do` leaves; the row is given
+/// back unsent. The primary dies, the standby (which never had the intent) is promoted, and the
+/// order is paid there, once. Before, the pay.do left at once and the promoted standby's
+/// `pending` row was paid again: two charges.
+#[tokio::test]
+async fn with_asynchronous_replication_no_pay_do_leaves_before_a_standby_has_the_intent() {
+    let Some(mut w) = World::new(Replication::Asynchronous).await else {
+        return;
+    };
+    let order_no = w.order().await;
+    w.pair.wait_standby_flushed().await.unwrap();
+    w.pair.stall_wal().await.unwrap();
+
+    let round = w.worker.step().await.unwrap();
+    assert_eq!(round.claimed, 1);
+    let outcome = &round.outcomes[0];
+    assert!(!outcome.pay_sent, "{}", outcome.note);
+    assert!(outcome.note.contains("not yet durable"), "{}", outcome.note);
+    assert_eq!(w.ledger(&order_no, "pay_requests"), 0);
+
+    w.fail_over().await;
+    assert_eq!(w.settle(&order_no).await, "ticketed");
+    assert_eq!(w.ledger(&order_no, "pay_requests"), 1);
+    assert_eq!(w.ledger(&order_no, "charges"), 1);
+}
+
+/// Synchronous replication: the intent's commit waited for the standby, the gate sees it
+/// flushed there, and the one `pay.do` leaves. The primary dies after the payment; the
+/// promoted standby has the intent, recovers the row by order query, and follows it to its
+/// tickets without paying again.
+#[tokio::test]
+async fn with_synchronous_replication_one_pay_do_leaves_and_survives_the_failover() {
+    let Some(mut w) = World::new(Replication::Synchronous).await else {
+        return;
+    };
+    let order_no = w.order().await;
+    let round = w.worker.step().await.unwrap();
+    assert!(round.outcomes[0].pay_sent, "{}", round.outcomes[0].note);
+    assert_eq!(w.ledger(&order_no, "pay_requests"), 1);
+
+    w.fail_over().await;
+    assert_eq!(w.settle(&order_no).await, "ticketed");
+    assert_eq!(w.ledger(&order_no, "pay_requests"), 1);
+    assert_eq!(w.ledger(&order_no, "charges"), 1);
+}
+
+/// A commit that waited for a synchronous standby and was cancelled returns success, with
+/// PostgreSQL's warning that it is committed locally only. Such an intent is not durable: no
+/// `pay.do` leaves after it. Once the standby is back, the order is paid once.
+#[tokio::test]
+async fn an_intent_whose_wait_for_the_synchronous_standby_was_cancelled_sends_nothing() {
+    let Some(mut w) = World::new(Replication::Synchronous).await else {
+        return;
+    };
+    let order_no = w.order().await;
+    w.pair.stall_wal().await.unwrap();
+
+    let step = tokio::spawn({
+        let worker = w.worker.clone();
+        async move { worker.step().await }
+    });
+    // Every commit that waits for the stalled standby is cancelled, as a person, a pooler's
+    // timeout or a failover manager dropping the standby would.
+    let primary = pgpair::url_at(w.pair.primary_addr(), "postgres");
+    let cancelled = {
+        let primary = primary.clone();
+        async move {
+            let admin = pool(&primary);
+            let mut cancelled = 0_i64;
+            while !step.is_finished() {
+                cancelled += sqlx::query_scalar::<_, i64>(
+                    "SELECT count(*) FILTER (WHERE pg_cancel_backend(pid)) FROM pg_stat_activity WHERE wait_event = 'SyncRep'",
+                )
+                .fetch_one(&admin)
+                .await
+                .unwrap();
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            (cancelled, step.await.unwrap().unwrap())
+        }
+    };
+    let (cancelled, round) = tokio::time::timeout(Duration::from_secs(30), cancelled)
+        .await
+        .expect("the step ends once its commits are cancelled");
+    assert!(cancelled >= 1, "the intent's commit waited for the standby");
+    assert!(!round.outcomes[0].pay_sent, "{}", round.outcomes[0].note);
+    assert_eq!(w.ledger(&order_no, "pay_requests"), 0);
+
+    w.pair.resume_wal();
+    wait_until(
+        Duration::from_secs(10),
+        "the standby to catch up",
+        || async { w.pair.wait_standby_flushed().await.is_ok() },
+    )
+    .await;
+    assert_eq!(w.settle(&order_no).await, "ticketed");
+    assert_eq!(w.ledger(&order_no, "pay_requests"), 1);
+    assert_eq!(w.ledger(&order_no, "charges"), 1);
+}

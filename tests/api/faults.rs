@@ -1,0 +1,240 @@
+//! Faults of the worker's own process and of its way to the database: a step that panics
+//! (rule W5), evidence of payment whose write cannot land under its lease (rule P3a), and a
+//! pool of one connection.
+
+use std::time::Duration;
+
+use serde_json::json;
+use sqlx::postgres::PgPoolOptions;
+use ticketing_tracker::atrip::Client;
+use ticketing_tracker::domain::State;
+use ticketing_tracker::jobs::JobStore;
+use ticketing_tracker::worker::{TestHooks, Worker};
+use tokio_util::sync::CancellationToken;
+
+use crate::support::app::{wait_until, TestApp};
+use crate::support::tcpproxy::TcpProxy;
+
+/// Rule W5: a step that panics ends like any other. Its row goes to `needs_review` naming the
+/// internal error, with an event, and no lease is left on it or in the worker's book (before,
+/// the lease stayed in the book and was renewed for as long as the process lived, so nobody
+/// could take the row). The worker goes on with the next order.
+#[tokio::test]
+async fn a_step_that_panics_sends_its_row_to_review_and_holds_no_lease() {
+    let app = TestApp::new().await;
+    let worker = app
+        .worker()
+        .with_hooks(TestHooks::parse("panic@before-pay"));
+    let order_no = app.order_and_enqueue(1, None, json!({})).await;
+
+    let round = worker.step().await.unwrap();
+    let outcome = &round.outcomes[0];
+    assert_eq!(outcome.to, Some(State::NeedsReview), "{}", outcome.note);
+    assert!(outcome.note.contains("panicked"), "{}", outcome.note);
+    let row = app.job(&order_no).await;
+    assert_eq!(row.state, "needs_review");
+    assert_eq!((row.lease_owner, row.lease_expires_at), (None, None));
+    let error = row.last_error.unwrap_or_default();
+    assert!(
+        error.contains(&order_no) && error.contains("internal error") && error.contains("panicked"),
+        "{error}"
+    );
+    let events = app.store.events(&order_no).await.unwrap();
+    assert!(
+        events.iter().any(|e| e.kind == "step_panicked"),
+        "{events:?}"
+    );
+    assert_eq!(
+        app.pay_requests(&order_no),
+        0,
+        "it panicked before the send"
+    );
+
+    // Nothing held: the heartbeat has nothing to renew, and another order goes through.
+    worker.heartbeat().await.unwrap();
+    let other = app.order_and_enqueue(1, None, json!({})).await;
+    app.settle(&app.worker(), 200).await;
+    app.assert_ticketed_once(&other, 1).await;
+    // The worker cannot tell whether the panic came before or after the send, so the intent
+    // counts as sent: a plain retry would not pay. The operator checks ATRIP (unpaid) and
+    // allows one more pay.do.
+    assert!(error.contains("retry --repay"), "{error}");
+    let retried = app
+        .store
+        .retry(&order_no, None, true, "test")
+        .await
+        .unwrap();
+    assert!(retried.may_pay);
+    app.settle(&app.worker(), 200).await;
+    app.assert_ticketed_once(&order_no, 1).await;
+}
+
+/// Rules W5 and P3a: a step that panics after `pay.do` was accepted keeps what it learned.
+/// The evidence is written and the order followed to its tickets: no person is asked to look
+/// at an order that is paid.
+#[tokio::test]
+async fn a_step_that_panics_after_an_accepted_pay_keeps_the_evidence_and_follows_the_order() {
+    let app = TestApp::new().await;
+    let worker = app
+        .worker()
+        .with_hooks(TestHooks::parse("panic@after-answer"));
+    let order_no = app.order_and_enqueue(1, None, json!({})).await;
+
+    let round = worker.step().await.unwrap();
+    assert!(
+        round.outcomes[0].note.contains("panicked"),
+        "{:?}",
+        round.outcomes
+    );
+    wait_until(
+        Duration::from_secs(5),
+        "the evidence to be written",
+        || async { app.job(&order_no).await.paid_at.is_some() },
+    )
+    .await;
+    let row = app.job(&order_no).await;
+    assert_eq!(row.state, "ticketing", "{:?}", row.last_error);
+    assert_eq!(row.paid_evidence.as_deref(), Some("pay_accepted"));
+    assert_eq!(row.lease_owner, None, "the panicked step's lease ended");
+    app.settle(&app.worker(), 200).await;
+    app.assert_ticketed_once(&order_no, 1).await;
+}
+
+/// Rule P3a: the database is away for longer than half the lease while an accepted `pay.do`
+/// answer is being recorded. Before, the write gave up and the answer was gone: no `paid_at`,
+/// the order later showed unpaid, went to a person advising `retry --repay`, and was charged
+/// again. Now the evidence is kept and written as soon as the database is back, whatever
+/// became of the lease, so `--repay` is refused.
+#[tokio::test]
+async fn an_accepted_answer_survives_a_database_away_longer_than_half_the_lease() {
+    let app = TestApp::new().await;
+    let db_addr = db_socket(&app.db.url());
+    let proxy = TcpProxy::start(db_addr).unwrap();
+    let url = with_host(&app.db.url(), proxy.addr());
+    let pool = PgPoolOptions::new()
+        .max_connections(4)
+        .acquire_timeout(Duration::from_secs(1))
+        .connect_lazy(&url)
+        .unwrap();
+    let worker = Worker::new(
+        JobStore::new(pool),
+        Client::new(&app.settings.atrip).unwrap(),
+        app.settings.worker.clone(),
+        app.settings.atrip.rate_limit_per_s,
+        "cut-off-worker".to_owned(),
+        app.clock.clone(),
+    );
+    let order_no = app.order_and_enqueue(1, None, json!({})).await;
+    // The pay.do takes a second: the database goes away while it is in flight.
+    app.scenario(&order_no, json!({"delay_ms": 1000})).await;
+
+    let step = tokio::spawn({
+        let worker = worker.clone();
+        async move { worker.step().await }
+    });
+    let (sim, order) = (&app, order_no.as_str());
+    wait_until(
+        Duration::from_secs(5),
+        "the pay.do to arrive",
+        move || async move { sim.pay_requests(order) == 1 },
+    )
+    .await;
+    proxy.hold();
+    proxy.cut_all();
+    let round = step.await.unwrap().unwrap();
+    assert_eq!(round.outcomes[0].to, None, "the step could not record");
+    assert!(
+        app.job(&order_no).await.paid_at.is_none(),
+        "not written yet"
+    );
+
+    // Away for longer than the whole lease, then back.
+    tokio::time::sleep(app.settings.worker.lease() / 4).await;
+    proxy.release();
+    wait_until(
+        Duration::from_secs(15),
+        "the evidence to be written",
+        || async { app.job(&order_no).await.paid_at.is_some() },
+    )
+    .await;
+    let row = app.job(&order_no).await;
+    assert_eq!(row.paid_evidence.as_deref(), Some("pay_accepted"));
+    assert_eq!(row.state, "ticketing");
+    let events = app.store.events(&order_no).await.unwrap();
+    assert!(
+        events.iter().any(|e| e.kind == "evidence_recorded"),
+        "{events:?}"
+    );
+    let repay = app.store.retry(&order_no, None, true, "test").await;
+    assert!(
+        repay.is_err(),
+        "a paid order is never paid again: {repay:?}"
+    );
+    app.settle(&app.worker(), 200).await;
+    app.assert_ticketed_once(&order_no, 1).await;
+}
+
+/// A pool of one connection: LISTEN has a connection of its own, so the one in the pool is
+/// free for claims and writes (before, LISTEN took it and no order was ever paid while
+/// `/healthz` said 200). A new order is paid on NOTIFY.
+#[tokio::test]
+async fn a_pool_of_one_connection_pays_orders_and_wakes_on_notify() {
+    let app = TestApp::new().await;
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy(&app.db.url())
+        .unwrap();
+    let mut settings = app.settings.clone();
+    // Polling alone would take this long: the order must come sooner, by NOTIFY.
+    settings.worker.claim_interval_ms = 60_000;
+    let worker = Worker::new(
+        JobStore::new(pool),
+        Client::new(&settings.atrip).unwrap(),
+        settings.worker.clone(),
+        settings.atrip.rate_limit_per_s,
+        "one-connection".to_owned(),
+        app.clock.clone(),
+    );
+    let stop = CancellationToken::new();
+    let run = tokio::spawn({
+        let (worker, stop) = (worker.clone(), stop.clone());
+        async move { worker.run(stop).await }
+    });
+    wait_until(Duration::from_secs(10), "the worker to LISTEN", || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+        )
+        .fetch_one(app.pool())
+        .await
+        .unwrap()
+            > 0
+    })
+    .await;
+    let order_no = app.order_and_enqueue(1, None, json!({})).await;
+    wait_until(Duration::from_secs(20), "the order to be paid", || async {
+        app.job(&order_no).await.paid_at.is_some()
+    })
+    .await;
+    stop.cancel();
+    run.await.unwrap().unwrap();
+    assert_eq!(app.pay_requests(&order_no), 1);
+}
+
+/// The host and port of a PostgreSQL URL, as a socket address.
+fn db_socket(url: &str) -> std::net::SocketAddr {
+    let options: sqlx::postgres::PgConnectOptions = url.parse().unwrap();
+    let host = match options.get_host() {
+        "localhost" => "127.0.0.1",
+        other => other,
+    };
+    format!("{host}:{}", options.get_port()).parse().unwrap()
+}
+
+/// `url` with its host and port replaced by `addr`.
+fn with_host(url: &str, addr: std::net::SocketAddr) -> String {
+    let options: sqlx::postgres::PgConnectOptions = url.parse().unwrap();
+    let rest = url.split_once('@').map_or(url, |(_, rest)| rest);
+    let path = rest.split_once('/').map_or("", |(_, path)| path);
+    format!("postgres://{}@{addr}/{path}", options.get_username())
+}
