@@ -67,43 +67,64 @@ RETURNING job_id
         Ok(hit.is_some())
     }
 
-    /// Ends a step that panicked (rule W5): its row goes to `needs_review` naming the internal
-    /// error, its lease ends, and the card goes if a `pay.do` may have reached ATRIP (rule P9).
-    /// Fenced by the claim's token only: the panic may have struck after a write of the step
-    /// landed, so the state and counters the claim saw may be stale; the token still says the
-    /// row is this step's. Returns whether the row was this step's to end.
+    /// Ends a step that panicked (rule W5): its lease ends, and its row, fenced by the claim's
+    /// token only (the panic may have struck after a write of the step landed, so the state and
+    /// counters the claim saw may be stale; the token still says the row is this step's), is
+    /// either given another try (due in `retry_in_ms`, by order query like any recovery, the
+    /// panic counted as an unclear answer) or, when its previous step panicked too (its
+    /// `last_error` starts with `marker`) or the unclear answers reach `max_streak`, sent to
+    /// `needs_review`, with the card erased if a `pay.do` may have reached ATRIP (rule P9).
+    /// An open intent counts as sent: the worker cannot tell whether the panic came before the
+    /// send. Returns the state the row is in now, or `None` when it was no longer this step's.
+    #[allow(clippy::too_many_arguments)]
     pub async fn review_panicked(
         &self,
         job_id: i64,
         lease_token: i64,
         worker: &str,
         error: &str,
-    ) -> Result<bool, Error> {
-        let hit = sqlx::query_scalar!(
+        marker: &str,
+        max_streak: i32,
+        retry_in_ms: i64,
+    ) -> Result<Option<String>, Error> {
+        let state = sqlx::query_scalar!(
             r#"
-WITH u AS (
+WITH o AS (
+    SELECT id, state = 'paying' OR state = 'ticketing' AS live,
+           (starts_with(COALESCE(last_error, ''), $5) OR error_streak + 1 >= $6) AS to_review
+    FROM ticketing_jobs WHERE id = $1
+), u AS (
     UPDATE ticketing_jobs j SET
-        state = 'needs_review', updated_at = ticketing_now(), finalized_at = ticketing_now(),
+        state = CASE WHEN o.to_review THEN 'needs_review' ELSE j.state END,
+        finalized_at = CASE WHEN o.to_review THEN ticketing_now() ELSE NULL END,
+        run_at = CASE WHEN o.to_review THEN j.run_at
+                      ELSE ticketing_now() + $7::bigint * interval '1 millisecond' END,
+        updated_at = ticketing_now(),
         lease_owner = NULL, lease_expires_at = NULL, last_error = $4,
-        pnr = NULL, ticket_numbers = NULL, ticketed_at = NULL,
-        card = CASE WHEN j.pay_attempts > j.pay_not_sent THEN NULL ELSE j.card END,
-        card_sealed = CASE WHEN j.pay_attempts > j.pay_not_sent THEN NULL ELSE j.card_sealed END
-    WHERE j.id = $1 AND j.lease_token = $2 AND j.state IN ('paying', 'ticketing')
+        error_streak = j.error_streak + 1,
+        card = CASE WHEN o.to_review AND j.pay_attempts > j.pay_not_sent THEN NULL ELSE j.card END,
+        card_sealed = CASE WHEN o.to_review AND j.pay_attempts > j.pay_not_sent THEN NULL
+                           ELSE j.card_sealed END
+    FROM o
+    WHERE j.id = o.id AND o.live AND j.lease_token = $2
     RETURNING j.id, j.order_no, j.state, j.updated_at
 )
 INSERT INTO ticketing_events (job_id, order_no, at, kind, state, lease_token, worker, detail)
 SELECT id, order_no, updated_at, 'step_panicked', state, $2, $3,
        jsonb_build_object('error', $4::text)
 FROM u
-RETURNING job_id
+RETURNING state
 "#,
             job_id,
             lease_token,
             worker,
             error,
+            marker,
+            max_streak,
+            retry_in_ms,
         )
         .fetch_optional(&mut *self.conn().await?)
         .await?;
-        Ok(hit.is_some())
+        Ok(state)
     }
 }

@@ -470,3 +470,90 @@ fn a_row_may_send_only_with_a_permit_left_and_no_evidence_of_payment() {
     f.paid = true;
     assert!(!f.may_send(), "evidence of payment closes the payment");
 }
+
+#[test]
+fn p3a_the_evidence_an_answer_carries_is_what_next_records() {
+    let accepted = |status| PayAnswer::Accepted {
+        status,
+        msg: None,
+        pnr_code: None,
+    };
+    let cases = [
+        (accepted(0), Some(Evidence::PayAccepted)),
+        (accepted(615), Some(Evidence::PnrPending)),
+        (
+            PayAnswer::NeverPayAgain {
+                status: 404,
+                msg: None,
+            },
+            Some(Evidence::AlreadyPaid),
+        ),
+        (
+            PayAnswer::NeverPayAgain {
+                status: 406,
+                msg: None,
+            },
+            None,
+        ),
+        (
+            PayAnswer::OutcomeUnknown {
+                status: None,
+                reason: "reset".into(),
+            },
+            None,
+        ),
+    ];
+    for (answer, evidence) in cases {
+        assert_eq!(evidence_in(Event::Pay(&answer)), evidence, "{answer:?}");
+        match pay(&paying(), answer.clone()) {
+            Next::Paid { evidence: e, .. } => assert_eq!(Some(e), evidence),
+            other => assert_eq!(evidence, None, "{answer:?} → {other:?}"),
+        }
+    }
+    let paid = order(view(OrderStatus::Ticketing, vec![]));
+    assert_eq!(evidence_in(Event::Query(&paid)), Some(Evidence::QueryPaid));
+    let unpaid = order(view(OrderStatus::Unpaid, vec![]));
+    assert_eq!(evidence_in(Event::Query(&unpaid)), None);
+}
+
+#[test]
+fn p4f_a_900_for_this_order_alone_goes_to_a_person_naming_the_code() {
+    let b = settings();
+    for (f, on_pay) in [(paying(), true), (paying(), false), (ticketing(), false)] {
+        let next = next(
+            Event::OutOfScope {
+                status: 900,
+                on_pay,
+            },
+            &f,
+            &Bounds { settings: &b },
+        );
+        let Next::Review(reason @ ReviewReason::OutOfScope { .. }) = &next else {
+            panic!("{next:?}");
+        };
+        let said = reason.to_string();
+        assert!(
+            said.contains("900") && said.contains("this order only"),
+            "{said}"
+        );
+    }
+}
+
+#[test]
+fn w5_a_deadline_at_the_calendars_end_is_past_and_never_panics() {
+    let b = settings();
+    let mut f = paying();
+    f.last_pay_outcome = Some(PayOutcome::OutcomeUnknown);
+    let mut v = view(OrderStatus::Unpaid, vec![]);
+    v.pay_deadline = Some(DateTime::<Utc>::MIN_UTC);
+    // Unpaid after a send, with a deadline that cannot have the margin taken off: a person.
+    assert!(matches!(
+        query(&f, order(v.clone())),
+        Next::Review(ReviewReason::UnpaidAfterSend { .. })
+    ));
+    f.pay_deadline = Some(DateTime::<Utc>::MIN_UTC);
+    let _ = query(&f, QueryAnswer::Retry { reason: "x".into() });
+    let mut t = ticketing();
+    t.phase_started_at = DateTime::<Utc>::MAX_UTC;
+    let _ = next(Event::Query(&order(v)), &t, &Bounds { settings: &b });
+}

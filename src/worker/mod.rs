@@ -268,9 +268,10 @@ impl Worker {
     }
 
     /// Runs one claimed row's step and forgets its lease afterwards. A step that panics ends
-    /// like any other (rule W5): its lease is forgotten here and its row goes to
-    /// `needs_review` naming the internal error, unless the step had seen evidence of payment,
-    /// which the keeper then writes (the row goes on to `ticketing`).
+    /// like any other (rule W5): its lease is forgotten here and its row is asked again by
+    /// order query (a second panic in a row sends it to `needs_review`), unless the step had
+    /// seen evidence of payment, which the keeper then writes (the row goes on to
+    /// `ticketing`).
     async fn execute(self, step: Step) -> StepOutcome {
         let span = tracing::info_span!("step", order_no = %step.job.order_no, job_id = step.job.id);
         let (id, token) = (step.job.id, step.job.lease_token);
@@ -343,9 +344,10 @@ impl Worker {
         outcome
     }
 
-    /// A step panicked: its row goes to `needs_review` naming the internal error, fenced by
-    /// the claim's token (a few tries while the database is away; failing that, the lease,
-    /// no longer renewed, runs out and another worker recovers the row by order query).
+    /// A step panicked (rule W5): its row is asked again by order query, or goes to
+    /// `needs_review` when its previous step panicked too, naming the internal error; fenced by
+    /// the claim's token (a few tries while the database is away; failing that, the lease, no
+    /// longer renewed, runs out and another worker recovers the row by order query).
     async fn after_panic(
         &self,
         id: i64,
@@ -376,17 +378,30 @@ impl Worker {
             return outcome;
         }
         let error = format!(
-            "order {order_no}: internal error: the worker's step panicked ({what}); nothing more was done, and an open pay intent counts as sent since the worker cannot tell. Check the order in ATRIP: if it is paid, `retry`; if it is unpaid, `retry --repay`"
+            "order {order_no}: {PANIC_MARKER} ({what}). An open pay intent counts as sent, since the worker cannot tell whether the panic came before the send; the order is asked again by order query, and goes to a person if it panics again. If it is in needs_review: check the order in ATRIP; if it is paid, `retry`; if it is unpaid, `retry --repay`"
         );
+        let retry_in = i64::try_from(i.settings.recovery_delay().as_millis()).unwrap_or(i64::MAX);
         let mut pause = Duration::from_millis(100);
         for _ in 0..5 {
-            match i.store.review_panicked(id, token, &i.id, &error).await {
-                Ok(true) => {
-                    outcome.to = Some(State::NeedsReview);
-                    error!(panic = %what, state = %State::NeedsReview, "the step panicked; the order needs a person");
+            let ended = i
+                .store
+                .review_panicked(
+                    id,
+                    token,
+                    &i.id,
+                    &error,
+                    &format!("order {order_no}: {PANIC_MARKER}"),
+                    i.settings.max_error_streak,
+                    retry_in,
+                )
+                .await;
+            match ended {
+                Ok(Some(state)) => {
+                    outcome.to = State::parse(&state);
+                    error!(panic = %what, state = %state, "the step panicked; a bug, please report it");
                     return outcome;
                 }
-                Ok(false) => {
+                Ok(None) => {
                     error!(panic = %what, "the step panicked; its row had moved on already");
                     return outcome;
                 }
@@ -510,6 +525,10 @@ impl Worker {
         Ok(())
     }
 }
+
+/// How a panicked step's `last_error` begins: a row whose previous step panicked too goes to a
+/// person (rule W5).
+const PANIC_MARKER: &str = "internal error: the worker's step panicked";
 
 /// A panic's message, masked and short enough for the row.
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {

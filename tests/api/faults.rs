@@ -15,24 +15,25 @@ use tokio_util::sync::CancellationToken;
 use crate::support::app::{wait_until, TestApp};
 use crate::support::tcpproxy::TcpProxy;
 
-/// Rule W5: a step that panics ends like any other. Its row goes to `needs_review` naming the
-/// internal error, with an event, and no lease is left on it or in the worker's book (before,
-/// the lease stayed in the book and was renewed for as long as the process lived, so nobody
-/// could take the row). The worker goes on with the next order.
+/// Rule W5: a step that panics ends like any other. Its lease ends, in the table and in the
+/// worker's book (before, the lease stayed in the book and was renewed for as long as the
+/// process lived, so nobody could take the row), with an event naming the internal error. The
+/// row is asked again by order query, as after any unclear answer; if that step panics too,
+/// the order goes to a person. The worker goes on with the next order meanwhile.
 #[tokio::test]
-async fn a_step_that_panics_sends_its_row_to_review_and_holds_no_lease() {
+async fn a_step_that_panics_holds_no_lease_and_a_second_panic_sends_its_row_to_review() {
     let app = TestApp::new().await;
     let worker = app
         .worker()
-        .with_hooks(TestHooks::parse("panic@before-pay"));
+        .with_hooks(TestHooks::parse("panic@after-claim"));
     let order_no = app.order_and_enqueue(1, None, json!({})).await;
 
     let round = worker.step().await.unwrap();
     let outcome = &round.outcomes[0];
-    assert_eq!(outcome.to, Some(State::NeedsReview), "{}", outcome.note);
+    assert_eq!(outcome.to, Some(State::Paying), "{}", outcome.note);
     assert!(outcome.note.contains("panicked"), "{}", outcome.note);
     let row = app.job(&order_no).await;
-    assert_eq!(row.state, "needs_review");
+    assert_eq!((row.state.as_str(), row.error_streak), ("paying", 1));
     assert_eq!((row.lease_owner, row.lease_expires_at), (None, None));
     let error = row.last_error.unwrap_or_default();
     assert!(
@@ -49,24 +50,33 @@ async fn a_step_that_panics_sends_its_row_to_review_and_holds_no_lease() {
         0,
         "it panicked before the send"
     );
-
-    // Nothing held: the heartbeat has nothing to renew, and another order goes through.
     worker.heartbeat().await.unwrap();
-    let other = app.order_and_enqueue(1, None, json!({})).await;
-    app.settle(&app.worker(), 200).await;
-    app.assert_ticketed_once(&other, 1).await;
-    // The worker cannot tell whether the panic came before or after the send, so the intent
-    // counts as sent: a plain retry would not pay. The operator checks ATRIP (unpaid) and
-    // allows one more pay.do.
-    assert!(error.contains("retry --repay"), "{error}");
+
+    app.advance(Duration::from_secs(1)).await;
+
+    // The panicked order's next step panics too: a person looks.
+    let round = worker.step().await.unwrap();
+    assert!(
+        round.outcomes.iter().all(|o| o.note.contains("panicked")),
+        "{round:?}"
+    );
+    let row = app.job(&order_no).await;
+    assert_eq!(row.state, "needs_review", "{:?}", row.last_error);
+    assert!(
+        row.last_error.unwrap_or_default().contains("retry --repay"),
+        "the intent counts as sent: the operator checks ATRIP"
+    );
     let retried = app
         .store
         .retry(&order_no, None, true, "test")
         .await
         .unwrap();
     assert!(retried.may_pay);
+    // The worker goes on: this order and another are paid by a worker without the failpoint.
+    let other = app.order_and_enqueue(1, None, json!({})).await;
     app.settle(&app.worker(), 200).await;
     app.assert_ticketed_once(&order_no, 1).await;
+    app.assert_ticketed_once(&other, 1).await;
 }
 
 /// Rules W5 and P3a: a step that panics after `pay.do` was accepted keeps what it learned.
