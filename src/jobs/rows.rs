@@ -219,6 +219,7 @@ impl ClaimedJob {
             pay_deadline: self.pay_deadline,
             phase_started_at: self.phase_started_at,
             now,
+            intents_durable: true,
         }
     }
 }

@@ -349,6 +349,12 @@ impl Write {
         w
     }
 
+    /// The same write, with the row due `after` from now rather than at once.
+    pub fn due_after(mut self, after: Duration) -> Write {
+        self.due_in = Some(after);
+        self
+    }
+
     /// Gives the row back before anything was sent for this step (shutdown, or too little
     /// lease left): due now, lease cleared, state unchanged. A `paying` row's open intent is
     /// recorded as never sent, so its permit is back.

@@ -41,6 +41,10 @@ pub struct Facts {
     /// The database's time now: the claim's `ticketing_now()` plus the monotonic time elapsed
     /// since (rule T1). Never this process's wall clock.
     pub now: DateTime<Utc>,
+    /// Whether a new intent could be made durable where a failover would find it now (rule
+    /// P1b; the durability gate's last view). Without it no new intent is recorded: it could
+    /// only be given back.
+    pub intents_durable: bool,
 }
 
 impl Facts {

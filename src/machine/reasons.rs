@@ -104,6 +104,9 @@ pub enum Waiting {
     },
     /// Every passenger has a ticket number, but no PNR of any kind yet (rule F4).
     TicketsWithoutPnr,
+    /// Unpaid with a permit left, but no intent can be made durable now (rule P1b): waiting
+    /// for a standby.
+    IntentsNotDurable,
 }
 
 impl Waiting {
@@ -151,6 +154,9 @@ impl fmt::Display for Waiting {
             } => write!(
                 f,
                 "ticketing in process: last orderStatus {order_status}, {ticketed} of {passengers} passengers with a ticket number"
+            ),
+            Waiting::IntentsNotDurable => f.write_str(
+                "unpaid and may be paid, but no standby can confirm a pay intent now (see the worker's log); paying once one can",
             ),
             Waiting::TicketsWithoutPnr => f.write_str(
                 "every passenger has a ticket number but ATRIP shows no PNR yet; following until it does",

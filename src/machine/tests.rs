@@ -38,6 +38,7 @@ fn paying() -> Facts {
         pay_deadline: None,
         phase_started_at: t0(),
         now: t0() + chrono::Duration::seconds(5),
+        intents_durable: true,
     }
 }
 
@@ -556,4 +557,35 @@ fn w5_a_deadline_at_the_calendars_end_is_past_and_never_panics() {
     let mut t = ticketing();
     t.phase_started_at = DateTime::<Utc>::MAX_UTC;
     let _ = next(Event::Query(&order(v)), &t, &Bounds { settings: &b });
+}
+
+#[test]
+fn p1b_no_new_intent_while_intents_cannot_be_made_durable() {
+    let mut f = paying();
+    f.pay_not_sent = 1;
+    f.last_pay_outcome = Some(PayOutcome::NotSent);
+    let unpaid = order(view(OrderStatus::Unpaid, vec![]));
+    assert_eq!(query(&f, unpaid.clone()), Next::NewIntent);
+    f.intents_durable = false;
+    let next = query(&f, unpaid.clone());
+    assert!(
+        matches!(
+            &next,
+            Next::StillPaying {
+                why: Waiting::IntentsNotDurable,
+                ..
+            }
+        ),
+        "{next:?}"
+    );
+    assert!(
+        !next.is_unclear(),
+        "waiting for a standby is no unclear answer"
+    );
+    // The payment deadline still decides.
+    f.pay_deadline = Some(f.now - chrono::Duration::seconds(1));
+    assert!(matches!(
+        query(&f, unpaid),
+        Next::Failed(FailReason::UnpaidPastDeadline { .. })
+    ));
 }

@@ -215,6 +215,12 @@ fn unpaid(v: &OrderView, f: &Facts, b: &Bounds<'_>) -> Next {
                 attempts: f.pay_not_sent, // P5c
             });
         }
+        if !f.intents_durable {
+            return Next::StillPaying {
+                why: Waiting::IntentsNotDurable, // P1b
+                query_in: b.recheck().max(Duration::from_secs(1)),
+            };
+        }
         return Next::NewIntent; // P5c
     }
     match f.last_pay_outcome {

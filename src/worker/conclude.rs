@@ -26,7 +26,8 @@ impl Inner {
 
     /// What the table says comes next after `event`, on the step's row as it is now.
     pub fn decide(&self, step: &Step, event: Event<'_>) -> (machine::Facts, Next) {
-        let facts = step.facts();
+        let mut facts = step.facts();
+        facts.intents_durable = self.gate.may_pay().is_ok();
         let next = machine::next(event, &facts, &self.bounds());
         (facts, next)
     }
@@ -184,14 +185,19 @@ impl Inner {
         } else {
             return Ok(None);
         };
-        self.give_back(step, why).await?;
+        self.give_back(step, why, Duration::ZERO).await?;
         Ok(Some(why.to_owned()))
     }
 
-    /// Gives the row back before this step sent anything: due now, lease cleared, state
-    /// unchanged, an open intent recorded as never sent.
-    pub async fn give_back(&self, step: &mut Step, why: &str) -> Result<(), StepError> {
-        let write = Write::give_back(step.lease.state(), step.intent_open, why);
+    /// Gives the row back before this step sent anything: due `after` from now, lease cleared,
+    /// state unchanged, an open intent recorded as never sent.
+    pub async fn give_back(
+        &self,
+        step: &mut Step,
+        why: &str,
+        after: Duration,
+    ) -> Result<(), StepError> {
+        let write = Write::give_back(step.lease.state(), step.intent_open, why).due_after(after);
         self.record(&mut step.lease, &write).await?;
         info!(reason = why, "row given back");
         Ok(())

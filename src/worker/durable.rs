@@ -169,8 +169,16 @@ impl Shared {
     /// Whether `r` has enough standbys, whose positions this role can read.
     fn enough(&self, r: &Replication) -> Result<(), String> {
         if r.standbys < self.need {
+            let slots = if r.physical_slots > 0 && r.standbys == 0 {
+                format!(
+                    "; the server keeps {} physical replication slot(s): if no standby will use them again, drop them (pg_drop_replication_slot) or set worker.intent_durability = local",
+                    r.physical_slots
+                )
+            } else {
+                String::new()
+            };
             return Err(format!(
-                "intents must be replicated and {} of the {} physical standby(s) needed are connected (pg_stat_replication)",
+                "intents must be replicated and {} of the {} physical standby(s) needed are connected (pg_stat_replication){slots}",
                 r.standbys, self.need
             ));
         }

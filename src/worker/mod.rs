@@ -204,6 +204,11 @@ impl Worker {
         &self.inner.id
     }
 
+    /// The durability gate (rule P1b): what it knows of the database's standbys.
+    pub fn gate(&self) -> &Gate {
+        &self.inner.gate
+    }
+
     /// A worker id that tells an operator which process holds a lease.
     pub fn default_id() -> String {
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".into());

@@ -37,7 +37,10 @@ pub(super) async fn step(w: &Inner, step: &mut Step) -> Result<String, StepError
         let why = format!(
             "the pay intent is not yet durable where a failover would find it ({why}); nothing was sent"
         );
-        w.give_back(step, &why).await?;
+        // Due again once a standby may have caught up, not at once: the next try would meet
+        // the same lag.
+        w.give_back(step, &why, w.settings.replication_wait())
+            .await?;
         step.intent_open = false;
         return Ok(why);
     }

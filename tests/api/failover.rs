@@ -34,6 +34,12 @@ struct World {
 
 impl World {
     async fn new(replication: Replication) -> Option<World> {
+        Self::as_role(replication, None).await
+    }
+
+    /// A world whose worker logs in as `role` (created with what the job table needs and
+    /// nothing more), or as the superuser.
+    async fn as_role(replication: Replication, role: Option<&str>) -> Option<World> {
         let pair = pair(replication).await?;
         let proxy = TcpProxy::start(pair.primary_addr()).unwrap();
         pair.create_database(DB).await.unwrap();
@@ -42,7 +48,21 @@ impl World {
             .run(&pool(&url))
             .await
             .expect("migrations on the pair");
+        if let Some(role) = role {
+            let admin = pool(&url);
+            for sql in [
+                format!("CREATE ROLE {role} LOGIN"),
+                format!("GRANT ALL ON ALL TABLES IN SCHEMA public TO {role}"),
+                format!("GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {role}"),
+            ] {
+                sqlx::query(&sql).execute(&admin).await.unwrap();
+            }
+        }
         pair.wait_standby_flushed().await.unwrap();
+        let url = match role {
+            Some(role) => url.replacen("postgres@", &format!("{role}@"), 1),
+            None => url,
+        };
         let sim = simulator::start(
             SimConfig {
                 duplicate_guard: false,
@@ -226,4 +246,32 @@ async fn an_intent_whose_wait_for_the_synchronous_standby_was_cancelled_sends_no
     assert_eq!(w.settle(&order_no).await, "ticketed");
     assert_eq!(w.ledger(&order_no, "pay_requests"), 1);
     assert_eq!(w.ledger(&order_no, "charges"), 1);
+}
+
+/// What the worker needs to read the standbys' positions, and what it says without it: a role
+/// outside `pg_monitor` sees them as NULL, so no intent can be confirmed durable; the worker
+/// sends nothing and names the grant. Once granted, the order is paid once.
+#[tokio::test]
+async fn without_pg_monitor_the_worker_sends_nothing_and_names_the_grant() {
+    let Some(w) = World::as_role(Replication::Asynchronous, Some("plainworker")).await else {
+        return;
+    };
+    let order_no = w.order().await;
+    wait_until(Duration::from_secs(10), "the gate's first look", || async {
+        w.worker.gate().level().is_some()
+    })
+    .await;
+    let held = w.worker.gate().may_pay().unwrap_err();
+    assert!(held.contains("GRANT pg_monitor"), "{held}");
+    let round = w.worker.step().await.unwrap();
+    assert_eq!(round.claimed, 0, "no pending row is claimed while held");
+    assert_eq!(w.ledger(&order_no, "pay_requests"), 0);
+
+    let admin = pool(&pgpair::url_at(w.pair.primary_addr(), DB));
+    sqlx::query("GRANT pg_monitor TO plainworker")
+        .execute(&admin)
+        .await
+        .unwrap();
+    assert_eq!(w.settle(&order_no).await, "ticketed");
+    assert_eq!(w.ledger(&order_no, "pay_requests"), 1);
 }

@@ -482,6 +482,7 @@ async fn the_review_of_a_refused_write_keeps_its_payment_facts_and_falls_back_to
         pay_deadline: None,
         phase_started_at: now,
         now,
+        intents_durable: true,
     };
     let said = Said::query(&QueryAnswer::Retry {
         reason: "test".into(),
