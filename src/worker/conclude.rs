@@ -94,8 +94,10 @@ impl Inner {
     /// goes to the keeper when the step ends (rule P3a).
     pub async fn record(&self, lease: &mut Lease, write: &Write) -> Result<Applied, StepError> {
         let applied = self.record_fenced(lease, write).await?;
-        if write.evidence().is_some() {
-            // The evidence is in the table: nothing is left for the keeper.
+        // The evidence is in the table and, once the gate says a failover would find it there
+        // too (rule P1b, applied to evidence), nothing is left for the keeper; otherwise the
+        // keeper writes it again where a failover lost it.
+        if write.evidence().is_some() && self.gate.confirm().await.is_ok() {
             self.unsee(lease.id(), lease.token());
         }
         Ok(applied)

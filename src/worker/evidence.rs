@@ -6,8 +6,10 @@
 //! person, and be paid again on their `retry --repay`. So a write carrying evidence that did
 //! not land (the lease was lost, the database was away too long) is handed to this keeper,
 //! which writes the evidence alone, without a lease, until it lands, for as long as the
-//! process lives. At shutdown, whatever it still holds is logged at `error`, with the order
-//! and the evidence, for a person to record.
+//! process lives, and until the durability gate says a failover would find it (rule P1b: a
+//! write on a primary that its standby never received is forgotten by a failover; the keeper
+//! then writes it again on the new primary). At shutdown, whatever it still holds is logged at
+//! `error`, with the order and the evidence, for a person to record.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -17,6 +19,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tracing::{error, info, warn};
 
+use super::durable::Gate;
 use crate::jobs::JobStore;
 use crate::machine::Evidence;
 
@@ -47,9 +50,9 @@ pub struct Keeper {
 
 impl Keeper {
     /// Starts the keeper's task on the current runtime.
-    pub fn start(store: JobStore, worker: String) -> Keeper {
+    pub fn start(store: JobStore, worker: String, gate: Gate) -> Keeper {
         let shared = Arc::new(Shared::default());
-        tokio::spawn(run(store, worker, shared.clone()));
+        tokio::spawn(run(store, worker, gate, shared.clone()));
         Keeper { shared }
     }
 
@@ -84,7 +87,7 @@ impl Keeper {
     }
 }
 
-async fn run(store: JobStore, worker: String, shared: Arc<Shared>) {
+async fn run(store: JobStore, worker: String, gate: Gate, shared: Arc<Shared>) {
     let mut pause = Duration::from_millis(100);
     loop {
         let items: Vec<Kept> = shared.held.lock().unwrap().values().cloned().collect();
@@ -105,7 +108,16 @@ async fn run(store: JobStore, worker: String, shared: Arc<Shared>) {
                     k.release_token,
                 )
                 .await;
-            match written {
+            let outcome = match written {
+                Ok(recorded) => match gate.confirm().await {
+                    Ok(()) => Ok(recorded),
+                    Err(why) => Err(format!(
+                        "written, but not yet where a failover would find it: {why}"
+                    )),
+                },
+                Err(e) => Err(e.to_string()),
+            };
+            match outcome {
                 Ok(recorded) => {
                     info!(
                         order_no = %k.order_no, evidence = k.evidence.as_str(), recorded,

@@ -160,7 +160,7 @@ impl Worker {
     ) -> Self {
         let writer = Writer::spawn(store.clone(), id.clone(), settings.write_batch_wait());
         let gate = Gate::start(store.clone(), &settings);
-        let keeper = Keeper::start(store.clone(), id.clone());
+        let keeper = Keeper::start(store.clone(), id.clone(), gate.clone());
         Worker {
             inner: Arc::new(Inner {
                 writer,

@@ -275,3 +275,68 @@ async fn without_pg_monitor_the_worker_sends_nothing_and_names_the_grant() {
     assert_eq!(w.settle(&order_no).await, "ticketed");
     assert_eq!(w.ledger(&order_no, "pay_requests"), 1);
 }
+
+/// Rule P3a across a failover: an accepted `pay.do` whose evidence was written on the primary
+/// but never reached the standby is not dropped once written. The worker keeps it until the
+/// standby has it; the primary dies, and the evidence is written again on the promoted
+/// standby, although ATRIP's order query still shows the order unpaid there (a payment it
+/// has not settled yet). Without it, the order would show unpaid after a `pay.do` and go to a
+/// person advising `retry --repay`: a second charge.
+#[tokio::test]
+async fn evidence_written_on_a_primary_that_dies_before_its_standby_has_it_is_written_again() {
+    let Some(mut w) = World::new(Replication::Asynchronous).await else {
+        return;
+    };
+    let order_no = w.order().await;
+    // The pay.do takes a second (the stream is stalled meanwhile), and the order then looks
+    // unpaid in the query for a minute.
+    let http = reqwest::Client::new();
+    http.post(format!(
+        "{}/sim/orders/{order_no}/scenario",
+        w.sim.base_url()
+    ))
+    .json(&json!({"delay_ms": 1000, "payment_in_progress_ms": 60_000}))
+    .send()
+    .await
+    .unwrap()
+    .error_for_status()
+    .unwrap();
+    let step = tokio::spawn({
+        let worker = w.worker.clone();
+        async move { worker.step().await }
+    });
+    let (sim, order) = (&w, order_no.as_str());
+    wait_until(
+        Duration::from_secs(5),
+        "the pay.do to arrive",
+        move || async move { sim.ledger(order, "pay_requests") == 1 },
+    )
+    .await;
+    w.pair.stall_wal().await.unwrap();
+    let round = step.await.unwrap().unwrap();
+    assert!(round.outcomes[0].pay_sent);
+    let on_primary = JobStore::new(pool(&w.url))
+        .job(&order_no)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(on_primary.paid_evidence.as_deref(), Some("pay_accepted"));
+
+    w.fail_over().await;
+    let store = JobStore::new(pool(&w.url));
+    wait_until(
+        Duration::from_secs(30),
+        "the evidence on the new primary",
+        || async { matches!(store.job(&order_no).await, Ok(Some(row)) if row.paid_at.is_some()) },
+    )
+    .await;
+    let row = store.job(&order_no).await.unwrap().unwrap();
+    assert_eq!(row.paid_evidence.as_deref(), Some("pay_accepted"));
+    assert_eq!(row.state, "ticketing");
+    let events = store.events(&order_no).await.unwrap();
+    assert!(
+        events.iter().any(|e| e.kind == "evidence_recorded"),
+        "{events:?}"
+    );
+    assert_eq!(w.ledger(&order_no, "pay_requests"), 1);
+}
