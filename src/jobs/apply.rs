@@ -12,15 +12,15 @@
 use chrono::{DateTime, Utc};
 
 use super::rows::Lease;
-use super::store::JobStore;
+use super::store::{Applied, JobStore};
 use super::write::Write;
 use super::Error;
 
 /// What became of one item of a batch whose statement ran.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Landed {
-    /// Written, at this database time.
-    At(DateTime<Utc>),
+    /// Written, at this database time, on this server.
+    At(Applied),
     /// Its fence failed: another lease, state or pay counters (the lease is lost).
     Fenced,
     /// Another session holds the row locked: nothing was written; write it again later.
@@ -118,7 +118,7 @@ impl JobStore {
                 for item in items {
                     out.push(
                         match self.apply_together(std::slice::from_ref(item)).await {
-                            Ok(landed) => Ok(landed[0]),
+                            Ok(mut landed) => Ok(landed.remove(0)),
                             Err(e @ Error::ConstraintViolated { .. }) => Err(e),
                             Err(e) => return Err(e),
                         },
@@ -211,6 +211,8 @@ WITH i AS (
     RETURNING job_id, lease_token, at
 )
 SELECT i.id AS "id!", i.token AS "token!", e.at AS "at?",
+       (SELECT system_identifier::text FROM pg_control_system())
+           || '/' || substr(pg_walfile_name(pg_current_wal_insert_lsn()), 1, 8) AS "server!",
        (l.id IS NULL AND EXISTS (SELECT 1 FROM ticketing_jobs b WHERE b.id = i.id)) AS "busy!"
 FROM i LEFT JOIN locked l ON l.id = i.id
        LEFT JOIN e ON e.job_id = i.id AND e.lease_token = i.token
@@ -248,18 +250,21 @@ FROM i LEFT JOIN locked l ON l.id = i.id
         .fetch_all(&mut *self.conn().await?)
         .await
         .map_err(|e| Error::from_write(e, items[0].0))?;
-        // (busy, landed at) by (row id, lease token).
-        type Answer = (bool, Option<DateTime<Utc>>);
+        // (busy, landed at, server) by (row id, lease token).
+        type Answer = (bool, Option<DateTime<Utc>>, String);
         let by_lease: std::collections::HashMap<(i64, i64), Answer> = rows
             .into_iter()
-            .map(|r| ((r.id, r.token), (r.busy, r.at)))
+            .map(|r| ((r.id, r.token), (r.busy, r.at, r.server)))
             .collect();
         Ok(items
             .iter()
             .map(
                 |(lease, _, _)| match by_lease.get(&(lease.id, lease.token)) {
-                    Some((_, Some(at))) => Landed::At(*at),
-                    Some((true, None)) => Landed::Busy,
+                    Some((_, Some(at), server)) => Landed::At(Applied {
+                        at: *at,
+                        server: server.clone(),
+                    }),
+                    Some((true, None, _)) => Landed::Busy,
                     _ => Landed::Fenced,
                 },
             )

@@ -1,9 +1,21 @@
 //! What the server says about where a commit is durable: its standbys, read from
 //! `pg_stat_replication` (docs/design.md, rule P1b).
 //!
-//! Only physical standbys count: a logical walsender (a CDC consumer, a subscription) is
-//! connected to a database and never becomes the primary, and a `pg_basebackup` in progress
-//! is not a standby yet.
+//! Only standbys a failover could promote count: physical walsenders (a logical one, a CDC
+//! consumer or a subscription, is connected to a database), that report a replay position (a
+//! WAL archiver such as `pg_receivewal` or Barman's streaming archiver flushes WAL but replays
+//! nothing and reports none), and that are not a `pg_basebackup` in progress. When some of them
+//! are synchronous (`sync_state` sync or quorum), only those count: a failover manager in
+//! synchronous mode promotes no other. A role outside `pg_monitor` sees every column but the
+//! pid as NULL: such rows count as standbys whose positions are hidden.
+//!
+//! Every check also names the server that answered, [`SERVER_ID`]: its system identifier and
+//! the timeline it writes on, which a promotion changes. An intent's claim returns it too, so a
+//! check never confirms an intent against a server other than the one it was committed on.
+
+/// The SQL of a server's identity, as the job store's statements return it (written out in
+/// each statement: the query macros take literals only).
+pub const SERVER_ID: &str = "(SELECT system_identifier::text FROM pg_control_system()) || '/' || substr(pg_walfile_name(pg_current_wal_insert_lsn()), 1, 8)";
 
 use super::store::JobStore;
 use super::Error;
@@ -17,7 +29,8 @@ pub struct Replication {
     pub synchronous_standby_names: String,
     /// `synchronous_commit` as this session has it.
     pub synchronous_commit: String,
-    /// Physical standbys connected now.
+    /// Standbys a failover could promote, connected now (those whose columns are hidden from
+    /// this role included).
     pub standbys: i64,
     /// Of those, how many this role may read the positions of (`pg_monitor` or
     /// `pg_read_all_stats`; others see NULL).
@@ -37,6 +50,9 @@ impl Replication {
 /// How far the standbys are past a WAL position.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Flushed {
+    /// The server that answered ([`SERVER_ID`]): a failover between an intent's commit and
+    /// this check would otherwise have the check read another server's standbys.
+    pub server: String,
     /// The position asked about (the server's WAL insert position when none was given).
     pub target: String,
     /// Physical standbys whose `flush_lsn` is at or past it.
@@ -51,14 +67,15 @@ impl JobStore {
         let r = sqlx::query!(
             r#"
 WITH s AS (
-    SELECT r.flush_lsn FROM pg_stat_replication r JOIN pg_stat_activity a ON a.pid = r.pid
-    WHERE a.datid IS NULL AND r.state IS DISTINCT FROM 'backup'
+    SELECT r.state, r.state IS NOT NULL AND r.state <> 'backup' AND r.replay_lsn IS NOT NULL AS real
+    FROM pg_stat_replication r JOIN pg_stat_activity a ON a.pid = r.pid
+    WHERE a.datid IS NULL
 )
 SELECT pg_is_in_recovery() AS "in_recovery!",
        current_setting('synchronous_standby_names') AS "synchronous_standby_names!",
        current_setting('synchronous_commit') AS "synchronous_commit!",
-       (SELECT count(*) FROM s) AS "standbys!",
-       (SELECT count(flush_lsn) FROM s) AS "readable!",
+       (SELECT count(*) FROM s WHERE real OR state IS NULL) AS "standbys!",
+       (SELECT count(*) FROM s WHERE real) AS "readable!",
        (SELECT count(*) FROM pg_replication_slots WHERE slot_type = 'physical') AS "physical_slots!"
 "#
         )
@@ -82,13 +99,21 @@ SELECT pg_is_in_recovery() AS "in_recovery!",
             r#"
 WITH t AS (SELECT COALESCE($1::text::pg_lsn, pg_current_wal_insert_lsn()) AS at),
 s AS (
-    SELECT r.flush_lsn FROM pg_stat_replication r JOIN pg_stat_activity a ON a.pid = r.pid
-    WHERE a.datid IS NULL AND r.state IS DISTINCT FROM 'backup'
+    SELECT r.state, r.flush_lsn, r.replay_lsn, r.sync_state,
+           r.state IS NOT NULL AND r.state <> 'backup' AND r.replay_lsn IS NOT NULL AS real
+    FROM pg_stat_replication r JOIN pg_stat_activity a ON a.pid = r.pid
+    WHERE a.datid IS NULL
 )
 SELECT t.at::text AS "target!",
-       (SELECT count(*) FROM s WHERE s.flush_lsn >= t.at) AS "flushed!",
-       (SELECT count(*) FROM s) AS "standbys!",
-       (SELECT count(flush_lsn) FROM s) AS "readable!"
+       (SELECT system_identifier::text FROM pg_control_system())
+           || '/' || substr(pg_walfile_name(pg_current_wal_insert_lsn()), 1, 8) AS "server!",
+       (SELECT count(*) FROM s
+        WHERE real AND flush_lsn >= t.at
+          AND (sync_state IN ('sync', 'quorum')
+               OR NOT EXISTS (SELECT 1 FROM s WHERE real AND sync_state IN ('sync', 'quorum'))))
+           AS "flushed!",
+       (SELECT count(*) FROM s WHERE real OR state IS NULL) AS "standbys!",
+       (SELECT count(*) FROM s WHERE real) AS "readable!"
 FROM t
 "#,
             target
@@ -97,6 +122,7 @@ FROM t
         .await?;
         Ok(Flushed {
             target: r.target,
+            server: r.server,
             flushed: r.flushed,
             standbys: r.standbys,
             readable: r.readable,

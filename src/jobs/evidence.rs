@@ -21,8 +21,8 @@ impl JobStore {
         card_brand: Option<&str>,
         card_last4: Option<&str>,
         release_token: Option<i64>,
-    ) -> Result<bool, Error> {
-        let hit = sqlx::query_scalar!(
+    ) -> Result<(bool, String), Error> {
+        let r = sqlx::query!(
             r#"
 WITH u AS (
     UPDATE ticketing_jobs j SET
@@ -47,13 +47,17 @@ WITH u AS (
       AND (CASE WHEN current_setting('synchronous_commit') = 'off'
                 THEN set_config('synchronous_commit', 'on', true) ELSE 'kept' END) IS NOT NULL
     RETURNING j.id, j.order_no, j.state, j.lease_token, j.updated_at
+), e AS (
+    INSERT INTO ticketing_events (job_id, order_no, at, kind, state, lease_token, worker, detail)
+    SELECT id, order_no, updated_at, 'evidence_recorded', state, lease_token, $3,
+           jsonb_build_object('paid_evidence', $2::text,
+                              'why', 'the step that saw it could not write it under its lease')
+    FROM u
+    RETURNING job_id
 )
-INSERT INTO ticketing_events (job_id, order_no, at, kind, state, lease_token, worker, detail)
-SELECT id, order_no, updated_at, 'evidence_recorded', state, lease_token, $3,
-       jsonb_build_object('paid_evidence', $2::text,
-                          'why', 'the step that saw it could not write it under its lease')
-FROM u
-RETURNING job_id
+SELECT (SELECT count(*) FROM e) > 0 AS "recorded!",
+       (SELECT system_identifier::text FROM pg_control_system())
+           || '/' || substr(pg_walfile_name(pg_current_wal_insert_lsn()), 1, 8) AS "server!"
 "#,
             job_id,
             evidence,
@@ -62,9 +66,9 @@ RETURNING job_id
             card_last4,
             release_token,
         )
-        .fetch_optional(&mut *self.conn().await?)
+        .fetch_one(&mut *self.conn().await?)
         .await?;
-        Ok(hit.is_some())
+        Ok((r.recorded, r.server))
     }
 
     /// Ends a step that panicked (rule W5): its lease ends, and its row, fenced by the claim's

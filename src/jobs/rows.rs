@@ -42,6 +42,9 @@ pub struct Lease {
     pub(super) state: State,
     pub(super) pay_attempts: i32,
     pub(super) pay_not_sent: i32,
+    /// The server this lease's last write landed on (`jobs::SERVER_ID`): what the durability
+    /// gate checks an intent or evidence against.
+    pub(super) server: String,
 }
 
 impl Lease {
@@ -58,6 +61,10 @@ impl Lease {
     pub fn state(&self) -> State {
         self.state
     }
+    /// The server the claim, or this lease's last write, landed on.
+    pub fn server(&self) -> &str {
+        &self.server
+    }
 
     /// What a batch said of `write`: landed (the row is now as it says), fenced out (the lease
     /// is lost), or busy (another session holds the row; nothing was written).
@@ -67,9 +74,10 @@ impl Lease {
         landed: super::apply::Landed,
     ) -> Result<super::Applied, super::Error> {
         match landed {
-            super::apply::Landed::At(at) => {
+            super::apply::Landed::At(applied) => {
                 self.landed(write);
-                Ok(super::Applied { at })
+                self.server.clone_from(&applied.server);
+                Ok(applied)
             }
             super::apply::Landed::Fenced => Err(super::Error::LeaseLost {
                 job_id: self.id,
@@ -115,6 +123,7 @@ pub(super) struct ClaimRow {
     pub created_at: DateTime<Utc>,
     pub lease_expires_at: DateTime<Utc>,
     pub db_now: DateTime<Utc>,
+    pub server: String,
 }
 
 /// A row just claimed by this worker, with the state it was claimed from. Its [`Lease`] is the
@@ -150,6 +159,8 @@ pub struct ClaimedJob {
     pub lease_expires_at: DateTime<Utc>,
     /// The database's time when the claim ran (`ticketing_now()`).
     pub db_now: DateTime<Utc>,
+    /// The server the claim committed on (`jobs::SERVER_ID`).
+    pub server: String,
 }
 
 impl ClaimedJob {
@@ -187,6 +198,7 @@ impl ClaimedJob {
             created_at: r.created_at,
             lease_expires_at: r.lease_expires_at,
             db_now: r.db_now,
+            server: r.server,
         })
     }
 
@@ -199,6 +211,7 @@ impl ClaimedJob {
             state: self.state,
             pay_attempts: self.pay_attempts,
             pay_not_sent: self.pay_not_sent,
+            server: self.server.clone(),
         }
     }
 

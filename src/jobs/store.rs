@@ -21,10 +21,12 @@ pub(super) fn millis(d: Duration) -> i64 {
 /// Below this many rows (by the planner's estimate) `ticketed` rows are counted exactly.
 pub const EXACT_BELOW: i64 = 50_000;
 
-/// A write that landed: the database's time it was made at.
-#[derive(Debug, Clone, Copy)]
+/// A write that landed: the database's time it was made at, and the server
+/// (`jobs::SERVER_ID`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Applied {
     pub at: DateTime<Utc>,
+    pub server: String,
 }
 
 /// What a lease renewal did: the leases it extended, and those it skipped because another
@@ -142,7 +144,9 @@ SELECT id AS "id!", order_no AS "order_no!", payment_method AS "payment_method!"
        pay_not_sent AS "pay_not_sent!", pay_permits AS "pay_permits!",
        poll_attempts AS "poll_attempts!", error_streak AS "error_streak!", pay_started_at,
        paid_at, last_pay_outcome, phase_started_at, tickets_seen, created_at AS "created_at!",
-       lease_expires_at AS "lease_expires_at!", ticketing_now() AS "db_now!"
+       lease_expires_at AS "lease_expires_at!", ticketing_now() AS "db_now!",
+       (SELECT system_identifier::text FROM pg_control_system())
+           || '/' || substr(pg_walfile_name(pg_current_wal_insert_lsn()), 1, 8) AS "server!"
 FROM claimed
 ORDER BY priority, run_at, id
 "#,

@@ -97,7 +97,7 @@ impl Inner {
         // The evidence is in the table and, once the gate says a failover would find it there
         // too (rule P1b, applied to evidence), nothing is left for the keeper; otherwise the
         // keeper writes it again where a failover lost it.
-        if write.evidence().is_some() && self.gate.confirm().await.is_ok() {
+        if write.evidence().is_some() && self.gate.confirm(lease.server()).await.is_ok() {
             self.unsee(lease.id(), lease.token());
         }
         Ok(applied)

@@ -67,7 +67,8 @@ struct Shared {
     known: Mutex<Known>,
 }
 
-type Waiter = oneshot::Sender<Result<(), String>>;
+/// One step waiting: the server its intent (or evidence) was committed on, and where to say.
+type Waiter = (String, oneshot::Sender<Result<(), String>>);
 
 /// A handle to the gate of one worker. Cheap to clone.
 #[derive(Clone)]
@@ -94,15 +95,21 @@ impl Gate {
         Gate { shared, tx }
     }
 
-    /// Waits until everything this process committed before the call (the caller's intent)
-    /// is durable at the gate's level; `Err` says why it is not (the caller sends nothing).
-    pub async fn confirm(&self) -> Result<(), String> {
+    /// Waits until everything this process committed on `server` (`jobs::SERVER_ID`) before
+    /// the call (the caller's intent, or evidence) is durable at the gate's level; `Err` says
+    /// why it is not (the caller sends nothing). The check runs on whatever server the pool
+    /// reaches now: if that is not `server` (a failover or a switch since the commit), nothing
+    /// it says holds for the commit, and the answer is `Err`.
+    pub async fn confirm(&self, server: &str) -> Result<(), String> {
         if self.level() == Some(Level::Local) {
             return Ok(());
         }
         let (tx, rx) = oneshot::channel();
         let stopped = || "the durability gate stopped".to_owned();
-        self.tx.send(tx).await.map_err(|_| stopped())?;
+        self.tx
+            .send((server.to_owned(), tx))
+            .await
+            .map_err(|_| stopped())?;
         rx.await.map_err(|_| stopped())?
     }
 
@@ -225,16 +232,43 @@ impl Shared {
     }
 
     /// One check for every waiter of a round: the WAL position now (past their commits), then
-    /// the standbys' flush positions until enough are past it or the wait is over.
-    async fn wait_for_standbys(&self, store: &JobStore) -> Result<(), String> {
+    /// the standbys' flush positions until enough are past it or the wait is over. Every
+    /// answer names its server; a waiter committed on another one, or a server that changes
+    /// during the round, fails. A connection error is tried again within the wait (a server's
+    /// `idle_session_timeout` closes idle pool connections, and the first statement on one
+    /// fails).
+    async fn wait_for_standbys(
+        &self,
+        store: &JobStore,
+        servers: &[&str],
+    ) -> Vec<Result<(), String>> {
         let deadline = Instant::now() + self.wait;
         let mut target: Option<String> = None;
+        let mut server: Option<String> = None;
         let mut pause = Duration::from_millis(1);
+        let all = |r: Result<(), String>| vec![r; servers.len()];
         loop {
-            let f = store
-                .standbys_flushed(target.as_deref())
-                .await
-                .map_err(|e| format!("the standbys' positions could not be read: {e}"))?;
+            let f = match store.standbys_flushed(target.as_deref()).await {
+                Ok(f) => f,
+                Err(e) if Instant::now() + pause <= deadline => {
+                    tracing::debug!(error = %e, "reading the standbys' positions failed; trying again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(25));
+                    continue;
+                }
+                Err(e) => {
+                    return all(Err(format!(
+                        "the standbys' positions could not be read: {e}"
+                    )))
+                }
+            };
+            if server.as_ref().is_some_and(|s| *s != f.server) {
+                return all(Err(format!(
+                    "the database changed during the check (from {} to {}): a failover or a switch",
+                    server.unwrap_or_default(),
+                    f.server
+                )));
+            }
             {
                 let mut known = self.known.lock().unwrap();
                 known.replication.standbys = f.standbys;
@@ -242,29 +276,43 @@ impl Shared {
                 let held = self.enough(&known.replication).is_err();
                 publish(known.level, held);
             }
-            if f.flushed >= self.need {
-                return Ok(());
-            }
-            if f.standbys > 0 && f.readable == 0 {
-                return Err(self
-                    .enough(&Replication {
-                        standbys: f.standbys,
-                        readable: 0,
-                        ..Replication::default()
-                    })
-                    .unwrap_err());
-            }
-            if Instant::now() + pause > deadline {
-                return Err(format!(
-                    "{} of the {} standby(s) needed flushed WAL position {} within worker.replication_wait_ms ({} ms; {} physical standby(s) connected)",
+            let verdict = if f.flushed >= self.need {
+                Some(Ok(()))
+            } else if f.standbys > 0 && f.readable == 0 {
+                Some(self.enough(&Replication {
+                    standbys: f.standbys,
+                    readable: 0,
+                    ..Replication::default()
+                }))
+            } else if Instant::now() + pause > deadline {
+                Some(Err(format!(
+                    "{} of the {} standby(s) needed flushed WAL position {} within worker.replication_wait_ms ({} ms; {} standby(s) connected)",
                     f.flushed,
                     self.need,
                     f.target,
                     self.wait.as_millis(),
                     f.standbys
-                ));
+                )))
+            } else {
+                None
+            };
+            if let Some(verdict) = verdict {
+                return servers
+                    .iter()
+                    .map(|committed_on| {
+                        if *committed_on == f.server {
+                            verdict.clone()
+                        } else {
+                            Err(format!(
+                                "committed on {committed_on}, but the database answering now is {}: a failover or a switch since; what its standbys have says nothing of the commit",
+                                f.server
+                            ))
+                        }
+                    })
+                    .collect();
             }
             target.get_or_insert(f.target);
+            server.get_or_insert(f.server);
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_millis(25));
         }
@@ -305,19 +353,23 @@ async fn run(store: JobStore, shared: Arc<Shared>, mut rx: mpsc::Receiver<Waiter
         if shared.level().is_none() {
             shared.look(&store).await;
         }
-        let result = match shared.level() {
-            Some(Level::Local) => Ok(()),
-            Some(Level::Replicated) => shared.wait_for_standbys(&store).await,
-            None => Err("the server's replication could not be read".to_owned()),
+        let servers: Vec<&str> = waiters.iter().map(|(s, _)| s.as_str()).collect();
+        let results = match shared.level() {
+            Some(Level::Local) => vec![Ok(()); servers.len()],
+            Some(Level::Replicated) => shared.wait_for_standbys(&store, &servers).await,
+            None => {
+                vec![Err("the server's replication could not be read".to_owned()); servers.len()]
+            }
         };
-        if let Err(why) = &result {
+        let failed: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+        if let Some(why) = failed.first() {
             crate::metrics::global()
                 .intents_not_durable
-                .fetch_add(waiters.len() as u64, Ordering::Relaxed);
-            warn!(intents = waiters.len(), reason = %why, "pay intents not durable where a failover would find them; their rows are given back unsent");
+                .fetch_add(failed.len() as u64, Ordering::Relaxed);
+            warn!(commits = failed.len(), reason = %why, "commits not durable where a failover would find them: no pay.do leaves for them");
         }
-        for waiter in waiters {
-            let _ = waiter.send(result.clone());
+        for ((_, waiter), result) in waiters.into_iter().zip(results) {
+            let _ = waiter.send(result);
         }
     }
 }

@@ -109,7 +109,7 @@ async fn run(store: JobStore, worker: String, gate: Gate, shared: Arc<Shared>) {
                 )
                 .await;
             let outcome = match written {
-                Ok(recorded) => match gate.confirm().await {
+                Ok((recorded, server)) => match gate.confirm(&server).await {
                     Ok(()) => Ok(recorded),
                     Err(why) => Err(format!(
                         "written, but not yet where a failover would find it: {why}"

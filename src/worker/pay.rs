@@ -33,7 +33,7 @@ pub(super) async fn step(w: &Inner, step: &mut Step) -> Result<String, StepError
     // Rule P1b: the intent must be durable where a failover would find it before its pay.do
     // may leave; if it is not (within worker.replication_wait_ms), the row goes back unsent.
     w.hooks.at(Point::BeforeGate).await?;
-    if let Err(why) = w.gate.confirm().await {
+    if let Err(why) = w.gate.confirm(step.lease.server()).await {
         let why = format!(
             "the pay intent is not yet durable where a failover would find it ({why}); nothing was sent"
         );

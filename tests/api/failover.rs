@@ -13,7 +13,7 @@ use sqlx::PgPool;
 use ticketing_tracker::atrip::Client;
 use ticketing_tracker::jobs::JobStore;
 use ticketing_tracker::simulator::{self, SimConfig, SimHandle};
-use ticketing_tracker::worker::{Clock, Worker};
+use ticketing_tracker::worker::{Clock, TestHooks, Worker};
 
 use crate::pgpair_harness::pair;
 use crate::support::app::{test_settings, wait_until};
@@ -30,6 +30,7 @@ struct World {
     worker: Worker,
     atrip: Client,
     url: String,
+    settings: ticketing_tracker::config::Settings,
 }
 
 impl World {
@@ -91,7 +92,21 @@ impl World {
             worker,
             atrip,
             url,
+            settings,
         })
+    }
+
+    /// Another worker on the same database, with test hooks.
+    fn worker_with(&self, hooks: TestHooks) -> Worker {
+        Worker::new(
+            JobStore::new(pool(&self.url)),
+            self.atrip.clone(),
+            self.settings.worker.clone(),
+            self.settings.atrip.rate_limit_per_s,
+            "hooked-worker".to_owned(),
+            Clock::default(),
+        )
+        .with_hooks(hooks)
     }
 
     async fn order(&self) -> String {
@@ -338,5 +353,64 @@ async fn evidence_written_on_a_primary_that_dies_before_its_standby_has_it_is_wr
         events.iter().any(|e| e.kind == "evidence_recorded"),
         "{events:?}"
     );
+    assert_eq!(w.ledger(&order_no, "pay_requests"), 1);
+}
+
+/// Rule P1b checks an intent against the server it was committed on. A worker freezes between
+/// its claim's commit and the durability check; meanwhile the primary dies before its standby
+/// had the intent, the standby is promoted (with a standby of its own) and the database's
+/// address moves to it. The check then reaches the new primary, whose standby is perfectly in
+/// step with it, but has never seen the intent: the check names the server (its system
+/// identifier and timeline), sees another one, and nothing is sent. The order is paid once, on
+/// the new primary.
+#[tokio::test]
+async fn an_intent_is_never_confirmed_against_a_server_it_was_not_committed_on() {
+    let Some(mut w) = World::new(Replication::Asynchronous).await else {
+        return;
+    };
+    let mut hooks = TestHooks::parse("pause@before-gate");
+    hooks.pause_for = Duration::from_secs(5);
+    let frozen = w.worker_with(hooks);
+    let order_no = w.order().await;
+    w.pair.wait_standby_flushed().await.unwrap();
+    w.pair.stall_wal().await.unwrap();
+    let step = tokio::spawn(async move { frozen.step().await });
+    let primary = pgpair::url_at(w.pair.primary_addr(), DB);
+    let store = JobStore::new(pool(&primary));
+    wait_until(Duration::from_secs(5), "the claim's intent", || async {
+        matches!(store.job(&order_no).await, Ok(Some(row)) if row.state == "paying")
+    })
+    .await;
+    w.fail_over().await;
+    let round = step.await.unwrap().unwrap();
+    assert!(!round.outcomes[0].pay_sent, "{}", round.outcomes[0].note);
+    assert_eq!(w.ledger(&order_no, "pay_requests"), 0);
+
+    assert_eq!(w.settle(&order_no).await, "ticketed");
+    assert_eq!(w.ledger(&order_no, "pay_requests"), 1);
+    assert_eq!(w.ledger(&order_no, "charges"), 1);
+}
+
+/// Rule P1b counts standbys a failover could promote. A WAL archiver streaming from the
+/// primary (`pg_receivewal --synchronous`, as Barman's streaming archiver runs) flushes every
+/// commit at once, but replays nothing and is never promoted: with the real standby's stream
+/// stalled, the archiver having the intent does not make it durable, and nothing is sent.
+#[tokio::test]
+async fn a_wal_archiver_is_no_standby_for_the_durability_of_an_intent() {
+    let Some(mut w) = World::new(Replication::Asynchronous).await else {
+        return;
+    };
+    let _archiver = w.pair.start_wal_archiver().await.unwrap();
+    let order_no = w.order().await;
+    w.pair.wait_standby_flushed().await.unwrap();
+    w.pair.stall_wal().await.unwrap();
+
+    let round = w.worker.step().await.unwrap();
+    assert_eq!(round.claimed, 1);
+    assert!(!round.outcomes[0].pay_sent, "{}", round.outcomes[0].note);
+    assert_eq!(w.ledger(&order_no, "pay_requests"), 0);
+
+    w.fail_over().await;
+    assert_eq!(w.settle(&order_no).await, "ticketed");
     assert_eq!(w.ledger(&order_no, "pay_requests"), 1);
 }

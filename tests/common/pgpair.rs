@@ -602,6 +602,68 @@ impl Node {
     }
 }
 
+impl PgPair {
+    /// Starts `pg_receivewal --synchronous` on the primary, as Barman's streaming archiver
+    /// runs: a physical WAL stream that flushes and reports at once, but is no standby (it
+    /// replays nothing, and no failover can promote it). Stopped when the child is dropped.
+    pub async fn start_wal_archiver(&self) -> Result<tokio::process::Child, String> {
+        let dir = self.tools.dir.join("archive");
+        fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        if let Some(user) = &self.tools.user {
+            let chown = Command::new("chown").arg(user).arg(&dir).status().await;
+            if !chown.is_ok_and(|s| s.success()) {
+                return Err(format!("giving {} to {user} failed", dir.display()));
+            }
+        }
+        let path = self.tools.bin_dir.join("pg_receivewal");
+        let port = self.primary.port.to_string();
+        let mut command = match &self.tools.user {
+            Some(user) => {
+                let mut command = Command::new("runuser");
+                command.args(["-u", user, "--"]).arg(&path);
+                command
+            }
+            None => Command::new(&path),
+        };
+        command
+            .args(["-D"])
+            .arg(&dir)
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-U",
+                "postgres",
+                "--synchronous",
+                "-n",
+            ])
+            .current_dir(&self.tools.dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true);
+        let child = command.spawn().map_err(|e| format!("pg_receivewal: {e}"))?;
+        // Streaming once the primary lists it.
+        let deadline = Instant::now() + STEP_TIMEOUT;
+        loop {
+            let n: i64 = fetch_one(
+                &self.primary_url(),
+                "SELECT count(*) FROM pg_stat_replication WHERE application_name = 'pg_receivewal' AND state = 'streaming'",
+            )
+            .await
+            .unwrap_or(0);
+            if n > 0 {
+                return Ok(child);
+            }
+            if Instant::now() > deadline {
+                return Err("pg_receivewal did not start streaming".into());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
 impl Tools {
     /// Runs a server binary (as the system user when we are root) to its end and returns its
     /// standard output, or why it failed with its output.
