@@ -168,7 +168,17 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         settings.worker.retention_days,
         shutdown.clone(),
     ));
-    info!(worker = worker.id(), atrip = %settings.atrip.base_url, "running");
+    let route = crate::atrip::Client::new(&settings.atrip)?
+        .route()
+        .to_owned();
+    let tls = if settings.atrip.base_url.starts_with("https://") {
+        "over TLS"
+    } else if settings.atrip.allow_plain_http {
+        "in clear to a loopback sidecar that must terminate TLS (atrip.allow_plain_http)"
+    } else {
+        "in clear (not production)"
+    };
+    info!(worker = worker.id(), atrip = %settings.atrip.base_url, "running; ATRIP is reached {route}, {tls}");
     // Readiness is about the database; whether ATRIP answers is said in the log, the
     // `ticketing_atrip_up` metric and the console.
     let probe = crate::atrip::Client::new(&settings.atrip)?;

@@ -270,9 +270,14 @@ pub fn luhn_valid(digits: &str) -> bool {
     !digits.is_empty() && sum % 10 == 0
 }
 
-/// `text` with every card number in it masked but its last four digits: a run of 13 to 19
-/// digits (single spaces or dashes between groups allowed) that passes the Luhn check. For
-/// text that comes from outside (ATRIP's messages and bodies), which could echo a card.
+/// `text` with every card number in it masked but its last four digits: 13 to 19 digits that
+/// pass the Luhn check, written as one group or as groups joined by single spaces or dashes.
+/// For text that comes from outside (ATRIP's messages and bodies), which could echo a card.
+///
+/// Groups, not single digits, are where a number may start and end: a card quoted with its
+/// expiry ("4532015112830366 07 2031") is a run of 22 digits that is no card, yet its first
+/// group is; while any 13 digits inside a longer group (an order number, a timestamp) are not
+/// taken for one, which would mask them by the Luhn check's one chance in ten.
 pub fn mask_card_numbers(text: &str) -> String {
     let chars: Vec<char> = text.chars().collect();
     let mut out = String::with_capacity(text.len());
@@ -294,26 +299,56 @@ pub fn mask_card_numbers(text: &str) -> String {
             end += 1;
         }
         let run = &chars[i..end];
-        let digits: String = run.iter().filter(|c| c.is_ascii_digit()).collect();
-        if (13..=19).contains(&digits.len()) && luhn_valid(&digits) {
-            let mut keep = 4;
-            let masked: Vec<char> = run
-                .iter()
-                .rev()
-                .map(|&c| match c {
-                    d if d.is_ascii_digit() && keep > 0 => {
-                        keep -= 1;
-                        d
-                    }
-                    d if d.is_ascii_digit() => '*',
-                    other => other,
-                })
-                .collect();
-            out.extend(masked.into_iter().rev());
-        } else {
-            out.extend(run);
-        }
+        out.extend(mask_run(run));
         i = end;
+    }
+    out
+}
+
+/// One run of digit groups, with every card number in it (a sequence of whole groups)
+/// masked. At each group, the longest sequence from it that is a card number is masked.
+fn mask_run(run: &[char]) -> Vec<char> {
+    // The groups' [start, end) in the run.
+    let mut groups: Vec<(usize, usize)> = Vec::new();
+    let mut start = 0;
+    for (k, c) in run.iter().enumerate() {
+        if !c.is_ascii_digit() {
+            groups.push((start, k));
+            start = k + 1;
+        }
+    }
+    groups.push((start, run.len()));
+    let mut out: Vec<char> = run.to_vec();
+    let mut g = 0;
+    while g < groups.len() {
+        let mut digits = String::new();
+        let mut found = None;
+        for (h, &(from, to)) in groups.iter().enumerate().skip(g) {
+            digits.extend(&run[from..to]);
+            if digits.len() > 19 {
+                break;
+            }
+            if digits.len() >= 13 && luhn_valid(&digits) {
+                found = Some(h);
+            }
+        }
+        match found {
+            Some(last) => {
+                let (from, to) = (groups[g].0, groups[last].1);
+                let mut keep = 4;
+                for c in out[from..to].iter_mut().rev() {
+                    if c.is_ascii_digit() {
+                        if keep > 0 {
+                            keep -= 1;
+                        } else {
+                            *c = '*';
+                        }
+                    }
+                }
+                g = last + 1;
+            }
+            None => g += 1,
+        }
     }
     out
 }
@@ -439,9 +474,20 @@ mod tests {
             "4054695723100769",
             "2026-11-30 07:42:59",
             "ticket 784-2345678901",
+            "order TESTA20261130120000000 and 2026113012000000000000",
             "",
         ] {
             assert_eq!(mask_card_numbers(kept), kept);
         }
+        // A card quoted with its expiry, as a card gateway's message may: the digits run on,
+        // the card is masked all the same.
+        assert_eq!(
+            mask_card_numbers("Card 4532015112830366 07 2031 not supported"),
+            "Card ************0366 07 2031 not supported"
+        );
+        assert_eq!(
+            mask_card_numbers("7 4111 1111 1111 1111 12"),
+            "7 **** **** **** 1111 12"
+        );
     }
 }

@@ -116,6 +116,8 @@ pub struct Client {
     /// 24 MiB budget.
     budget: Arc<Semaphore>,
     budget_bytes: usize,
+    /// How requests reach ATRIP, in words (`atrip.proxy`).
+    route: String,
 }
 
 /// An answer read within its bounds: its HTTP code, its body, and the budget share it holds
@@ -169,7 +171,17 @@ impl std::fmt::Debug for Client {
 
 impl Client {
     pub fn new(settings: &AtripSettings) -> Result<Self, Error> {
-        let http = reqwest::Client::builder()
+        let (proxy, ignore_environment, route) = settings
+            .proxy_choice()
+            .map_err(|e| Error::Build(e.to_string()))?;
+        let mut builder = reqwest::Client::builder();
+        if ignore_environment {
+            builder = builder.no_proxy();
+        }
+        if let Some(proxy) = proxy {
+            builder = builder.proxy(proxy);
+        }
+        let http = builder
             .connect_timeout(settings.connect_timeout())
             // Never follow a redirect: reqwest would re-send the body (the card) and our
             // headers (the secret) to wherever it points, or the same pay.do again, and a
@@ -193,7 +205,13 @@ impl Client {
                 settings.answer_budget_bytes().min(Semaphore::MAX_PERMITS),
             )),
             budget_bytes: settings.answer_budget_bytes(),
+            route,
         })
+    }
+
+    /// How requests reach ATRIP: directly or through which proxy (for the start line).
+    pub fn route(&self) -> &str {
+        &self.route
     }
 
     /// Names the worker process in every request ([`WORKER_HEADER`]). An id that cannot be a

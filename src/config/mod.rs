@@ -95,6 +95,10 @@ pub struct AtripSettings {
     /// answer waits for a first share of 192 KiB, enough for any real answer; the default
     /// holds one for each of the default concurrency's 128 answers.
     pub answer_budget_bytes: u64,
+    /// `environment`, `none`, or a proxy URL: which proxy carries ATRIP traffic.
+    pub proxy: String,
+    /// In production, allows `http://` to a loopback host (a TLS-terminating sidecar).
+    pub allow_plain_http: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -219,6 +223,9 @@ impl Settings {
         refuse_unknown_keys(&env, &dir)?;
         let settings: Settings = builder.build()?.try_deserialize()?;
         settings.validate()?;
+        if env == "production" {
+            settings.atrip.require_tls()?;
+        }
         Ok(settings)
     }
 
@@ -241,11 +248,26 @@ impl Settings {
         }
         let db_url = self.database.url.expose_secret();
         if !(db_url.starts_with("postgres://") || db_url.starts_with("postgresql://")) {
-            let scheme = db_url.split("://").next().unwrap_or("");
+            // Quote the scheme only when there is one that looks like a scheme: a URL typed
+            // without its scheme starts with the user and password.
+            let scheme = db_url
+                .split_once("://")
+                .map(|(scheme, _)| scheme)
+                .filter(|s| {
+                    !s.is_empty()
+                        && s.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+                });
+            let found = match scheme {
+                Some(scheme) => format!("the scheme is {scheme:?}"),
+                None => {
+                    "it has no scheme (nothing of it is shown: it may hold a password)".to_owned()
+                }
+            };
             return Err(ConfigError::Invalid {
                 key: "database.url",
                 problem: format!(
-                    "the scheme is {scheme:?}; the job table lives in PostgreSQL: postgres://user:password@host:5432/database"
+                    "{found}; the job table lives in PostgreSQL: postgres://user:password@host:5432/database"
                 ),
             });
         }
@@ -466,11 +488,105 @@ impl Settings {
     }
 }
 
+/// A URL with any `user:password@` replaced by `***@`.
+fn redact_userinfo(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@') {
+            Some((_, host))
+                if !rest.split('/').next().unwrap_or("").is_empty()
+                    && rest.split('/').next().unwrap_or("").contains('@') =>
+            {
+                format!("{scheme}://***@{host}")
+            }
+            _ => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
 fn ms(v: u64) -> Duration {
     Duration::from_millis(v)
 }
 
 impl AtripSettings {
+    /// Production sends the card (in `pay.do`) and the client secret (in every request) to
+    /// ATRIP: only over TLS. `http://` is refused, but to a loopback host (a sidecar that
+    /// terminates TLS on this machine) when `allow_plain_http` says so.
+    pub fn require_tls(&self) -> Result<(), ConfigError> {
+        let url = self.base_url.trim();
+        if url.starts_with("https://") {
+            return Ok(());
+        }
+        let host = url
+            .strip_prefix("http://")
+            .and_then(|rest| rest.split(['/', '?', '#']).next())
+            .map(|authority| authority.rsplit_once('@').map_or(authority, |(_, h)| h))
+            .map(|host_port| match host_port.strip_prefix('[') {
+                Some(v6) => v6.split(']').next().unwrap_or(""),
+                None => host_port.split(':').next().unwrap_or(""),
+            })
+            .unwrap_or("");
+        let loopback = host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if self.allow_plain_http && loopback {
+            return Ok(());
+        }
+        Err(ConfigError::Invalid {
+            key: "atrip.base_url",
+            problem: if loopback {
+                "is http:// in production; a TLS-terminating sidecar on the loopback needs atrip.allow_plain_http = true (APP_ATRIP__ALLOW_PLAIN_HTTP)".to_owned()
+            } else {
+                "must be https:// in production: pay.do carries card data and every request the client secret".to_owned()
+            },
+        })
+    }
+
+    /// Which proxy ATRIP traffic goes through, in words for the start line (credentials in
+    /// a proxy URL are not shown), and the proxy to configure: `None` means the client's
+    /// default, the environment's.
+    pub fn proxy_choice(&self) -> Result<(Option<reqwest::Proxy>, bool, String), ConfigError> {
+        let invalid = |problem: String| ConfigError::Invalid {
+            key: "atrip.proxy",
+            problem,
+        };
+        match self.proxy.trim() {
+            "none" => Ok((None, true, "direct (atrip.proxy = none)".to_owned())),
+            "environment" | "" => {
+                let https = self.base_url.trim().starts_with("https://");
+                let names: &[&str] = if https {
+                    &["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]
+                } else {
+                    &["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"]
+                };
+                let found = names.iter().find_map(|n| {
+                    std::env::var(n)
+                        .ok()
+                        .filter(|v| !v.trim().is_empty())
+                        .map(|v| (*n, v))
+                });
+                let said = match found {
+                    Some((name, url)) => format!(
+                        "through the proxy {} (from {name}; NO_PROXY may exempt ATRIP; atrip.proxy = none ignores the environment)",
+                        redact_userinfo(&url)
+                    ),
+                    None => "direct (no proxy in the environment)".to_owned(),
+                };
+                Ok((None, false, said))
+            }
+            url => {
+                let proxy = reqwest::Proxy::all(url)
+                    .map_err(|e| invalid(format!("is not a proxy URL: {e}")))?;
+                Ok((
+                    Some(proxy),
+                    true,
+                    format!("through the proxy {} (atrip.proxy)", redact_userinfo(url)),
+                ))
+            }
+        }
+    }
+
     pub fn connect_timeout(&self) -> Duration {
         ms(self.connect_timeout_ms)
     }
@@ -560,6 +676,64 @@ mod tests {
         s.database.url = "mysql://root@127.0.0.1/db".to_owned().into();
         let e = s.validate().unwrap_err().to_string();
         assert!(e.contains("database.url") && e.contains("\"mysql\""), "{e}");
+    }
+
+    #[test]
+    fn a_database_url_without_its_scheme_is_refused_without_quoting_it() {
+        let mut s = Settings::defaults();
+        s.database.url = "ticketing:Sup3rS3cret@db.internal:5432/app"
+            .to_owned()
+            .into();
+        let e = s.validate().unwrap_err().to_string();
+        assert!(e.contains("database.url") && e.contains("no scheme"), "{e}");
+        assert!(
+            !e.contains("Sup3rS3cret") && !e.contains("db.internal"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn production_takes_atrip_over_tls_only_and_a_loopback_sidecar_when_allowed() {
+        let mut a = Settings::defaults().atrip;
+        for url in [
+            "http://api-sg.atriptech.com",
+            "http://10.0.0.5:8080/",
+            "ftp://x",
+        ] {
+            a.base_url = url.into();
+            let e = a.require_tls().unwrap_err().to_string();
+            assert!(
+                e.contains("atrip.base_url") && e.contains("https://"),
+                "{url}: {e}"
+            );
+        }
+        a.base_url = "http://127.0.0.1:8443".into();
+        let e = a.require_tls().unwrap_err().to_string();
+        assert!(e.contains("allow_plain_http"), "{e}");
+        a.allow_plain_http = true;
+        a.require_tls().unwrap();
+        a.base_url = "http://[::1]:8443/".into();
+        a.require_tls().unwrap();
+        a.base_url = "http://127.0.0.1.evil.example".into();
+        assert!(a.require_tls().is_err(), "not a loopback host");
+        a.base_url = "https://api-sg.atriptech.com".into();
+        a.allow_plain_http = false;
+        a.require_tls().unwrap();
+    }
+
+    #[test]
+    fn the_proxy_setting_is_said_without_its_credentials() {
+        let mut a = Settings::defaults().atrip;
+        a.proxy = "none".into();
+        assert!(a.proxy_choice().unwrap().2.contains("direct"));
+        a.proxy = "http://user:pw@proxy.internal:3128".into();
+        let said = a.proxy_choice().unwrap().2;
+        assert!(
+            said.contains("proxy.internal:3128") && !said.contains("pw"),
+            "{said}"
+        );
+        a.proxy = "::not a url".into();
+        assert!(a.proxy_choice().is_err());
     }
 
     #[test]

@@ -128,4 +128,54 @@ FROM t
             readable: r.readable,
         })
     }
+
+    /// While no pay intent can be made durable (rule P1b), no `pending` row is claimed; this
+    /// says so on the due ones, so that a row read alone tells why it waits (`last_error`:
+    /// "order N: not paid yet: `reason`"), and fails those whose payment deadline passed
+    /// meanwhile, nothing sent, card erased (rule P1a). A few hundred rows a call, skipping
+    /// rows others hold; a row already saying so is not written again. Returns how many it
+    /// failed.
+    pub async fn note_pending_held(&self, reason: &str) -> Result<u64, Error> {
+        let failed = sqlx::query_scalar!(
+            r#"
+WITH c AS (
+    SELECT id FROM ticketing_jobs
+    WHERE state = 'pending' AND run_at <= ticketing_now()
+      AND (lease_expires_at IS NULL OR lease_expires_at <= ticketing_now())
+      AND (last_error IS DISTINCT FROM 'order ' || order_no || ': not paid yet: ' || $1
+           OR pay_deadline <= ticketing_now())
+    ORDER BY priority, run_at, id
+    LIMIT 500
+    FOR NO KEY UPDATE SKIP LOCKED
+), u AS (
+    UPDATE ticketing_jobs j SET
+        state = CASE WHEN j.pay_deadline <= ticketing_now() THEN 'failed' ELSE 'pending' END,
+        last_error = CASE WHEN j.pay_deadline <= ticketing_now()
+            THEN 'order ' || j.order_no || ': its payment deadline ' || j.pay_deadline
+                 || ' passed while no pay intent could be made durable (' || $1
+                 || '); pay.do was not sent'
+            ELSE 'order ' || j.order_no || ': not paid yet: ' || $1 END,
+        finalized_at = CASE WHEN j.pay_deadline <= ticketing_now() THEN ticketing_now() END,
+        card = CASE WHEN j.pay_deadline <= ticketing_now() THEN NULL ELSE j.card END,
+        card_sealed = CASE WHEN j.pay_deadline <= ticketing_now() THEN NULL ELSE j.card_sealed END,
+        updated_at = ticketing_now()
+    FROM c
+    WHERE j.id = c.id
+    RETURNING j.id, j.order_no, j.state, j.lease_token, j.updated_at
+), e AS (
+    INSERT INTO ticketing_events (job_id, order_no, at, kind, state, lease_token, worker, detail)
+    SELECT id, order_no, updated_at, 'pay_not_sent', state, lease_token, NULL,
+           jsonb_build_object('reason', 'payment deadline passed while no pay intent could be made durable',
+                              'pay_sent', false)
+    FROM u WHERE state = 'failed'
+    RETURNING job_id
+)
+SELECT count(*) AS "n!" FROM e
+"#,
+            reason
+        )
+        .fetch_one(&mut *self.conn().await?)
+        .await?;
+        Ok(u64::try_from(failed).unwrap_or(0))
+    }
 }

@@ -103,10 +103,11 @@ pub(super) struct ClaimRow {
     pub id: i64,
     pub order_no: String,
     pub payment_method: i16,
-    pub card: Option<CardJson>,
+    pub card_text: Option<String>,
     pub card_sealed: Option<SealedCard>,
     pub client_order_no: Option<String>,
     pub pay_deadline: Option<DateTime<Utc>>,
+    pub pay_deadline_infinite: bool,
     pub state: String,
     pub claimed_from: String,
     pub lease_token: i64,
@@ -120,7 +121,7 @@ pub(super) struct ClaimRow {
     pub last_pay_outcome: Option<String>,
     pub phase_started_at: Option<DateTime<Utc>>,
     pub tickets_seen: Option<Value>,
-    pub created_at: DateTime<Utc>,
+    pub created_at: Option<DateTime<Utc>>,
     pub lease_expires_at: DateTime<Utc>,
     pub db_now: DateTime<Utc>,
     pub server: String,
@@ -161,11 +162,36 @@ pub struct ClaimedJob {
     pub db_now: DateTime<Utc>,
     /// The server the claim committed on (`jobs::SERVER_ID`).
     pub server: String,
+    /// What an enqueuer wrote that cannot be read (card data that is not readable JSON, a
+    /// time that is infinite): the pay step fails this order alone, naming it (rule P1a).
+    pub defect: Option<String>,
 }
 
 impl ClaimedJob {
-    pub(super) fn from_row(r: ClaimRow) -> Result<ClaimedJob, String> {
-        let state = |s: &str| State::parse(s).ok_or_else(|| format!("unknown state {s:?}"));
+    pub(super) fn from_row(r: ClaimRow) -> ClaimedJob {
+        // The CHECK state_is_known holds these to the known states; a row that slipped past
+        // it is read as needing a person rather than failing the whole claim.
+        let state = |s: &str| State::parse(s).unwrap_or(State::NeedsReview);
+        let mut defects = Vec::new();
+        let card = match r.card_text.as_deref().map(serde_json::from_str::<Value>) {
+            None => None,
+            Some(Ok(card)) => Some(CardJson(card)),
+            Some(Err(e)) => {
+                // serde_json's message names a position and a kind, never the content.
+                defects.push(format!("card is not JSON this worker can read ({e})"));
+                None
+            }
+        };
+        if r.created_at.is_none() {
+            defects.push("created_at is not a finite time".to_owned());
+        }
+        if r.pay_deadline_infinite {
+            defects.push("pay_deadline is not a finite time".to_owned());
+        }
+        if State::parse(&r.state).is_none() || State::parse(&r.claimed_from).is_none() {
+            defects.push(format!("the row's state {:?} is unknown", r.state));
+        }
+        let created_at = r.created_at.unwrap_or(r.db_now);
         let phase = r
             .phase_started_at
             .or(if r.paid_at.is_some() {
@@ -173,16 +199,16 @@ impl ClaimedJob {
             } else {
                 r.pay_started_at
             })
-            .unwrap_or(r.created_at);
-        Ok(ClaimedJob {
-            state: state(&r.state)?,
-            claimed_from: state(&r.claimed_from)?,
+            .unwrap_or(created_at);
+        ClaimedJob {
+            state: state(&r.state),
+            claimed_from: state(&r.claimed_from),
             last_pay_outcome: r.last_pay_outcome.as_deref().and_then(PayOutcome::parse),
             phase_started_at: phase,
             id: r.id,
             order_no: r.order_no,
             payment_method: r.payment_method,
-            card: r.card,
+            card,
             card_sealed: r.card_sealed,
             client_order_no: r.client_order_no,
             pay_deadline: r.pay_deadline,
@@ -195,11 +221,12 @@ impl ClaimedJob {
             pay_started_at: r.pay_started_at,
             paid_at: r.paid_at,
             tickets_seen: r.tickets_seen,
-            created_at: r.created_at,
+            created_at,
             lease_expires_at: r.lease_expires_at,
             db_now: r.db_now,
             server: r.server,
-        })
+            defect: (!defects.is_empty()).then(|| defects.join("; ")),
+        }
     }
 
     /// The lease this claim holds.

@@ -98,6 +98,7 @@ impl JobStore {
         lease: Duration,
         pay: bool,
         follow: bool,
+        nonce: &str,
     ) -> Result<Vec<ClaimedJob>, Error> {
         let rows = sqlx::query_as!(
             ClaimRow,
@@ -133,17 +134,21 @@ WITH due AS (
 ), events AS (
     INSERT INTO ticketing_events (job_id, order_no, at, kind, state, lease_token, worker, detail)
     SELECT id, order_no, ticketing_now(), 'pay_intent', state, lease_token, $2,
-           jsonb_build_object('claimed_from', claimed_from, 'pay_attempts', pay_attempts)
+           jsonb_build_object('claimed_from', claimed_from, 'pay_attempts', pay_attempts,
+                              'claim', $6::text)
     FROM claimed
     WHERE claimed_from = 'pending'
 )
 SELECT id AS "id!", order_no AS "order_no!", payment_method AS "payment_method!",
-       card AS "card: CardJson", card_sealed AS "card_sealed: SealedCard", client_order_no,
-       pay_deadline, state AS "state!", claimed_from AS "claimed_from!",
+       card::text AS card_text, card_sealed AS "card_sealed: SealedCard", client_order_no,
+       CASE WHEN isfinite(pay_deadline) THEN pay_deadline END AS pay_deadline,
+       pay_deadline IS NOT NULL AND NOT isfinite(pay_deadline) AS "pay_deadline_infinite!",
+       state AS "state!", claimed_from AS "claimed_from!",
        lease_token AS "lease_token!", pay_attempts AS "pay_attempts!",
        pay_not_sent AS "pay_not_sent!", pay_permits AS "pay_permits!",
        poll_attempts AS "poll_attempts!", error_streak AS "error_streak!", pay_started_at,
-       paid_at, last_pay_outcome, phase_started_at, tickets_seen, created_at AS "created_at!",
+       paid_at, last_pay_outcome, phase_started_at, tickets_seen,
+       CASE WHEN isfinite(created_at) THEN created_at END AS created_at,
        lease_expires_at AS "lease_expires_at!", ticketing_now() AS "db_now!",
        (SELECT system_identifier::text FROM pg_control_system())
            || '/' || substr(pg_walfile_name(pg_current_wal_insert_lsn()), 1, 8) AS "server!"
@@ -155,18 +160,58 @@ ORDER BY priority, run_at, id
             millis(lease),
             pay,
             follow,
+            nonce,
         )
         .fetch_all(&mut *self.conn().await?)
         .await?;
-        rows.into_iter()
-            .map(|r| {
-                let (id, order_no) = (r.id, r.order_no.clone());
-                ClaimedJob::from_row(r).map_err(|reason| Error::Refused {
-                    order_no: format!("{order_no} (job {id})"),
-                    reason,
-                })
-            })
-            .collect()
+        // One row that cannot be read must not cost the others their claim: the values an
+        // enqueuer writes are read defensively (card data as text, times that may be
+        // infinite), and what is wrong with a row is carried to its pay step, which fails
+        // that order alone, naming the field (rule P1a).
+        Ok(rows.into_iter().map(ClaimedJob::from_row).collect())
+    }
+
+    /// Withdraws the intents of a claim whose answer never reached `owner` (the connection
+    /// broke after the commit, or reading the answer failed): no step ran for its rows, so no
+    /// `pay.do` left for them, and each goes back to `pending`, as if never claimed, with an
+    /// event saying so. Fenced by the claim's `nonce` (in its intent events), the lease token
+    /// the claim gave, `owner`, and a row untouched since (still `paying` with that one
+    /// intent and no answer); rows of that claim in other states keep their lease until it
+    /// runs out. Without this, each such order would later show unpaid "after a pay.do" and
+    /// go to a person (rule P5d). Returns how many rows went back.
+    pub async fn withdraw_lost_claim(&self, owner: &str, nonce: &str) -> Result<u64, Error> {
+        let n = sqlx::query_scalar!(
+            r#"
+WITH lost AS (
+    SELECT e.job_id, e.lease_token FROM ticketing_events e
+    WHERE e.kind = 'pay_intent' AND e.worker = $1 AND e.detail->>'claim' = $2
+      AND e.at > ticketing_now() - interval '1 hour'
+), u AS (
+    UPDATE ticketing_jobs j SET
+        state = 'pending', pay_attempts = 0, pay_started_at = NULL,
+        lease_owner = NULL, lease_expires_at = NULL,
+        run_at = ticketing_now(), updated_at = ticketing_now()
+    FROM lost
+    WHERE j.id = lost.job_id AND j.lease_token = lost.lease_token AND j.lease_owner = $1
+      AND j.state = 'paying' AND j.pay_attempts = 1 AND j.pay_not_sent = 0
+      AND j.last_pay_outcome IS NULL AND j.paid_at IS NULL
+    RETURNING j.id, j.order_no, j.state, j.lease_token, j.updated_at
+), e AS (
+    INSERT INTO ticketing_events (job_id, order_no, at, kind, state, lease_token, worker, detail)
+    SELECT id, order_no, updated_at, 'released', state, lease_token, $1,
+           jsonb_build_object('reason', 'the claim''s answer never reached this worker: its pay intent is withdrawn, nothing was sent',
+                              'pay_sent', false, 'claim', $2::text)
+    FROM u
+    RETURNING job_id
+)
+SELECT count(*) AS "n!" FROM e
+"#,
+            owner,
+            nonce,
+        )
+        .fetch_one(&mut *self.conn().await?)
+        .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
     }
 
     /// Extends the leases this worker still holds, in one statement. Each lease is renewed,

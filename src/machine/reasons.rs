@@ -144,7 +144,7 @@ impl fmt::Display for Waiting {
             ),
             Waiting::UnpaidAfterSend { sent_at } => write!(
                 f,
-                "pay.do was sent at {sent_at} and ATRIP still shows the order unpaid; not paying again, checking until it shows"
+                "a pay.do may have reached ATRIP (its intent was recorded at {sent_at}) and ATRIP still shows the order unpaid; not paying again, checking until it shows"
             ),
             Waiting::Unclear(why) => write!(f, "order query failed: {why}"),
             Waiting::Ticketing {
@@ -280,7 +280,7 @@ impl fmt::Display for ReviewReason {
         match self {
             ReviewReason::UnpaidAfterSend { sent_at, deadline, now } => write!(
                 f,
-                "pay.do was sent at {sent_at} and ATRIP still shows the order unpaid; the worker will not pay again by itself (a payment may still be in progress). Check the order in ATRIP: if it is paid, `retry`; if it is unpaid, `retry --repay` ({})",
+                "a pay.do may have reached ATRIP (its intent was recorded at {sent_at}; the events say whether it was sent and what it answered) and ATRIP still shows the order unpaid; the worker will not pay again by itself (a payment may still be in progress, or a frozen worker may still send it). Check the order in ATRIP: if it is paid, `retry`; if it is unpaid and no worker is frozen, `retry --repay` ({})",
                 left(*deadline, *now)
             ),
             ReviewReason::PaymentError { deadline, now } => write!(

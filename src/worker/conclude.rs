@@ -227,6 +227,32 @@ impl Inner {
         }
     }
 
+    /// A claim whose answer never arrived (rule P1): its intents, if it committed, are
+    /// withdrawn in the background, tried until the lease it gave them would have run out
+    /// (after that another worker recovers those rows by order query, and the fence keeps
+    /// this from touching them).
+    pub fn withdraw_lost_claim(&self, nonce: String, lease: Duration) {
+        let (store, owner) = (self.store.clone(), self.id.clone());
+        tokio::spawn(async move {
+            let deadline = Instant::now() + lease;
+            let mut pause = Duration::from_millis(100);
+            while Instant::now() < deadline {
+                match store.withdraw_lost_claim(&owner, &nonce).await {
+                    Ok(0) => return,
+                    Ok(n) => {
+                        warn!(rows = n, claim = %nonce, "a claim's answer was lost after its commit: its pay intents were withdrawn (nothing was sent) and the rows are pending again");
+                        return;
+                    }
+                    Err(e) => {
+                        debug!(error = %e, claim = %nonce, "withdrawing a lost claim's intents failed; trying again");
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(Duration::from_secs(2));
+                    }
+                }
+            }
+        });
+    }
+
     /// Our credentials were refused: stop claiming for a while, loudly. The order is not at
     /// fault and stays as it is.
     pub fn pause_for_credentials(&self, status: i64) {

@@ -198,6 +198,25 @@ impl Shared {
         Ok(())
     }
 
+    /// While payments are held, says why on the waiting rows and fails those past their
+    /// payment deadline (see `JobStore::note_pending_held`).
+    async fn note_held(&self, store: &JobStore) {
+        let known = self.known.lock().unwrap().clone();
+        if known.level != Some(Level::Replicated) {
+            return;
+        }
+        let Err(why) = self.enough(&known.replication) else {
+            return;
+        };
+        match store.note_pending_held(&why).await {
+            Ok(0) => {}
+            Ok(n) => {
+                warn!(orders = n, reason = %why, "orders failed: their payment deadline passed while no pay intent could be made durable")
+            }
+            Err(e) => tracing::debug!(error = %e, "noting the held orders failed"),
+        }
+    }
+
     /// Reads the server's replication and settles the level; a server that cannot be read
     /// leaves what was known.
     async fn look(&self, store: &JobStore) {
@@ -341,6 +360,7 @@ async fn run(store: JobStore, shared: Arc<Shared>, mut rx: mpsc::Receiver<Waiter
             },
             () = tokio::time::sleep_until(next_look), if shared.policy != IntentDurability::Local => {
                 shared.look(&store).await;
+                shared.note_held(&store).await;
                 next_look = Instant::now() + LOOK_EVERY;
                 continue;
             }

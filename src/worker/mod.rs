@@ -249,10 +249,33 @@ impl Worker {
             return Ok(Vec::new());
         }
         let sent = Instant::now();
-        let jobs = i
-            .store
-            .claim(&i.id, limit as i64, lease, pay, follow)
-            .await?;
+        // Names this claim in its intent events: if its answer never arrives, the intents it
+        // recorded are withdrawn by that name (no step ran for them, nothing was sent).
+        let nonce = format!("{:016x}", rand::random::<u64>());
+        let claimed = std::panic::AssertUnwindSafe(i.store.claim(
+            &i.id,
+            limit as i64,
+            lease,
+            pay,
+            follow,
+            &nonce,
+        ))
+        .catch_unwind()
+        .await;
+        let jobs = match claimed {
+            Ok(Ok(jobs)) => jobs,
+            Ok(Err(e)) => {
+                i.withdraw_lost_claim(nonce, lease);
+                return Err(e);
+            }
+            Err(panic) => {
+                i.withdraw_lost_claim(nonce, lease);
+                return Err(jobs::Error::Database(sqlx::Error::Protocol(format!(
+                    "the claim panicked: {}",
+                    panic_message(panic.as_ref())
+                ))));
+            }
+        };
         let claimed_at = Instant::now();
         if let Some(first) = jobs.first() {
             i.report_skew(first.db_now);

@@ -98,6 +98,9 @@ fn prepare(
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Option<CreditCard>, NotSentReason> {
     let bad = |why: String| NotSentReason::BadInput(why);
+    if let Some(defect) = &job.defect {
+        return Err(bad(defect.clone()));
+    }
     let Some(method) = PaymentMethod::from_code(i64::from(job.payment_method)) else {
         return Err(bad(format!(
             "payment_method {} is not one of 1, 3, 4, 5",

@@ -825,3 +825,32 @@ async fn production_without_credentials_refuses_to_start_naming_the_missing_key(
     assert!(run.stderr.contains("atrip.client_id"), "{run:#?}");
     assert!(!run.stdout.contains("migrations applied"), "{run:#?}");
 }
+
+/// Production sends card data and the client secret to ATRIP over TLS only: an `http://` URL
+/// (a typo in an override, a Secret for another environment) is refused at start, naming the
+/// key, before anything is sent; a TLS-terminating sidecar on the loopback needs
+/// `atrip.allow_plain_http`.
+#[tokio::test]
+async fn production_refuses_an_atrip_url_that_is_not_https() {
+    for (url, allow, says) in [
+        ("http://api-sg.atriptech.com", "false", "must be https://"),
+        ("http://127.0.0.1:8443", "false", "allow_plain_http"),
+        ("http://10.1.2.3:8443", "true", "must be https://"),
+    ] {
+        let mut cmd = command(None);
+        cmd.arg("migrate")
+            .env("APP_ENVIRONMENT", "production")
+            .env("APP_ATRIP__CLIENT_ID", "id")
+            .env("APP_ATRIP__CLIENT_SECRET", "not-shown-anywhere")
+            .env("APP_ATRIP__BASE_URL", url)
+            .env("APP_ATRIP__ALLOW_PLAIN_HTTP", allow)
+            .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")));
+        let run = finish(cmd, None).await;
+        run.assert_code(1);
+        assert!(
+            run.stderr.contains("atrip.base_url") && run.stderr.contains(says),
+            "{url}: {run:#?}"
+        );
+        assert!(!run.stderr.contains("not-shown-anywhere"), "{run:#?}");
+    }
+}

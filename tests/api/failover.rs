@@ -281,6 +281,36 @@ async fn without_pg_monitor_the_worker_sends_nothing_and_names_the_grant() {
     let round = w.worker.step().await.unwrap();
     assert_eq!(round.claimed, 0, "no pending row is claimed while held");
     assert_eq!(w.ledger(&order_no, "pay_requests"), 0);
+    // The row says why it waits; one whose payment deadline passes meanwhile fails, unsent.
+    let due_soon = w.order().await;
+    let store = JobStore::new(pool(&w.url));
+    sqlx::query("UPDATE ticketing_jobs SET pay_deadline = ticketing_now() + interval '2 seconds' WHERE order_no = $1")
+        .bind(&due_soon)
+        .execute(&pool(&w.url))
+        .await
+        .unwrap();
+    wait_until(
+        Duration::from_secs(20),
+        "the rows to say why and the deadline to fail one",
+        || async {
+            let waiting = store.job(&order_no).await.unwrap().unwrap();
+            let late = store.job(&due_soon).await.unwrap().unwrap();
+            waiting
+                .last_error
+                .is_some_and(|e| e.contains("not paid yet") && e.contains("GRANT pg_monitor"))
+                && late.state == "failed"
+        },
+    )
+    .await;
+    let late = store.job(&due_soon).await.unwrap().unwrap();
+    let error = late.last_error.unwrap_or_default();
+    assert!(
+        error.contains(&due_soon)
+            && error.contains("payment deadline")
+            && error.contains("not sent"),
+        "{error}"
+    );
+    assert_eq!(w.ledger(&due_soon, "pay_requests"), 0);
 
     let admin = pool(&pgpair::url_at(w.pair.primary_addr(), DB));
     sqlx::query("GRANT pg_monitor TO plainworker")

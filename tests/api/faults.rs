@@ -248,3 +248,62 @@ fn with_host(url: &str, addr: std::net::SocketAddr) -> String {
     let path = rest.split_once('/').map_or("", |(_, path)| path);
     format!("postgres://{}@{addr}/{path}", options.get_username())
 }
+
+/// Rule P1: a claim's answer lost after its commit (the connection broke on the way back)
+/// leaves rows `paying` with intents no step will ever send. The worker withdraws them by the
+/// claim's name: they go back to `pending` as if never claimed, with an event saying nothing
+/// was sent, and are paid once. Before, each such order later showed unpaid "after a pay.do"
+/// and went to a person. Rows another claim has taken since are not touched.
+#[tokio::test]
+async fn the_intents_of_a_claim_whose_answer_was_lost_are_withdrawn_and_paid_once() {
+    let app = TestApp::new().await;
+    let lost = [
+        app.order_and_enqueue(1, None, json!({})).await,
+        app.order_and_enqueue(1, None, json!({})).await,
+    ];
+    let lease = app.settings.worker.lease();
+    // The claim commits; its answer is dropped, as a broken connection would.
+    let claimed = app
+        .store
+        .claim("w1", 10, lease, true, true, "0123456789abcdef")
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 2);
+    drop(claimed);
+    // Another worker's claim of the same name is not this one.
+    assert_eq!(
+        app.store
+            .withdraw_lost_claim("w2", "0123456789abcdef")
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        app.store
+            .withdraw_lost_claim("w1", "0123456789abcdef")
+            .await
+            .unwrap(),
+        2
+    );
+    for order_no in &lost {
+        let row = app.job(order_no).await;
+        assert_eq!(
+            (row.state.as_str(), row.pay_attempts, row.lease_owner),
+            ("pending", 0, None)
+        );
+        let events = app.store.events(order_no).await.unwrap();
+        assert_eq!(events.last().map(|e| e.kind.as_str()), Some("released"));
+    }
+    assert_eq!(
+        app.store
+            .withdraw_lost_claim("w1", "0123456789abcdef")
+            .await
+            .unwrap(),
+        0,
+        "once"
+    );
+    app.settle(&app.worker(), 200).await;
+    for order_no in &lost {
+        app.assert_ticketed_once(order_no, 1).await;
+    }
+}

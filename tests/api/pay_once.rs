@@ -198,6 +198,8 @@ async fn the_test_hooks_are_ignored_in_production() {
             ("APP_ENVIRONMENT", "production".into()),
             ("APP_ATRIP__CLIENT_ID", "sim-client".into()),
             ("APP_ATRIP__CLIENT_SECRET", "sim-secret".into()),
+            // The simulator stands in for a TLS-terminating sidecar on the loopback.
+            ("APP_ATRIP__ALLOW_PLAIN_HTTP", "true".into()),
             ("TICKETING_FAILPOINTS", "stop-before-pay".into()),
             ("TICKETING_CLOCK_SKEW_MS", "600000".into()),
         ],

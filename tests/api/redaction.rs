@@ -148,7 +148,14 @@ async fn rows_claims_and_atrip_answers_holding_a_card_never_print_it() {
 
     let claimed = app
         .store
-        .claim("redaction-test", 10, Duration::from_secs(30), true, true)
+        .claim(
+            "redaction-test",
+            10,
+            Duration::from_secs(30),
+            true,
+            true,
+            "test",
+        )
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1);

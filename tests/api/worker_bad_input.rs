@@ -222,3 +222,61 @@ async fn a_vcc_pay_request_carries_the_card_without_three_ds_and_the_agency_refe
     assert_eq!(sent["card_last4"], "0366");
     assert_eq!(sent["client_order_no"], "AGENCY-REF-42");
 }
+
+/// Rule P1a for values the claim itself must read: card data holding a number JSON can write
+/// but no reader can hold (`1e400`). Before, it failed the whole claim after the claim had
+/// committed, leaving every order of the batch `paying` with an intent that never left. Now it
+/// fails alone, naming the field, and the good order claimed with it is paid. A time written
+/// as `infinity` (which panicked the process at every start) is refused by the CHECK
+/// `times_are_finite`, and the migration that added it gave rows already holding one a real
+/// time of the same meaning.
+#[tokio::test]
+async fn a_row_the_claim_cannot_read_fails_alone_and_the_batch_is_paid() {
+    let app = TestApp::new().await;
+    let good = app.order_and_enqueue(1, None, json!({})).await;
+    let unreadable_card = app.create_order(json!({})).await;
+    sqlx::query(
+        r#"INSERT INTO ticketing_jobs (order_no, payment_method, card)
+           VALUES ($1, 3, ('{"cardNumber": "4532015112830366", "paymentLimit": 1e400}')::jsonb)"#,
+    )
+    .bind(&unreadable_card)
+    .execute(app.pool())
+    .await
+    .unwrap();
+    for column in ["created_at", "run_at", "pay_deadline"] {
+        let refused = sqlx::query(&format!(
+            "INSERT INTO ticketing_jobs (order_no, payment_method, {column}) VALUES ('INFINITE000001', 1, 'infinity')"
+        ))
+        .execute(app.pool())
+        .await
+        .unwrap_err();
+        assert!(
+            refused.to_string().contains("times_are_finite")
+                || refused.to_string().contains("pay_deadline_is_plausible"),
+            "{column}: {refused}"
+        );
+    }
+
+    let round = app.worker().step().await.unwrap();
+    assert_eq!(round.claimed, 2);
+    {
+        let (order_no, field) = (&unreadable_card, "card");
+        let row = sqlx::query_as::<_, (String, Option<String>, i32, i32)>(
+            "SELECT state, last_error, pay_attempts, pay_not_sent FROM ticketing_jobs WHERE order_no = $1",
+        )
+        .bind(order_no)
+        .fetch_one(app.pool())
+        .await
+        .unwrap();
+        assert_eq!(row.0, "failed", "{order_no}: {:?}", row.1);
+        let error = row.1.unwrap_or_default();
+        assert!(
+            error.contains(order_no.as_str()) && error.contains(field),
+            "{error}"
+        );
+        assert_eq!(row.2, row.3, "nothing was sent for {order_no}");
+        assert_eq!(app.pay_requests(order_no), 0);
+    }
+    app.settle(&app.worker(), 200).await;
+    app.assert_ticketed_once(&good, 1).await;
+}

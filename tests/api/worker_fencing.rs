@@ -17,14 +17,14 @@ async fn a_write_with_a_lease_token_taken_over_by_another_worker_is_refused_and_
 
     let a = app
         .store
-        .claim("worker-a", 10, lease, true, true)
+        .claim("worker-a", 10, lease, true, true, "test")
         .await
         .unwrap();
     assert_eq!(a.len(), 1);
     assert_eq!(a[0].claimed_from, State::Pending);
     assert!(app
         .store
-        .claim("worker-b", 10, lease, true, true)
+        .claim("worker-b", 10, lease, true, true, "test")
         .await
         .unwrap()
         .is_empty());
@@ -32,7 +32,7 @@ async fn a_write_with_a_lease_token_taken_over_by_another_worker_is_refused_and_
     app.advance(lease + Duration::from_millis(1)).await;
     let b = app
         .store
-        .claim("worker-b", 10, lease, true, true)
+        .claim("worker-b", 10, lease, true, true, "test")
         .await
         .unwrap();
     assert_eq!(b.len(), 1);
@@ -205,7 +205,7 @@ async fn a_write_applied_again_after_it_landed_changes_nothing() {
     let lease = app.settings.worker.lease();
     let claimed = app
         .store
-        .claim("worker-a", 10, lease, true, true)
+        .claim("worker-a", 10, lease, true, true, "test")
         .await
         .unwrap();
     let mut held = claimed[0].lease();
@@ -237,7 +237,7 @@ async fn a_give_back_keeps_the_last_answer_and_the_unclear_streak() {
     let lease = app.settings.worker.lease();
     let first = app
         .store
-        .claim("worker-a", 10, lease, true, true)
+        .claim("worker-a", 10, lease, true, true, "test")
         .await
         .unwrap();
     let mut held = first[0].lease();
@@ -258,7 +258,7 @@ async fn a_give_back_keeps_the_last_answer_and_the_unclear_streak() {
     .unwrap();
     let again = app
         .store
-        .claim("worker-a", 10, lease, true, true)
+        .claim("worker-a", 10, lease, true, true, "test")
         .await
         .unwrap();
     let mut held = again[0].lease();

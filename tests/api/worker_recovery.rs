@@ -299,7 +299,14 @@ async fn an_intent_the_previous_release_gave_back_unsent_is_paid_after_the_query
     let order_no = app.order_and_enqueue(1, None, json!({})).await;
     let claimed = app
         .store
-        .claim("old-worker", 10, app.settings.worker.lease(), true, true)
+        .claim(
+            "old-worker",
+            10,
+            app.settings.worker.lease(),
+            true,
+            true,
+            "test",
+        )
         .await
         .unwrap();
     release_as_the_previous_release_did(&app, &order_no, claimed[0].lease_token).await;
@@ -321,14 +328,14 @@ async fn a_recovery_the_previous_release_gave_back_is_no_proof_that_nothing_was_
     let order_no = app.order_and_enqueue(1, None, json!({})).await;
     let lease = app.settings.worker.lease();
     app.store
-        .claim("old-worker", 10, lease, true, true)
+        .claim("old-worker", 10, lease, true, true, "test")
         .await
         .unwrap();
     // The intent's pay.do may have left; a later recovery claim was given back.
     app.advance(lease + Duration::from_secs(1)).await;
     let recovery = app
         .store
-        .claim("old-worker-2", 10, lease, true, true)
+        .claim("old-worker-2", 10, lease, true, true, "test")
         .await
         .unwrap();
     sqlx::query(

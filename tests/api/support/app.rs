@@ -204,7 +204,7 @@ impl TestApp {
     /// Claims every due row (up to 10) as `worker`, with the configured lease.
     pub async fn claim_as(&self, worker: &str) -> Vec<ticketing_tracker::jobs::ClaimedJob> {
         self.store
-            .claim(worker, 10, self.settings.worker.lease(), true, true)
+            .claim(worker, 10, self.settings.worker.lease(), true, true, "test")
             .await
             .unwrap()
     }
