@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use crate::cli::{CancelArgs, Command, EnqueueArgs, ListArgs, RetryArgs, StatusArgs};
 use crate::config::Settings;
 use crate::domain::{OrderNo, PaymentMethod, State};
+use crate::jobs::Replicated;
 use crate::jobs::{EventRow, JobRow, JobStore, NewJob};
 
 pub async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<()> {
@@ -362,6 +363,7 @@ async fn retry(store: &JobStore, a: RetryArgs, by: &str) -> anyhow::Result<()> {
         }
     }
     let done = store.retry(&a.order_no, card.as_ref(), a.repay, by).await?;
+    warn_unless_replicated(store, &a.order_no, "retry").await;
     if a.json {
         println!(
             "{}",
@@ -384,8 +386,29 @@ async fn retry(store: &JobStore, a: RetryArgs, by: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Says on stderr when an operator's change is committed on a primary but no standby has it
+/// within a few seconds: a failover then would undo it (a cancelled order could be paid).
+async fn warn_unless_replicated(store: &JobStore, order_no: &str, what: &str) {
+    match store
+        .operator_change_replicated(std::time::Duration::from_secs(5))
+        .await
+    {
+        Ok(Replicated::NoStandby | Replicated::Yes) => {}
+        Ok(Replicated::Hidden) => eprintln!(
+            "warning: whether the {what} of order {order_no} reached a standby cannot be told: the standbys' positions are hidden from this role (GRANT pg_monitor); a failover before it does would undo it"
+        ),
+        Ok(Replicated::NotYet) => eprintln!(
+            "warning: the {what} of order {order_no} is committed on the primary, but no standby had it within 5 s: a failover now would undo it. Check with `ticketing-tracker status {order_no}` after any failover."
+        ),
+        Err(e) => eprintln!(
+            "warning: whether the {what} of order {order_no} reached a standby could not be read ({e}); check with `ticketing-tracker status {order_no}` after any failover"
+        ),
+    }
+}
+
 async fn cancel(store: &JobStore, a: CancelArgs, by: &str) -> anyhow::Result<()> {
     store.cancel(&a.order_no, by).await?;
+    warn_unless_replicated(store, &a.order_no, "cancel").await;
     if a.json {
         println!("{}", json!({"order_no": a.order_no, "state": "cancelled"}));
     } else {

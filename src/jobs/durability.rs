@@ -47,6 +47,18 @@ impl Replication {
     }
 }
 
+/// Whether an operator's change reached a standby.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replicated {
+    /// The server has no standby: nothing to wait for.
+    NoStandby,
+    Yes,
+    /// Not within the wait.
+    NotYet,
+    /// The standbys' positions are hidden from this role (no `pg_monitor`).
+    Hidden,
+}
+
 /// How far the standbys are past a WAL position.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Flushed {
@@ -177,5 +189,33 @@ SELECT count(*) AS "n!" FROM e
         .fetch_one(&mut *self.conn().await?)
         .await?;
         Ok(u64::try_from(failed).unwrap_or(0))
+    }
+
+    /// For an operator's command that has just committed (a `cancel`, a `retry`): whether
+    /// what it wrote is on a standby a failover could promote, waiting up to `within`. A
+    /// command whose change a failover forgets is undone: a cancelled order paid after all.
+    pub async fn operator_change_replicated(
+        &self,
+        within: std::time::Duration,
+    ) -> Result<Replicated, Error> {
+        if !self.replication().await?.has_standby() {
+            return Ok(Replicated::NoStandby);
+        }
+        let deadline = std::time::Instant::now() + within;
+        let mut target = None;
+        loop {
+            let f = self.standbys_flushed(target.as_deref()).await?;
+            if f.standbys > 0 && f.readable == 0 {
+                return Ok(Replicated::Hidden);
+            }
+            if f.flushed > 0 {
+                return Ok(Replicated::Yes);
+            }
+            if std::time::Instant::now() > deadline {
+                return Ok(Replicated::NotYet);
+            }
+            target.get_or_insert(f.target);
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 }

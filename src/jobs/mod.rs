@@ -19,7 +19,7 @@ mod writer;
 
 pub use apply::{ItemResult, Landed};
 pub use console::{AnswerCount, ConsoleOrder, Cursor, Throughput, ANSWERS_COUNTED};
-pub use durability::{Flushed, Replication, SERVER_ID};
+pub use durability::{Flushed, Replicated, Replication, SERVER_ID};
 pub use ops::Retried;
 pub use rows::{CardJson, ClaimedJob, EventRow, JobRow, Lease, SealedCard};
 pub use store::{Applied, JobStore, NewJob, Renewed};

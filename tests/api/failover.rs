@@ -444,3 +444,43 @@ async fn a_wal_archiver_is_no_standby_for_the_durability_of_an_intent() {
     assert_eq!(w.settle(&order_no).await, "ticketed");
     assert_eq!(w.ledger(&order_no, "pay_requests"), 1);
 }
+
+/// An operator's `cancel` committed on an asynchronous primary that no standby has yet would be
+/// undone by a failover (the order `pending` again, and paid): the command says so on stderr.
+/// With the stream flowing, it says nothing more.
+#[tokio::test]
+async fn a_cancel_no_standby_has_yet_is_said_to_be_undone_by_a_failover() {
+    let Some(mut w) = World::new(Replication::Asynchronous).await else {
+        return;
+    };
+    let flowing = w.order().await;
+    let run = crate::cli::finish(
+        {
+            let mut cmd = crate::cli::command(Some(&w.url));
+            cmd.args(["cancel", &flowing]);
+            cmd
+        },
+        None,
+    )
+    .await;
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert!(!run.stderr.contains("failover"), "{run:#?}");
+
+    let stalled = w.order().await;
+    w.pair.wait_standby_flushed().await.unwrap();
+    w.pair.stall_wal().await.unwrap();
+    let run = crate::cli::finish(
+        {
+            let mut cmd = crate::cli::command(Some(&w.url));
+            cmd.args(["cancel", &stalled]);
+            cmd
+        },
+        None,
+    )
+    .await;
+    assert_eq!(run.code, 0, "the cancel is committed: {run:#?}");
+    assert!(
+        run.stderr.contains(&stalled) && run.stderr.contains("a failover now would undo it"),
+        "{run:#?}"
+    );
+}
