@@ -4,7 +4,6 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use secrecy::ExposeSecret;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -89,13 +88,10 @@ async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<()> {
 /// a pool timing out.
 pub async fn connect(settings: &Settings) -> anyhow::Result<PgPool> {
     use sqlx::ConnectOptions;
-    let options: sqlx::postgres::PgConnectOptions =
-        settings
-            .database
-            .url
-            .expose_secret()
-            .parse()
-            .context("database.url (DATABASE_URL) is not a PostgreSQL URL")?;
+    let options = settings
+        .database
+        .connect_options()
+        .context("database.url (DATABASE_URL)")?;
     let at = format!("{}:{}", options.get_host(), options.get_port());
     let first = tokio::time::timeout(Duration::from_secs(10), options.connect())
         .await

@@ -81,13 +81,8 @@ pub async fn serve(
 /// The console's own small pool, so that pages never take a connection a worker's claim is
 /// waiting for; its statements give up after a few seconds rather than pile up.
 fn console_store(settings: &Settings) -> anyhow::Result<JobStore> {
-    use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-    let options: PgConnectOptions = settings
-        .database
-        .url
-        .expose_secret()
-        .parse()
-        .map_err(|_| anyhow::anyhow!("database.url is not a PostgreSQL URL"))?;
+    use sqlx::postgres::PgPoolOptions;
+    let options = settings.database.connect_options()?;
     let pool = PgPoolOptions::new()
         .max_connections(2)
         .acquire_timeout(std::time::Duration::from_secs(10))

@@ -74,6 +74,28 @@ pub struct DatabaseSettings {
     pub url: SecretString,
     pub max_connections: u32,
     pub migrate_on_start: bool,
+    /// The schema the job table lives in. Every connection's `search_path` is this schema
+    /// alone, whatever the role's or database's says: PostgreSQL's default `"$user", public`
+    /// puts a schema named after the role first, and a copy of the table there would be read
+    /// instead of the live one.
+    pub schema: String,
+}
+
+impl DatabaseSettings {
+    /// The connection options: the URL's, with `search_path` pinned to `schema` (sent at
+    /// connection start, so it holds for every statement of every connection, the `LISTEN`
+    /// one and the functions the statements call included).
+    pub fn connect_options(&self) -> Result<sqlx::postgres::PgConnectOptions, ConfigError> {
+        let options: sqlx::postgres::PgConnectOptions =
+            self.url
+                .expose_secret()
+                .parse()
+                .map_err(|_| ConfigError::Invalid {
+                    key: "database.url",
+                    problem: "is not a PostgreSQL URL".to_owned(),
+                })?;
+        Ok(options.options([("search_path", self.schema.as_str())]))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -245,6 +267,20 @@ impl Settings {
                 "atrip.client_secret",
                 "is empty: set APP_ATRIP__CLIENT_SECRET",
             );
+        }
+        let schema = &self.database.schema;
+        if !(1..=63).contains(&schema.len())
+            || !schema
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            || schema.starts_with(|c: char| c.is_ascii_digit())
+        {
+            return Err(ConfigError::Invalid {
+                key: "database.schema",
+                problem: format!(
+                    "is {schema:?}; it must be a plain lower-case schema name (letters, digits, _)"
+                ),
+            });
         }
         let db_url = self.database.url.expose_secret();
         if !(db_url.starts_with("postgres://") || db_url.starts_with("postgresql://")) {

@@ -307,3 +307,50 @@ async fn the_intents_of_a_claim_whose_answer_was_lost_are_withdrawn_and_paid_onc
         app.assert_ticketed_once(order_no, 1).await;
     }
 }
+
+/// The worker reads the live table whatever the role's `search_path`: PostgreSQL's default
+/// `"$user", public` puts a schema named after the role first, and this role's schema holds an
+/// old copy of `ticketing_jobs`. Before, the worker read the copy (and created its tables
+/// there with `migrate_on_start`) and never paid the order waiting in the live table, while
+/// `/readyz` said 200. Every connection's `search_path` is `database.schema` alone now.
+#[tokio::test]
+async fn a_schema_named_after_the_role_never_shadows_the_job_table() {
+    let app = TestApp::new().await;
+    let role = format!("shadow_{}", rand::random::<u32>());
+    for sql in [
+        format!("CREATE ROLE {role} LOGIN"),
+        format!("CREATE SCHEMA {role} AUTHORIZATION {role}"),
+        format!("CREATE TABLE {role}.ticketing_jobs (LIKE public.ticketing_jobs INCLUDING ALL)"),
+        format!("ALTER TABLE {role}.ticketing_jobs OWNER TO {role}"),
+        format!("GRANT USAGE ON SCHEMA public TO {role}"),
+        format!("GRANT ALL ON ALL TABLES IN SCHEMA public TO {role}"),
+        format!("GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {role}"),
+    ] {
+        sqlx::query(&sql).execute(app.pool()).await.unwrap();
+    }
+    let order_no = app.order_and_enqueue(1, None, json!({})).await;
+    let url = app.db.url().replacen("postgres@", &format!("{role}@"), 1);
+    let mut worker = crate::support::binary::WorkerProcess::start(
+        &app,
+        &[
+            ("DATABASE_URL", url),
+            ("APP_DATABASE__MIGRATE_ON_START", "false".into()),
+        ],
+    );
+    let done = worker.wait_until_done(&app, Duration::from_secs(60)).await;
+    let log = worker.stop().await;
+    assert!(done, "{log}");
+    app.assert_ticketed_once(&order_no, 1).await;
+    let copy: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {role}.ticketing_jobs"))
+        .fetch_one(app.pool())
+        .await
+        .unwrap();
+    assert_eq!(copy, 0, "the copy was never written");
+    for sql in [
+        format!("DROP SCHEMA {role} CASCADE"),
+        format!("DROP OWNED BY {role}"),
+        format!("DROP ROLE {role}"),
+    ] {
+        sqlx::query(&sql).execute(app.pool()).await.unwrap();
+    }
+}
