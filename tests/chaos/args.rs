@@ -15,6 +15,15 @@ const SMALL_STOPS: usize = 1;
 const FULL_STOPS: usize = 5;
 /// The skewed worker's wall clock runs this far ahead of the machine's.
 const SKEW_MS: i64 = 60_000;
+/// The failpoints every worker gets (`TICKETING_FAILPOINTS`, src/worker/failpoint.rs): the
+/// small run's are higher, so that it sees a few panics, errors and pauses; the big runs'
+/// give one or two of each per hundred steps.
+const SMALL_FAILPOINTS: &str = "panic:0.008,error:0.004,pause:0.003";
+const FULL_FAILPOINTS: &str = "panic:0.003,error:0.003,pause:0.002";
+/// Every this many pay.do, the ATRIP proxy answers one with something hostile (before and
+/// after ATRIP saw it, in turn): the small run gets about six.
+const SMALL_HOSTILE_PAY_EVERY: usize = 10;
+const FULL_HOSTILE_PAY_EVERY: usize = 24;
 
 #[derive(Debug, Clone)]
 pub struct Args {
@@ -33,10 +42,25 @@ pub struct Args {
     /// PostgreSQL "restarts": backends terminated, or a real restart when allowed.
     pub pg_restarts: usize,
     /// A command that restarts the database server for real (`sh -c`), e.g.
-    /// `docker restart pg` or `pg_ctl -D … restart -m fast`.
+    /// `docker restart pg` or `pg_ctl -D … restart -m fast`: DATABASE_URL's server, so with
+    /// `--failovers 0` (the pair's nodes belong to the run, which only terminates backends
+    /// there).
     pub pg_restart_cmd: Option<String>,
     /// The simulator's per-request fault probability.
     pub fault_rate: f64,
+    /// Failovers of the PostgreSQL pair the run's database lives on (0: no pair, DATABASE_URL's
+    /// server instead).
+    pub failovers: usize,
+    /// Cuts of the workers' database connections (new ones held) longer than the lease.
+    pub db_cuts: usize,
+    /// Row locks taken by an outside session (`SELECT … FOR UPDATE`, held a few seconds).
+    pub row_locks: usize,
+    /// Each order query gets a hostile answer from the ATRIP proxy with this probability.
+    pub hostile_rate: f64,
+    /// Every this many pay.do, one gets a hostile answer (0: none).
+    pub hostile_pay_every: usize,
+    /// The failpoints every worker process gets beside `stop-before-pay` (empty: none).
+    pub failpoints: String,
     /// How long every order may take to reach a terminal state, from the start of the run.
     pub deadline: Duration,
     /// Keep the worker logs of a passing run too (a failing run always keeps them).
@@ -58,11 +82,18 @@ impl Args {
             pg_restarts: usize::MAX,
             pg_restart_cmd: None,
             fault_rate: 0.2,
+            failovers: usize::MAX,
+            db_cuts: usize::MAX,
+            row_locks: usize::MAX,
+            hostile_rate: 0.03,
+            hostile_pay_every: usize::MAX,
+            failpoints: String::new(),
             deadline: Duration::ZERO,
             keep_logs: false,
             libtest: Libtest::default(),
         };
         let mut deadline_s = None;
+        let mut failpoints = None;
         let mut it = raw.into_iter().peekable();
         while let Some(arg) = it.next() {
             // `--flag=value` and `--flag value` alike.
@@ -91,6 +122,16 @@ impl Args {
                 "--pg-restarts" => a.pg_restarts = num("--pg-restarts", value("--pg-restarts")?)?,
                 "--pg-restart-cmd" => a.pg_restart_cmd = Some(value("--pg-restart-cmd")?),
                 "--fault-rate" => a.fault_rate = num("--fault-rate", value("--fault-rate")?)?,
+                "--failovers" => a.failovers = num("--failovers", value("--failovers")?)?,
+                "--db-cuts" => a.db_cuts = num("--db-cuts", value("--db-cuts")?)?,
+                "--row-locks" => a.row_locks = num("--row-locks", value("--row-locks")?)?,
+                "--hostile-rate" => {
+                    a.hostile_rate = num("--hostile-rate", value("--hostile-rate")?)?
+                }
+                "--hostile-pay-every" => {
+                    a.hostile_pay_every = num("--hostile-pay-every", value("--hostile-pay-every")?)?
+                }
+                "--failpoints" => failpoints = Some(value("--failpoints")?),
                 "--deadline-s" => {
                     deadline_s = Some(num::<u64>("--deadline-s", value("--deadline-s")?)?)
                 }
@@ -108,6 +149,36 @@ impl Args {
         if !(0.0..=1.0).contains(&a.fault_rate) {
             return Err("--fault-rate must be between 0 and 1".into());
         }
+        if !(0.0..=1.0).contains(&a.hostile_rate) {
+            return Err("--hostile-rate must be between 0 and 1".into());
+        }
+        let small = a.orders <= 200;
+        if a.failovers == usize::MAX {
+            // One per 1000 orders, at least one: the small run does one, the full run two.
+            a.failovers = 1 + a.orders / 1000;
+        }
+        if a.db_cuts == usize::MAX {
+            a.db_cuts = 1 + a.orders / 500;
+        }
+        if a.row_locks == usize::MAX {
+            a.row_locks = 2 + a.orders / 100;
+        }
+        if a.hostile_pay_every == usize::MAX {
+            a.hostile_pay_every = if small {
+                SMALL_HOSTILE_PAY_EVERY
+            } else {
+                FULL_HOSTILE_PAY_EVERY
+            };
+        }
+        a.failpoints = match failpoints.as_deref().map(str::trim) {
+            Some("" | "none") => String::new(),
+            Some(spec) => spec.to_owned(),
+            None if small => SMALL_FAILPOINTS.to_owned(),
+            None => FULL_FAILPOINTS.to_owned(),
+        };
+        if a.failpoints.contains("stop-before-pay") {
+            return Err("--failpoints: stop-before-pay is the run's own (see --stops)".into());
+        }
         if a.pg_restarts == usize::MAX {
             // One per 500 orders, at least one: the small run does one, the full run three.
             a.pg_restarts = 1 + a.orders / 500;
@@ -124,8 +195,7 @@ impl Args {
             a.storms = 1 + a.orders / 400;
         }
         // Bounded waits: about three minutes for the small run, fifteen for the big ones.
-        a.deadline =
-            Duration::from_secs(deadline_s.unwrap_or(if a.orders <= 200 { 180 } else { 900 }));
+        a.deadline = Duration::from_secs(deadline_s.unwrap_or(if small { 180 } else { 900 }));
         Ok(a)
     }
 }

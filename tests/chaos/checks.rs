@@ -7,6 +7,12 @@
 //! Claims of `paying` and `ticketing` rows write no event any more (only a claim of a
 //! `pending` row does, as its `pay_intent`), so who held a lease when is read off the lease
 //! tokens the events carry (`leases.rs`), never off claim events.
+//!
+//! A fifth record, when the workers reach ATRIP through the hostile proxy (`atrip_proxy.rs`):
+//! every exchange, what ATRIP answered, and whether that answer reached the worker. What a
+//! worker sent is read there (the proxy saw every request, also those it never forwarded);
+//! what a worker could know about a payment, and what it must therefore have recorded, is
+//! checked in `paid.rs`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
@@ -17,8 +23,10 @@ use serde_json::Value;
 use sqlx::PgPool;
 use ticketing_tracker::simulator::LoggedRequest;
 
+use crate::atrip_proxy::Exchange;
 use crate::leases;
 use crate::orders::Order;
+use crate::paid;
 use crate::records::{self, TERMINAL};
 
 pub use crate::records::{Event, Job};
@@ -92,6 +100,10 @@ pub struct Limits {
     /// `worker.unpaid_settle_s`: no order goes to review for showing unpaid after a send
     /// sooner than this after its phase began.
     pub unpaid_settle: Duration,
+    /// `atrip.pay_timeout_ms` and `atrip.query_timeout_ms`: an answer written to a worker
+    /// later than this after its request arrived may have found the worker gone.
+    pub pay_timeout: Duration,
+    pub query_timeout: Duration,
 }
 
 /// What the run did and so what must show in the records.
@@ -103,13 +115,38 @@ pub struct Expect {
     pub storms: usize,
     /// Prefix of the skewed worker processes' ids, if any ran.
     pub skewed: Option<String>,
+    /// Failovers, cuts of the workers' database longer than the lease, and outside row locks
+    /// the run had to make (the ones made are in [`Data::done`]).
+    pub failovers: usize,
+    pub db_cuts: usize,
+    pub row_locks: usize,
+    /// The workers ran with the `panic` failpoint: some step must have panicked.
+    pub panics: bool,
+    /// The workers went through the hostile proxy: every kind of hostile answer must have
+    /// been given, and `pay.do` must have met one before and one after ATRIP took it.
+    pub hostile: bool,
+}
+
+/// What the schedule did, beside what the records show.
+#[derive(Debug, Default, Clone)]
+pub struct Done {
+    pub failovers: usize,
+    pub db_cuts: usize,
+    pub row_locks: usize,
 }
 
 pub struct Data {
     pub jobs: Vec<Job>,
     pub events: Vec<Event>,
     pub ledger: Value,
+    /// What the workers sent: the proxy's log when they went through it (requests it never
+    /// forwarded included, at their arrival there), else the simulator's.
     pub requests: Vec<LoggedRequest>,
+    /// The ATRIP proxy's exchanges (empty without the proxy).
+    pub exchanges: Vec<Exchange>,
+    /// Worker processes that ended during the run (killed, or on their own), and when.
+    pub ended: Vec<(String, DateTime<Utc>)>,
+    pub done: Done,
 }
 
 /// The job table and its events.
@@ -143,6 +180,12 @@ pub struct Report {
     /// their phase one came (the database's time).
     pub unpaid_reviews: usize,
     pub earliest_unpaid_review: Option<Duration>,
+    /// Orders ATRIP charged that ended in `needs_review` with no answer any worker got ever
+    /// showing them paid (allowed, see `paid.rs`), and the orders whose row records the
+    /// payment.
+    pub charged_unknown_reviews: Vec<String>,
+    /// Steps that panicked (events `step_panicked`).
+    pub panics: usize,
     pub violations: Vec<Violation>,
     pub notes: Vec<String>,
 }
@@ -176,20 +219,30 @@ pub fn check(
             requests.entry(no.as_str()).or_default().push(q);
         }
     }
+    let mut exchanges: HashMap<&str, Vec<&Exchange>> = HashMap::new();
+    for x in &data.exchanges {
+        if let Some(no) = &x.order_no {
+            exchanges.entry(no.as_str()).or_default().push(x);
+        }
+    }
     let no_events = Vec::new();
     let no_requests = Vec::new();
+    let no_exchanges = Vec::new();
     for o in orders {
         let evs = events.get(o.no.as_str()).unwrap_or(&no_events);
         let reqs = requests.get(o.no.as_str()).unwrap_or(&no_requests);
+        let xs = exchanges.get(o.no.as_str()).unwrap_or(&no_exchanges);
         let job = jobs.get(o.no.as_str()).copied();
         rows_and_ledger(&mut r, o, job, &data.ledger);
         if let Some(job) = job {
             intents(&mut r, o, job, evs, reqs);
             operator_retries(&mut r, o, evs);
+            paid::order(&mut r, o, job, evs, xs, data, pauses, limits);
         }
         review_not_early(&mut r, o, evs, limits);
         leases::fencing(&mut r, o, evs);
     }
+    paid::faults(&mut r, data, expect);
     if data.jobs.len() != orders.len() {
         r.fail(
             "rows",
@@ -514,9 +567,11 @@ fn operator_retries(r: &mut Report, o: &Order, evs: &[&Event]) {
                 ),
             );
         }
+        // A row given back, or a step that panicked, decided nothing (a panicked step's new
+        // intent, if it made one, is its own event and comes first).
         let first = evs[k + 1..]
             .iter()
-            .find(|n| !n.is_operator() && n.kind != "released");
+            .find(|n| !n.is_operator() && n.kind != "released" && n.kind != "step_panicked");
         if let Some(n) = first.filter(|n| n.kind != "query_answered") {
             r.fail(
                 "retry_resumes_with_query",
@@ -615,13 +670,31 @@ pub fn dump(report: &Report, data: &Data, path: &std::path::Path) -> std::io::Re
     for v in &report.violations {
         let _ = writeln!(out, "VIOLATION {} {:?}: {}", v.check, v.order, v.what);
     }
-    for no in named.iter().take(50) {
+    histories(&mut out, named.into_iter().take(50), data);
+    std::fs::write(path, out)
+}
+
+/// Writes the history of every order that did not end ticketed (`--keep-logs`).
+pub fn dump_unticketed(data: &Data, path: &std::path::Path) -> std::io::Result<()> {
+    let mut out = String::new();
+    let names = data
+        .jobs
+        .iter()
+        .filter(|j| j.state != "ticketed")
+        .map(|j| j.order_no.as_str());
+    histories(&mut out, names, data);
+    std::fs::write(path, out)
+}
+
+/// Each order's row, events, ledger entry, requests and exchanges.
+fn histories<'a>(out: &mut String, names: impl Iterator<Item = &'a str>, data: &Data) {
+    for no in names {
         let _ = writeln!(out, "\n=== {no}");
-        for j in data.jobs.iter().filter(|j| j.order_no == *no) {
+        for j in data.jobs.iter().filter(|j| j.order_no == no) {
             let _ = writeln!(out, "row: {j:?}");
         }
-        let _ = writeln!(out, "ledger: {}", data.ledger["orders"][*no]);
-        for e in data.events.iter().filter(|e| e.order_no == *no) {
+        let _ = writeln!(out, "ledger: {}", data.ledger["orders"][no]);
+        for e in data.events.iter().filter(|e| e.order_no == no) {
             let _ = writeln!(
                 out,
                 "event #{} {} {} -> {} token={:?} worker={:?} {}",
@@ -631,10 +704,20 @@ pub fn dump(report: &Report, data: &Data, path: &std::path::Path) -> std::io::Re
         for q in data
             .requests
             .iter()
-            .filter(|q| q.order_no.as_deref() == Some(*no))
+            .filter(|q| q.order_no.as_deref() == Some(no))
         {
             let _ = writeln!(out, "request {} {} from {:?}", q.at, q.endpoint, q.worker);
         }
+        for x in data
+            .exchanges
+            .iter()
+            .filter(|x| x.order_no.as_deref() == Some(no))
+        {
+            let _ = writeln!(
+                out,
+                "exchange {} {} from {:?}: hostile {:?}, forwarded {}, ATRIP answered {:?}, delivered after {:?}",
+                x.at, x.endpoint, x.worker, x.hostile, x.forwarded, x.atrip, x.delivered
+            );
+        }
     }
-    std::fs::write(path, out)
 }

@@ -2,7 +2,9 @@
 //! resumed (SIGCONT), and killed whenever this program ends, however it ends. Slot 0 runs with
 //! its wall clock skewed (`TICKETING_CLOCK_SKEW_MS`); a slot may run with the test-only
 //! failpoint `stop-before-pay:P` (`TICKETING_FAILPOINTS`), which makes the process SIGSTOP
-//! itself right before a pay.do leaves: [`Fleet::stopped_itself`] sees it in /proc.
+//! itself right before a pay.do leaves: [`Fleet::stopped_itself`] sees it in /proc. Every
+//! process also gets the fleet's other failpoints (`panic`, `error`, `pause`, see
+//! src/worker/failpoint.rs), if any.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -40,6 +42,12 @@ pub struct Fleet {
     pub slots: Vec<Slot>,
     /// Processes that ended without being killed by us: `(worker id, exit status, log)`.
     pub unexpected_exits: Vec<(String, String, PathBuf)>,
+    /// Failpoints every process gets beside its slot's `stop-before-pay` (the
+    /// `TICKETING_FAILPOINTS` syntax; empty: none).
+    pub failpoints: String,
+    /// Every process that ended before the run did (SIGKILLed by us, or on its own), and when
+    /// (this machine's clock): whatever it held in memory was lost then.
+    pub ended: Vec<(String, chrono::DateTime<chrono::Utc>)>,
 }
 
 impl Fleet {
@@ -71,6 +79,8 @@ impl Fleet {
             dir,
             slots,
             unexpected_exits: Vec::new(),
+            failpoints: String::new(),
+            ended: Vec::new(),
         }
     }
 
@@ -85,8 +95,14 @@ impl Fleet {
         if s.skew_ms != 0 {
             hooks.push(("TICKETING_CLOCK_SKEW_MS", s.skew_ms.to_string()));
         }
-        if let Some(p) = s.failpoint {
-            hooks.push(("TICKETING_FAILPOINTS", format!("stop-before-pay:{p}")));
+        let failpoints: Vec<String> = s
+            .failpoint
+            .map(|p| format!("stop-before-pay:{p}"))
+            .into_iter()
+            .chain((!self.failpoints.is_empty()).then(|| self.failpoints.clone()))
+            .collect();
+        if !failpoints.is_empty() {
+            hooks.push(("TICKETING_FAILPOINTS", failpoints.join(",")));
         }
         let child = workers::command(
             "chaos-worker",
@@ -118,6 +134,7 @@ impl Fleet {
         if let Some(mut child) = s.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+            self.ended.push((killed.clone(), chrono::Utc::now()));
         }
         self.start(slot)?;
         Ok(killed)
@@ -191,6 +208,7 @@ impl Fleet {
             if let Some(status) = exited {
                 s.child = None;
                 s.down_since = Some(Instant::now());
+                self.ended.push((s.id.clone(), chrono::Utc::now()));
                 self.unexpected_exits
                     .push((s.id.clone(), status.clone(), s.log.clone()));
                 notes.push(format!("worker {} exited on its own ({status})", s.id));

@@ -1,5 +1,6 @@
-//! One run: the database, the simulator, the orders and the worker processes; then the schedule
-//! of what goes wrong (`schedule`), the checks, and the figures.
+//! One run: the database (`database`: a PostgreSQL pair behind proxies), the simulator behind
+//! the hostile ATRIP proxy (`atrip_proxy`), the orders and the worker processes; then the
+//! schedule of what goes wrong (`schedule`), the checks, and the figures.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -7,11 +8,12 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use sqlx::PgPool;
-use ticketing_tracker::localpg::Scratch;
-use ticketing_tracker::simulator::{self, SimConfig};
+use ticketing_tracker::simulator::{self, LoggedRequest, SimConfig};
 
 use crate::args::Args;
-use crate::checks::{self, Data, Expect, Limits};
+use crate::atrip_proxy::{self, AtripProxy, Exchange, Hostile};
+use crate::checks::{self, Data, Done, Expect, Limits};
+use crate::database::Database;
 use crate::orders;
 use crate::pg::Restarter;
 use crate::procs::{self, Fleet};
@@ -39,6 +41,12 @@ const _: () = assert!(
         < UNPAID_SETTLE.as_millis()
 );
 const _: () = assert!(*orders::PROCESSING_MS.end() as u128 + 200 < PAY_TIMEOUT.as_millis());
+/// The workers' `atrip.max_answer_bytes`: the configuration's lowest (16 KiB) times four, far
+/// above any answer the simulator gives; the proxy's oversized bodies go well beyond it.
+pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
+/// How long the `pause` failpoint sleeps in a step: just over the lease, so that the row is
+/// taken over meanwhile.
+const FAILPOINT_PAUSE: Duration = Duration::from_millis(LEASE.as_millis() as u64 + 1000);
 
 /// The figures of the final line.
 #[derive(Default)]
@@ -56,6 +64,14 @@ struct Figures {
     stranded: usize,
     pay_requests_over_one: u64,
     needs_review: usize,
+    failovers: usize,
+    db_cuts: usize,
+    row_locks: usize,
+    panics: usize,
+    redirects: usize,
+    oversized: usize,
+    resets_mid_body: usize,
+    endless: usize,
 }
 
 /// Runs everything and prints the final line; returns the exit status.
@@ -72,7 +88,7 @@ pub async fn run(args: Args, started: Instant) -> i32 {
         }
     };
     println!(
-        "chaos: orders={} kills={} pg_restarts={} faults={} stops={} skewed={} storms={} retries={} double_charges={} lost={} stranded={} pay_requests_over_one={} needs_review={} elapsed_s={:.1}",
+        "chaos: orders={} kills={} pg_restarts={} faults={} stops={} skewed={} storms={} retries={} double_charges={} lost={} stranded={} pay_requests_over_one={} needs_review={} failovers={} db_cuts_over_lease={} row_locks={} panics={} redirects={} oversized={} resets_mid_body={} endless={} elapsed_s={:.1}",
         fig.orders,
         fig.kills,
         fig.pg_restarts,
@@ -86,6 +102,14 @@ pub async fn run(args: Args, started: Instant) -> i32 {
         fig.stranded,
         fig.pay_requests_over_one,
         fig.needs_review,
+        fig.failovers,
+        fig.db_cuts,
+        fig.row_locks,
+        fig.panics,
+        fig.redirects,
+        fig.oversized,
+        fig.resets_mid_body,
+        fig.endless,
         started.elapsed().as_secs_f64()
     );
     code
@@ -93,56 +117,57 @@ pub async fn run(args: Args, started: Instant) -> i32 {
 
 async fn body(args: &Args, started: Instant, fig: &mut Figures) -> Result<i32, String> {
     let mut rng = StdRng::seed_from_u64(args.seed);
-    let plan = Plan::new(args, &mut rng);
+    let db = Database::open(args.failovers, |m| say(started, m)).await?;
+    let result = with_database(args, started, fig, &mut rng, &db).await;
+    db.close().await;
+    result
+}
+
+/// Everything after the database exists (which the caller closes however this ends).
+async fn with_database(
+    args: &Args,
+    started: Instant,
+    fig: &mut Figures,
+    rng: &mut StdRng,
+    db: &Database,
+) -> Result<i32, String> {
+    let failovers = if db.has_pair() { args.failovers } else { 0 };
+    let db_cuts = if db.can_cut() { args.db_cuts } else { 0 };
+    let plan = Plan::new(args, rng, failovers, db_cuts);
+    let plan = &plan;
     say(
         started,
         format!(
-            "chaos run: {} orders over {:.0} s, {} workers (w0's clock {} ms ahead), {} kills, {} PostgreSQL restarts, one pause of {} ms, at least {} stops before pay.do (stop-before-pay:{:.3} on {:?}), {} query storms, fault rate {}, ATRIP without its duplicate guard (replay: --seed {})",
+            "chaos run: {} orders over {:.0} s, {} workers (w0's clock {} ms ahead), {} kills, {} PostgreSQL restarts, {failovers} failovers, {db_cuts} cuts of the workers' database for {} ms, {} outside row locks, one pause of {} ms, at least {} stops before pay.do (stop-before-pay:{:.3} on {:?}), failpoints {:?} (pause {} ms), {} query storms, fault rate {}, hostile ATRIP answers to one pay.do in {} and {} of the queries, ATRIP without its duplicate guard (replay: --seed {})",
             args.orders,
             plan.span.as_secs_f64(),
             args.workers,
             args.skew_ms,
             args.kills,
             args.pg_restarts,
+            sched::DB_CUT.as_millis(),
+            args.row_locks,
             plan.pause_for.as_millis(),
             args.stops,
             sched::failpoint_p(args).unwrap_or(0.0),
             sched::failpoint_slots(args.workers).iter().map(|s| format!("w{s}")).collect::<Vec<_>>(),
+            args.failpoints,
+            FAILPOINT_PAUSE.as_millis(),
             args.storms,
             args.fault_rate,
+            args.hostile_pay_every,
+            args.hostile_rate,
             args.seed
         ),
     );
-    let db = Scratch::create("chaos")
-        .await
-        .map_err(|e| format!("no database: {e:#}"))?;
-    let result = with_database(args, started, fig, &plan, &mut rng, &db).await;
-    db.drop_database().await;
-    result
-}
-
-/// Everything after the database exists (which the caller drops however this ends).
-async fn with_database(
-    args: &Args,
-    started: Instant,
-    fig: &mut Figures,
-    plan: &Plan,
-    rng: &mut StdRng,
-    db: &Scratch,
-) -> Result<i32, String> {
     let (restarter, how) = Restarter::choose(
         args.pg_restart_cmd.as_deref(),
         &db.server_url,
-        db.cluster.is_some(),
+        db.own_server,
     );
-    let on = if db.cluster.is_some() {
-        "a throwaway local cluster"
-    } else {
-        "DATABASE_URL's server"
-    };
     say(
         started,
-        format!("database {} on {on}; PostgreSQL restarts: {how}", db.name),
+        format!("database on {}; PostgreSQL restarts: {how}", db.on),
     );
     let sim = simulator::start(
         SimConfig {
@@ -160,16 +185,26 @@ async fn with_database(
     )
     .await
     .map_err(|e| format!("simulator: {e}"))?;
+    let proxy = AtripProxy::start(
+        sim.addr(),
+        atrip_proxy::Config {
+            pay_every: args.hostile_pay_every,
+            query_p: args.hostile_rate,
+            max_answer: MAX_ANSWER_BYTES,
+            seed: args.seed,
+        },
+    )?;
     let orders = orders::prepare(&sim, rng, args.orders).await?;
     let dir = run_dir("chaos")?;
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_ticketing-tracker"));
     let mut fleet = Fleet::new(
         exe,
-        worker_env(&db.url, &sim.base_url()),
+        worker_env(&db.workers_url, &proxy.base_url()),
         dir.clone(),
         args.workers,
         args.skew_ms,
     );
+    fleet.failpoints = args.failpoints.clone();
     for slot in sched::failpoint_slots(args.workers) {
         fleet.slots[slot].failpoint = sched::failpoint_p(args);
     }
@@ -177,8 +212,9 @@ async fn with_database(
     say(
         started,
         format!(
-            "simulator at {}; workers started, logs in {}",
+            "simulator at {}, the workers' ATRIP proxy at {}; workers started, logs in {}",
             sim.base_url(),
+            proxy.base_url(),
             dir.display()
         ),
     );
@@ -188,6 +224,8 @@ async fn with_database(
         plan,
         pool: &db.pool,
         db_url: &db.url,
+        db,
+        proxy: &proxy,
         orders: &orders,
         restarter: &restarter,
         sim: &sim,
@@ -199,24 +237,54 @@ async fn with_database(
     fig.pg_restarts = outcome.pg_restarts;
 
     let (jobs, events) = load_with_retries(&db.pool).await?;
+    let exchanges = proxy.exchanges();
     let data = Data {
         jobs,
         events,
         ledger: sim.ledger(),
-        requests: sim.requests(),
+        requests: if exchanges.is_empty() {
+            sim.requests()
+        } else {
+            sent(&exchanges)
+        },
+        exchanges,
+        ended: fleet.ended.clone(),
+        done: Done {
+            failovers: outcome.failovers,
+            db_cuts: outcome.db_cuts,
+            row_locks: outcome.row_locks,
+        },
     };
     let limits = Limits {
         lease: LEASE,
         unpaid_settle: UNPAID_SETTLE,
+        pay_timeout: PAY_TIMEOUT,
+        query_timeout: QUERY_TIMEOUT,
     };
     let expect = Expect {
         stops: args.stops,
         storms: outcome.storms,
         skewed: (args.skew_ms != 0).then(|| "chaos-w0-".to_owned()),
+        failovers,
+        db_cuts,
+        row_locks: args.row_locks,
+        panics: args.failpoints.contains("panic"),
+        hostile: args.hostile_pay_every > 0 && args.hostile_rate > 0.0,
     };
     let mut report = checks::check(&orders, &data, &outcome.pauses, &limits, &expect);
+    // The panics the failpoint makes are expected (and counted); any other is a bug. The
+    // panic hook's line ("thread '…' panicked at FILE") names the failpoint's file, the
+    // worker's own line ("the step panicked…") carries the panic's message.
+    let mut panic_lines = 0;
     for log in fleet.logs() {
         for line in procs::grep(&log, "panicked") {
+            if !line.contains("panicked at") && !line.contains("the step panicked") {
+                continue;
+            }
+            if line.contains("failpoint") {
+                panic_lines += 1;
+                continue;
+            }
             report.violations.push(checks::Violation {
                 check: "worker_panics",
                 order: None,
@@ -237,6 +305,22 @@ async fn with_database(
         .as_u64()
         .unwrap_or(report.pay_requests_over_one);
     fig.needs_review = report.states.get("needs_review").copied().unwrap_or(0);
+    fig.failovers = outcome.failovers;
+    fig.db_cuts = outcome.db_cuts;
+    fig.row_locks = outcome.row_locks;
+    fig.panics = report.panics;
+    let hostile = atrip_proxy::counts(&data.exchanges);
+    let of = |is: fn(Hostile) -> bool| -> usize {
+        hostile
+            .iter()
+            .filter(|((k, _, _), _)| is(*k))
+            .map(|(_, n)| n)
+            .sum()
+    };
+    fig.redirects = of(Hostile::is_redirect);
+    fig.oversized = of(Hostile::is_oversized);
+    fig.resets_mid_body = of(|k| k == Hostile::ResetMidBody);
+    fig.endless = of(|k| k == Hostile::Endless);
 
     let states: Vec<String> = report
         .states
@@ -289,6 +373,19 @@ async fn with_database(
             fleet.unexpected_exits.len()
         ),
     );
+    say(
+        started,
+        format!(
+            "worker logs: {} steps panicked (events), {panic_lines} failpoint panic lines, {} \"failpoint error\", {} \"failpoint pause\", {} \"locked by another session\", {} \"not yet durable\", {} \"evidence of payment could not be written\", {} \"evidence of payment is in the job table\"",
+            report.panics,
+            count_lines("failpoint error"),
+            count_lines("failpoint pause"),
+            count_lines("locked by another session"),
+            count_lines("not yet durable"),
+            count_lines("evidence of payment could not be written"),
+            count_lines("evidence of payment is in the job table"),
+        ),
+    );
     for (id, status, log) in &fleet.unexpected_exits {
         say(
             started,
@@ -309,6 +406,12 @@ async fn with_database(
                 args.deadline.as_secs()
             ),
         );
+    }
+    if args.keep_logs {
+        let path = dir.join("unticketed.txt");
+        if let Err(e) = checks::dump_unticketed(&data, &path) {
+            say(started, format!("could not write {}: {e}", path.display()));
+        }
     }
     let code = if report.violations.is_empty() {
         say(started, "all invariants hold");
@@ -364,8 +467,32 @@ fn worker_env(db_url: &str, sim_url: &str) -> Vec<(String, String)> {
         ),
         // Plain lines: the run counts them with grep (`procs::grep`).
         ("APP_LOG__FORMAT", "pretty".into()),
+        // Bounded answers (rule P10): the ATRIP proxy's oversized bodies go beyond this.
+        ("APP_ATRIP__MAX_ANSWER_BYTES", MAX_ANSWER_BYTES.to_string()),
+        // A standby that does not confirm an intent within a second gives the row back, well
+        // inside the lease (rule P1b; the default is 5 s).
+        ("APP_WORKER__REPLICATION_WAIT_MS", "1000".into()),
+        ("TICKETING_FAILPOINT_PAUSE_MS", workers::ms(FAILPOINT_PAUSE)),
     ];
     workers::env(db_url, sim_url, &t, own)
+}
+
+/// What the workers sent, as the ATRIP proxy saw it arrive (the requests it never forwarded
+/// included), in the simulator's request log's form.
+fn sent(exchanges: &[Exchange]) -> Vec<LoggedRequest> {
+    exchanges
+        .iter()
+        .map(|x| LoggedRequest {
+            at: x.at,
+            endpoint: match x.endpoint.as_str() {
+                "pay.do" => "pay.do",
+                "queryOrderDetails.do" => "queryOrderDetails.do",
+                _ => "other",
+            },
+            order_no: x.order_no.clone(),
+            worker: x.worker.clone(),
+        })
+        .collect()
 }
 
 /// The rows that did not end ticketed, grouped by state and reason (order numbers cut out).

@@ -1,7 +1,9 @@
 //! The schedule: orders enqueued evenly over a span; kills, PostgreSQL cuts and query storms
-//! spread over it; one pause in it; workers that stop themselves before a pay.do held past
-//! their lease; an operator's plain `retry` of every row that lands in `needs_review`; until
-//! every order is terminal (and every `needs_review` row was retried once) or the deadline
+//! spread over it; failovers of the PostgreSQL pair, cuts of the workers' database longer than
+//! the lease, and row locks held by an outside session in its first part; one pause in it;
+//! workers that stop themselves before a pay.do held past their lease; an operator's plain
+//! `retry` of every row that lands in `needs_review`; until every order is terminal (and every
+//! `needs_review` row was retried once, and every failover and cut done) or the deadline
 //! passes.
 
 use std::collections::HashSet;
@@ -15,7 +17,9 @@ use ticketing_tracker::jobs::{self, JobStore};
 use ticketing_tracker::simulator::SimHandle;
 
 use crate::args::Args;
+use crate::atrip_proxy::AtripProxy;
 use crate::checks::Pause;
+use crate::database::{self, Database};
 use crate::orders::{self, Order};
 use crate::pause::{self, Frozen};
 use crate::pg::Restarter;
@@ -37,6 +41,12 @@ const RETIRE_AFTER: Duration = Duration::from_millis(LEASE.as_millis() as u64 * 
 pub const STORM: Duration = Duration::from_millis(3000);
 /// How often `needs_review` rows are looked for and retried.
 const RETRY_EVERY: Duration = Duration::from_secs(2);
+/// How long a cut of the workers' database lasts: longer than the lease, so that every lease
+/// runs out while the workers cannot write (their answers in hand).
+pub const DB_CUT: Duration = Duration::from_millis(LEASE.as_millis() as u64 + 2000);
+/// A cut waits this long at most for a worker's ATRIP call in flight (whose answer then meets
+/// the cut).
+const CUT_WAITS_FOR_A_CALL: Duration = Duration::from_secs(4);
 /// The operator name on retries.
 pub const OPERATOR: &str = "chaos";
 
@@ -54,10 +64,16 @@ pub struct Plan {
     /// When the stops before pay.do should have happened, at the latest: whenever fewer were
     /// seen than these moments passed, the failpoint is forced on a worker (for one stop).
     stops_at: Vec<Duration>,
+    /// Failovers, cuts of the workers' database, outside row locks.
+    pub failovers: Vec<Duration>,
+    pub db_cuts: Vec<Duration>,
+    pub row_locks: Vec<Duration>,
 }
 
 impl Plan {
-    pub fn new(args: &Args, rng: &mut StdRng) -> Plan {
+    /// `failovers` and `db_cuts`: how many the run can make (none without a pair, or without
+    /// a proxy in front of the workers' database).
+    pub fn new(args: &Args, rng: &mut StdRng, failovers: usize, db_cuts: usize) -> Plan {
         let span = Duration::from_millis((args.orders as u64 * 250).clamp(10_000, 240_000));
         let window = span + Duration::from_secs(3);
         // n moments spread evenly over the window, each jittered within its share.
@@ -79,6 +95,20 @@ impl Plan {
             .into_iter()
             .map(|at| at.mul_f64(0.6))
             .collect();
+        // Failovers between 15 % and 70 % of the window; cuts within its first 80 %; row locks
+        // within the first 70 % of the span: while orders are still being paid.
+        let failovers = spread(failovers)
+            .into_iter()
+            .map(|at| window.mul_f64(0.15) + at.mul_f64(0.55))
+            .collect();
+        let db_cuts = spread(db_cuts)
+            .into_iter()
+            .map(|at| at.mul_f64(0.8))
+            .collect();
+        let row_locks = spread(args.row_locks)
+            .into_iter()
+            .map(|at| at.mul_f64(0.7 * span.as_secs_f64() / window.as_secs_f64()))
+            .collect();
         Plan {
             span,
             kills,
@@ -87,6 +117,9 @@ impl Plan {
             pause_at: window.mul_f64(0.35),
             pause_for: LEASE * 2,
             stops_at,
+            failovers,
+            db_cuts,
+            row_locks,
         }
     }
 
@@ -141,6 +174,11 @@ pub struct Outcome {
     /// Plain `retry` of `needs_review` rows that were accepted.
     pub retries: usize,
     pub retries_refused: usize,
+    pub failovers: usize,
+    /// Cuts of the workers' database that lasted longer than the lease.
+    pub db_cuts: usize,
+    /// Outside row locks taken and held.
+    pub row_locks: usize,
     pub timed_out: bool,
     pub notes: Vec<String>,
 }
@@ -161,6 +199,8 @@ pub struct Ctx<'a> {
     pub plan: &'a Plan,
     pub pool: &'a PgPool,
     pub db_url: &'a str,
+    pub db: &'a Database,
+    pub proxy: &'a AtripProxy,
     pub orders: &'a [Order],
     pub restarter: &'a Restarter,
     pub sim: &'a SimHandle,
@@ -199,6 +239,8 @@ pub async fn chaos(ctx: &Ctx<'_>, fleet: &mut Fleet, rng: &mut StdRng) -> Outcom
         plan,
         pool,
         db_url,
+        db,
+        proxy,
         orders,
         restarter,
         sim,
@@ -223,6 +265,11 @@ pub async fn chaos(ctx: &Ctx<'_>, fleet: &mut Fleet, rng: &mut StdRng) -> Outcom
     let mut retried: HashSet<String> = HashSet::new();
     let mut retiring: Vec<Retiring> = Vec::new();
     let mut planned = 0;
+    let (mut next_failover, mut next_cut) = (0, 0);
+    let mut failing_over: Option<tokio::task::JoinHandle<Result<String, String>>> = None;
+    let mut cut: Option<Instant> = None;
+    let mut locks: tokio::task::JoinSet<Result<Option<String>, String>> = Default::default();
+    let mut lock_retry_at = Instant::now();
     let mut last_retry = Instant::now();
     let mut last_progress = Instant::now();
     loop {
@@ -300,6 +347,119 @@ pub async fn chaos(ctx: &Ctx<'_>, fleet: &mut Fleet, rng: &mut StdRng) -> Outcom
             retire(fleet, r.slot, &mut out, started, "its forced stop is done");
         }
 
+        // Failovers: one at a time, in a task of its own (the loop goes on meanwhile); not
+        // while a worker is frozen by us, nor while the workers' database is cut.
+        if failing_over.as_ref().is_some_and(|t| t.is_finished()) {
+            let finished = failing_over.take().expect("checked");
+            let result = finished.await.map_err(|e| e.to_string()).and_then(|r| r);
+            match result {
+                Ok(what) => {
+                    out.failovers += 1;
+                    say(
+                        started,
+                        format!(
+                            "failover {}/{} done: {what}",
+                            out.failovers,
+                            plan.failovers.len()
+                        ),
+                    );
+                }
+                Err(e) => {
+                    let note = format!("failover failed: {e}");
+                    say(started, &note);
+                    out.notes.push(note);
+                }
+            }
+        }
+        if failing_over.is_none()
+            && cut.is_none()
+            && frozen.is_none()
+            && next_failover < plan.failovers.len()
+            && now >= plan.failovers[next_failover]
+        {
+            next_failover += 1;
+            let pair = db.describe().await;
+            failing_over = db.failover();
+            say(
+                started,
+                format!(
+                    "failover {next_failover}/{}: the primary of {pair} is lost at once",
+                    plan.failovers.len()
+                ),
+            );
+        }
+        // Cuts of the workers' database longer than the lease, preferably while a worker
+        // waits on ATRIP (its answer then has to be recorded across the cut).
+        match cut {
+            Some(since) if since.elapsed() >= DB_CUT => {
+                db.release_workers();
+                cut = None;
+                out.db_cuts += 1;
+                say(
+                    started,
+                    format!(
+                        "workers' database back after {} ms (cut {}/{})",
+                        since.elapsed().as_millis(),
+                        out.db_cuts,
+                        plan.db_cuts.len()
+                    ),
+                );
+            }
+            None if failing_over.is_none()
+                && frozen.is_none()
+                && next_cut < plan.db_cuts.len()
+                && now >= plan.db_cuts[next_cut] =>
+            {
+                let (calls, pays) = proxy.in_flight();
+                let waited = now - plan.db_cuts[next_cut];
+                if pays > 0 || calls > 0 && waited >= TICK * 5 || waited >= CUT_WAITS_FOR_A_CALL {
+                    next_cut += 1;
+                    let open = db.cut_workers();
+                    cut = Some(Instant::now());
+                    say(
+                        started,
+                        format!(
+                            "workers' database cut {next_cut}/{}: {open} connections reset, new ones held for {} ms (the lease is {} ms); {calls} ATRIP calls in flight, {pays} of them pay.do",
+                            plan.db_cuts.len(),
+                            DB_CUT.as_millis(),
+                            LEASE.as_millis()
+                        ),
+                    );
+                }
+            }
+            _ => {}
+        }
+        // Row locks held by an outside session, as a person's `SELECT … FOR UPDATE`.
+        let lock_due = out.row_locks + locks.len();
+        if lock_due < plan.row_locks.len()
+            && now >= plan.row_locks[lock_due]
+            && Instant::now() >= lock_retry_at
+            && failing_over.is_none()
+        {
+            let hold = database::row_lock_hold(rng, LEASE);
+            locks.spawn(database::lock_a_row(pool.clone(), hold));
+        }
+        while let Some(done) = locks.try_join_next() {
+            match done.map_err(|e| e.to_string()).and_then(|r| r) {
+                Ok(Some(what)) => {
+                    out.row_locks += 1;
+                    say(
+                        started,
+                        format!(
+                            "outside row lock {}/{}: SELECT … FOR UPDATE on {what} held, then rolled back",
+                            out.row_locks,
+                            plan.row_locks.len()
+                        ),
+                    );
+                }
+                Ok(None) => lock_retry_at = Instant::now() + Duration::from_secs(1),
+                Err(e) => {
+                    say(started, format!("outside row lock failed: {e}"));
+                    lock_retry_at = Instant::now() + Duration::from_secs(1);
+                }
+            }
+        }
+
         // Kills and PostgreSQL cuts wait while a worker is frozen by us (they follow the
         // resume), so that the others are there to take its rows over.
         let stops_due = plan.stops_at.iter().filter(|at| now >= **at).count();
@@ -336,7 +496,8 @@ pub async fn chaos(ctx: &Ctx<'_>, fleet: &mut Fleet, rng: &mut StdRng) -> Outcom
                 ));
             }
         }
-        if frozen.is_none() && next_pg < pgs.len() && now >= pgs[next_pg] {
+        if frozen.is_none() && failing_over.is_none() && next_pg < pgs.len() && now >= pgs[next_pg]
+        {
             next_pg += 1;
             match restarter
                 .restart(db_url, &fleet.dir.join("pg-restart.log"))
@@ -355,8 +516,9 @@ pub async fn chaos(ctx: &Ctx<'_>, fleet: &mut Fleet, rng: &mut StdRng) -> Outcom
                 Err(e) => say(started, format!("PostgreSQL restart failed: {e}")),
             }
         }
-        // A storm waits for a running worker: it is there to meet queries.
-        let running = !fleet.killable().is_empty();
+        // A storm waits for a running worker that can claim rows: it is there to meet
+        // queries (none are asked while the workers' database is cut or failing over).
+        let running = !fleet.killable().is_empty() && cut.is_none() && failing_over.is_none();
         if running && next_storm < plan.storms.len() && now >= plan.storms[next_storm] {
             next_storm += 1;
             sim.storm(STORM);
@@ -433,7 +595,17 @@ pub async fn chaos(ctx: &Ctx<'_>, fleet: &mut Fleet, rng: &mut StdRng) -> Outcom
             }
         }
         let pause_settled = pause_done || now > plan.pause_at + Duration::from_secs(15);
-        if enqueued == orders.len() && frozen.is_none() && stopped.is_empty() && pause_settled {
+        let faults_done = failing_over.is_none()
+            && cut.is_none()
+            && locks.is_empty()
+            && next_failover == plan.failovers.len()
+            && next_cut == plan.db_cuts.len();
+        if enqueued == orders.len()
+            && frozen.is_none()
+            && stopped.is_empty()
+            && pause_settled
+            && faults_done
+        {
             // Done once nothing is left to work on and every needs_review row had its retry.
             if let Ok(0) = unfinished(pool).await {
                 if retry_reviews(&store, &mut retried, &mut out, started).await == 0 {
@@ -443,6 +615,17 @@ pub async fn chaos(ctx: &Ctx<'_>, fleet: &mut Fleet, rng: &mut StdRng) -> Outcom
         }
         if started.elapsed() > args.deadline {
             out.timed_out = true;
+            if cut.take().is_some() {
+                db.release_workers();
+            }
+            if let Some(task) = failing_over.take() {
+                if let Ok(Ok(Ok(what))) = tokio::time::timeout(Duration::from_secs(60), task).await
+                {
+                    out.failovers += 1;
+                    say(started, format!("failover done: {what}"));
+                }
+            }
+            locks.abort_all();
             if let Some(f) = frozen.take() {
                 out.pauses.push(pause::thaw(pool, fleet, f, started).await);
             }
@@ -452,6 +635,11 @@ pub async fn chaos(ctx: &Ctx<'_>, fleet: &mut Fleet, rng: &mut StdRng) -> Outcom
             break;
         }
         tokio::time::sleep(TICK).await;
+    }
+    while let Some(done) = locks.join_next().await {
+        if let Ok(Ok(Some(_))) = done {
+            out.row_locks += 1;
+        }
     }
     if next_kill < kills.len() || next_pg < pgs.len() || next_storm < plan.storms.len() {
         out.notes.push(format!(

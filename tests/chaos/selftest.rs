@@ -9,7 +9,8 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use ticketing_tracker::simulator::LoggedRequest;
 
-use crate::checks::{check, Data, Event, Expect, Job, Limits, Pause, PauseKind};
+use crate::atrip_proxy::{AtripAnswer, Exchange, Hostile, When};
+use crate::checks::{check, Data, Done, Event, Expect, Job, Limits, Pause, PauseKind};
 use crate::orders::Order;
 
 fn order(no: &str, lost_pay: bool) -> Order {
@@ -41,6 +42,28 @@ struct History {
     t0: DateTime<Utc>,
     events: Vec<Event>,
     requests: Vec<LoggedRequest>,
+    exchanges: Vec<Exchange>,
+}
+
+const PAY: &str = "pay.do";
+const QUERY: &str = "queryOrderDetails.do";
+
+/// ATRIP's answer to a pay.do with `status`.
+fn paid(status: i64) -> Option<AtripAnswer> {
+    Some(AtripAnswer {
+        http: 200,
+        status: Some(status),
+        order_status: None,
+    })
+}
+
+/// ATRIP's answer to a query showing `order_status`.
+fn shows(order_status: &str) -> Option<AtripAnswer> {
+    Some(AtripAnswer {
+        http: 200,
+        status: Some(0),
+        order_status: Some(order_status.into()),
+    })
 }
 
 impl History {
@@ -49,7 +72,32 @@ impl History {
             t0: Utc::now(),
             events: Vec::new(),
             requests: Vec::new(),
+            exchanges: Vec::new(),
         }
+    }
+
+    /// One exchange through the ATRIP proxy: `(order, ms, endpoint, worker, hostile, ATRIP's
+    /// answer)`; delivered 50 ms after its arrival when it was not hostile and ATRIP answered.
+    fn exchange(
+        &mut self,
+        no: &str,
+        ms: i64,
+        endpoint: &str,
+        worker: &str,
+        hostile: Option<(Hostile, When)>,
+        atrip: Option<AtripAnswer>,
+    ) {
+        let delivered = (hostile.is_none() && atrip.is_some()).then_some(Duration::from_millis(50));
+        self.exchanges.push(Exchange {
+            at: self.at(ms),
+            endpoint: endpoint.into(),
+            order_no: Some(no.into()),
+            worker: Some(worker.into()),
+            forwarded: !matches!(hostile, Some((_, When::Before))),
+            hostile,
+            atrip,
+            delivered,
+        });
     }
 
     fn at(&self, ms: i64) -> DateTime<Utc> {
@@ -134,6 +182,8 @@ fn ledger(orders: &[(&str, u64, u64, u64, &str)], over_one: u64, storm_answers: 
 const LIMITS: Limits = Limits {
     lease: Duration::from_millis(3000),
     unpaid_settle: Duration::from_secs(10),
+    pay_timeout: Duration::from_millis(2500),
+    query_timeout: Duration::from_millis(2500),
 };
 
 fn q(status: &str) -> Value {
@@ -144,15 +194,28 @@ fn claim() -> Value {
     json!({"claimed_from": "pending", "pay_attempts": 1})
 }
 
-/// Three orders. A: w1 stops before its pay.do, w2 takes the row over and finds it unpaid, w1
-/// sends its pay.do late after SIGCONT (its write is refused: no event), w2 finds it paid and
-/// ticketed. C: its one pay.do is lost before the charge; unpaid until `unpaid_settle`, a
-/// plain retry, unpaid again. D: an intent given back unsent, then a second one that pays.
-/// w3 is frozen for a while holding nothing.
+/// Five orders. A: w1 stops before its pay.do, w2 takes the row over and finds it unpaid, w1
+/// sends its pay.do late after SIGCONT (its write is refused: no event; its keeper writes the
+/// evidence, under w2's token), w2 finds it paid and ticketed. C: its one pay.do is lost before the
+/// charge (and the proxy's answer oversized); unpaid until `unpaid_settle`, a plain retry,
+/// unpaid again. D: an intent given back unsent, then a second one that pays. E: its pay.do
+/// redirected by the proxy before ATRIP saw it, a step panics, unpaid until a person; its
+/// queries meet the other hostile answers. F: charged by a pay.do whose answer never came, and
+/// no query ever showed it paid: a person (allowed). w3 is frozen for a while holding nothing.
 fn clean() -> (Vec<Order>, Data, Vec<Pause>, Expect) {
     let mut h = History::new();
     h.event("CHAOSA", 0, "pay_intent", 1, "w1", "paying", claim());
     h.event("CHAOSA", 6000, "query_answered", 2, "w2", "paying", q("0"));
+    let kept = json!({"paid_evidence": "pay_accepted", "why": "the step that saw it could not write it under its lease"});
+    h.event(
+        "CHAOSA",
+        8100,
+        "evidence_recorded",
+        2,
+        "w1",
+        "ticketing",
+        kept,
+    );
     h.event(
         "CHAOSA",
         9500,
@@ -174,10 +237,22 @@ fn clean() -> (Vec<Order>, Data, Vec<Pause>, Expect) {
     h.request("CHAOSA", 5950, "queryOrderDetails.do", "w2");
     h.request("CHAOSA", 8010, "pay.do", "w1");
     h.request("CHAOSA", 9450, "queryOrderDetails.do", "w2");
+    h.exchange("CHAOSA", 5950, QUERY, "w2", None, shows("0"));
+    h.exchange("CHAOSA", 8010, PAY, "w1", None, paid(0));
+    h.exchange("CHAOSA", 9450, QUERY, "w2", None, shows("1"));
+    h.exchange("CHAOSA", 10450, QUERY, "w2", None, shows("2"));
 
     h.event("CHAOSC", 100, "pay_intent", 1, "w2", "paying", claim());
     let unknown = json!({"answer": "outcome_unknown"});
-    h.event("CHAOSC", 200, "pay_answered", 1, "w2", "paying", unknown);
+    h.event(
+        "CHAOSC",
+        200,
+        "pay_answered",
+        1,
+        "w2",
+        "paying",
+        unknown.clone(),
+    );
     h.event("CHAOSC", 600, "query_answered", 2, "w2", "paying", q("0"));
     h.event(
         "CHAOSC",
@@ -209,6 +284,11 @@ fn clean() -> (Vec<Order>, Data, Vec<Pause>, Expect) {
         q("0"),
     );
     h.request("CHAOSC", 150, "pay.do", "w2");
+    let oversized = Some((Hostile::OversizedDeclared, When::After));
+    h.exchange("CHAOSC", 150, PAY, "w2", oversized, None);
+    for ms in [550, 10150, 11450, 21050] {
+        h.exchange("CHAOSC", ms, QUERY, "w2", None, shows("0"));
+    }
 
     h.event("CHAOSD", 300, "pay_intent", 1, "w2", "paying", claim());
     let back = json!({"reason": "too little of the lease left", "pay_sent": false});
@@ -227,6 +307,64 @@ fn clean() -> (Vec<Order>, Data, Vec<Pause>, Expect) {
         q("2"),
     );
     h.request("CHAOSD", 950, "pay.do", "w2");
+    h.exchange("CHAOSD", 850, QUERY, "w2", None, shows("0"));
+    h.exchange("CHAOSD", 950, PAY, "w2", None, paid(0));
+    h.exchange("CHAOSD", 1950, QUERY, "w2", None, shows("2"));
+
+    h.event("CHAOSE", 400, "pay_intent", 1, "w2", "paying", claim());
+    h.event(
+        "CHAOSE",
+        450,
+        "pay_answered",
+        1,
+        "w2",
+        "paying",
+        unknown.clone(),
+    );
+    h.event("CHAOSE", 1000, "query_answered", 2, "w2", "paying", q("0"));
+    let panicked = json!({"error": "internal error: the worker's step panicked (failpoint)"});
+    h.event("CHAOSE", 5500, "step_panicked", 3, "w2", "paying", panicked);
+    h.event(
+        "CHAOSE",
+        10500,
+        "query_answered",
+        4,
+        "w2",
+        "needs_review",
+        q("0"),
+    );
+    h.request("CHAOSE", 420, "pay.do", "w2");
+    let redirect = Some((Hostile::RedirectSelf, When::Before));
+    h.exchange("CHAOSE", 420, PAY, "w2", redirect, None);
+    h.exchange("CHAOSE", 950, QUERY, "w2", None, shows("0"));
+    for (ms, kind, when) in [
+        (5000, Hostile::GzipBomb, When::Before),
+        (6000, Hostile::Endless, When::After),
+        (7000, Hostile::OversizedStreamed, When::Before),
+        (8000, Hostile::RedirectRefused, When::After),
+        (9000, Hostile::ResetMidBody, When::After),
+    ] {
+        let atrip = (when == When::After).then(|| shows("0")).flatten();
+        h.exchange("CHAOSE", ms, QUERY, "w2", Some((kind, when)), atrip);
+    }
+    h.exchange("CHAOSE", 10450, QUERY, "w2", None, shows("0"));
+
+    h.event("CHAOSF", 500, "pay_intent", 1, "w2", "paying", claim());
+    h.event("CHAOSF", 3000, "pay_answered", 1, "w2", "paying", unknown);
+    h.event("CHAOSF", 3500, "query_answered", 2, "w2", "paying", q("0"));
+    h.event(
+        "CHAOSF",
+        11000,
+        "query_answered",
+        3,
+        "w2",
+        "needs_review",
+        q("0"),
+    );
+    h.request("CHAOSF", 520, "pay.do", "w2");
+    h.exchange("CHAOSF", 520, PAY, "w2", None, None);
+    h.exchange("CHAOSF", 3450, QUERY, "w2", None, shows("0"));
+    h.exchange("CHAOSF", 10950, QUERY, "w2", None, shows("0"));
 
     let pauses = vec![
         h.pause(PauseKind::StopBeforePay, "w1", 5, 8000, &[("CHAOSA", 1)]),
@@ -237,28 +375,46 @@ fn clean() -> (Vec<Order>, Data, Vec<Pause>, Expect) {
             job("CHAOSA", "ticketed", 1, 0),
             job("CHAOSC", "needs_review", 1, 0),
             job("CHAOSD", "ticketed", 2, 1),
+            job("CHAOSE", "needs_review", 1, 0),
+            job("CHAOSF", "needs_review", 1, 0),
         ],
         ledger: ledger(
             &[
                 ("CHAOSA", 1, 1, 0, "2"),
                 ("CHAOSC", 1, 0, 0, "0"),
                 ("CHAOSD", 1, 1, 0, "2"),
+                ("CHAOSE", 0, 0, 0, "0"),
+                ("CHAOSF", 1, 1, 0, "1"),
             ],
             0,
             3,
         ),
         events: h.events,
         requests: h.requests,
+        exchanges: h.exchanges,
+        ended: vec![("w9".into(), h.t0)],
+        done: Done {
+            failovers: 1,
+            db_cuts: 1,
+            row_locks: 2,
+        },
     };
     let orders = vec![
         order("CHAOSA", false),
         order("CHAOSC", true),
         order("CHAOSD", false),
+        order("CHAOSE", false),
+        order("CHAOSF", false),
     ];
     let expect = Expect {
         stops: 1,
         storms: 1,
         skewed: Some("w2".into()),
+        failovers: 1,
+        db_cuts: 1,
+        row_locks: 2,
+        panics: true,
+        hostile: true,
     };
     (orders, data, pauses, expect)
 }
@@ -315,26 +471,91 @@ fn broken() -> (Vec<Order>, Data, Vec<Pause>, Expect) {
     );
     let again = json!({"answer": q("0"), "pay_attempts": 2});
     h.event("CHAOSC", 1600, "pay_intent", 3, "w2", "paying", again);
+    // Evidence of payment from w3, which ATRIP never told so.
+    let kept = json!({"paid_evidence": "query_paid"});
+    h.event("CHAOSC", 1700, "evidence_recorded", 3, "w3", "paying", kept);
     h.request("CHAOSC", 150, "pay.do", "w2");
+    // G: the oversized (never delivered) answer to its pay.do read as accepted: recorded paid,
+    // never charged.
+    h.event("CHAOSG", 100, "pay_intent", 1, "w2", "paying", claim());
+    let accepted = json!({"answer": "accepted", "status": 0});
+    h.event(
+        "CHAOSG",
+        300,
+        "pay_answered",
+        1,
+        "w2",
+        "ticketing",
+        accepted,
+    );
+    h.request("CHAOSG", 150, "pay.do", "w2");
+    let streamed = Some((Hostile::OversizedStreamed, When::Before));
+    h.exchange("CHAOSG", 150, PAY, "w2", streamed, None);
+    // H: charged, a query showing it paid reached w2 (which lived on), and nothing recorded
+    // it; it ends with a person.
+    h.event("CHAOSH", 0, "pay_intent", 1, "w2", "paying", claim());
+    h.event(
+        "CHAOSH",
+        11000,
+        "query_answered",
+        2,
+        "w2",
+        "needs_review",
+        q("0"),
+    );
+    h.request("CHAOSH", 10, "pay.do", "w2");
+    h.exchange("CHAOSH", 10, PAY, "w2", None, None);
+    h.exchange("CHAOSH", 500, QUERY, "w2", None, shows("1"));
+    h.exchange("CHAOSH", 10950, QUERY, "w2", None, shows("0"));
 
     let mut a = job("CHAOSA", "ticketed", 3, 1);
     a.tickets = Some(2);
+    let mut g = job("CHAOSG", "ticketing", 1, 0);
+    g.paid = true;
     let pauses = vec![h.pause(PauseKind::StopBeforePay, "w1", 5, 8000, &[("CHAOSA", 1)])];
     let data = Data {
-        jobs: vec![a, job("CHAOSC", "paying", 2, 0)],
-        ledger: ledger(&[("CHAOSA", 3, 2, 1, "2"), ("CHAOSC", 1, 0, 0, "0")], 0, 0),
+        jobs: vec![
+            a,
+            job("CHAOSC", "paying", 2, 0),
+            g,
+            job("CHAOSH", "needs_review", 1, 0),
+        ],
+        ledger: ledger(
+            &[
+                ("CHAOSA", 3, 2, 1, "2"),
+                ("CHAOSC", 1, 0, 0, "0"),
+                ("CHAOSG", 0, 0, 0, "0"),
+                ("CHAOSH", 1, 1, 0, "1"),
+            ],
+            0,
+            0,
+        ),
         events: h.events,
         requests: h.requests,
+        exchanges: h.exchanges,
+        ended: Vec::new(),
+        done: Done {
+            failovers: 1,
+            db_cuts: 0,
+            row_locks: 1,
+        },
     };
     let orders = vec![
         order("CHAOSA", false),
         order("CHAOSB", false), // enqueued, never in the table
         order("CHAOSC", true),
+        order("CHAOSG", false),
+        order("CHAOSH", false),
     ];
     let expect = Expect {
         stops: 2,
         storms: 1,
         skewed: Some("w9".into()),
+        failovers: 2,
+        db_cuts: 1,
+        row_locks: 2,
+        panics: true,
+        hostile: true,
     };
     (orders, data, pauses, expect)
 }
@@ -355,6 +576,13 @@ pub fn run() -> Result<(), String> {
             report.late_sends
         ));
     }
+    if report.charged_unknown_reviews != ["CHAOSF"] || report.panics != 1 {
+        return Err(format!(
+            "the clean history's charged order no worker saw paid was not listed ({:?}), or its panic not counted ({})",
+            report.charged_unknown_reviews, report.panics
+        ));
+    }
+    crate::database::selftest()?;
 
     let (orders, data, pauses, expect) = broken();
     let report = check(&orders, &data, &pauses, &LIMITS, &expect);
@@ -391,6 +619,16 @@ pub fn run() -> Result<(), String> {
         "paused_worker_writes",
         "paused_worker_requests",
         "stop_before_pay_sends_late",
+        "answers_came_from_atrip",
+        "evidence_came_from_atrip",
+        "evidence_matches_atrip",
+        "evidence_reaches_row",
+        "paid_order_not_in_review",
+        "failovers",
+        "db_cuts_over_lease",
+        "row_locks",
+        "panics",
+        "hostile_answers",
     ];
     let missed: Vec<&str> = expected
         .into_iter()
