@@ -49,7 +49,7 @@ WITH u AS (
     RETURNING j.id, j.order_no, j.state, j.lease_token, j.updated_at
 ), e AS (
     INSERT INTO ticketing_events (job_id, order_no, at, kind, state, lease_token, worker, detail)
-    SELECT id, order_no, updated_at, 'evidence_recorded', state, lease_token, $3,
+    SELECT id, order_no, updated_at, 'evidence_recorded', state, $6::bigint, $3,
            jsonb_build_object('paid_evidence', $2::text,
                               'why', 'the step that saw it could not write it under its lease')
     FROM u
@@ -78,8 +78,8 @@ SELECT (SELECT count(*) FROM e) > 0 AS "recorded!",
     /// panic counted as an unclear answer) or, when its previous step panicked too (its
     /// `last_error` starts with `marker`) or the unclear answers reach `max_streak`, sent to
     /// `needs_review`, with the card erased if a `pay.do` may have reached ATRIP (rule P9).
-    /// An open intent counts as sent: the worker cannot tell whether the panic came before the
-    /// send. Returns the state the row is in now, or `None` when it was no longer this step's.
+    /// An intent still open at the panic (recorded, its `pay.do` not begun: `intent_not_sent`)
+    /// counts as not sent; one whose send had begun counts as sent. Returns the state the row is in now, or `None` when it was no longer this step's.
     #[allow(clippy::too_many_arguments)]
     pub async fn review_panicked(
         &self,
@@ -90,6 +90,7 @@ SELECT (SELECT count(*) FROM e) > 0 AS "recorded!",
         marker: &str,
         max_streak: i32,
         retry_in_ms: i64,
+        intent_not_sent: bool,
     ) -> Result<Option<String>, Error> {
         let state = sqlx::query_scalar!(
             r#"
@@ -106,11 +107,14 @@ WITH o AS (
         updated_at = ticketing_now(),
         lease_owner = NULL, lease_expires_at = NULL, last_error = $4,
         error_streak = j.error_streak + 1,
-        card = CASE WHEN o.to_review AND j.pay_attempts > j.pay_not_sent THEN NULL ELSE j.card END,
-        card_sealed = CASE WHEN o.to_review AND j.pay_attempts > j.pay_not_sent THEN NULL
-                           ELSE j.card_sealed END
+        pay_not_sent = j.pay_not_sent + CASE WHEN $8 THEN 1 ELSE 0 END,
+        last_pay_outcome = CASE WHEN $8 THEN 'not_sent' ELSE j.last_pay_outcome END,
+        card = CASE WHEN o.to_review AND j.pay_attempts - j.pay_not_sent - CASE WHEN $8 THEN 1 ELSE 0 END > 0
+                    THEN NULL ELSE j.card END,
+        card_sealed = CASE WHEN o.to_review AND j.pay_attempts - j.pay_not_sent - CASE WHEN $8 THEN 1 ELSE 0 END > 0
+                           THEN NULL ELSE j.card_sealed END
     FROM o
-    WHERE j.id = o.id AND o.live AND j.lease_token = $2
+    WHERE j.id = o.id AND o.live AND j.lease_token = $2 AND j.lease_owner = $3
     RETURNING j.id, j.order_no, j.state, j.updated_at
 )
 INSERT INTO ticketing_events (job_id, order_no, at, kind, state, lease_token, worker, detail)
@@ -126,6 +130,7 @@ RETURNING state
             marker,
             max_streak,
             retry_in_ms,
+            intent_not_sent,
         )
         .fetch_optional(&mut *self.conn().await?)
         .await?;

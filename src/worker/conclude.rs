@@ -121,6 +121,22 @@ impl Inner {
             .insert(step.job.id, (step.job.lease_token, kept));
     }
 
+    /// An intent of the step of `(id, token)` is recorded and its `pay.do` not begun.
+    pub fn intent_opened(&self, id: i64, token: i64) {
+        self.open_intents.lock().unwrap().insert(id, token);
+    }
+
+    /// That intent's send begins, or the intent is closed otherwise: it is no longer one a
+    /// panic may count as not sent. Returns whether it was open.
+    pub fn intent_closed(&self, id: i64, token: i64) -> bool {
+        let mut open = self.open_intents.lock().unwrap();
+        if open.get(&id) == Some(&token) {
+            open.remove(&id);
+            return true;
+        }
+        false
+    }
+
     /// The evidence held for the step of `(id, token)`, taken out.
     pub fn unsee(&self, id: i64, token: i64) -> Option<Kept> {
         let mut seen = self.seen.lock().unwrap();
@@ -201,6 +217,7 @@ impl Inner {
     ) -> Result<(), StepError> {
         let write = Write::give_back(step.lease.state(), step.intent_open, why).due_after(after);
         self.record(&mut step.lease, &write).await?;
+        self.intent_closed(step.job.id, step.job.lease_token);
         info!(reason = why, "row given back");
         Ok(())
     }

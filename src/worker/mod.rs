@@ -136,6 +136,10 @@ pub(crate) struct Inner {
     /// (with the step's lease token): whatever ends the step (an error, a panic), what is
     /// left here goes to the keeper (rule P3a).
     seen: Mutex<std::collections::HashMap<i64, (i64, Kept)>>,
+    /// Intents recorded whose `pay.do` has not begun, by job id (with the lease token): what a
+    /// panic may count as not sent (rule W5). Taken out right before the send, and when the
+    /// intent is closed otherwise.
+    open_intents: Mutex<std::collections::HashMap<i64, i64>>,
     /// Tells a 900/902 for one order from refused credentials (rule P4f).
     scope: scope::ScopeCheck,
     /// Cancelled when shutdown begins: steps that have not sent anything yet give their row
@@ -167,6 +171,7 @@ impl Worker {
                 gate,
                 keeper,
                 seen: Mutex::new(std::collections::HashMap::new()),
+                open_intents: Mutex::new(std::collections::HashMap::new()),
                 scope: scope::ScopeCheck::default(),
                 store,
                 atrip,
@@ -284,6 +289,9 @@ impl Worker {
             .into_iter()
             .map(|job| {
                 i.leases.took(job.id, job.lease_token, sent, lease);
+                if job.claimed_from == State::Pending {
+                    i.intent_opened(job.id, job.lease_token);
+                }
                 Step {
                     lease: job.lease(),
                     intent_open: job.claimed_from == State::Pending,
@@ -318,6 +326,7 @@ impl Worker {
                     .await
             }
         };
+        self.inner.intent_closed(id, token);
         // Evidence the step saw and could not write (it failed, or lost its lease).
         if let Some(kept) = self.inner.unsee(id, token) {
             self.inner.keeper.keep(kept);
@@ -405,8 +414,15 @@ impl Worker {
             error!(panic = %what, "the step panicked after an answer showed the order paid; the evidence is written and the order followed");
             return outcome;
         }
+        // An intent whose send had not begun never left; one whose send had may have.
+        let not_sent = i.intent_closed(id, token);
+        let intent = if not_sent {
+            "The pay intent open at the panic was never sent (counted as not sent)"
+        } else {
+            "A pay.do begun before the panic counts as sent"
+        };
         let error = format!(
-            "order {order_no}: {PANIC_MARKER} ({what}). An open pay intent counts as sent, since the worker cannot tell whether the panic came before the send; the order is asked again by order query, and goes to a person if it panics again. If it is in needs_review: check the order in ATRIP; if it is paid, `retry`; if it is unpaid, `retry --repay`"
+            "order {order_no}: {PANIC_MARKER} ({what}). {intent}; the order is asked again by order query, and goes to a person if it panics again. If it is in needs_review: check the order in ATRIP; if it is paid, `retry`; if it is unpaid, `retry`, or `retry --repay` if a pay.do may have reached ATRIP"
         );
         let retry_in = i64::try_from(i.settings.recovery_delay().as_millis()).unwrap_or(i64::MAX);
         let mut pause = Duration::from_millis(100);
@@ -421,6 +437,7 @@ impl Worker {
                     &format!("order {order_no}: {PANIC_MARKER}"),
                     i.settings.max_error_streak,
                     retry_in,
+                    not_sent,
                 )
                 .await;
             match ended {

@@ -27,6 +27,7 @@ pub(super) async fn step(w: &Inner, step: &mut Step) -> Result<String, StepError
                 .conclude(step, Event::NotSent(&reason), Said::not_sent(&reason))
                 .await?;
             step.intent_open = false;
+            w.intent_closed(step.job.id, step.job.lease_token);
             return Ok(format!("not sent: {next:?}"));
         }
     };
@@ -61,6 +62,8 @@ pub(super) async fn step(w: &Inner, step: &mut Step) -> Result<String, StepError
         attempt = step.job.pay_attempts,
         "sending pay.do"
     );
+    // From here the pay.do may leave: a panic no longer counts the intent as not sent.
+    w.intent_closed(step.job.id, step.job.lease_token);
     let answer = w.atrip.pay(&request).await;
     step.pay_sent = !matches!(answer, PayAnswer::NotSent { .. });
     step.intent_open = false;

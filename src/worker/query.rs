@@ -92,5 +92,6 @@ pub(super) async fn step(w: &Inner, step: &mut Step) -> Result<String, StepError
     job.phase_started_at = now;
     job.last_pay_outcome = None;
     step.intent_open = true;
+    w.intent_opened(step.job.id, step.job.lease_token);
     super::pay::step(w, step).await
 }

@@ -17,9 +17,10 @@ use crate::support::tcpproxy::TcpProxy;
 
 /// Rule W5: a step that panics ends like any other. Its lease ends, in the table and in the
 /// worker's book (before, the lease stayed in the book and was renewed for as long as the
-/// process lived, so nobody could take the row), with an event naming the internal error. The
-/// row is asked again by order query, as after any unclear answer; if that step panics too,
-/// the order goes to a person. The worker goes on with the next order meanwhile.
+/// process lived, so nobody could take the row), with an event naming the internal error; an
+/// intent whose send had not begun counts as not sent. The row is asked again by order query,
+/// as after any unclear answer; if that step panics too, the order goes to a person. The
+/// worker goes on with the next order meanwhile.
 #[tokio::test]
 async fn a_step_that_panics_holds_no_lease_and_a_second_panic_sends_its_row_to_review() {
     let app = TestApp::new().await;
@@ -34,6 +35,10 @@ async fn a_step_that_panics_holds_no_lease_and_a_second_panic_sends_its_row_to_r
     assert!(outcome.note.contains("panicked"), "{}", outcome.note);
     let row = app.job(&order_no).await;
     assert_eq!((row.state.as_str(), row.error_streak), ("paying", 1));
+    assert_eq!(
+        row.pay_not_sent, 1,
+        "it panicked before the send began: the intent counts as not sent"
+    );
     assert_eq!((row.lease_owner, row.lease_expires_at), (None, None));
     let error = row.last_error.unwrap_or_default();
     assert!(
