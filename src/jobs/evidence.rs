@@ -119,7 +119,7 @@ WITH o AS (
 )
 INSERT INTO ticketing_events (job_id, order_no, at, kind, state, lease_token, worker, detail)
 SELECT id, order_no, updated_at, 'step_panicked', state, $2, $3,
-       jsonb_build_object('error', $4::text)
+       jsonb_build_object('error', $4::text, 'not_sent', $8::boolean)
 FROM u
 RETURNING state
 "#,

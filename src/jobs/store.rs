@@ -200,7 +200,7 @@ WITH lost AS (
     INSERT INTO ticketing_events (job_id, order_no, at, kind, state, lease_token, worker, detail)
     SELECT id, order_no, updated_at, 'released', state, lease_token, $1,
            jsonb_build_object('reason', 'the claim''s answer never reached this worker: its pay intent is withdrawn, nothing was sent',
-                              'pay_sent', false, 'claim', $2::text)
+                              'pay_sent', false, 'claim', $2::text, 'withdrawn', true)
     FROM u
     RETURNING job_id
 )

@@ -422,7 +422,8 @@ fn rows_and_ledger(r: &mut Report, o: &Order, job: Option<&Job>, ledger: &Value)
 
 /// Whether the intent `i` (an event of `evs`) was recorded as never sent: by its own claim
 /// (same lease token) before the next intent, as a refusal before sending, a connection that
-/// could not be opened, or the row given back with the intent open.
+/// could not be opened, the row given back with the intent open, or a step that panicked
+/// before its send began (rule W5).
 fn not_sent(evs: &[&Event], i: &Event) -> bool {
     evs.iter()
         .skip_while(|e| e.id <= i.id)
@@ -430,9 +431,26 @@ fn not_sent(evs: &[&Event], i: &Event) -> bool {
         .any(|e| {
             e.lease_token == i.lease_token
                 && (e.kind == "pay_not_sent"
-                    || e.kind == "released"
-                    || e.pay_answer() == Some("not_sent"))
+                    || (e.kind == "released" && !withdraws(e))
+                    || e.pay_answer() == Some("not_sent")
+                    || (e.kind == "step_panicked"
+                        && e.detail.get("not_sent").and_then(Value::as_bool) == Some(true)))
         })
+}
+
+/// A release that withdrew a claim's intent whose answer was lost (rule P1c): the row went
+/// back to `pending` and its `pay_attempts` back down, as if never claimed.
+fn withdraws(e: &Event) -> bool {
+    e.kind == "released" && e.detail.get("withdrawn").and_then(Value::as_bool) == Some(true)
+}
+
+/// Whether the intent `i` was withdrawn (rule P1c): it counts neither as an attempt nor as a
+/// send.
+fn withdrawn(evs: &[&Event], i: &Event) -> bool {
+    evs.iter()
+        .skip_while(|e| e.id <= i.id)
+        .take_while(|e| e.kind != "pay_intent")
+        .any(|e| e.lease_token == i.lease_token && withdraws(e))
 }
 
 /// Intents: one event per attempt, recorded before the pay.do it allows, by the worker that
@@ -443,7 +461,7 @@ fn intents(r: &mut Report, o: &Order, job: &Job, evs: &[&Event], reqs: &[&Logged
     let intents: Vec<&Event> = evs
         .iter()
         .copied()
-        .filter(|e| e.kind == "pay_intent")
+        .filter(|e| e.kind == "pay_intent" && !withdrawn(evs, e))
         .collect();
     if intents.len() != job.pay_attempts as usize {
         r.fail(
@@ -549,7 +567,9 @@ fn operator_retries(r: &mut Report, o: &Order, evs: &[&Event]) {
         if e.kind != "operator_retry" {
             continue;
         }
-        let intents = evs[..k].iter().filter(|i| i.kind == "pay_intent");
+        let intents = evs[..k]
+            .iter()
+            .filter(|i| i.kind == "pay_intent" && !withdrawn(evs, i));
         let sends = intents.filter(|i| !not_sent(evs, i)).count();
         let charged_nothing = evs[..k]
             .iter()
@@ -604,7 +624,7 @@ fn review_not_early(r: &mut Report, o: &Order, evs: &[&Event], limits: &Limits) 
         }
         let sends = evs[..k]
             .iter()
-            .filter(|i| i.kind == "pay_intent" && !not_sent(evs, i))
+            .filter(|i| i.kind == "pay_intent" && !not_sent(evs, i) && !withdrawn(evs, i))
             .count();
         let settle_review = state == "paying"
             && e.kind == "query_answered"

@@ -14,14 +14,17 @@ use crate::orders::Order;
 /// Tokens never go down in an order's history; a claim's token is above every earlier one;
 /// one token (one lease) is written under by one worker only, except for evidence of payment:
 /// the keeper writes it without a lease (rule P3a: "a worker whose lease expired writes
-/// nothing but evidence of payment"), and its `evidence_recorded` event carries the row's
-/// token of that moment, whoever holds it. That the keeper's worker was handed an answer
+/// nothing but evidence of payment"), and its `evidence_recorded` event carries the token of
+/// the step that saw the evidence, however stale. That the keeper's worker was handed an answer
 /// showing the order paid is checked in `paid.rs` (`evidence_came_from_atrip`).
 pub fn fencing(r: &mut Report, o: &Order, evs: &[&Event]) {
     let mut latest: Option<&Event> = None;
     let mut holder: std::collections::HashMap<i64, &Event> = Default::default();
     for e in evs {
         let Some(token) = e.lease_token else { continue };
+        if e.kind == "evidence_recorded" {
+            continue;
+        }
         let top = latest.and_then(|l| l.lease_token);
         if e.is_claim() && top.is_some_and(|t| token <= t) {
             r.fail(
@@ -49,7 +52,7 @@ pub fn fencing(r: &mut Report, o: &Order, evs: &[&Event]) {
                 ),
             );
         }
-        if !e.is_operator() && e.kind != "evidence_recorded" {
+        if !e.is_operator() {
             match holder.get(&token) {
                 Some(first) if first.worker != e.worker => r.fail(
                     "one_writer_per_lease",
@@ -151,7 +154,13 @@ fn stop_row_taken(p: &Pause) -> bool {
 fn paused_worker(r: &mut Report, p: &Pause, data: &Data, limits: &Limits) {
     let expired = p.stopped_at + chrono::Duration::from_std(limits.lease).unwrap_or_default();
     let mine = |w: &Option<String>| w.as_deref() == Some(p.worker.as_str());
-    for e in data.events.iter().filter(|e| mine(&e.worker)) {
+    // Evidence of payment is written without a lease (rule P3a): a worker that woke with an
+    // answer showing the order paid writes it whatever became of its lease.
+    for e in data
+        .events
+        .iter()
+        .filter(|e| mine(&e.worker) && e.kind != "evidence_recorded")
+    {
         if e.at > expired && e.at < p.resumed_at {
             r.fail(
                 "paused_worker_writes",
