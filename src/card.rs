@@ -270,8 +270,21 @@ pub fn luhn_valid(digits: &str) -> bool {
     !digits.is_empty() && sum % 10 == 0
 }
 
+/// The most separators between two digit groups of one card number.
+const MAX_GAP: usize = 3;
+
+/// What may stand between the digit groups of a written card number: spaces (a no-break one
+/// too, or a tab), dashes, dots, slashes, underscores.
+fn is_separator(c: char) -> bool {
+    matches!(
+        c,
+        ' ' | '\t' | '\u{a0}' | '\u{2007}' | '\u{202f}' | '-' | '.' | '/' | '_'
+    )
+}
+
 /// `text` with every card number in it masked but its last four digits: 13 to 19 digits that
-/// pass the Luhn check, written as one group or as groups joined by single spaces or dashes.
+/// pass the Luhn check, written as one group or as groups joined by one to three separators
+/// ([`is_separator`]: `4532 0151`, `4532  0151`, `4532 - 0151`).
 /// For text that comes from outside (ATRIP's messages and bodies), which could echo a card.
 ///
 /// Groups, not single digits, are where a number may start and end: a card quoted with its
@@ -288,21 +301,102 @@ pub fn mask_card_numbers(text: &str) -> String {
             i += 1;
             continue;
         }
-        // The run: digits, and a separator only between two digits.
+        // The run: digits, and gaps of one to three separators only between two digits
+        // (`4532 0151`, `4532  0151`, `4532 - 0151`, a no-break space).
         let mut end = i;
-        while end < chars.len()
-            && (chars[end].is_ascii_digit()
-                || (matches!(chars[end], ' ' | '-')
-                    && chars.get(end + 1).is_some_and(char::is_ascii_digit)
-                    && chars[end - 1].is_ascii_digit()))
-        {
-            end += 1;
+        while end < chars.len() {
+            if chars[end].is_ascii_digit() {
+                end += 1;
+                continue;
+            }
+            let gap = chars[end..]
+                .iter()
+                .take(MAX_GAP + 1)
+                .take_while(|c| is_separator(**c))
+                .count();
+            if (1..=MAX_GAP).contains(&gap)
+                && chars.get(end + gap).is_some_and(char::is_ascii_digit)
+            {
+                end += gap;
+                continue;
+            }
+            break;
         }
         let run = &chars[i..end];
         out.extend(mask_run(run));
         i = end;
     }
     out
+}
+
+/// Words from outside (ATRIP's answers, webhook deliveries) as they may be stored and shown:
+/// cut to `max` characters, any card data in them masked ([`mask_card_data`]), control
+/// characters written out ([`crate::domain::printable`]). Only the head is looked at: a card
+/// number (at most 19 digits and 18 separators) that starts within the first `max` characters
+/// ends within the first `max + 40`, so masking that much masks all that is kept, and a
+/// megabyte of message costs no more than a short one.
+pub fn outside_words(s: &str, max: usize) -> String {
+    let head = match s.char_indices().nth(max.saturating_add(40)) {
+        Some((at, _)) => &s[..at],
+        None => s,
+    };
+    // Masking keeps the number of characters, so a longer text is still cut (and marked).
+    // Control characters (terminal escapes, a CR that would forge a log line, bidi overrides)
+    // are written out, so that outside words cannot drive an operator's terminal.
+    crate::domain::truncate(&crate::domain::printable(&mask_card_data(head)), max)
+}
+
+/// `text` with the card data an outside party may echo masked: card numbers (as
+/// [`mask_card_numbers`]) and security codes, the 3 or 4 digits that follow a CVV-like word
+/// (`cvv`, `cvc`, `cvn`, `cv2`, `cid`, `csc`, `security code`, as in `"cardCVV":"987"` or
+/// `cvv=987`) within a few quotes, colons, equals signs or spaces.
+pub fn mask_card_data(text: &str) -> String {
+    mask_security_codes(&mask_card_numbers(text))
+}
+
+fn mask_security_codes(text: &str) -> String {
+    const WORDS: [&str; 7] = ["cvv", "cvc", "cvn", "cv2", "cid", "csc", "security code"];
+    let mut out: Vec<char> = text.chars().collect();
+    let lower: Vec<char> = out.iter().map(|c| c.to_ascii_lowercase()).collect();
+    let mut i = 0;
+    while i < lower.len() {
+        // A word starts here: after a non-alphanumeric, or as a capital in camelCase
+        // (`cardCVV`); not inside another word or code (a PNR `SCID12`).
+        let starts = i == 0 || !out[i - 1].is_alphanumeric() || out[i].is_ascii_uppercase();
+        let word = WORDS.iter().find(|w| {
+            starts
+                && lower.len() - i >= w.len()
+                && lower[i..]
+                    .iter()
+                    .copied()
+                    .zip(w.chars())
+                    .all(|(a, b)| a == b)
+        });
+        let Some(word) = word else {
+            i += 1;
+            continue;
+        };
+        // The words are ASCII: their length in chars is their length in bytes.
+        let mut j = i + word.len();
+        // `cvv2`, `CVC2`.
+        if out.get(j) == Some(&'2') {
+            j += 1;
+        }
+        // At least one separator and a few at most: `": "`, ` = `, `\":\"`, `" : "`.
+        let from = j;
+        while j < out.len() && j - from < 6 && matches!(out[j], '"' | '\'' | ':' | '=' | ' ' | '\\')
+        {
+            j += 1;
+        }
+        let digits = out[j..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if j > from && (3..=4).contains(&digits) {
+            for c in &mut out[j..j + digits] {
+                *c = '*';
+            }
+        }
+        i = j.max(i + 1);
+    }
+    out.into_iter().collect()
 }
 
 /// One run of digit groups, with every card number in it (a sequence of whole groups)
@@ -313,11 +407,16 @@ fn mask_run(run: &[char]) -> Vec<char> {
     let mut start = 0;
     for (k, c) in run.iter().enumerate() {
         if !c.is_ascii_digit() {
-            groups.push((start, k));
+            // Several separators in a row make one gap, not empty groups.
+            if k > start {
+                groups.push((start, k));
+            }
             start = k + 1;
         }
     }
-    groups.push((start, run.len()));
+    if run.len() > start {
+        groups.push((start, run.len()));
+    }
     let mut out: Vec<char> = run.to_vec();
     let mut g = 0;
     while g < groups.len() {
@@ -380,6 +479,69 @@ pub fn card_brand(number: &str) -> Option<&'static str> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn card_data_echoed_in_any_common_writing_is_masked() {
+        let masked = mask_card_data(
+            "declined card 4532.0151.1283.0366 CVV 987 exp 07/2029 {\"cardNumber\":\"4532015112830366\",\"cardCVV\":\"987\"} cvv=1234 cvc: 321",
+        );
+        assert!(!masked.contains("4532"), "{masked}");
+        assert!(!masked.contains("987"), "{masked}");
+        assert!(
+            !masked.contains("1234") && !masked.contains("321"),
+            "{masked}"
+        );
+        assert!(
+            masked.contains("0366") && masked.contains("07/2029"),
+            "{masked}"
+        );
+        // Numbers that are not card data stay.
+        assert_eq!(
+            mask_card_data("errorCode 604, amount 123.45"),
+            "errorCode 604, amount 123.45"
+        );
+        assert_eq!(mask_card_data("cid 12 is short"), "cid 12 is short");
+        for echo in [
+            "cvv2=987",
+            "{\"cardCVV2\":\"987\"}",
+            "CVC2: 987",
+            "{\"cardCVV\" : \"987\"}",
+            "{\\\"cvv\\\":\\\"987\\\"}",
+        ] {
+            assert!(
+                !mask_card_data(echo).contains("987"),
+                "{echo} -> {}",
+                mask_card_data(echo)
+            );
+        }
+        // Codes that merely begin like the words stay: a PNR, an order reference.
+        for code in ["CID123", "SCID12", "pnrCode CSC482", "CSC4821"] {
+            assert_eq!(mask_card_data(code), code);
+        }
+    }
+
+    #[test]
+    fn card_numbers_written_with_wide_or_unusual_gaps_are_masked() {
+        for written in [
+            "4532  0151  1283  0366",
+            "4532 - 0151 - 1283 - 0366",
+            "4532\u{a0}0151\u{a0}1283\u{a0}0366",
+            "4532\t0151\t1283\t0366",
+            "card: 4532 / 0151 / 1283 / 0366.",
+        ] {
+            let masked = mask_card_data(written);
+            assert!(
+                !masked.contains("4532") && !masked.contains("0151") && masked.contains("0366"),
+                "{written:?} -> {masked:?}"
+            );
+        }
+        // Groups further apart are separate numbers, and short numbers stay.
+        assert_eq!(
+            mask_card_data("order 4532 at gate 0151, seats 12 - 14"),
+            "order 4532 at gate 0151, seats 12 - 14"
+        );
+    }
+
     use super::*;
     use serde_json::json;
 

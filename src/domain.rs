@@ -91,12 +91,18 @@ pub enum EventKind {
     /// Evidence of payment written without a lease, after the step that saw it could not
     /// write it under its own (rule P3a).
     EvidenceRecorded,
+    /// Evidence of payment noted while the step's write of it waits (a locked row, a failed
+    /// write); any worker's sweep writes it from the note (rule P3a).
+    EvidenceSeen,
     /// A step panicked; the row went to `needs_review` naming the internal error (rule W5).
     StepPanicked,
+    /// An order query after a webhook reported a ticketed order voided, cancelled or
+    /// rescheduled: what it showed (rule W6).
+    AfterTicketingChecked,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 12] = [
+    pub const ALL: [EventKind; 14] = [
         EventKind::PayIntent,
         EventKind::PayNotSent,
         EventKind::PayAnswered,
@@ -108,7 +114,9 @@ impl EventKind {
         EventKind::OperatorCancel,
         EventKind::WebhookReceived,
         EventKind::EvidenceRecorded,
+        EventKind::EvidenceSeen,
         EventKind::StepPanicked,
+        EventKind::AfterTicketingChecked,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -124,7 +132,9 @@ impl EventKind {
             EventKind::OperatorCancel => "operator_cancel",
             EventKind::WebhookReceived => "webhook_received",
             EventKind::EvidenceRecorded => "evidence_recorded",
+            EventKind::EvidenceSeen => "evidence_seen",
             EventKind::StepPanicked => "step_panicked",
+            EventKind::AfterTicketingChecked => "after_ticketing_checked",
         }
     }
 }
@@ -171,6 +181,84 @@ impl PaymentMethod {
     /// Methods 3 and 5 send a card; 1 and 4 must send `creditCard: null`.
     pub fn needs_card(self) -> bool {
         matches!(self, Self::Vcc | Self::Mor)
+    }
+}
+
+/// What a pause of paying holds (docs/design.md, rule S4): every payment method, or one. The
+/// table's `ticketing_pauses.method` is 0 for every method, else the method's code (its CHECK
+/// holds the same list).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PauseScope {
+    Every,
+    Method(PaymentMethod),
+}
+
+impl PauseScope {
+    /// Every scope, in the order pages and metrics list them.
+    pub const ALL: [PauseScope; 5] = [
+        PauseScope::Every,
+        PauseScope::Method(PaymentMethod::Deposit),
+        PauseScope::Method(PaymentMethod::Vcc),
+        PauseScope::Method(PaymentMethod::Byoa),
+        PauseScope::Method(PaymentMethod::Mor),
+    ];
+
+    /// `--method`'s value: none is every method; anything but 1, 3, 4, 5 is refused, naming
+    /// the flag.
+    pub fn parse(method: Option<i64>) -> Result<PauseScope, String> {
+        match method {
+            None => Ok(PauseScope::Every),
+            Some(code) => PaymentMethod::from_code(code).map(PauseScope::Method).ok_or_else(|| {
+                format!(
+                    "--method {code} is not a payment method: one of 1 (deposit), 3 (VCC), 4 (BYOA), 5 (MoR); leave --method out for every method"
+                )
+            }),
+        }
+    }
+
+    /// The column's value: 0 for every method, else the method's code.
+    pub fn code(self) -> i32 {
+        match self {
+            PauseScope::Every => 0,
+            PauseScope::Method(m) => i32::from(m.code()),
+        }
+    }
+
+    /// The scope a `ticketing_pauses.method` value stands for.
+    pub fn from_code(code: i32) -> Option<PauseScope> {
+        match code {
+            0 => Some(PauseScope::Every),
+            code => PaymentMethod::from_code(i64::from(code)).map(PauseScope::Method),
+        }
+    }
+
+    /// The `method` label of the pause metrics: `all`, or the method's code.
+    pub fn label(self) -> &'static str {
+        match self {
+            PauseScope::Every => "all",
+            PauseScope::Method(PaymentMethod::Deposit) => "1",
+            PauseScope::Method(PaymentMethod::Vcc) => "3",
+            PauseScope::Method(PaymentMethod::Byoa) => "4",
+            PauseScope::Method(PaymentMethod::Mor) => "5",
+        }
+    }
+
+    /// Whether a pause of this scope holds orders of `method`.
+    pub fn holds(self, method: i16) -> bool {
+        match self {
+            PauseScope::Every => true,
+            PauseScope::Method(m) => m.code() == method,
+        }
+    }
+}
+
+/// `every method`, or `method 3`: what follows "paying" in a sentence.
+impl fmt::Display for PauseScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PauseScope::Every => f.write_str("every method"),
+            PauseScope::Method(m) => write!(f, "method {}", m.code()),
+        }
     }
 }
 
@@ -241,6 +329,33 @@ pub fn truncate(s: &str, max: usize) -> String {
     }
 }
 
+/// `s` with control characters (terminal escapes, CR/LF, BEL) and the invisible marks that
+/// reorder text (bidi overrides and isolates) written out as `\u{…}`: text from outside shown
+/// to an operator (a terminal, a log line) says what it holds and cannot act on the display.
+pub fn printable(s: &str) -> String {
+    if !s.chars().any(hidden) {
+        return s.to_owned();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if hidden(c) {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A character that acts instead of showing: a control character (a terminal's escape, a
+/// line break in a one-line field) or one that reorders the text around it (Unicode's
+/// bidirectional marks, embeddings, overrides and isolates). [`printable`] and the console's
+/// HTML escaping write these out as `\u{…}`.
+pub fn hidden(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
 /// Cuts a text for a table cell at a word boundary, marking the cut.
 pub fn truncate_words(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
@@ -253,6 +368,16 @@ pub fn truncate_words(s: &str, max: usize) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn printable_writes_out_what_would_act_on_a_terminal() {
+        assert_eq!(printable("plain text 123"), "plain text 123");
+        assert_eq!(
+            printable("x\u{1b}[2J\r\nline2\u{7}\u{202e}"),
+            "x\\u{1b}[2J\\u{d}\\u{a}line2\\u{7}\\u{202e}"
+        );
+    }
+
     use super::*;
 
     #[test]
@@ -279,6 +404,19 @@ mod tests {
             let err = OrderNo::parse(bad).unwrap_err();
             assert!(err.contains("order_no"), "{err}");
         }
+    }
+
+    #[test]
+    fn pause_scopes_round_trip_through_the_column_and_refuse_an_unknown_method() {
+        for scope in PauseScope::ALL {
+            assert_eq!(PauseScope::from_code(scope.code()), Some(scope));
+        }
+        assert_eq!(PauseScope::parse(None), Ok(PauseScope::Every));
+        assert_eq!(PauseScope::parse(Some(3)).unwrap().to_string(), "method 3");
+        let err = PauseScope::parse(Some(2)).unwrap_err();
+        assert!(err.contains("--method 2"), "{err}");
+        assert!(PauseScope::Every.holds(5));
+        assert!(!PauseScope::parse(Some(1)).unwrap().holds(3));
     }
 
     #[test]

@@ -16,7 +16,9 @@
 //! seen identically twice (→ `ticketed`), ATRIP cancels the order (→ `failed`), or a bound
 //! passes (→ `needs_review`). Operators may `cancel` a row no `pay.do` reached ATRIP for, and
 //! `retry` a `failed` or `needs_review` row (`--repay` to allow one more `pay.do`); a retry
-//! resumes with an order query. `docs/design.md` states the rules one by one.
+//! resumes with an order query. Operators may also `pause` paying, for every method or one,
+//! while the rest goes on (rows already paid are followed, webhooks recorded), and `resume`
+//! it. `docs/design.md` states the rules one by one.
 //!
 //! Modules:
 //! - [`domain`]: the vocabulary (states, methods, order numbers, tickets, event kinds);
@@ -29,28 +31,36 @@
 //! - [`config`] and [`telemetry`]: settings and logs;
 //! - [`http`] and [`metrics`]: the endpoints;
 //! - [`console`]: the operator console under `/console` (pages, sessions, actions);
-//! - [`ops`], [`demo`] and [`mod@bench`]: the commands;
-//! - [`app`] and [`cli`]: wiring;
+//! - [`reconcile`]: the daily (and on demand) comparison of the job table with ATRIP's order
+//!   list, which records evidence of payment and never pays;
+//! - [`commands`]: one file per subcommand (`run`, `enqueue`, `status`, `retry`, `pause`,
+//!   `demo`, `bench` …) and their dispatch; [`cli`]: their arguments; [`input`]: what they
+//!   read, bounded; [`paused`]: what a pause in force is said as, on every page and line;
+//! - [`startup`]: the pool, migrations, the worker's wiring and the stop signal, below the
+//!   commands;
 //! - [`localpg`]: a throwaway PostgreSQL.
 
-pub mod app;
 pub mod atrip;
-pub mod bench;
 pub mod card;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod console;
-pub mod demo;
 pub mod domain;
 pub mod http;
+pub mod input;
 pub mod jobs;
 pub mod localpg;
 pub mod machine;
 pub mod metrics;
-pub mod ops;
+pub mod paused;
+pub mod reconcile;
 pub mod sealed;
 pub mod simulator;
+pub mod startup;
+pub mod surroundings;
 pub mod telemetry;
+pub mod webhook;
 pub mod worker;
 
 /// The embedded migrations: `run` and `migrate` apply them; tests migrate each fresh database.

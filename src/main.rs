@@ -7,11 +7,26 @@ fn main() -> std::process::ExitCode {
     // Before the runtime's threads exist, so that none of them starts an arena of its own.
     limit_malloc_arenas();
     let cli = Cli::parse();
+    // A report piped into `head` ends like any Unix tool's (the pipe's reader is gone), not
+    // with a panic on the next line printed. Only for the commands that print reports: the
+    // worker's own sockets keep the runtime's "ignore SIGPIPE".
+    if matches!(
+        cli.command,
+        ticketing_tracker::cli::Command::List(_)
+            | ticketing_tracker::cli::Command::Status(_)
+            | ticketing_tracker::cli::Command::Reconcile(_)
+    ) {
+        #[cfg(unix)]
+        // SAFETY: resetting a signal's disposition before any other thread exists.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("the tokio runtime starts")
-        .block_on(ticketing_tracker::app::main(cli.command))
+        .block_on(ticketing_tracker::commands::main(cli.command))
 }
 
 /// glibc gives each thread that allocates concurrently an arena of its own, and memory freed in

@@ -16,6 +16,41 @@ pub const PAY_CLASSES: [&str; 7] = [
     "not_sent",
 ];
 
+/// What became of webhook deliveries (rules W3, W6): `woken` (a paying/ticketing order made
+/// due), `marked` (a ticketed order reported changed, awaiting its query), `recorded` (an
+/// event only), `duplicate` (a replay: nothing), `capped` (past the order's deliveries for
+/// the hour: nothing), `busy` (the order's row was locked: not waited for), `unknown_order`,
+/// `no_order` (airline.status and the like), `unauthorized`, `bad_body`, `database_error`.
+pub const WEBHOOK_OUTCOMES: [&str; 11] = [
+    "woken",
+    "marked",
+    "recorded",
+    "duplicate",
+    "capped",
+    "busy",
+    "unknown_order",
+    "no_order",
+    "unauthorized",
+    "bad_body",
+    "database_error",
+];
+
+/// What became of console logins (docs/design.md, L1-L5): `ok`, `wrong_password` (or an
+/// unknown name), `locked` (the account is locked after wrong passwords), `limited` (the
+/// client was over its limits: nothing checked), `disabled` (a disabled account's right
+/// password), `forged` (no login token: a post from another site), `bad_request`,
+/// `unavailable` (the database did not answer).
+pub const LOGIN_RESULTS: [&str; 8] = [
+    "ok",
+    "wrong_password",
+    "locked",
+    "limited",
+    "disabled",
+    "forged",
+    "bad_request",
+    "unavailable",
+];
+
 /// A histogram with fixed buckets (seconds).
 pub struct Histogram {
     bounds: &'static [f64],
@@ -121,6 +156,44 @@ pub struct Metrics {
     pub rows_busy: AtomicU64,
     /// ATRIP refused one order only (900/902 while the credentials work for others).
     pub orders_out_of_scope: AtomicU64,
+    /// New database connections closed because a property a promise needs did not hold
+    /// (docs/design.md, E1): a session pin not in force, a server that takes no writes.
+    pub db_connections_refused: AtomicU64,
+    /// When that was last logged (Unix ms): said once a minute while it lasts.
+    pub db_refused_logged_ms: AtomicI64,
+    /// Whether the database takes writes, as last checked: -1 not checked, 0 no, 1 yes.
+    pub db_writable: AtomicI64,
+    /// Why the last new connection was refused, until one is accepted again.
+    pub db_refusal: std::sync::Mutex<Option<String>>,
+    /// Whether the plain-card guard was in force at the last look (rule P9a): -1 not looked
+    /// at (not production), 0 no, 1 yes; and when its absence was last logged (Unix ms).
+    pub card_guard_ok: AtomicI64,
+    pub card_guard_logged_ms: AtomicI64,
+    /// Claim rounds that failed (a database error), those since the last that succeeded, and
+    /// the last one's error in one line.
+    pub claim_failures: AtomicU64,
+    pub claims_failed_in_a_row: AtomicU64,
+    pub claim_error: std::sync::Mutex<Option<String>>,
+    webhooks: [AtomicU64; 11],
+    console_logins: [AtomicU64; 8],
+    /// balance.do calls that gave no readable balance.
+    pub balance_unread: AtomicU64,
+}
+
+/// Failed claim rounds in a row after which `/readyz` says the worker is not ready: a few, so
+/// that a database restart's seconds pass unnoticed, while a refusal that lasts (a privilege
+/// revoked) does not.
+pub const CLAIMS_FAILED_NOT_READY: u64 = 5;
+
+/// Whether a thing last logged at `logged` (Unix ms) may be logged again now: once a minute,
+/// by one caller at a time.
+fn once_a_minute(logged: &AtomicI64) -> bool {
+    let now = chrono::Utc::now().timestamp_millis();
+    let last = logged.load(Ordering::Relaxed);
+    now - last >= 60_000
+        && logged
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
 }
 
 /// What this process last saw of ATRIP (Unix ms; 0 for never).
@@ -170,10 +243,91 @@ pub fn global() -> &'static Metrics {
         evidence_unrecorded: AtomicI64::new(0),
         rows_busy: AtomicU64::new(0),
         orders_out_of_scope: AtomicU64::new(0),
+        db_connections_refused: AtomicU64::new(0),
+        db_refused_logged_ms: AtomicI64::new(0),
+        db_writable: AtomicI64::new(-1),
+        db_refusal: std::sync::Mutex::new(None),
+        card_guard_ok: AtomicI64::new(-1),
+        card_guard_logged_ms: AtomicI64::new(0),
+        claim_failures: AtomicU64::new(0),
+        claims_failed_in_a_row: AtomicU64::new(0),
+        claim_error: std::sync::Mutex::new(None),
+        webhooks: Default::default(),
+        console_logins: Default::default(),
+        balance_unread: AtomicU64::new(0),
     })
 }
 
 impl Metrics {
+    /// A new database connection was closed because `why` (a property a promise needs) did
+    /// not hold. Logged at error level at most once a minute.
+    pub fn database_refused(&self, why: &str) {
+        self.db_connections_refused.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut refusal) = self.db_refusal.lock() {
+            *refusal = Some(why.to_owned());
+        }
+        if once_a_minute(&self.db_refused_logged_ms) {
+            tracing::error!(
+                reason = why,
+                "a new database connection was refused; the worker will not use it (said once a minute while it lasts)"
+            );
+        }
+    }
+
+    /// A new database connection passed every check.
+    pub fn database_accepted(&self) {
+        if let Ok(mut refusal) = self.db_refusal.lock() {
+            *refusal = None;
+        }
+    }
+
+    /// Why the last new database connection was refused, while no later one was accepted.
+    pub fn database_refusal(&self) -> Option<String> {
+        self.db_refusal.lock().ok().and_then(|r| r.clone())
+    }
+
+    /// What the last check of the database said: it takes writes, or not.
+    pub fn database_writable(&self, writable: bool) {
+        self.db_writable
+            .store(i64::from(writable), Ordering::Relaxed);
+    }
+
+    /// What the last look at the plain-card guard found.
+    pub fn card_guard(&self, ok: bool) {
+        self.card_guard_ok.store(i64::from(ok), Ordering::Relaxed);
+    }
+
+    /// Whether the guard's absence may be logged now (once a minute while it lasts).
+    pub fn card_guard_unlogged(&self) -> bool {
+        once_a_minute(&self.card_guard_logged_ms)
+    }
+
+    /// A claim round failed with `why`, kept in one line that names no database, role or other
+    /// object (`/readyz` shows it to anyone who reaches the port): see [`without_names`].
+    pub fn claim_failed(&self, why: &dyn std::fmt::Display) {
+        self.claim_failures.fetch_add(1, Ordering::Relaxed);
+        self.claims_failed_in_a_row.fetch_add(1, Ordering::Relaxed);
+        let line = without_names(&why.to_string().replace(['\n', '\r'], " "));
+        if let Ok(mut last) = self.claim_error.lock() {
+            *last = Some(line);
+        }
+    }
+
+    /// A claim round reached the database and came back.
+    pub fn claim_succeeded(&self) {
+        self.claims_failed_in_a_row.store(0, Ordering::Relaxed);
+    }
+
+    /// The last claim error, while the last [`CLAIMS_FAILED_NOT_READY`] rounds or more failed.
+    pub fn claims_failing(&self) -> Option<(u64, String)> {
+        let n = self.claims_failed_in_a_row.load(Ordering::Relaxed);
+        if n < CLAIMS_FAILED_NOT_READY {
+            return None;
+        }
+        let why = self.claim_error.lock().ok()?.clone()?;
+        Some((n, why))
+    }
+
     /// ATRIP answered a request (any HTTP answer: it is reachable).
     pub fn atrip_answered(&self) {
         self.atrip_answered_ms
@@ -184,13 +338,7 @@ impl Metrics {
     pub fn atrip_unreachable(&self, base_url: &str, reason: &str) {
         let now = chrono::Utc::now().timestamp_millis();
         self.atrip_unreachable_ms.store(now, Ordering::Relaxed);
-        let logged = self.atrip_unreachable_logged_ms.load(Ordering::Relaxed);
-        if now - logged >= 60_000
-            && self
-                .atrip_unreachable_logged_ms
-                .compare_exchange(logged, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
+        if once_a_minute(&self.atrip_unreachable_logged_ms) {
             tracing::error!(
                 atrip = base_url,
                 reason,
@@ -233,36 +381,66 @@ impl Metrics {
         }
     }
 
+    /// Counts one webhook delivery by what became of it ([`WEBHOOK_OUTCOMES`]).
+    pub fn webhook(&self, outcome: &str) {
+        if let Some(i) = WEBHOOK_OUTCOMES.iter().position(|o| *o == outcome) {
+            self.webhooks[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts one console login by its result ([`LOGIN_RESULTS`]).
+    pub fn console_login(&self, result: &str) {
+        if let Some(i) = LOGIN_RESULTS.iter().position(|r| *r == result) {
+            self.console_logins[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     pub fn pay_outcome(&self, class: &str) {
         if let Some(i) = PAY_CLASSES.iter().position(|c| *c == class) {
             self.pay_outcomes[i].fetch_add(1, Ordering::Relaxed);
         }
     }
 
-    /// The text exposition, with the table's figures read at scrape time.
-    pub fn render(&self, jobs_by_state: &[(String, i64)], oldest_due_s: f64) -> String {
+    /// The process's own figures in the text exposition; `/metrics` puts the job table's,
+    /// read at scrape time, before them (`http::scrape`).
+    pub fn render(&self) -> String {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let mut out = String::new();
         header(
             &mut out,
-            "ticketing_jobs",
-            "gauge",
-            "Rows in the job table, by state.",
+            "ticketing_webhooks_total",
+            "counter",
+            "Webhook deliveries by what became of them (docs/design.md W3, W6).",
         );
-        for state in crate::domain::State::ALL {
-            let n = jobs_by_state
-                .iter()
-                .find(|(s, _)| s == state.as_str())
-                .map_or(0, |(_, n)| *n);
-            let _ = writeln!(out, "ticketing_jobs{{state=\"{state}\"}} {n}");
+        for (outcome, n) in WEBHOOK_OUTCOMES.iter().zip(&self.webhooks) {
+            let _ = writeln!(
+                out,
+                "ticketing_webhooks_total{{outcome=\"{outcome}\"}} {}",
+                load(n)
+            );
+        }
+        header(
+            &mut out,
+            "ticketing_console_logins_total",
+            "counter",
+            "Console logins by result (docs/design.md L1-L5): ok, wrong_password, locked, limited, disabled, forged, bad_request, unavailable.",
+        );
+        for (result, n) in LOGIN_RESULTS.iter().zip(&self.console_logins) {
+            let _ = writeln!(
+                out,
+                "ticketing_console_logins_total{{result=\"{result}\"}} {}",
+                load(n)
+            );
         }
         sample(
             &mut out,
-            "ticketing_oldest_due_seconds",
-            "gauge",
-            "How long the oldest due, unclaimed row has waited.",
-            oldest_due_s,
+            "ticketing_balance_unread_total",
+            "counter",
+            "balance.do calls that gave no readable balance (a 411 review then says only to check it).",
+            load(&self.balance_unread),
         );
+        // The deposit balance itself is not exported: `/metrics` is unauthenticated, and what
+        // the account holds is for the 411 review's reason and the console only.
         header(
             &mut out,
             "ticketing_pay_outcomes_total",
@@ -353,6 +531,40 @@ impl Metrics {
         );
         sample(
             &mut out,
+            "ticketing_database_connections_refused_total",
+            "counter",
+            "New database connections the worker closed because a property its promises need did not hold (a session setting not in force, a server that takes no writes); the log says which.",
+            load(&self.db_connections_refused),
+        );
+        let writable = self.db_writable.load(Ordering::Relaxed);
+        if writable >= 0 {
+            sample(
+                &mut out,
+                "ticketing_database_writable",
+                "gauge",
+                "Whether the database took writes at the last check (0: a standby in recovery, or default_transaction_read_only; /readyz says which).",
+                writable,
+            );
+        }
+        let guard = self.card_guard_ok.load(Ordering::Relaxed);
+        if guard >= 0 {
+            sample(
+                &mut out,
+                "ticketing_card_guard_ok",
+                "gauge",
+                "Whether the plain-card guard was in force at the last look (0: its triggers are disabled or missing while the policy refuses plain cards; /readyz says what to run).",
+                guard,
+            );
+        }
+        sample(
+            &mut out,
+            "ticketing_claim_failures_total",
+            "counter",
+            "Claim rounds that failed (a database error; the log says \"claim failed\", /readyz names it after a few in a row).",
+            load(&self.claim_failures),
+        );
+        sample(
+            &mut out,
             "ticketing_rows_busy_total",
             "counter",
             "Writes and lease renewals that found their row locked by another session (written again later).",
@@ -436,13 +648,51 @@ impl Metrics {
     }
 }
 
+/// A database error's words without the names in them: PostgreSQL quotes every name it
+/// says (`role "ticketing" is not permitted to log in`, `database "…" does not exist`), and
+/// PgBouncer ends its refusals with one (`no such user: ticketing`); each becomes `…`. What
+/// kind of failure it was stays readable (`permission denied for table ticketing_jobs` names
+/// the product's own table, which every reader of the README knows).
+pub fn without_names(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut quoted = false;
+    for c in line.chars() {
+        if c == '"' {
+            if !quoted {
+                out.push_str("\"…");
+            } else {
+                out.push('"');
+            }
+            quoted = !quoted;
+        } else if !quoted {
+            out.push(c);
+        }
+    }
+    for refusal in ["no such user: ", "no such database: ", "for user "] {
+        if let Some(at) = out.find(refusal) {
+            let name = at + refusal.len();
+            let end = out[name..]
+                .find(|c: char| c.is_whitespace() || c == ',' || c == ')')
+                .map_or(out.len(), |e| name + e);
+            out.replace_range(name..end, "…");
+        }
+    }
+    out
+}
+
 /// A metric's `# HELP` and `# TYPE` lines.
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+pub(crate) fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
 /// A metric of one sample, with its header.
-fn sample(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+pub(crate) fn sample(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    value: impl std::fmt::Display,
+) {
     header(out, name, kind, help);
     let _ = writeln!(out, "{name} {value}");
 }
@@ -450,6 +700,31 @@ fn sample(out: &mut String, name: &str, kind: &str, help: &str, value: impl std:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn database_errors_lose_every_name_and_keep_their_kind() {
+        for (raw, shown) in [
+            (
+                r#"error returned from database: role "advw" is not permitted to log in"#,
+                r#"error returned from database: role "…" is not permitted to log in"#,
+            ),
+            (
+                r#"database "tt_prod" does not exist"#,
+                r#"database "…" does not exist"#,
+            ),
+            (
+                "permission denied for table ticketing_jobs",
+                "permission denied for table ticketing_jobs",
+            ),
+            ("ERROR: no such user: advw", "ERROR: no such user: …"),
+            (
+                "password authentication failed for user advw, try again",
+                "password authentication failed for user …, try again",
+            ),
+        ] {
+            assert_eq!(without_names(raw), shown);
+        }
+    }
 
     #[test]
     fn histograms_are_cumulative_and_render_as_prometheus_text() {

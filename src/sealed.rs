@@ -82,6 +82,46 @@ impl CardKey {
     }
 }
 
+/// The worker's keys: the current one and, during a rotation, the previous one. Cards are
+/// sealed to the current key's public half; a card sealed to the previous one still opens
+/// until that key is removed from the settings (and destroyed).
+#[derive(Clone, Debug)]
+pub struct CardKeys {
+    current: CardKey,
+    previous: Option<CardKey>,
+}
+
+impl CardKeys {
+    pub fn new(current: CardKey, previous: Option<CardKey>) -> Self {
+        CardKeys { current, previous }
+    }
+
+    /// One key, no rotation.
+    pub fn single(current: CardKey) -> Self {
+        CardKeys::new(current, None)
+    }
+
+    /// The key enqueuers seal to now.
+    pub fn current(&self) -> &CardKey {
+        &self.current
+    }
+
+    /// Whether a previous key is configured (a rotation is under way).
+    pub fn rotating(&self) -> bool {
+        self.previous.is_some()
+    }
+
+    /// Opens `sealed` with the current key, or, when that key cannot open it at all, with
+    /// the previous one. A box that opens but is wrong (another order's, malformed) is
+    /// refused as it is: only "not sealed to this key" moves on to the other key.
+    pub fn open(&self, order_no: &str, sealed: &[u8]) -> Result<Value, SealError> {
+        match (self.current.open(order_no, sealed), &self.previous) {
+            (Err(SealError::Unopenable), Some(previous)) => previous.open(order_no, sealed),
+            (opened, _) => opened,
+        }
+    }
+}
+
 /// Seals `card` for `order_no` to a base64 public key (what an enqueuer does).
 pub fn seal(public_base64: &str, order_no: &str, card: &Value) -> Result<Vec<u8>, SealError> {
     let bytes: [u8; 32] = B64
@@ -141,6 +181,30 @@ mod tests {
         tampered[60] ^= 1;
         assert_eq!(key.open("TESTA1", &tampered), Err(SealError::Unopenable));
         assert!(!format!("{key:?}").contains(&key.secret_base64()));
+    }
+
+    #[test]
+    fn during_a_rotation_cards_sealed_to_either_key_open_and_only_those() {
+        let (old, new) = (CardKey::generate(), CardKey::generate());
+        let card = json!({"cardNumber": "4532015112830366"});
+        let sealed_old = seal(&old.public_base64(), "TESTA1", &card).unwrap();
+        let sealed_new = seal(&new.public_base64(), "TESTA1", &card).unwrap();
+        let rotating = CardKeys::new(new.clone(), Some(old.clone()));
+        assert!(rotating.rotating());
+        assert_eq!(rotating.open("TESTA1", &sealed_old).unwrap(), card);
+        assert_eq!(rotating.open("TESTA1", &sealed_new).unwrap(), card);
+        // Another order's box is refused by the key that opens it, not tried again.
+        assert!(matches!(
+            rotating.open("TESTB2", &sealed_old),
+            Err(SealError::WrongOrder { .. })
+        ));
+        // Once the previous key is gone, its cards are unreadable.
+        let after = CardKeys::single(new);
+        assert_eq!(
+            after.open("TESTA1", &sealed_old),
+            Err(SealError::Unopenable)
+        );
+        assert_eq!(after.open("TESTA1", &sealed_new).unwrap(), card);
     }
 
     /// Sealed by PyNaCl (libsodium's `crypto_box_seal`) with the secret key 1, 2, ..., 32:

@@ -14,10 +14,10 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::codes::{self, OrderStatus, PayClass};
-use crate::card::mask_card_numbers;
-use crate::domain::{truncate, TicketSet};
+use crate::domain::TicketSet;
 use prune::{Beyond, Keep, Unreadable};
 
+pub mod list;
 mod order;
 mod prune;
 
@@ -41,10 +41,12 @@ pub enum PayAnswer {
     /// query decides, and if it does not show the order paid, a person checks the balance or
     /// the card before any second payment.
     PaymentError { status: i64, msg: Option<String> },
-    /// A charge may or may not have happened (timeout, reset, 5xx, unparsable body, `411`,
-    /// unknown code). Only an order query can tell; never pay again blindly.
+    /// A charge may or may not have happened (rule P4h: a timeout, a reset, HTTP other than
+    /// 200, an unparsable or oversized body, an answer naming another order, a code not
+    /// documented for `pay.do`). Only an order query can tell; never pay again blindly.
     OutcomeUnknown { status: Option<i64>, reason: String },
-    /// The request never left this machine (connection refused, DNS): nothing was sent.
+    /// The request never left this machine (rule P4g: connection refused, DNS, the TLS
+    /// handshake): nothing was sent.
     /// The worker still checks with an order query before any new intent.
     NotSent { reason: String },
 }
@@ -95,6 +97,32 @@ pub enum QueryAnswer {
     Invalid { status: Option<i64>, reason: String },
 }
 
+impl QueryAnswer {
+    /// The kind of answer, for metrics and traces.
+    pub fn class_name(&self) -> &'static str {
+        match self {
+            QueryAnswer::Order(_) => "order",
+            QueryAnswer::NotFound { .. } => "not_found",
+            QueryAnswer::Retry { .. } => "retry",
+            QueryAnswer::RateLimited { .. } => "rate_limited",
+            QueryAnswer::Unauthorized { .. } => "unauthorized",
+            QueryAnswer::Invalid { .. } => "invalid",
+        }
+    }
+
+    /// The status code ATRIP answered, if it answered one (0 for a readable order).
+    pub fn status(&self) -> Option<i64> {
+        match self {
+            QueryAnswer::Order(_) => Some(0),
+            QueryAnswer::NotFound { status, .. } | QueryAnswer::Unauthorized { status, .. } => {
+                Some(*status)
+            }
+            QueryAnswer::Invalid { status, .. } => *status,
+            QueryAnswer::Retry { .. } | QueryAnswer::RateLimited { .. } => None,
+        }
+    }
+}
+
 /// The order as one query answer shows it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OrderView {
@@ -127,27 +155,31 @@ impl OrderView {
     }
 
     /// Every passenger has a ticket number: ticketed, tickets issued, and a ticket number in
-    /// every `paxTicketInfos` entry (ATRIP's own client uses the same predicate, counting
-    /// passengers from the order it booked; we count the entries).
-    pub fn tickets_complete(&self) -> bool {
+    /// every `paxTicketInfos` entry, with an entry for each of the order's `passengers` (rule
+    /// F1b: ATRIP's own client counts passengers from the order it booked, and so do we when
+    /// the row knows them; else the entries this answer lists count).
+    pub fn tickets_complete(&self, passengers: Option<usize>) -> bool {
         self.order_status == OrderStatus::Ticketed
             && self.ticket_status.as_deref() == Some(codes::TICKET_ISSUED)
             && !self.tickets.is_empty()
+            && self.tickets.len() >= passengers.unwrap_or(0)
             && self.tickets.iter().all(|p| !p.ticket_numbers.is_empty())
     }
 
-    /// The final ticket set and its PNR: every passenger has a ticket number and a PNR is
-    /// known. Tickets without any PNR are not final: the order is followed until one shows
-    /// (or the ticketing deadline passes).
-    pub fn final_tickets(&self) -> Option<(&TicketSet, String)> {
-        if !self.tickets_complete() {
+    /// The final ticket set and its airline PNR: every passenger has a ticket number and an
+    /// airline PNR is known. Tickets without any airline PNR are not final (rule F4): the order
+    /// is followed until one shows (or the ticketing deadline passes). ATRIP's `pnrCode` is its
+    /// own booking reference, never the airline's: it is kept as `atrip_pnr` only.
+    pub fn final_tickets(&self, passengers: Option<usize>) -> Option<(&TicketSet, String)> {
+        if !self.tickets_complete(passengers) {
             return None;
         }
         Some((&self.tickets, self.pnr()?))
     }
 
     /// The airline PNR(s): per passenger first (where ATRIP fills them for every passenger),
-    /// then the airline bookings, then ATRIP's own booking reference; de-duplicated, in order.
+    /// then the airline bookings; de-duplicated, in order. Never `pnrCode` (ATRIP's FAQ: "Is
+    /// pnrCode the airline PNR? No.").
     pub fn pnr(&self) -> Option<String> {
         let mut seen: HashSet<&str> = HashSet::new();
         let pnrs: Vec<&str> = self
@@ -158,10 +190,7 @@ impl OrderView {
             .map(String::as_str)
             .filter(|pnr| seen.insert(pnr))
             .collect();
-        if pnrs.is_empty() {
-            return self.pnr_code.clone();
-        }
-        Some(pnrs.join(" "))
+        (!pnrs.is_empty()).then(|| pnrs.join(" "))
     }
 }
 
@@ -265,17 +294,9 @@ fn drop_nul(v: &mut Value) {
 }
 
 /// ATRIP's words (an echoed order number, a message) cut to `max` characters for a reason or a
-/// column, any card number in them masked. Only the head is looked at: a card number (at most
-/// 19 digits and 18 separators) that starts within the first `max` characters ends within the
-/// first `max + 40`, so masking that much masks all that is kept, and a megabyte of message
-/// costs no more than a short one.
+/// column, any card number in them masked: [`crate::card::outside_words`].
 pub(super) fn quote(s: &str, max: usize) -> String {
-    let head = match s.char_indices().nth(max.saturating_add(40)) {
-        Some((at, _)) => &s[..at],
-        None => s,
-    };
-    // Masking keeps the number of characters, so a longer text is still cut (and marked).
-    truncate(&mask_card_numbers(head), max)
+    crate::card::outside_words(s, max)
 }
 
 fn text(m: &serde_json::Map<String, Value>, key: &str) -> Option<String> {
@@ -359,12 +380,30 @@ pub fn classify_pay(order_no: &str, http: u16, body: &[u8]) -> PayAnswer {
         if other != order_no {
             return PayAnswer::OutcomeUnknown {
                 status: Some(status),
-                reason: format!("pay.do answered for another order ({})", quote(other, 40)),
+                // Never that order's number: it is another agency order's reference, and
+                // last_error is read by people who may not see it (ATRIP's client tests this).
+                reason: "pay.do answered for another order (its number is not kept)".into(),
             };
         }
     }
     let msg = text(&m, "msg");
-    match codes::pay_class(status) {
+    let class = codes::pay_class(status);
+    // An acceptance is evidence of payment (rule P3): only one that names this order counts.
+    // Every acceptance ATRIP documents, and every one its own client's tests build, echoes
+    // `orderNo`; a bare `{"status": 0}` (a mock left in the configuration, a gateway's stub)
+    // says nothing about this order, and taken as evidence it would make the order unpayable
+    // for good. The order query decides instead.
+    if matches!(class, PayClass::Accepted | PayClass::PaidPnrPending)
+        && !matches!(m.get("orderNo"), Some(Value::String(echo)) if echo == order_no)
+    {
+        return PayAnswer::OutcomeUnknown {
+            status: Some(status),
+            reason: format!(
+                "pay.do answered status {status} without naming this order (no orderNo): not taken as a payment; the order query decides"
+            ),
+        };
+    }
+    match class {
         PayClass::Accepted | PayClass::PaidPnrPending => PayAnswer::Accepted {
             status,
             msg,

@@ -16,9 +16,11 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::answer::list::{classify_list, ListError, ListPage};
 use super::answer::{classify_pay, classify_query, PayAnswer, QueryAnswer};
+use super::ca::CaBundle;
 use crate::card::CreditCard;
-use crate::config::AtripSettings;
+use crate::config::{AtripSettings, ConfigError};
 use crate::domain::PaymentMethod;
 
 /// The header that names the worker process sending a request (its worker id, as in the
@@ -29,12 +31,19 @@ pub const WORKER_HEADER: &str = "x-ticketing-worker";
 /// probe asks about it, and so does the worker to tell a 900 for one order from refused
 /// credentials. ATRIP answers 800 when it takes our credentials.
 pub const PROBE_ORDER_NO: &str = "PROBE000000000000000";
+/// How many times the start probe asks before it says ATRIP does not answer, and the pause
+/// between tries.
+const PROBE_TRIES: u32 = 3;
+const PROBE_PAUSE: Duration = Duration::from_secs(1);
 
 /// Failures of the client outside the pay/query classification (building it, `order.do`).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("ATRIP client could not be built: {0}")]
     Build(String),
+    /// A setting the client cannot be built with (`atrip.proxy`, `atrip.ca_file`), named.
+    #[error(transparent)]
+    Setting(#[from] ConfigError),
     #[error("ATRIP {endpoint} failed: {reason}")]
     Request {
         endpoint: &'static str,
@@ -49,7 +58,7 @@ pub enum Error {
 }
 
 /// The body of `pay.do`. `creditCard` is `null` (never `""`) for methods 1 and 4.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PayRequest<'a> {
     pub order_no: &'a str,
@@ -66,7 +75,39 @@ impl<'a> PayRequest<'a> {
             payment_method: method.code(),
             credit_card: card.filter(|_| method.needs_card()),
             client_order_no: None,
-            request_source: Some("ticketing-tracker"),
+            request_source: None,
+        }
+    }
+}
+
+/// The body of `orderList.do` (docs/design.md, R2): the orders ATRIP created in
+/// `[from, to]` (UTC, `yyyy-MM-dd'T'HH:mm:ss'Z'`), one page of them. No status filter: the
+/// set a closed window matches then never changes while it is paged through.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListRequest {
+    pub create_time_range_from: String,
+    pub create_time_range_to: String,
+    pub page: i64,
+    pub page_size: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order_status: Option<Vec<i64>>,
+}
+
+impl ListRequest {
+    pub fn new(
+        from: chrono::DateTime<chrono::Utc>,
+        to: chrono::DateTime<chrono::Utc>,
+        page: i64,
+        page_size: u32,
+    ) -> Self {
+        const FORMAT: &str = "%Y-%m-%dT%H:%M:%SZ";
+        ListRequest {
+            create_time_range_from: from.format(FORMAT).to_string(),
+            create_time_range_to: to.format(FORMAT).to_string(),
+            page,
+            page_size,
+            order_status: None,
         }
     }
 }
@@ -103,6 +144,8 @@ pub struct Client {
     client_secret: SecretString,
     pay_timeout: Duration,
     query_timeout: Duration,
+    /// `atrip.request_source`: pay.do's `requestSource` (`None`: null).
+    request_source: Option<String>,
     /// Sent as [`WORKER_HEADER`] with every request, when set.
     worker: Option<reqwest::header::HeaderValue>,
     /// `atrip.max_answer_bytes`: one answer, decompressed.
@@ -118,6 +161,8 @@ pub struct Client {
     budget_bytes: usize,
     /// How requests reach ATRIP, in words (`atrip.proxy`).
     route: String,
+    /// Which certificates ATRIP's TLS is checked against, in words (`atrip.ca_file`).
+    trust: String,
 }
 
 /// An answer read within its bounds: its HTTP code, its body, and the budget share it holds
@@ -125,7 +170,41 @@ pub struct Client {
 struct Answer {
     http: u16,
     body: Vec<u8>,
+    /// ATRIP's request id from a response header, if it sent one.
+    request_id: Option<String>,
     _held: OwnedSemaphorePermit,
+}
+
+impl Answer {
+    /// ATRIP's request id: the `X-Request-ID` or `X-Atlas-Request-ID` header, else the body's
+    /// `requestId` or `uuid` (where ATRIP's own client looks), quoted and cut to 100
+    /// characters. Kept with the answer's event, for an escalation to ATRIP.
+    fn request_id(&self) -> Option<String> {
+        #[derive(serde::Deserialize)]
+        struct Ids {
+            #[serde(rename = "requestId")]
+            request_id: Option<Value>,
+            uuid: Option<Value>,
+        }
+        let from_body = || {
+            let ids: Ids = serde_json::from_slice(&self.body).ok()?;
+            [ids.request_id, ids.uuid]
+                .into_iter()
+                .flatten()
+                .find_map(|v| v.as_str().filter(|s| !s.is_empty()).map(str::to_owned))
+        };
+        self.request_id
+            .clone()
+            .or_else(from_body)
+            .map(|id| super::answer::quote(&id, 100))
+    }
+}
+
+/// An answer with ATRIP's request id for it, when it gave one.
+#[derive(Debug)]
+pub struct Answered<T> {
+    pub answer: T,
+    pub request_id: Option<String>,
 }
 
 /// Why an exchange gave no answer to classify.
@@ -171,10 +250,18 @@ impl std::fmt::Debug for Client {
 
 impl Client {
     pub fn new(settings: &AtripSettings) -> Result<Self, Error> {
-        let (proxy, ignore_environment, route) = settings
-            .proxy_choice()
-            .map_err(|e| Error::Build(e.to_string()))?;
+        let (proxy, ignore_environment, route) = settings.proxy_choice()?;
+        let ca = match settings.ca_file.trim() {
+            "" => None,
+            path => Some(CaBundle::load(path)?),
+        };
+        let trust = CaBundle::describe(ca.as_ref());
         let mut builder = reqwest::Client::builder();
+        // Added to the built-in roots, not instead of them: the same worker reaches ATRIP
+        // directly or through an inspecting proxy.
+        for cert in ca.into_iter().flat_map(|bundle| bundle.certs) {
+            builder = builder.add_root_certificate(cert);
+        }
         if ignore_environment {
             builder = builder.no_proxy();
         }
@@ -190,6 +277,8 @@ impl Client {
             .gzip(true)
             .pool_idle_timeout(Duration::from_secs(30))
             .user_agent(concat!("ticketing-tracker/", env!("CARGO_PKG_VERSION")))
+            // Never `tls_early_data(true)`: 0-RTT writes the request before the handshake
+            // has finished, and a failed handshake would then read as "not sent" (see `pay`).
             .build()
             .map_err(|e| Error::Build(e.to_string()))?;
         Ok(Client {
@@ -199,6 +288,9 @@ impl Client {
             client_secret: settings.client_secret.clone(),
             pay_timeout: settings.pay_timeout(),
             query_timeout: settings.query_timeout(),
+            request_source: Some(settings.request_source.trim())
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned),
             worker: None,
             max_answer: settings.max_answer_bytes(),
             budget: Arc::new(Semaphore::new(
@@ -206,12 +298,19 @@ impl Client {
             )),
             budget_bytes: settings.answer_budget_bytes(),
             route,
+            trust,
         })
     }
 
     /// How requests reach ATRIP: directly or through which proxy (for the start line).
     pub fn route(&self) -> &str {
         &self.route
+    }
+
+    /// Which certificates ATRIP's TLS is checked against: the built-in roots, and the
+    /// `atrip.ca_file` bundle when one is set (for the start line).
+    pub fn trust(&self) -> &str {
+        &self.trust
     }
 
     /// Names the worker process in every request ([`WORKER_HEADER`]). An id that cannot be a
@@ -290,6 +389,10 @@ impl Client {
     /// `max_answer` bytes, each byte drawn from the budget before it is kept.
     async fn read(&self, mut resp: reqwest::Response) -> Result<Answer, Failure> {
         let http = resp.status().as_u16();
+        let request_id = ["x-request-id", "x-atlas-request-id"].iter().find_map(|h| {
+            let v = resp.headers().get(*h)?.to_str().ok()?.trim();
+            (!v.is_empty()).then(|| v.to_owned())
+        });
         let limit = self.max_answer;
         // A body that says it is too long (it is not compressed, or reqwest would not know
         // its length) is not read at all.
@@ -332,6 +435,7 @@ impl Client {
         Ok(Answer {
             http,
             body,
+            request_id,
             _held: held,
         })
     }
@@ -358,32 +462,51 @@ impl Client {
     /// Sends `pay.do` once and classifies the answer. Never retries: a second `pay.do` is a
     /// decision for the worker, after an order query.
     pub async fn pay(&self, request: &PayRequest<'_>) -> PayAnswer {
+        self.pay_answered(request).await.answer
+    }
+
+    /// [`Client::pay`], with ATRIP's request id for the answer.
+    pub async fn pay_answered(&self, request: &PayRequest<'_>) -> Answered<PayAnswer> {
+        let request = PayRequest {
+            request_source: request.request_source.or(self.request_source.as_deref()),
+            ..*request
+        };
         let started = std::time::Instant::now();
-        let sent = self.post("pay.do", request, self.pay_timeout).await;
+        let sent = self.post("pay.do", &request, self.pay_timeout).await;
         crate::metrics::global()
             .pay_latency
             .observe(started.elapsed());
-        match sent {
+        let request_id = sent.as_ref().ok().and_then(Answer::request_id);
+        let answer = match sent {
             Ok(answer) => classify_pay(request.order_no, answer.http, &answer.body),
-            // Only the connector's own failures (DNS, TCP connect, the TLS handshake, the
-            // connect timeout around all three) are `is_connect`: hyper-util marks an error
-            // `Connect` only when no connection was ever handed the request, and it re-sends
-            // on a fresh connection only a request a pooled one gave back unwritten. Nothing
-            // of the pay.do left. Everything else (a reset after the request was written, a
+            // Only the connector's own failures (DNS, TCP connect, a proxy's CONNECT, the TLS
+            // handshake, the connect timeout around all of them) are `is_connect`: hyper-util
+            // marks an error `Connect` only when no connection was ever handed the request,
+            // and it re-sends on a fresh connection only a request a pooled one gave back
+            // unwritten. Nothing of the pay.do left. The TLS handshake is inside the
+            // connector: hyper-rustls hands hyper the connection only once the handshake has
+            // completed (no 0-RTT early data, see `new`), so a certificate we do not trust or
+            // a handshake the server aborts is `is_connect`. Everything else may have reached
+            // ATRIP: a server that completes the handshake and closes at once (TLS 1.3 lets
+            // the client write before the server has even read its Finished), one that reads
+            // the request and breaks off its answer, a reset after the request was written, a
             // pooled connection closed under it, the whole call timing out, even while
-            // connecting, where we cannot tell how far it got) may have reached ATRIP.
-            Err(Failure::Transport(e)) if e.is_connect() => PayAnswer::NotSent {
-                reason: format!("pay.do not sent: {}", describe(&e)),
-            },
-            Err(failure) => PayAnswer::OutcomeUnknown {
-                status: None,
-                reason: format!("pay.do: {}", failure.describe()),
-            },
-        }
+            // connecting, where we cannot tell how far it got. tests/api/tls.rs holds each.
+            Err(Failure::Transport(e)) if e.is_connect() => {
+                pay_failed(Reached::Never, format!("pay.do not sent: {}", describe(&e)))
+            }
+            Err(failure) => pay_failed(Reached::Maybe, format!("pay.do: {}", failure.describe())),
+        };
+        Answered { answer, request_id }
     }
 
     /// Queries one order. Safe to repeat.
     pub async fn query(&self, order_no: &str) -> QueryAnswer {
+        self.query_answered(order_no).await.answer
+    }
+
+    /// [`Client::query`], with ATRIP's request id for the answer.
+    pub async fn query_answered(&self, order_no: &str) -> Answered<QueryAnswer> {
         let body = serde_json::json!({ "orderNo": order_no });
         let started = std::time::Instant::now();
         let sent = self
@@ -392,7 +515,8 @@ impl Client {
         crate::metrics::global()
             .query_latency
             .observe(started.elapsed());
-        match sent {
+        let request_id = sent.as_ref().ok().and_then(Answer::request_id);
+        let answer = match sent {
             Ok(answer) => classify_query(order_no, answer.http, &answer.body),
             Err(Failure::Transport(e)) if e.is_timeout() => QueryAnswer::Retry {
                 reason: format!("order query: {}", describe(&e)),
@@ -408,25 +532,83 @@ impl Client {
             Err(failure) => QueryAnswer::Retry {
                 reason: format!("order query: {}", failure.describe()),
             },
+        };
+        Answered { answer, request_id }
+    }
+
+    /// One page of `orderList.do`, read within the same bounds as every answer (size, budget,
+    /// one timer for the whole exchange). Safe to repeat: it changes nothing at ATRIP.
+    pub async fn order_list(&self, request: &ListRequest) -> Result<ListPage, ListError> {
+        match self.post("orderList.do", request, self.query_timeout).await {
+            Ok(answer) => classify_list(answer.http, &answer.body),
+            Err(too_large @ Failure::TooLarge { .. }) => Err(ListError::Refused(format!(
+                "orderList.do page {}: {}",
+                request.page,
+                too_large.describe()
+            ))),
+            Err(failure) => Err(ListError::Transient(format!(
+                "orderList.do page {}: {}",
+                request.page,
+                failure.describe()
+            ))),
         }
     }
 
+    /// Reads the deposit account's balance in `currency` (`balance.do`). Safe to repeat; waits
+    /// on nothing and never more than the query timeout.
+    pub async fn balance(&self, currency: &str) -> super::balance::Balance {
+        let body = serde_json::json!({ "currency": currency });
+        let balance = match self.post("balance.do", &body, self.query_timeout).await {
+            Ok(answer) => super::balance::classify_balance(currency, answer.http, &answer.body),
+            Err(failure) => super::balance::Balance::Unread {
+                reason: format!("balance.do: {}", failure.describe()),
+            },
+        };
+        // Only the unread count is a metric: `/metrics` is unauthenticated, the balance is not
+        // for it.
+        if let super::balance::Balance::Unread { .. } = &balance {
+            crate::metrics::global()
+                .balance_unread
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        balance
+    }
+
     /// Asks ATRIP about an order number that cannot exist, to tell at start whether ATRIP is
-    /// reachable and takes our credentials; says so in the log.
+    /// reachable and takes our credentials; says so in the log. One dropped connection is not
+    /// ATRIP being down: a transport failure is asked again (`PROBE_TRIES` in all, a second
+    /// apart) and said at `error` only when every try failed. Refused credentials are said at
+    /// once.
     pub async fn probe(&self) {
-        match self.query(PROBE_ORDER_NO).await {
-            QueryAnswer::Unauthorized { status, .. } => {
-                crate::metrics::global().atrip_refused_credentials();
-                tracing::error!(
-                    atrip = %self.base_url, status,
-                    "ATRIP answers but refuses our credentials (check atrip.client_id / atrip.client_secret)"
-                )
+        for attempt in 1..=PROBE_TRIES {
+            match self.query(PROBE_ORDER_NO).await {
+                QueryAnswer::Unauthorized { status, .. } => {
+                    crate::metrics::global().atrip_refused_credentials();
+                    tracing::error!(
+                        atrip = %self.base_url, status,
+                        "ATRIP answers but refuses our credentials (check atrip.client_id / atrip.client_secret)"
+                    );
+                    return;
+                }
+                QueryAnswer::Retry { reason } if attempt < PROBE_TRIES => {
+                    tracing::warn!(
+                        atrip = %self.base_url, reason, attempt,
+                        "ATRIP did not answer the start probe; asking again"
+                    );
+                    tokio::time::sleep(PROBE_PAUSE).await;
+                }
+                QueryAnswer::Retry { reason } => {
+                    tracing::error!(
+                        atrip = %self.base_url, reason, tries = PROBE_TRIES,
+                        "ATRIP does not answer; orders will wait until it does"
+                    );
+                    return;
+                }
+                _ => {
+                    tracing::info!(atrip = %self.base_url, "ATRIP answers and takes our credentials");
+                    return;
+                }
             }
-            QueryAnswer::Retry { reason } => tracing::error!(
-                atrip = %self.base_url, reason,
-                "ATRIP does not answer; orders will wait until it does"
-            ),
-            _ => tracing::info!(atrip = %self.base_url, "ATRIP answers and takes our credentials"),
         }
     }
 
@@ -464,6 +646,28 @@ impl Client {
             tkt_limit_time: field("tktLimitTime"),
             body: value,
         })
+    }
+}
+
+/// How far a `pay.do` that got no HTTP answer may have gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reached {
+    /// The connector failed before any byte of the request was written (rule P4g).
+    Never,
+    /// Anything else: the request may have reached ATRIP (rule P4h).
+    Maybe,
+}
+
+/// The answer to a `pay.do` that got no HTTP answer: "not sent" only when it provably never
+/// left. (An HTTP answer, a redirect included, goes through `classify_pay`.) The model check
+/// (`tests/model`) decides with this too.
+pub fn pay_failed(reached: Reached, reason: String) -> PayAnswer {
+    match reached {
+        Reached::Never => PayAnswer::NotSent { reason },
+        Reached::Maybe => PayAnswer::OutcomeUnknown {
+            status: None,
+            reason,
+        },
     }
 }
 

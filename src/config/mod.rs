@@ -6,7 +6,9 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+mod database;
 mod keys;
+pub use database::{DatabaseSettings, Pooler};
 use keys::refuse_unknown_keys;
 #[cfg(test)]
 use keys::{closest, edit_distance, known_keys};
@@ -23,6 +25,32 @@ pub struct Settings {
     pub card: CardSettings,
     pub log: LogSettings,
     pub console: ConsoleSettings,
+    pub reconcile: ReconcileSettings,
+    /// `APP_ENVIRONMENT=production`: the stricter checks (TLS only, the plain-card guard).
+    #[serde(skip)]
+    pub production: bool,
+}
+
+/// The reconciliation of the job table with ATRIP's `orderList.do` (docs/design.md, R1-R6).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ReconcileSettings {
+    /// The worker runs it once a UTC day (one replica: the day's row in
+    /// `ticketing_reconcile_runs` is its claim). On in production, off elsewhere.
+    pub daily: bool,
+    /// Not before this hour of the UTC day (the database's clock).
+    pub daily_after_hour_utc: i32,
+    /// The daily window: orders ATRIP created in the UTC days before today, this many.
+    pub lookback_days: i32,
+    /// Orders asked per page.
+    pub page_size: u32,
+    /// A run that would need more pages than this ends with an error (an endless answer).
+    pub max_pages: u32,
+    /// The number of ATRIP's first page (documented: 1).
+    pub first_page: i64,
+    /// A run ends with an error after this long, whatever ATRIP does.
+    pub max_run_s: u64,
+    /// Tries of one page that met a transient failure or a rate limit.
+    pub page_tries: u32,
 }
 
 /// The operator console at `/console` on the HTTP port (`src/console/`): off until enabled
@@ -41,60 +69,70 @@ pub struct ConsoleSettings {
     pub refresh_s: u64,
     /// Rows per page of a list.
     pub page_size: i64,
-    /// Mark the session cookie `Secure` (sent over HTTPS only): on wherever the console is
-    /// reached through TLS.
+    /// A session nobody used for this long ends (a page that reloads itself counts as use).
+    pub session_idle_s: u64,
+    /// Mark the session cookie `Secure` (sent over HTTPS only) always: on wherever the console
+    /// is reached through TLS. Off, it is still marked for a request that came through a
+    /// trusted proxy saying `X-Forwarded-Proto: https`.
     pub secure_cookie: bool,
+    /// The proxies (addresses or CIDR ranges, comma-separated) whose `X-Forwarded-Proto` is
+    /// believed; empty: nobody's.
+    pub trusted_proxies: String,
+    /// `host:port` of a listener of the console's own (an internal address), apart from the
+    /// HTTP port, which then serves no console; empty: the console is on the HTTP port.
+    pub listen: String,
+    /// The header in which an authenticating proxy (oauth2-proxy, Pomerium) names the person,
+    /// e.g. `X-Forwarded-User`; believed only from `trusted_proxies` (docs/design.md, L4).
+    /// Empty: no proxy identity.
+    #[serde(default)]
+    pub identity_header: String,
+    /// The role of a person the proxy names: `viewer` or `operator`.
+    #[serde(default = "viewer")]
+    pub identity_role: String,
+}
+
+fn viewer() -> String {
+    "viewer".into()
 }
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct CardSettings {
     /// Opens `card_sealed`; empty: this worker cannot pay sealed cards.
     pub secret_key: SecretString,
+    /// During a key rotation, the key cards sealed before it were sealed to: tried when the
+    /// current one cannot open a card. Empty once every such card is paid or erased.
+    pub previous_secret_key: SecretString,
+    /// In production, plain card data (`card`) may reach the table. Off: the database refuses
+    /// it before the row is written (docs/design.md, C3).
+    pub allow_plain: bool,
 }
 
 impl CardSettings {
-    /// The key, when one is configured.
-    pub fn key(&self) -> Result<Option<crate::sealed::CardKey>, ConfigError> {
-        let secret = self.secret_key.expose_secret();
-        if secret.trim().is_empty() {
-            return Ok(None);
+    /// The keys, when one is configured: the current one, then the previous one.
+    pub fn key(&self) -> Result<Option<crate::sealed::CardKeys>, ConfigError> {
+        let parse = |key: &'static str, secret: &SecretString| {
+            let secret = secret.expose_secret();
+            if secret.trim().is_empty() {
+                return Ok(None);
+            }
+            crate::sealed::CardKey::from_base64(secret)
+                .map(Some)
+                .map_err(|e| ConfigError::Invalid {
+                    key,
+                    problem: e.to_string(),
+                })
+        };
+        let current = parse("card.secret_key", &self.secret_key)?;
+        let previous = parse("card.previous_secret_key", &self.previous_secret_key)?;
+        match (current, previous) {
+            (None, None) => Ok(None),
+            (None, Some(_)) => Err(ConfigError::Invalid {
+                key: "card.previous_secret_key",
+                problem: "is set without card.secret_key: a rotation needs the new key too"
+                    .to_owned(),
+            }),
+            (Some(current), previous) => Ok(Some(crate::sealed::CardKeys::new(current, previous))),
         }
-        crate::sealed::CardKey::from_base64(secret)
-            .map(Some)
-            .map_err(|e| ConfigError::Invalid {
-                key: "card.secret_key",
-                problem: e.to_string(),
-            })
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct DatabaseSettings {
-    /// A secret: a URL may carry a password.
-    pub url: SecretString,
-    pub max_connections: u32,
-    pub migrate_on_start: bool,
-    /// The schema the job table lives in. Every connection's `search_path` is this schema
-    /// alone, whatever the role's or database's says: PostgreSQL's default `"$user", public`
-    /// puts a schema named after the role first, and a copy of the table there would be read
-    /// instead of the live one.
-    pub schema: String,
-}
-
-impl DatabaseSettings {
-    /// The connection options: the URL's, with `search_path` pinned to `schema` (sent at
-    /// connection start, so it holds for every statement of every connection, the `LISTEN`
-    /// one and the functions the statements call included).
-    pub fn connect_options(&self) -> Result<sqlx::postgres::PgConnectOptions, ConfigError> {
-        let options: sqlx::postgres::PgConnectOptions =
-            self.url
-                .expose_secret()
-                .parse()
-                .map_err(|_| ConfigError::Invalid {
-                    key: "database.url",
-                    problem: "is not a PostgreSQL URL".to_owned(),
-                })?;
-        Ok(options.options([("search_path", self.schema.as_str())]))
     }
 }
 
@@ -121,6 +159,12 @@ pub struct AtripSettings {
     pub proxy: String,
     /// In production, allows `http://` to a loopback host (a TLS-terminating sidecar).
     pub allow_plain_http: bool,
+    /// A PEM bundle whose certificates are added to the built-in roots (an inspecting egress
+    /// proxy's CA); empty: none. Read by `atrip::ca::CaBundle` when the client is built.
+    pub ca_file: String,
+    /// pay.do's `requestSource`; empty: null (ATRIP uses it for channel attribution).
+    #[serde(default)]
+    pub request_source: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -128,6 +172,15 @@ pub struct HttpSettings {
     pub host: String,
     pub port: u16,
     pub webhook_secret: SecretString,
+    /// A request's line and headers must arrive whole within this (also the longest a
+    /// kept-alive connection waits for its next request): a client trickling header bytes
+    /// holds a connection no longer.
+    pub header_read_timeout_ms: u64,
+    /// A connection on which no byte moves either way for this long is closed (a stalled
+    /// body, a client that does not read its answer).
+    pub idle_timeout_ms: u64,
+    /// Connections open at once on the port; past it new ones wait to be accepted.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -159,6 +212,18 @@ pub struct WorkerSettings {
     /// With `replicated`: how long a `pay.do` may wait for that; past it the row is given back
     /// unsent.
     pub replication_wait_ms: u64,
+    /// The deposit account's settlement currency, asked of `balance.do` for a 411 review
+    /// (rule P6).
+    #[serde(default = "default_balance_currency")]
+    pub balance_currency: String,
+    /// The balance pre-check (rule P1e): every this many seconds, pending deposit orders with
+    /// a `price` the balance cannot cover wait instead of meeting a 411. 0: off.
+    #[serde(default)]
+    pub balance_precheck_s: u64,
+}
+
+fn default_balance_currency() -> String {
+    "USD".to_owned()
 }
 
 /// Where a pay intent must be durable before its `pay.do` leaves (docs/design.md, rule P1b).
@@ -243,7 +308,8 @@ impl Settings {
             }
         }
         refuse_unknown_keys(&env, &dir)?;
-        let settings: Settings = builder.build()?.try_deserialize()?;
+        let mut settings: Settings = builder.build()?.try_deserialize()?;
+        settings.production = env == "production";
         settings.validate()?;
         if env == "production" {
             settings.atrip.require_tls()?;
@@ -307,6 +373,7 @@ impl Settings {
                 ),
             });
         }
+        self.database.validate_pooling()?;
         if !(self.atrip.base_url.starts_with("http://")
             || self.atrip.base_url.starts_with("https://"))
         {
@@ -454,7 +521,9 @@ impl Settings {
             });
         }
         self.card.key()?;
+        self.validate_http()?;
         self.validate_console()?;
+        self.validate_reconcile()?;
         if !(self.atrip.rate_limit_per_s > 0.0 && self.atrip.rate_limit_per_s <= 100_000.0) {
             return invalid(
                 "atrip.rate_limit_per_s",
@@ -472,13 +541,73 @@ impl Settings {
         Ok(())
     }
 
-    /// An enabled console needs a password hash that parses, sane bounds, and nothing else.
+    /// The reconciliation's bounds.
+    fn validate_reconcile(&self) -> Result<(), ConfigError> {
+        let r = &self.reconcile;
+        for (key, value, min, max) in [
+            (
+                "reconcile.daily_after_hour_utc",
+                i64::from(r.daily_after_hour_utc),
+                0,
+                23,
+            ),
+            ("reconcile.lookback_days", i64::from(r.lookback_days), 1, 31),
+            (
+                "reconcile.page_size",
+                i64::from(r.page_size),
+                1,
+                crate::atrip::MAX_LIST_ROWS as i64,
+            ),
+            ("reconcile.max_pages", i64::from(r.max_pages), 1, 100_000),
+            ("reconcile.first_page", r.first_page, 0, 1),
+            (
+                "reconcile.max_run_s",
+                i64::try_from(r.max_run_s).unwrap_or(i64::MAX),
+                10,
+                86_400,
+            ),
+            ("reconcile.page_tries", i64::from(r.page_tries), 1, 10),
+        ] {
+            if !(min..=max).contains(&value) {
+                return Err(ConfigError::Invalid {
+                    key,
+                    problem: format!("is {value}; it must be between {min} and {max}"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The HTTP port's bounds: each must be set, none so long that it bounds nothing.
+    fn validate_http(&self) -> Result<(), ConfigError> {
+        let h = &self.http;
+        for (key, value, min, max) in [
+            (
+                "http.header_read_timeout_ms",
+                h.header_read_timeout_ms,
+                100,
+                300_000,
+            ),
+            ("http.idle_timeout_ms", h.idle_timeout_ms, 1000, 3_600_000),
+            ("http.max_connections", h.max_connections as u64, 1, 100_000),
+        ] {
+            if !(min..=max).contains(&value) {
+                return Err(ConfigError::Invalid {
+                    key,
+                    problem: format!("is {value}; it must be between {min} and {max}"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// An enabled console needs password hashes that parse (if any: named accounts live in
+    /// the database), sane bounds, and a proxy identity only behind a trusted proxy.
     fn validate_console(&self) -> Result<(), ConfigError> {
         let c = &self.console;
         if !c.enabled {
             return Ok(());
         }
-        let mut any = false;
         for (key, hash) in [
             ("console.viewer_password_hash", &c.viewer_password_hash),
             ("console.operator_password_hash", &c.operator_password_hash),
@@ -487,20 +616,54 @@ impl Settings {
             if hash.is_empty() {
                 continue;
             }
-            any = true;
             crate::console::PasswordHash::parse(hash).map_err(|problem| ConfigError::Invalid {
                 key,
                 problem: format!("{problem} (make one with `ticketing-tracker console-hash`)"),
             })?;
         }
-        if !any {
+        let header = c.identity_header.trim();
+        if !header.is_empty() {
+            if axum::http::HeaderName::from_bytes(header.as_bytes()).is_err() {
+                return Err(ConfigError::Invalid {
+                    key: "console.identity_header",
+                    problem: "is not a header name (e.g. X-Forwarded-User)".into(),
+                });
+            }
+            if c.trusted_proxies.trim().is_empty() {
+                return Err(ConfigError::Invalid {
+                    key: "console.identity_header",
+                    problem: "is set but console.trusted_proxies is empty: the header would be believed from nobody; name the authenticating proxy's addresses".into(),
+                });
+            }
+        }
+        if !["viewer", "operator"].contains(&c.identity_role.trim()) {
             return Err(ConfigError::Invalid {
-                key: "console.enabled",
-                problem: "the console is enabled but neither console.viewer_password_hash nor console.operator_password_hash is set (APP_CONSOLE__VIEWER_PASSWORD_HASH, APP_CONSOLE__OPERATOR_PASSWORD_HASH)".into(),
+                key: "console.identity_role",
+                problem: "must be viewer or operator".into(),
             });
         }
+        let listen = c.listen.trim();
+        if !listen.is_empty() && listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(ConfigError::Invalid {
+                key: "console.listen",
+                problem: "must be empty or an address and port, e.g. 127.0.0.1:8081 or [::1]:8081"
+                    .into(),
+            });
+        }
+        crate::console::TrustedProxies::parse(&c.trusted_proxies).map_err(|problem| {
+            ConfigError::Invalid {
+                key: "console.trusted_proxies",
+                problem,
+            }
+        })?;
         for (key, value, min, max) in [
             ("console.session_ttl_s", c.session_ttl_s, 60, 7 * 86_400),
+            (
+                "console.session_idle_s",
+                c.session_idle_s,
+                60,
+                c.session_ttl_s.max(60),
+            ),
             ("console.refresh_s", c.refresh_s, 1, 3600),
             ("console.page_size", c.page_size.max(0) as u64, 10, 500),
         ] {
@@ -802,8 +965,17 @@ mod tests {
         let mut s = Settings::defaults();
         assert!(!s.console.enabled, "the console is off by default");
         s.console.enabled = true;
+        // Without a shared hash only named accounts (in the database) log in.
+        s.validate().unwrap();
+        s.console.identity_header = "X-Forwarded-User".into();
         let e = s.validate().unwrap_err().to_string();
-        assert!(e.contains("console.enabled"), "{e}");
+        assert!(e.contains("console.identity_header"), "{e}");
+        s.console.trusted_proxies = "10.0.0.1".into();
+        s.validate().unwrap();
+        s.console.identity_role = "admin".into();
+        let e = s.validate().unwrap_err().to_string();
+        assert!(e.contains("console.identity_role"), "{e}");
+        s.console.identity_role = "operator".into();
         s.console.operator_password_hash = "not-a-hash".to_owned().into();
         let e = s.validate().unwrap_err().to_string();
         assert!(e.contains("console.operator_password_hash"), "{e}");

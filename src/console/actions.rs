@@ -1,5 +1,5 @@
-//! What operators do: retry, retry allowing a second `pay.do` (behind a page that repeats the
-//! warning), cancel, and retry several at once. Each goes through `JobStore::retry` or
+//! What operators do to one order: retry, retry allowing a second `pay.do` (behind a page that
+//! repeats the warning), cancel (several at once: `review::bulk`). Each goes through `JobStore::retry` or
 //! `JobStore::cancel`, which enforce the rules (docs/design.md, P7 and P8) whatever the page
 //! offered, and each is recorded as an event naming the operator (`console:operator:NAME`).
 
@@ -12,48 +12,64 @@ use tracing::info;
 
 use super::html::{self, Refresh, E};
 use super::{store_error, Console, Form, Role, Who};
-use crate::domain::{OrderNo, PaymentMethod};
-use crate::jobs::ConsoleOrder;
+use crate::domain::{self, OrderNo};
+use crate::jobs::JobRow;
 use crate::machine::PayOutcome;
 
 /// The warning of `retry --repay`, word for word on the confirmation page.
 pub const REPAY_WARNING: &str =
     "Send a second pay.do only if you checked in ATRIP that the order is unpaid.";
 
-/// Bulk retries take at most this many orders (ten full pages).
-const MAX_SELECTED: usize = 500;
-
-/// The actions that fit a row, and the advice that says why.
+/// The actions that fit a row, and the advice that says why (and why the others do not).
 pub struct Fits {
     pub retry: bool,
     /// A retry that grants one more `pay.do`: only when a plain retry would not.
     pub repay: bool,
     pub cancel: bool,
     pub advice: String,
+    /// Why a retry is not offered (for a `failed` or `needs_review` row).
+    pub no_retry: Option<String>,
+    /// Why a second `pay.do` is not offered.
+    pub no_repay: Option<String>,
+    /// Why cancel is not offered.
+    pub no_cancel: Option<String>,
 }
 
 impl Fits {
-    /// Mirrors `JobStore::retry` and `cancel`: what they would accept. (They decide; this only
-    /// chooses the buttons.)
-    pub fn of(row: &ConsoleOrder) -> Fits {
-        let retry = row.state == "failed" || row.state == "needs_review";
+    /// What `machine::operator::offers` allows for the row (the store decides with the same
+    /// functions, whatever the page offered), and why in words.
+    pub fn of(row: &JobRow) -> Fits {
+        let offers = row.offers();
+        let (retry, repay, cancel) = (
+            offers.retry.is_ok(),
+            offers.repay.is_ok(),
+            offers.cancel.is_ok(),
+        );
+        let waiting = matches!(
+            domain::State::parse(&row.state),
+            Some(domain::State::Failed | domain::State::NeedsReview)
+        );
         let charged_nothing = row
             .last_pay_outcome
             .as_deref()
             .and_then(PayOutcome::parse)
             .is_some_and(PayOutcome::charged_nothing);
         let paid = row.paid_at.is_some();
-        let repay = retry && !paid && row.pay_sends > 0 && !charged_nothing;
-        let cancel = (row.state == "needs_review" || row.state == "pending")
-            && !paid
-            && row.pay_sends == 0
-            && row.lease_owner.is_none();
-        let mut advice = if !retry {
+        let mut advice = if !waiting {
             if cancel {
                 "Waiting to be paid: Cancel stops it before any pay.do.".into()
             } else {
                 String::new()
             }
+        } else if let Err(why) = &offers.retry {
+            let mut text = format!("Retry is not offered: {why}.");
+            if why.contains("--card-file") {
+                text.push_str(" The console takes no card data: the command line does (ticketing-tracker retry --card-file FILE).");
+            }
+            if cancel {
+                text.push_str(" Cancel stops it.");
+            }
+            text
         } else if paid {
             format!(
                 "An answer showed this order paid ({}). Retry follows it to its tickets; it is never paid again.",
@@ -68,27 +84,43 @@ impl Fits {
             text
         } else if charged_nothing {
             "ATRIP said nothing was charged. Fix the cause (the card, the credentials), then Retry pays again.".into()
-        } else {
+        } else if repay {
             "A pay.do may have reached ATRIP: check the order in ATRIP. Paid or ticketed there: Retry (follows it, never pays again). Unpaid there and no payment in progress: Retry and allow a second pay.do.".into()
+        } else {
+            "A pay.do may have reached ATRIP: check the order in ATRIP. Paid or ticketed there: Retry (follows it, never pays again).".into()
         };
-        let needs_card = PaymentMethod::from_code(i64::from(row.payment_method))
-            .is_some_and(PaymentMethod::needs_card);
-        if retry && !paid && needs_card && !row.card_held {
-            advice.push_str(" Its card data was erased: a retry that pays needs fresh card data, which only the command line takes (ticketing-tracker retry --card-file).");
+        if waiting && retry && !repay && row.needs_card() && !row.card_held() && !paid {
+            if let Err(why) = &offers.repay {
+                if why.contains("card data was erased") {
+                    advice.push_str(" Its card data was erased: a second pay.do needs fresh card data, which only the command line takes (ticketing-tracker retry --repay --card-file FILE).");
+                }
+            }
         }
         Fits {
             retry,
             repay,
             cancel,
             advice,
+            no_retry: offers.retry.err().filter(|_| waiting),
+            no_repay: offers.repay.err().filter(|_| waiting),
+            no_cancel: offers.cancel.err(),
         }
     }
 }
 
-/// The order page after an action, saying what was done.
-fn back_to(order_no: &str, done: &str) -> Response {
-    Redirect::to(&format!("/console/orders/{order_no}?done={done}")).into_response()
+/// The order page after an action, which says what was done: the message is the session's,
+/// set here, never the URL's.
+fn back_to(c: &Console, who: &Who, order_no: &str, done: &'static str) -> Response {
+    let page = format!("/console/orders/{order_no}");
+    c.sessions.flash(who, page.clone(), done);
+    Redirect::to(&page).into_response()
 }
+
+/// What the order page says after each action.
+pub const RETRIED: &str =
+    "Retried. The order resumes with an order query; its timeline below shows what follows.";
+pub const REPAID: &str = "Retried with one more pay.do allowed. The worker queries first and pays only if ATRIP shows the order unpaid.";
+pub const CANCELLED: &str = "Cancelled.";
 
 /// The order an action on one order is for, once the person may act (an operator, with the
 /// form's CSRF token) and the number is one.
@@ -101,6 +133,7 @@ fn acting_on(who: &Who, form: &Form, raw: &str) -> Result<String, Response> {
 /// A path's order number, or a 404: anything else is no order of ours.
 #[allow(clippy::result_large_err)]
 fn order_no(who: &Who, raw: &str) -> Result<String, Response> {
+    super::refuse_nul(Some(who), "order number in the path", raw)?;
     OrderNo::parse(raw).map(String::from).map_err(|_| {
         html::message(
             StatusCode::NOT_FOUND,
@@ -123,20 +156,30 @@ pub async fn retry(
         Ok(o) => o,
         Err(refused) => return refused,
     };
-    retried(&c, &who, &order_no, false).await
+    retried(&c, &who, &order_no, false, None).await
 }
 
 /// `retry` (or `retry --repay`) of one order, then back to its page or the store's refusal.
-async fn retried(c: &Console, who: &Who, order_no: &str, repay: bool) -> Response {
+async fn retried(
+    c: &Console,
+    who: &Who,
+    order_no: &str,
+    repay: bool,
+    seen_attempts: Option<i32>,
+) -> Response {
     let (action, what) = if repay {
-        ("repay", "console: retry --repay")
+        (REPAID, "console: retry --repay")
     } else {
-        ("retry", "console: retry")
+        (RETRIED, "console: retry")
     };
-    match c.store.retry(order_no, None, repay, &who.by()).await {
+    match c
+        .store
+        .retry_seen(order_no, None, repay, &who.by(), seen_attempts)
+        .await
+    {
         Ok(done) => {
             info!(order_no, by = %who.by(), to = %done.state, may_pay = done.may_pay, "{what}");
-            back_to(order_no, action)
+            back_to(c, who, order_no, action)
         }
         Err(e) => store_error(who, &e),
     }
@@ -180,7 +223,12 @@ async fn confirm_page(
         row.pay_sends,
         html::opt(row.last_pay_outcome.as_deref()),
         super::pages::last_answer(&row),
-        html::opt(row.last_error.as_deref()),
+        html::opt(
+            row.last_error
+                .as_deref()
+                .map(crate::machine::kinds::without_stale_minutes)
+                .as_deref()
+        ),
         html::opt_time(row.pay_deadline),
     );
     if let Some(problem) = problem {
@@ -189,8 +237,9 @@ async fn confirm_page(
     if fits.repay {
         let _ = write!(
             body,
-            r#"<form method="post" action="/console/orders/{no}/repay"><input type="hidden" name="csrf" value="{}"><p><label><input type="checkbox" name="confirm" value="unpaid-in-atrip" required id="confirm"> I checked in ATRIP that order {no} is unpaid and that no payment is in progress.</label></p><p><button class="danger" id="repay">Retry and allow a second pay.do</button> <a href="/console/orders/{no}">Back</a></p></form>"#,
-            E(&who.csrf)
+            r#"<form method="post" action="/console/orders/{no}/repay"><input type="hidden" name="csrf" value="{}"><input type="hidden" name="seen" value="{}"><p><label><input type="checkbox" name="confirm" value="unpaid-in-atrip" required id="confirm"> I checked in ATRIP that order {no} is unpaid and that no payment is in progress.</label></p><p><button class="danger" id="repay">Retry and allow a second pay.do</button> <a href="/console/orders/{no}">Back</a></p></form>"#,
+            E(&who.csrf),
+            row.pay_attempts
         );
     } else {
         body.push_str(r#"<p class="message">A second pay.do is not offered for this order: "#);
@@ -232,7 +281,19 @@ pub async fn repay(
         )
         .await;
     }
-    retried(&c, &who, &order_no, true).await
+    // The pay intents the confirmation page showed: a form from an older page (another
+    // operator allowed a pay.do since) allows nothing.
+    let Some(seen) = form.get("seen").and_then(|s| s.parse::<i32>().ok()) else {
+        return confirm_page(
+            &c,
+            &who,
+            &order_no,
+            StatusCode::BAD_REQUEST,
+            Some("This form does not say what the page you confirmed on showed; confirm on this page."),
+        )
+        .await;
+    };
+    retried(&c, &who, &order_no, true, Some(seen)).await
 }
 
 /// `POST /console/orders/{order_no}/cancel`.
@@ -249,103 +310,29 @@ pub async fn cancel(
     match c.store.cancel(&order_no, &who.by()).await {
         Ok(()) => {
             info!(order_no, by = %who.by(), "console: cancel");
-            back_to(&order_no, "cancel")
+            back_to(&c, &who, &order_no, CANCELLED)
         }
         Err(e) => store_error(&who, &e),
     }
-}
-
-/// `POST /console/retry`: a plain retry of every ticked order, each on its own (one refused
-/// does not stop the others); the page says what happened to each.
-pub async fn retry_selected(State(c): State<Console>, who: Who, form: Form) -> Response {
-    if let Err(refused) = who.may_act(&form) {
-        return refused;
-    }
-    let mut selected: Vec<&str> = form.all("order_no").collect();
-    selected.sort_unstable();
-    selected.dedup();
-    if selected.is_empty() {
-        return html::message(
-            StatusCode::BAD_REQUEST,
-            Some(&who),
-            "Nothing selected",
-            "Tick at least one order to retry.",
-        );
-    }
-    if selected.len() > MAX_SELECTED {
-        return html::message(
-            StatusCode::BAD_REQUEST,
-            Some(&who),
-            "Too many",
-            &format!("Retry at most {MAX_SELECTED} orders at once."),
-        );
-    }
-    let mut body = String::from(r#"<table id="results"><tr><th>order</th><th>result</th></tr>"#);
-    let (mut ok, mut refused) = (0, 0);
-    for raw in selected {
-        let result = match OrderNo::parse(raw) {
-            Err(_) => Err("not an order number".to_owned()),
-            Ok(o) => c
-                .store
-                .retry(o.as_str(), None, false, &who.by())
-                .await
-                .map_err(|e| match e {
-                    crate::jobs::Error::Database(_) => {
-                        "the database did not answer; try again".to_owned()
-                    }
-                    other => other.to_string(),
-                }),
-        };
-        let no = E(raw);
-        match result {
-            Ok(done) => {
-                ok += 1;
-                info!(order_no = raw, by = %who.by(), to = %done.state, may_pay = done.may_pay, "console: retry (selection)");
-                let _ = write!(
-                    body,
-                    r#"<tr><td><a href="/console/orders/{no}">{no}</a></td><td class="ok">retried: back to {}{}</td></tr>"#,
-                    done.state,
-                    if done.may_pay {
-                        "; may pay once the order query shows it unpaid"
-                    } else {
-                        ""
-                    }
-                );
-            }
-            Err(why) => {
-                refused += 1;
-                let _ = write!(
-                    body,
-                    r#"<tr><td><a href="/console/orders/{no}">{no}</a></td><td class="bad">not retried: {}</td></tr>"#,
-                    E(&why)
-                );
-            }
-        }
-    }
-    let _ = write!(
-        body,
-        r#"</table><p id="summary">{ok} retried, {refused} not retried.</p><p><a href="/console/review">Back to the orders that need a person</a></p>"#
-    );
-    html::page("Retry selected", Some(&who), Refresh::Off, &body).into_response()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn row(state: &str, pay_sends: i32, outcome: Option<&str>, paid: bool) -> ConsoleOrder {
-        ConsoleOrder {
+    fn row(state: &str, pay_sends: i32, outcome: Option<&str>, paid: bool) -> JobRow {
+        JobRow {
             state: state.into(),
             payment_method: 1,
             pay_sends,
             pay_attempts: pay_sends.max(1),
             last_pay_outcome: outcome.map(str::to_owned),
             paid_at: paid.then(chrono::Utc::now),
-            ..ConsoleOrder::default()
+            ..JobRow::default()
         }
     }
 
-    fn offered(r: &ConsoleOrder) -> (bool, bool, bool) {
+    fn offered(r: &JobRow) -> (bool, bool, bool) {
         let f = Fits::of(r);
         (f.retry, f.repay, f.cancel)
     }

@@ -1,22 +1,40 @@
 //! The operator console: server-rendered pages under `/console` on the worker's HTTP port, to
 //! see where every order stands and to act on the ones that need a person.
 //!
-//! Pages work without JavaScript (one small script only keeps a list with ticked boxes from
-//! reloading). Every action goes through the job store's own `retry` and `cancel`, which
-//! enforce the pay-once rules (docs/design.md, P7 and P8); the console only decides which
-//! buttons to show. Files: `auth` (roles, sessions, CSRF), `password` (the hashes),
-//! `overview`, `pages` (lists and search), `timeline` (an order's page), `actions` (what
-//! operators do), `charts` (SVG), `html` (escaping and the page shell). The SQL is in
-//! `jobs::console`.
+//! Pages work without JavaScript (one small script, `refresh.js`, keeps the overview and the
+//! lists fresh in place, and labels table cells for a phone; without it they have a Refresh
+//! link). Every action goes through the job store's own `retry` and `cancel`, which enforce
+//! the pay-once rules (docs/design.md, P7, P7a and P8), or `pause` and `resume` (S4); the
+//! console only decides which buttons to show, by asking `machine::operator`. Files: `who`
+//! (the role and name every page reads), `auth` (sessions, CSRF, the check of an action),
+//! `login` (the login form and its checks), `limits` (how often a client may try a password),
+//! `password` (the hashes), `overview`, `pages` (lists and search), `review` (needs a person:
+//! groups, filters), `bulk` (its bulk retry and cancel), `listing` (what lists show of a row;
+//! CSV), `timeline` (an order's page), `actions` (what operators do to one order), `pause`
+//! (paying paused: pause and resume), `reconcile` (the reconciliation's runs and findings,
+//! read only), `charts` (SVG), `html` (escaping and the page shell, with the banner of a pause
+//! on every page), `proxy` (trusted proxies). Named accounts are managed by
+//! `commands::console_user` (`console-user`). The SQL is in `jobs::console`, `jobs::find` and
+//! `jobs::pause`.
 
 mod actions;
 mod auth;
+mod bulk;
+mod changed;
 mod charts;
 mod html;
+mod limits;
+mod listing;
+mod login;
 mod overview;
 mod pages;
 mod password;
+mod pause;
+mod proxy;
+mod reconcile;
+mod review;
 mod timeline;
+mod who;
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -28,15 +46,17 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use secrecy::ExposeSecret;
-use tokio::sync::Semaphore;
 
-pub use auth::{Role, Who};
-pub use password::{EchoOff, PasswordHash, DEFAULT_ITERATIONS};
+pub(crate) use login::valid_name;
+pub use password::{EchoOff, PasswordHash, DEFAULT_ITERATIONS, MAX_PASSWORD_BYTES};
+pub use proxy::TrustedProxies;
+pub use who::{Role, Who};
 
 use crate::config::{ConfigError, ConsoleSettings};
 use crate::jobs::JobStore;
 
-/// The console's state: its store, the two roles' hashes, and the sessions.
+/// The console's state: its store, the two shared roles' hashes, the sessions and the login
+/// limits.
 #[derive(Clone)]
 pub struct Console(Arc<Inner>);
 
@@ -45,12 +65,20 @@ pub struct Inner {
     viewer: Option<PasswordHash>,
     operator: Option<PasswordHash>,
     sessions: auth::Sessions,
-    session_ttl: Duration,
+    /// Always mark the session cookie `Secure`.
     secure_cookie: bool,
+    /// Whose `X-Forwarded-Proto: https` marks it `Secure` otherwise.
+    trusted_proxies: TrustedProxies,
     refresh_s: u64,
     page_size: i64,
-    /// One password check at a time: each costs the hash's iterations of CPU.
-    login_gate: Semaphore,
+    /// Password checks at once: each costs the hash's iterations of CPU, so at most half the
+    /// cores (at least one) ever do it. Only a client within its limits reaches it.
+    hash_gate: limits::HashGate,
+    /// Each client's attempts (rule L1).
+    limits: limits::Limits,
+    /// The authenticating proxy's header naming the person, lower case; empty: none (L4).
+    identity_header: String,
+    identity_role: Role,
 }
 
 impl Deref for Console {
@@ -83,13 +111,41 @@ impl Console {
                 "console.operator_password_hash",
                 &settings.operator_password_hash,
             )?,
-            sessions: auth::Sessions::new(Duration::from_secs(settings.session_ttl_s)),
-            session_ttl: Duration::from_secs(settings.session_ttl_s),
+            sessions: auth::Sessions::new(
+                Duration::from_secs(settings.session_ttl_s),
+                Duration::from_secs(settings.session_idle_s),
+            ),
             secure_cookie: settings.secure_cookie,
+            trusted_proxies: TrustedProxies::parse(&settings.trusted_proxies).map_err(
+                |problem| ConfigError::Invalid {
+                    key: "console.trusted_proxies",
+                    problem,
+                },
+            )?,
             refresh_s: settings.refresh_s,
             page_size: settings.page_size,
-            login_gate: Semaphore::new(1),
+            hash_gate: limits::HashGate::new(
+                std::thread::available_parallelism().map_or(1, |n| n.get() / 2),
+            ),
+            limits: limits::Limits::default(),
+            identity_header: settings.identity_header.trim().to_ascii_lowercase(),
+            identity_role: if settings.identity_role.trim() == "operator" {
+                Role::Operator
+            } else {
+                Role::Viewer
+            },
         })))
+    }
+
+    /// The person an authenticating proxy names for this request, if one is configured and
+    /// the request came through it (rule L4).
+    fn proxy_identity<'h>(
+        &self,
+        peer: Option<std::net::SocketAddr>,
+        headers: &'h axum::http::HeaderMap,
+    ) -> Option<&'h str> {
+        self.trusted_proxies
+            .identity(peer, headers, &self.identity_header)
     }
 
     /// The console's routes, every response with the console's security headers.
@@ -98,11 +154,13 @@ impl Console {
             .route("/console", get(overview::overview))
             .route("/console/style.css", get(style))
             .route("/console/refresh.js", get(script))
-            .route("/console/login", get(auth::login_form).post(auth::login))
+            .route("/console/login", get(login::login_form).post(login::login))
             .route("/console/logout", post(auth::logout))
-            .route("/console/review", get(pages::review))
+            .route("/console/review", get(review::review))
             .route("/console/orders", get(pages::in_state))
+            .route("/console/orders.csv", get(pages::in_state_csv))
             .route("/console/find", get(pages::find))
+            .route("/console/changed", get(changed::changed))
             .route("/console/orders/{order_no}", get(timeline::order))
             .route("/console/orders/{order_no}/retry", post(actions::retry))
             .route(
@@ -110,7 +168,11 @@ impl Console {
                 get(actions::repay_form).post(actions::repay),
             )
             .route("/console/orders/{order_no}/cancel", post(actions::cancel))
-            .route("/console/retry", post(actions::retry_selected))
+            .route("/console/retry", post(bulk::bulk))
+            .route("/console/bulk", post(bulk::bulk))
+            .route("/console/pause", get(pause::page).post(pause::pause))
+            .route("/console/resume", post(pause::resume))
+            .route("/console/reconcile", get(reconcile::page))
             // Forms are small; a bulk retry of a whole page is a few kilobytes.
             .layer(DefaultBodyLimit::max(64 * 1024))
             .layer(axum::middleware::map_response(security_headers))
@@ -119,13 +181,14 @@ impl Console {
 }
 
 /// No framing, no inline script or style, no referrer (URLs carry order numbers), no caching
-/// (pages show live data and a CSRF token).
+/// (pages show live data and a CSRF token). `connect-src 'self'`: `refresh.js` fetches the
+/// page it is on.
 async fn security_headers(mut response: Response) -> Response {
     let headers = response.headers_mut();
     for (name, value) in [
         (
             header::CONTENT_SECURITY_POLICY,
-            "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+            "default-src 'none'; style-src 'self'; script-src 'self'; connect-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
         ),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::X_FRAME_OPTIONS, "DENY"),
@@ -186,11 +249,36 @@ impl<S: Send + Sync> FromRequest<S> for Form {
     }
 }
 
+/// A request value that would reach SQL holding a NUL (PostgreSQL's text refuses it, and the
+/// refusal would read as a database failure): 400 naming the field, before any statement, so a
+/// client's bad input never shows as "Database unavailable" nor logs a database error.
+#[allow(clippy::result_large_err)]
+fn refuse_nul(who: Option<&Who>, field: &str, value: &str) -> Result<(), Response> {
+    if !value.contains('\0') {
+        return Ok(());
+    }
+    Err(html::message(
+        StatusCode::BAD_REQUEST,
+        who,
+        "Bad request",
+        &format!("The {field} holds a NUL character, which no order, reason or number can hold."),
+    ))
+}
+
 /// The page for a store error: what the operator can do about it, never a stack of causes.
 fn store_error(who: &Who, e: &crate::jobs::Error) -> Response {
     use crate::jobs::Error;
+    if e.is_refused_character() {
+        // A value checked nowhere before reached SQL with a character the database refuses.
+        return html::message(
+            StatusCode::BAD_REQUEST,
+            Some(who),
+            "Bad request",
+            "A value in the request holds a character the database cannot store (a NUL).",
+        );
+    }
     match e {
-        Error::Refused { .. } => {
+        Error::Refused { .. } | Error::PauseRefused(_) => {
             html::message(StatusCode::CONFLICT, Some(who), "Not done", &e.to_string())
         }
         Error::NotFound(_) => html::message(

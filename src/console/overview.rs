@@ -59,9 +59,10 @@ pub async fn overview(State(c): State<Console>, who: Who) -> Result<Response, Re
             r#"<a class="tile{alert}" id="count-{state}" href="{href}"><b>{shown}</b>{state}</a>"#
         );
     }
+    let paused = who.paused.as_ref().is_some_and(|p| !p.is_empty());
     let _ = write!(
         body,
-        "</div><h2>Backlog</h2><p id=\"backlog\">{}</p>",
+        "</div><h2>Backlog</h2><p id=\"backlog\">{}{}</p>",
         if backlog > 0.0 {
             format!(
                 "The oldest due order has waited <b>{}</b> for a worker.",
@@ -69,6 +70,11 @@ pub async fn overview(State(c): State<Console>, who: Who) -> Result<Response, Re
             )
         } else {
             "No order is waiting for a worker.".into()
+        },
+        if paused {
+            " Orders of a paused method are not counted: they wait for the resume."
+        } else {
+            ""
         }
     );
     atrip_section(&mut body, now, &answers, last_clear);

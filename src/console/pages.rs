@@ -1,6 +1,7 @@
-//! What people read in lists: the orders that need a person, one state's orders, and the
+//! What people read in lists: one state's orders (with a time range, and as CSV) and the
 //! search. Every list is newest first and paged by keyset (the last row's `updated_at, id`),
-//! never by OFFSET, so the hundredth page costs what the first does.
+//! never by OFFSET, so the hundredth page costs what the first does. The orders that need a
+//! person are `review`'s.
 
 use std::fmt::Write as _;
 
@@ -9,11 +10,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-use super::actions::Fits;
 use super::html::{self, Refresh, E};
-use super::{store_error, Console, Role, Who};
+use super::{store_error, Console, Who};
 use crate::domain::State as JobState;
-use crate::jobs::{ConsoleOrder, Cursor};
+use crate::jobs::{Cursor, JobRow};
+use chrono::{DateTime, Utc};
 
 type Page = Result<Response, Response>;
 
@@ -21,6 +22,40 @@ type Page = Result<Response, Response>;
 pub struct ListQuery {
     state: Option<String>,
     before: Option<String>,
+    from: Option<String>,
+    until: Option<String>,
+    format: Option<String>,
+}
+
+/// The most rows one CSV export holds.
+pub const CSV_CAP: i64 = 10_000;
+
+/// An optional `from`/`until` parameter: bounded, no NUL, a date or a time. `Err` is the 400.
+fn time_param(field: &str, v: Option<&str>) -> Result<Option<DateTime<Utc>>, String> {
+    let Some(v) = v.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    if v.contains('\0') {
+        return Err(format!("The {field} holds a NUL character."));
+    }
+    if v.len() > 64 {
+        return Err(format!("The {field} is longer than 64 characters."));
+    }
+    super::listing::parse_time(field, v).map(Some)
+}
+
+/// A time range's `from` and `until`, the latter after the former.
+type Range = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
+fn range(from: Option<&str>, until: Option<&str>) -> Result<Range, String> {
+    let from = time_param("from", from)?;
+    let until = time_param("until", until)?;
+    if let (Some(f), Some(u)) = (from, until) {
+        if u <= f {
+            return Err("The until must be after the from.".into());
+        }
+    }
+    Ok((from, until))
 }
 
 impl ListQuery {
@@ -32,88 +67,64 @@ impl ListQuery {
     }
 }
 
-/// `GET /console/review`: `needs_review` and `failed` orders, newest first, each with its
-/// reason and the actions that fit; operators tick several to retry them at once.
-pub async fn review(State(c): State<Console>, who: Who, Query(q): Query<ListQuery>) -> Page {
-    let bad = |m: &str| html::message(StatusCode::BAD_REQUEST, Some(&who), "Bad link", m);
-    let cursor = q.cursor().map_err(|m| bad(&m))?;
-    let only = match q.state.as_deref().filter(|s| !s.is_empty()) {
-        None => None,
-        Some(s) => match JobState::parse(s) {
-            Some(st @ (JobState::NeedsReview | JobState::Failed)) => Some(st),
-            _ => return Err(bad("Only needs_review or failed orders are listed here.")),
-        },
-    };
-    let rows = match only {
-        None => c.store.console_needs_person(cursor, c.page_size).await,
-        Some(st) => c.store.console_in_state(st, cursor, c.page_size).await,
-    }
-    .map_err(|e| store_error(&who, &e))?;
-    let now = c
-        .store
-        .console_now()
-        .await
-        .map_err(|e| store_error(&who, &e))?;
-    let filter = only.map_or(String::new(), |s| format!("state={s}&"));
-    let mut body = String::from(
-        r#"<p>Show: <a href="/console/review">all</a> · <a href="/console/review?state=needs_review">needs_review</a> · <a href="/console/review?state=failed">failed</a></p>"#,
-    );
-    let operator = who.role == Role::Operator;
-    if rows.is_empty() {
-        body.push_str(r#"<p id="empty">No order needs a person.</p>"#);
-    } else {
-        if operator {
-            let _ = write!(
-                body,
-                r#"<form method="post" action="/console/retry" id="bulk"><input type="hidden" name="csrf" value="{}"><p><button id="retry-selected">Retry selected</button> <span class="muted">A plain retry: it never allows a second pay.do.</span></p>"#,
-                E(&who.csrf)
-            );
-        }
-        orders_table(&mut body, &rows, now, Columns::Review { operator });
-        if operator {
-            body.push_str("</form>");
-        }
-    }
-    pager(
-        &mut body,
-        "/console/review",
-        &filter,
-        &rows,
-        c.page_size,
-        q.before.is_some(),
-    );
-    let refresh = if q.before.is_none() {
-        Refresh::UnlessBusy(c.refresh_s)
-    } else {
-        Refresh::Off
-    };
-    Ok(html::page("Needs a person", Some(&who), refresh, &body).into_response())
-}
-
-/// `GET /console/orders?state=…`: one state's orders, newest first.
+/// `GET /console/orders?state=…[&from=…][&until=…][&format=csv]`: one state's orders, newest
+/// first, optionally last changed within a time range; `format=csv` (or `/console/orders.csv`)
+/// the same as CSV, up to [`CSV_CAP`] rows.
 pub async fn in_state(State(c): State<Console>, who: Who, Query(q): Query<ListQuery>) -> Page {
-    let bad = |m: &str| html::message(StatusCode::BAD_REQUEST, Some(&who), "Bad link", m);
+    let bad = |m: &str| html::message(StatusCode::BAD_REQUEST, Some(&who), "Bad request", m);
+    for (field, v) in [
+        ("state", &q.state),
+        ("before", &q.before),
+        ("format", &q.format),
+    ] {
+        if let Some(v) = v {
+            super::refuse_nul(Some(&who), field, v)?;
+        }
+    }
     let cursor = q.cursor().map_err(|m| bad(&m))?;
     let Some(state) = q.state.as_deref().and_then(JobState::parse) else {
         return Err(bad("Name a state: pending, paying, ticketing, ticketed, failed, needs_review or cancelled."));
     };
+    let (from, until) = range(q.from.as_deref(), q.until.as_deref()).map_err(|m| bad(&m))?;
+    let csv = match q.format.as_deref().filter(|f| !f.is_empty()) {
+        None | Some("html") => false,
+        Some("csv") => true,
+        Some(_) => return Err(bad("The format must be html or csv.")),
+    };
+    let limit = if csv { CSV_CAP } else { c.page_size };
     let rows = c
         .store
-        .console_in_state(state, cursor, c.page_size)
+        .console_in_state_between(state, from, until, cursor, limit)
         .await
         .map_err(|e| store_error(&who, &e))?;
+    if csv {
+        return Ok(super::listing::csv_response(
+            &format!("orders-{state}.csv"),
+            &rows,
+        ));
+    }
     let now = c
         .store
         .console_now()
         .await
         .map_err(|e| store_error(&who, &e))?;
-    let mut body = String::new();
+    let mut filter = format!("state={state}&");
+    for (k, v) in [("from", &q.from), ("until", &q.until)] {
+        if let Some(v) = v.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+            let _ = write!(filter, "{k}={}&", html::url_part(v));
+        }
+    }
+    let mut body = format!(
+        r#"<form method="get" action="/console/orders" id="range"><input type="hidden" name="state" value="{state}"><p><label for="r-from">changed from</label> <input id="r-from" name="from" type="date" value="{}"> <label for="r-until">until</label> <input id="r-until" name="until" type="date" value="{}"> <button>Show</button> <a id="csv" href="/console/orders.csv?{}">CSV</a></p></form>"#,
+        E(q.from.as_deref().unwrap_or_default()),
+        E(q.until.as_deref().unwrap_or_default()),
+        E(filter.trim_end_matches('&')),
+    );
     if rows.is_empty() {
         body.push_str(r#"<p id="empty">No order in this state.</p>"#);
     } else {
-        orders_table(&mut body, &rows, now, Columns::Plain);
+        orders_table(&mut body, &rows, now);
     }
-    let filter = format!("state={state}&");
     pager(
         &mut body,
         "/console/orders",
@@ -131,28 +142,65 @@ pub async fn in_state(State(c): State<Console>, who: Who, Query(q): Query<ListQu
     Ok(html::page(&title, Some(&who), refresh, &body).into_response())
 }
 
+/// `GET /console/orders.csv?state=…`: [`in_state`] as CSV.
+pub async fn in_state_csv(state: State<Console>, who: Who, Query(mut q): Query<ListQuery>) -> Page {
+    q.format = Some("csv".into());
+    in_state(state, who, Query(q)).await
+}
+
 #[derive(Deserialize)]
 pub struct FindQuery {
     q: Option<String>,
+    from: Option<String>,
+    until: Option<String>,
+    format: Option<String>,
 }
 
-/// `GET /console/find?q=…`: by order number, client order number, ATRIP's reference or an
-/// airline PNR. One match opens its page.
+/// The most orders a search lists.
+const FOUND_CAP: i64 = 200;
+
+/// `GET /console/find?q=…[&from=…][&until=…][&format=csv]`: by the start of an order number or
+/// a client order number, ATRIP's reference, an airline PNR, a ticket number, a passenger
+/// (`DOE/JANE`) or ATRIP's request id, enqueued within a time range. One match opens its page.
 pub async fn find(State(c): State<Console>, who: Who, Query(q): Query<FindQuery>) -> Page {
+    let bad = |m: &str| html::message(StatusCode::BAD_REQUEST, Some(&who), "Bad request", m);
     let text = q.q.as_deref().unwrap_or_default().trim();
+    super::refuse_nul(Some(&who), "search text (q)", text)?;
+    if let Some(f) = &q.format {
+        super::refuse_nul(Some(&who), "format", f)?;
+    }
+    if text.chars().count() > 128 {
+        return Err(bad("The search text (q) is longer than 128 characters."));
+    }
+    let (from, until) = range(q.from.as_deref(), q.until.as_deref()).map_err(|m| bad(&m))?;
+    let csv = match q.format.as_deref().filter(|f| !f.is_empty()) {
+        None | Some("html") => false,
+        Some("csv") => true,
+        Some(_) => return Err(bad("The format must be html or csv.")),
+    };
     let mut body = format!(
-        r#"<form method="get" action="/console/find"><input name="q" value="{}" maxlength="128" aria-label="order no, client order no or PNR" autofocus> <button>Find</button></form>"#,
-        E(text)
+        r#"<form method="get" action="/console/find" id="find"><p><label for="q">order no or its start, client order no or its start, ATRIP reference, airline PNR, ticket number, passenger (DOE/JANE) or ATRIP request id</label><br><input id="q" name="q" value="{}" maxlength="128" autofocus> <label for="find-from">enqueued from</label> <input id="find-from" name="from" type="date" value="{}"> <label for="find-until">until</label> <input id="find-until" name="until" type="date" value="{}"> <button>Find</button></p></form>"#,
+        E(text),
+        E(q.from.as_deref().unwrap_or_default()),
+        E(q.until.as_deref().unwrap_or_default()),
     );
-    if text.is_empty() || text.len() > 128 {
-        body.push_str("<p>Type an order number, a client order number, ATRIP's reference or an airline PNR.</p>");
+    if text.is_empty() {
+        body.push_str("<p>Type the start of an order number or a client order number, ATRIP's reference, an airline PNR, a ticket number, a passenger or ATRIP's request id.</p>");
         return Ok(html::page("Find an order", Some(&who), Refresh::Off, &body).into_response());
     }
+    let query = crate::jobs::FindQuery {
+        text: text.to_owned(),
+        from,
+        until,
+    };
     let rows = c
         .store
-        .console_find(text, 100)
+        .console_search(&query, FOUND_CAP)
         .await
         .map_err(|e| store_error(&who, &e))?;
+    if csv {
+        return Ok(super::listing::csv_response("orders-found.csv", &rows));
+    }
     if let [only] = &rows[..] {
         return Ok(Redirect::to(&format!(
             "/console/orders/{}",
@@ -168,100 +216,59 @@ pub async fn find(State(c): State<Console>, who: Who, Query(q): Query<FindQuery>
     if rows.is_empty() {
         let _ = write!(body, r#"<p id="empty">No order matches “{}”.</p>"#, E(text));
     } else {
-        let _ = write!(body, "<p>{} orders match.</p>", rows.len());
-        orders_table(&mut body, &rows, now, Columns::Plain);
+        let mut link = format!("q={}", html::url_part(text));
+        for (k, v) in [("from", &q.from), ("until", &q.until)] {
+            if let Some(v) = v.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+                let _ = write!(link, "&{k}={}", html::url_part(v));
+            }
+        }
+        let _ = write!(
+            body,
+            r#"<p id="found">{} orders match{}. <a id="csv" href="/console/find?{}&amp;format=csv">CSV</a></p>"#,
+            rows.len(),
+            if rows.len() as i64 >= FOUND_CAP {
+                " (the newest only: type more of it)"
+            } else {
+                ""
+            },
+            E(&link)
+        );
+        orders_table(&mut body, &rows, now);
     }
     Ok(html::page("Find an order", Some(&who), Refresh::Off, &body).into_response())
 }
 
-enum Columns {
-    Plain,
-    /// With the reason, the actions that fit, and (for operators) the boxes to tick.
-    Review {
-        operator: bool,
-    },
-}
-
-fn orders_table(
-    body: &mut String,
-    rows: &[ConsoleOrder],
-    now: chrono::DateTime<chrono::Utc>,
-    columns: Columns,
-) {
-    let review = matches!(columns, Columns::Review { .. });
-    let operator = matches!(columns, Columns::Review { operator: true });
-    body.push_str(r#"<table class="orders"><tr>"#);
-    if operator {
-        body.push_str("<th></th>");
-    }
-    body.push_str(r#"<th>order</th><th>state</th><th>updated</th><th>why</th><th>ATRIP's last answer</th><th class="num">pay.do sent</th>"#);
-    body.push_str(if review {
-        "<th>what fits</th>"
-    } else {
-        "<th>PNR</th>"
-    });
-    body.push_str("</tr>");
+fn orders_table(body: &mut String, rows: &[JobRow], now: chrono::DateTime<chrono::Utc>) {
+    body.push_str(r#"<table class="orders"><tr><th scope="col">order</th><th scope="col">state</th><th scope="col">updated</th><th scope="col">why</th><th scope="col">ATRIP's last answer</th><th scope="col" class="num">pay.do sent</th><th scope="col">PNR</th></tr>"#);
     for row in rows {
         let no = E(&row.order_no);
-        let _ = write!(body, r#"<tr id="row-{no}">"#);
-        if operator {
-            let _ = write!(
-                body,
-                r#"<td><input type="checkbox" name="order_no" value="{no}" aria-label="select {no}"></td>"#
-            );
-        }
+        let why = if matches!(row.state.as_str(), "failed" | "needs_review") {
+            let kind = super::listing::kind(row);
+            E(&super::listing::short_reason(row, kind)).to_string()
+        } else {
+            E(&crate::domain::truncate(
+                row.last_error.as_deref().unwrap_or("—"),
+                80,
+            ))
+            .to_string()
+        };
         let _ = write!(
             body,
-            r#"<td><a href="/console/orders/{no}">{no}</a>{}</td><td>{}</td><td title="{}">{}</td><td>{}</td><td>{}</td><td class="num">{}</td>"#,
-            row.client_order_no
-                .as_deref()
-                .map_or(String::new(), |c| format!(
-                    r#"<br><span class="muted">{}</span>"#,
-                    E(c)
-                )),
+            r#"<tr id="row-{no}"><th scope="row"><a href="/console/orders/{no}">{no}</a>{}</th><td>{}</td><td title="{}">{}</td><td>{why}</td><td>{}</td><td class="num">{}</td><td>{}</td></tr>"#,
+            html::client_order_no(row.client_order_no.as_deref()),
             html::state(&row.state),
             html::time(row.updated_at),
             html::ago(now, row.updated_at),
-            html::opt(row.last_error.as_deref()),
             last_answer(row),
             row.pay_sends,
+            html::opt(row.pnr.as_deref()),
         );
-        if review {
-            let fits = Fits::of(row);
-            let _ = write!(body, "<td>{}", E(&fits.advice));
-            if operator {
-                body.push_str(r#"<div class="actions">"#);
-                if fits.retry {
-                    let _ = write!(
-                        body,
-                        r#"<button formaction="/console/orders/{no}/retry">Retry</button>"#
-                    );
-                }
-                if fits.repay {
-                    let _ = write!(
-                        body,
-                        r#"<a href="/console/orders/{no}/repay">Retry and allow a second pay.do…</a>"#
-                    );
-                }
-                if fits.cancel {
-                    let _ = write!(
-                        body,
-                        r#"<button class="danger" formaction="/console/orders/{no}/cancel">Cancel</button>"#
-                    );
-                }
-                body.push_str("</div>");
-            }
-            body.push_str("</td>");
-        } else {
-            let _ = write!(body, "<td>{}</td>", html::opt(row.pnr.as_deref()));
-        }
-        body.push_str("</tr>");
     }
     body.push_str("</table>");
 }
 
 /// ATRIP's last answer on the row, in words: status, message, and the order's status.
-pub fn last_answer(row: &ConsoleOrder) -> String {
+pub fn last_answer(row: &JobRow) -> String {
     let mut parts = Vec::new();
     if let Some(status) = row.atrip_status {
         parts.push(format!("status {status}"));
@@ -284,7 +291,7 @@ fn pager(
     body: &mut String,
     path: &str,
     filter: &str,
-    rows: &[ConsoleOrder],
+    rows: &[JobRow],
     page_size: i64,
     paged: bool,
 ) {

@@ -15,6 +15,10 @@ use subtle::ConstantTimeEq;
 /// second per login on one core of a release build).
 pub const DEFAULT_ITERATIONS: u32 = 600_000;
 
+/// The longest password the login takes, in bytes; `console-hash` refuses a longer one (its
+/// hash could never be logged in with) and reads stdin no further.
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
 /// Fewer would make a leaked hash cheap to guess; more would make each login a denial of
 /// service on the worker's cores.
 const ITERATIONS: std::ops::RangeInclusive<u32> = 1_000..=10_000_000;

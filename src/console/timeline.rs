@@ -3,33 +3,25 @@
 
 use std::fmt::Write as _;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
 use serde_json::Value;
 
 use super::actions::Fits;
 use super::html::{self, duration, opt, opt_time, Refresh, E};
 use super::{store_error, Console, Role, Who};
 use crate::domain::{PaymentMethod, State as JobState};
-use crate::jobs::{ConsoleOrder, EventRow};
+use crate::jobs::{EventRow, JobRow};
 
 /// The most recent events shown (an order followed for a day has a few hundred).
 const EVENTS_SHOWN: i64 = 1000;
 
-#[derive(Deserialize)]
-pub struct OrderQuery {
-    done: Option<String>,
-}
-
 /// `GET /console/orders/{order_no}`.
-pub async fn order(
-    State(c): State<Console>,
-    who: Who,
-    Path(order_no): Path<String>,
-    Query(q): Query<OrderQuery>,
-) -> Response {
+pub async fn order(State(c): State<Console>, who: Who, Path(order_no): Path<String>) -> Response {
+    if let Err(refused) = super::refuse_nul(Some(&who), "order number in the path", &order_no) {
+        return refused;
+    }
     let row = match c.store.console_order(&order_no).await {
         Ok(Some(row)) => row,
         Ok(None) => {
@@ -50,14 +42,12 @@ pub async fn order(
         Err(e) => return store_error(&who, &e),
     };
     let mut body = String::new();
-    let done = match q.done.as_deref() {
-        Some("retry") => Some("Retried. The order resumes with an order query; its timeline below shows what follows."),
-        Some("repay") => Some("Retried with one more pay.do allowed. The worker queries first and pays only if ATRIP shows the order unpaid."),
-        Some("cancel") => Some("Cancelled."),
-        _ => None,
-    };
-    if let Some(done) = done {
-        let _ = write!(body, r#"<p class="done" id="done">{done}</p>"#);
+    // Only what this session's own action left for this page (never the URL's say-so).
+    if let Some(done) = c
+        .sessions
+        .take_flash(&who, &format!("/console/orders/{order_no}"))
+    {
+        let _ = write!(body, r#"<p class="done" id="done">{}</p>"#, E(done));
     }
     facts(&mut body, &row, now);
     actions(&mut body, &row, &who);
@@ -72,7 +62,7 @@ pub async fn order(
     html::page(&title, Some(&who), refresh, &body).into_response()
 }
 
-fn facts(body: &mut String, row: &ConsoleOrder, now: chrono::DateTime<chrono::Utc>) {
+fn facts(body: &mut String, row: &JobRow, now: chrono::DateTime<chrono::Utc>) {
     let method = PaymentMethod::from_code(i64::from(row.payment_method));
     let card = match (&row.card_brand, &row.card_last4) {
         (None, None) if !method.is_some_and(PaymentMethod::needs_card) => {
@@ -82,7 +72,7 @@ fn facts(body: &mut String, row: &ConsoleOrder, now: chrono::DateTime<chrono::Ut
             "{} •••• {}; card data {}",
             opt(brand.as_deref()),
             opt(last4.as_deref()),
-            if row.card_held {
+            if row.card_held() {
                 "held (needed to pay)"
             } else {
                 "erased"
@@ -97,14 +87,46 @@ fn facts(body: &mut String, row: &ConsoleOrder, now: chrono::DateTime<chrono::Ut
         (Some(owner), Some(until)) => format!("{} until {}", E(owner), html::time(until)),
         _ => "—".into(),
     };
+    // The reason as stored, less any count of minutes an older release wrote into it (the
+    // time left is the deadline's line, computed now).
+    let why = opt(row
+        .last_error
+        .as_deref()
+        .map(crate::machine::kinds::without_stale_minutes)
+        .as_deref());
+    let reason_kind = if matches!(row.state.as_str(), "failed" | "needs_review") {
+        E(super::listing::kind(row).label()).to_string()
+    } else {
+        "—".into()
+    };
+    let deadline = match row.pay_deadline {
+        Some(d) => format!("{} ({})", html::time(d), html::time_left(now, Some(d))),
+        None => "none given when the order was enqueued".into(),
+    };
+    // A needs_review row is not finished: it waits for a person (its finalized_at is when it
+    // was handed over).
+    let (finished_label, finished) = match row.state.as_str() {
+        "needs_review" => (
+            "waiting for a person since",
+            match row.finalized_at {
+                Some(at) => format!("{} ({})", html::time(at), html::ago(now, at)),
+                None => "—".into(),
+            },
+        ),
+        _ if JobState::parse(&row.state).is_some_and(JobState::is_finished) => {
+            ("finished", opt_time(row.finalized_at))
+        }
+        _ => ("finished", "— (still followed)".into()),
+    };
     let _ = write!(
         body,
-        r#"<dl class="facts" id="facts"><dt>state</dt><dd id="state">{}</dd><dt>why</dt><dd id="why">{}</dd><dt>client order no</dt><dd>{}</dd><dt>payment method</dt><dd>{}</dd><dt>card</dt><dd id="card">{card}</dd><dt>payment deadline</dt><dd>{}</dd><dt>priority</dt><dd>{}</dd><dt>enqueued</dt><dd>{} ({})</dd><dt>updated</dt><dd>{} ({})</dd><dt>next look</dt><dd>{}</dd><dt>lease</dt><dd>{lease}</dd><dt>pay.do</dt><dd>{} sent of {} permitted; {} intents, {} provably never sent</dd><dt>paid</dt><dd>{paid}</dd><dt>last pay.do answer</dt><dd>{}</dd><dt>ATRIP's last answer</dt><dd>{}</dd><dt>order queries</dt><dd>{}</dd><dt>ATRIP reference</dt><dd>{}</dd><dt>airline PNR</dt><dd>{}</dd><dt>tickets</dt><dd>{}</dd><dt>ticketed</dt><dd>{}</dd><dt>finished</dt><dd>{}</dd></dl>"#,
+        r#"<dl class="facts" id="facts"><dt>state</dt><dd id="state">{}</dd><dt>reason</dt><dd id="reason-kind">{}</dd><dt>why</dt><dd id="why">{}</dd><dt>client order no</dt><dd>{}</dd><dt>payment method</dt><dd>{}</dd><dt>card</dt><dd id="card">{card}</dd><dt>payment deadline</dt><dd id="pay-deadline">{}</dd><dt>priority</dt><dd>{}</dd><dt>enqueued</dt><dd>{} ({})</dd><dt>updated</dt><dd>{} ({})</dd><dt>next look</dt><dd>{}</dd><dt>lease</dt><dd>{lease}</dd><dt>pay.do</dt><dd>{} sent of {} permitted; {} intents, {} provably never sent</dd><dt>paid</dt><dd>{paid}</dd><dt>last pay.do answer</dt><dd>{}</dd><dt>ATRIP's last answer</dt><dd>{}</dd><dt>order queries</dt><dd>{}</dd><dt>ATRIP reference</dt><dd>{}</dd><dt>airline PNR</dt><dd>{}</dd><dt>tickets</dt><dd>{}</dd><dt>ticketed</dt><dd>{}</dd><dt>{finished_label}</dt><dd id="finished">{finished}</dd></dl>"#,
         html::state(&row.state),
-        opt(row.last_error.as_deref()),
+        reason_kind,
+        why,
         opt(row.client_order_no.as_deref()),
         html::method(row.payment_method),
-        opt_time(row.pay_deadline),
+        deadline,
         row.priority,
         html::time(row.created_at),
         html::ago(now, row.created_at),
@@ -130,7 +152,6 @@ fn facts(body: &mut String, row: &ConsoleOrder, now: chrono::DateTime<chrono::Ut
         opt(row.pnr.as_deref()),
         tickets(row.ticket_numbers.as_ref()),
         opt_time(row.ticketed_at),
-        opt_time(row.finalized_at),
     );
 }
 
@@ -156,9 +177,10 @@ fn tickets(v: Option<&Value>) -> String {
     lines.join("<br>")
 }
 
-fn actions(body: &mut String, row: &ConsoleOrder, who: &Who) {
+fn actions(body: &mut String, row: &JobRow, who: &Who) {
     let fits = Fits::of(row);
-    if !fits.retry && !fits.cancel {
+    let waiting = matches!(row.state.as_str(), "failed" | "needs_review");
+    if !fits.retry && !fits.cancel && !waiting {
         return;
     }
     let _ = write!(
@@ -166,6 +188,26 @@ fn actions(body: &mut String, row: &ConsoleOrder, who: &Who) {
         r#"<h2>What fits</h2><p id="advice">{}</p>"#,
         E(&fits.advice)
     );
+    // What is not offered, and why (the same decisions the store makes: machine::operator).
+    let mut not = String::new();
+    for (id, what, why) in [
+        ("no-retry", "Retry", &fits.no_retry),
+        ("no-repay", "Retry allowing a second pay.do", &fits.no_repay),
+        ("no-cancel", "Cancel", &fits.no_cancel),
+    ] {
+        if let Some(why) = why.as_deref().filter(|_| waiting) {
+            let _ = write!(not, r#"<li id="{id}">{what}: {}</li>"#, E(why));
+        }
+    }
+    if !not.is_empty() {
+        let _ = write!(
+            body,
+            r#"<details id="not-offered"><summary>Not offered, and why</summary><ul>{not}</ul></details>"#
+        );
+    }
+    if !fits.retry && !fits.cancel {
+        return;
+    }
     if who.role != Role::Operator {
         body.push_str(r#"<p class="muted">Viewers cannot act; an operator can.</p>"#);
         return;
@@ -207,6 +249,7 @@ fn what(kind: &str) -> &str {
         "operator_repay" => "operator: retry allowing a second pay.do",
         "operator_cancel" => "operator: cancel",
         "webhook_received" => "webhook from ATRIP",
+        "after_ticketing_checked" => "order query after a report of a change after ticketing",
         other => other,
     }
 }

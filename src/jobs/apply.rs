@@ -3,6 +3,9 @@
 //! Steps that finish together share a commit this way; a row whose fence fails is reported as
 //! such, never skipped silently.
 //!
+//! Each write is fenced by its lease: row id, lease token, state, pay counters, and the server
+//! the lease was taken on (a failover forgets claims and hands their tokens out again).
+//!
 //! One row never holds up the others (rule W4): the statement locks its rows in id order with
 //! `SKIP LOCKED`, so a row another session holds (a person's `SELECT … FOR UPDATE`, a long
 //! transaction) is reported busy and written again later instead of making the whole batch,
@@ -11,24 +14,10 @@
 
 use chrono::{DateTime, Utc};
 
-use super::rows::Lease;
+use super::rows::{ItemResult, Landed, Lease};
 use super::store::{Applied, JobStore};
 use super::write::Write;
 use super::Error;
-
-/// What became of one item of a batch whose statement ran.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Landed {
-    /// Written, at this database time, on this server.
-    At(Applied),
-    /// Its fence failed: another lease, state or pay counters (the lease is lost).
-    Fenced,
-    /// Another session holds the row locked: nothing was written; write it again later.
-    Busy,
-}
-
-/// One item of a batch: what became of it, or why the table refused it.
-pub type ItemResult = Result<Landed, Error>;
 
 /// One write's columns, as parallel arrays for `unnest`.
 #[derive(Default)]
@@ -38,6 +27,9 @@ struct Columns {
     from: Vec<String>,
     /// The pay counters the lease expects (a write retried after it landed matches no row).
     attempts: Vec<i32>,
+    /// The server the lease was taken on: a failover forgets claims and hands their lease
+    /// tokens out again, so a token alone does not name a lease on the promoted standby.
+    server: Vec<String>,
     not_sent_before: Vec<i32>,
     to: Vec<String>,
     due_ms: Vec<Option<i64>>,
@@ -54,6 +46,7 @@ struct Columns {
     atrip_message: Vec<Option<String>>,
     order_status: Vec<Option<String>>,
     atrip_pnr: Vec<Option<String>>,
+    passengers: Vec<Option<i16>>,
     pnr: Vec<Option<String>>,
     tickets: Vec<Option<serde_json::Value>>,
     tickets_seen: Vec<Option<serde_json::Value>>,
@@ -72,6 +65,7 @@ impl Columns {
         self.token.push(lease.token);
         self.from.push(lease.state.as_str().to_owned());
         self.attempts.push(lease.pay_attempts);
+        self.server.push(lease.server.clone());
         self.not_sent_before.push(lease.pay_not_sent);
         self.to.push(w.to.as_str().to_owned());
         self.due_ms.push(w.due_in.map(super::store::millis));
@@ -89,6 +83,7 @@ impl Columns {
         self.atrip_message.push(w.atrip_message.clone());
         self.order_status.push(w.order_status.clone());
         self.atrip_pnr.push(w.atrip_pnr.clone());
+        self.passengers.push(w.passengers);
         self.pnr.push(w.pnr.clone());
         self.tickets.push(w.tickets.clone());
         self.tickets_seen.push(w.tickets_seen.clone());
@@ -111,13 +106,20 @@ impl JobStore {
         &self,
         items: &[(&Lease, &str, &Write)],
     ) -> Result<Vec<ItemResult>, Error> {
-        match self.apply_together(items).await {
+        // One connection for the batch and its one-by-one retry: PostgreSQL sends a failed
+        // statement's error before it releases the statement's row locks, so the retry on
+        // another connection could find its own rows still locked (and skip them as busy).
+        let mut conn = self.conn().await?;
+        match self.apply_together(&mut conn, items).await {
             Ok(landed) => Ok(landed.into_iter().map(Ok).collect()),
             Err(Error::ConstraintViolated { .. }) if items.len() > 1 => {
                 let mut out = Vec::with_capacity(items.len());
                 for item in items {
                     out.push(
-                        match self.apply_together(std::slice::from_ref(item)).await {
+                        match self
+                            .apply_together(&mut conn, std::slice::from_ref(item))
+                            .await
+                        {
                             Ok(mut landed) => Ok(landed.remove(0)),
                             Err(e @ Error::ConstraintViolated { .. }) => Err(e),
                             Err(e) => return Err(e),
@@ -131,7 +133,11 @@ impl JobStore {
         }
     }
 
-    async fn apply_together(&self, items: &[(&Lease, &str, &Write)]) -> Result<Vec<Landed>, Error> {
+    async fn apply_together(
+        &self,
+        conn: &mut super::Conn,
+        items: &[(&Lease, &str, &Write)],
+    ) -> Result<Vec<Landed>, Error> {
         let mut c = Columns::default();
         for (lease, worker, w) in items {
             c.push(lease, worker, w);
@@ -144,11 +150,12 @@ WITH i AS (
                          $11::text[], $12::integer[], $13::text[], $14::boolean[], $15::integer[],
                          $16::text[], $17::text[], $18::text[], $19::text[], $20::jsonb[],
                          $21::jsonb[], $22::boolean[], $23::text[], $24::text[], $25::text[],
-                         $26::text[], $27::jsonb[], $28::integer[], $29::integer[])
+                         $26::text[], $27::jsonb[], $28::integer[], $29::integer[], $30::text[],
+                         $31::smallint[])
         AS i(id, token, from_state, to_state, due_ms, release, intent, not_sent, pay_outcome,
              new_phase, evidence, polls, error, unclear, atrip_status, atrip_message,
              order_status, atrip_pnr, pnr, tickets, tickets_seen, erase_card, card_brand,
-             card_last4, kind, worker, detail, attempts, not_sent_before)
+             card_last4, kind, worker, detail, attempts, not_sent_before, server, passengers)
 ), locked AS (
     SELECT j.id FROM ticketing_jobs j
     WHERE j.id IN (SELECT id FROM i)
@@ -186,6 +193,8 @@ WITH i AS (
         atrip_message = CASE WHEN i.atrip_status IS NULL THEN j.atrip_message ELSE i.atrip_message END,
         order_status = COALESCE(i.order_status, j.order_status),
         atrip_pnr = COALESCE(i.atrip_pnr, j.atrip_pnr),
+        -- Rule F1b: the first count known stays (enqueued, or the first answer's list).
+        passengers = COALESCE(j.passengers, i.passengers),
         pnr = i.pnr,
         ticket_numbers = i.tickets,
         tickets_seen = CASE WHEN i.kind = 'released' THEN j.tickets_seen ELSE i.tickets_seen END,
@@ -200,6 +209,10 @@ WITH i AS (
     WHERE j.id = i.id AND j.id IN (SELECT id FROM locked)
       AND j.lease_token = i.token AND j.state = i.from_state
       AND j.pay_attempts = i.attempts AND j.pay_not_sent = i.not_sent_before
+      -- The lease was taken on this server (system identifier and timeline, jobs::SERVER_ID):
+      -- after a failover the same token may name another worker's claim.
+      AND i.server = (SELECT system_identifier::text FROM pg_control_system())
+                     || '/' || substr(pg_walfile_name(pg_current_wal_insert_lsn()), 1, 8)
       -- Flushed whatever the session says (see JobStore::claim): evidence and intents must
       -- survive a crash of the server.
       AND (CASE WHEN current_setting('synchronous_commit') = 'off'
@@ -246,8 +259,10 @@ FROM i LEFT JOIN locked l ON l.id = i.id
             &c.detail,
             &c.attempts,
             &c.not_sent_before,
+            &c.server,
+            &c.passengers as _,
         )
-        .fetch_all(&mut *self.conn().await?)
+        .fetch_all(&mut *conn)
         .await
         .map_err(|e| Error::from_write(e, items[0].0))?;
         // (busy, landed at, server) by (row id, lease token).

@@ -1,76 +1,13 @@
 //! The operator console's reads. Each one is served by an index (most by
 //! `migrations/20261130000002_console_indexes.sql`) and bounded, so that a page costs
-//! milliseconds with millions of finished rows. No statement here selects `card` or
-//! `card_sealed`: the console never holds card data, so it cannot show it.
+//! milliseconds with millions of finished rows. No statement here reads `card` or
+//! `card_sealed` (a [`JobRow`] says only whether the row holds some): the console never holds
+//! card data, so it cannot show it.
 
-use chrono::{DateTime, Utc};
-use serde_json::Value;
-
-use super::rows::EventRow;
+use super::rows::{job_rows, EventRow, JobRow};
 use super::store::JobStore;
 use super::Error;
-
-/// `query_as!` of [`ConsoleOrder`] rows: the console's one column list (no card data, only
-/// whether it is held), then `FROM ticketing_jobs` and the statement's own tail (a string
-/// literal: `WHERE …`), then its arguments.
-macro_rules! console_orders {
-    ($tail:literal $(, $arg:expr)* $(,)?) => {
-        sqlx::query_as!(
-            ConsoleOrder,
-            r#"SELECT id, order_no, client_order_no, payment_method, card_brand, card_last4,
-                      (card IS NOT NULL OR card_sealed IS NOT NULL) AS "card_held!",
-                      pay_deadline, priority, state, run_at, created_at, updated_at, lease_owner,
-                      lease_expires_at, pay_attempts, pay_not_sent, pay_permits,
-                      pay_attempts - pay_not_sent AS "pay_sends!", poll_attempts, pay_started_at,
-                      paid_at, paid_evidence, last_pay_outcome, ticketed_at, finalized_at,
-                      atrip_status, atrip_message, order_status, atrip_pnr, pnr, ticket_numbers,
-                      last_error
-               FROM ticketing_jobs "# + $tail
-            $(, $arg)*
-        )
-    };
-}
-
-/// A row as the console shows it: everything but the card, which is only its brand, its last
-/// four digits and whether card data is still held.
-#[derive(Debug, Clone, Default)]
-pub struct ConsoleOrder {
-    pub id: i64,
-    pub order_no: String,
-    pub client_order_no: Option<String>,
-    pub payment_method: i16,
-    pub card_brand: Option<String>,
-    pub card_last4: Option<String>,
-    /// Card data (plain or sealed) is still in the row: a retry that pays needs it.
-    pub card_held: bool,
-    pub pay_deadline: Option<DateTime<Utc>>,
-    pub priority: i16,
-    pub state: String,
-    pub run_at: DateTime<Utc>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    pub lease_owner: Option<String>,
-    pub lease_expires_at: Option<DateTime<Utc>>,
-    pub pay_attempts: i32,
-    pub pay_not_sent: i32,
-    pub pay_permits: i32,
-    /// `pay.do` requests that may have reached ATRIP.
-    pub pay_sends: i32,
-    pub poll_attempts: i32,
-    pub pay_started_at: Option<DateTime<Utc>>,
-    pub paid_at: Option<DateTime<Utc>>,
-    pub paid_evidence: Option<String>,
-    pub last_pay_outcome: Option<String>,
-    pub ticketed_at: Option<DateTime<Utc>>,
-    pub finalized_at: Option<DateTime<Utc>>,
-    pub atrip_status: Option<i32>,
-    pub atrip_message: Option<String>,
-    pub order_status: Option<String>,
-    pub atrip_pnr: Option<String>,
-    pub pnr: Option<String>,
-    pub ticket_numbers: Option<Value>,
-    pub last_error: Option<String>,
-}
+use chrono::{DateTime, Utc};
 
 /// A position in a newest-first list: the last row shown. The next page starts after it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,7 +28,7 @@ impl Cursor {
     }
 
     /// The cursor after `row`.
-    pub fn after(row: &ConsoleOrder) -> Cursor {
+    pub fn after(row: &JobRow) -> Cursor {
         Cursor {
             updated_at: row.updated_at,
             id: row.id,
@@ -147,7 +84,7 @@ impl JobStore {
     /// The database's time (`ticketing_now()`), which every age on a page is measured from.
     pub async fn console_now(&self) -> Result<DateTime<Utc>, Error> {
         Ok(sqlx::query_scalar!(r#"SELECT ticketing_now() AS "now!""#)
-            .fetch_one(self.pool())
+            .fetch_one(self.db())
             .await?)
     }
 
@@ -204,7 +141,7 @@ impl JobStore {
             start,
             bucket_s as f64
         )
-        .fetch_all(self.pool())
+        .fetch_all(self.db())
         .await?;
         for row in paid {
             out.total_paid += row.n;
@@ -224,7 +161,7 @@ impl JobStore {
             start,
             bucket_s as f64
         )
-        .fetch_all(self.pool())
+        .fetch_all(self.db())
         .await?;
         for row in ticketed {
             match row.bucket {
@@ -263,7 +200,7 @@ impl JobStore {
             since,
             ANSWERS_COUNTED
         )
-        .fetch_all(self.pool())
+        .fetch_all(self.db())
         .await?;
         Ok(rows)
     }
@@ -281,105 +218,14 @@ impl JobStore {
                           ('accepted', 'never_pay_again', 'refused', 'payment_error')))"#,
             CLEAR_ANSWER_WINDOW
         )
-        .fetch_one(self.pool())
+        .fetch_one(self.db())
         .await?)
-    }
-
-    /// `needs_review` and `failed` rows, newest first, after `before`: one ordered index scan
-    /// per state, merged.
-    pub async fn console_needs_person(
-        &self,
-        before: Cursor,
-        limit: i64,
-    ) -> Result<Vec<ConsoleOrder>, Error> {
-        Ok(console_orders!(
-            r#"WHERE id IN (
-                   SELECT id FROM (
-                       (SELECT id, updated_at FROM ticketing_jobs
-                        WHERE state = 'needs_review' AND (updated_at, id) < ($1, $2)
-                        ORDER BY updated_at DESC, id DESC LIMIT $3)
-                       UNION ALL
-                       (SELECT id, updated_at FROM ticketing_jobs
-                        WHERE state = 'failed' AND (updated_at, id) < ($1, $2)
-                        ORDER BY updated_at DESC, id DESC LIMIT $3)) both_states
-                   ORDER BY updated_at DESC, id DESC
-                   LIMIT $3)
-               ORDER BY updated_at DESC, id DESC"#,
-            before.updated_at,
-            before.id,
-            limit
-        )
-        .fetch_all(self.pool())
-        .await?)
-    }
-
-    /// Rows in one state, newest first, after `before`. The states a person looks at, and
-    /// ticketed rows, are read in order from their indexes (a ticketed row's `updated_at` is its
-    /// `ticketed_at`); the states still followed hold few rows, read through the claim's index.
-    pub async fn console_in_state(
-        &self,
-        state: crate::domain::State,
-        before: Cursor,
-        limit: i64,
-    ) -> Result<Vec<ConsoleOrder>, Error> {
-        if state == crate::domain::State::Ticketed {
-            return Ok(console_orders!(
-                r#"WHERE state = 'ticketed' AND (ticketed_at, id) < ($1, $2)
-                   ORDER BY ticketed_at DESC, id DESC
-                   LIMIT $3"#,
-                before.updated_at,
-                before.id,
-                limit
-            )
-            .fetch_all(self.pool())
-            .await?);
-        }
-        Ok(console_orders!(
-            r#"WHERE state = $1 AND (updated_at, id) < ($2, $3)
-               ORDER BY updated_at DESC, id DESC
-               LIMIT $4"#,
-            state.as_str(),
-            before.updated_at,
-            before.id,
-            limit
-        )
-        .fetch_all(self.pool())
-        .await?)
-    }
-
-    /// Orders whose number, client order number, ATRIP reference or one of whose airline PNRs
-    /// is `q` (the codes compared in upper case), newest first, at most `limit`: each way of
-    /// finding an order through its own index, the rows still followed through the claim's.
-    pub async fn console_find(&self, q: &str, limit: i64) -> Result<Vec<ConsoleOrder>, Error> {
-        let code = q.trim().to_uppercase();
-        let mut rows = console_orders!(
-            r#"WHERE id IN (
-                   SELECT id FROM ticketing_jobs WHERE order_no = $1
-                   UNION
-                   SELECT id FROM ticketing_jobs
-                   WHERE state IN ('ticketed', 'failed', 'needs_review', 'cancelled')
-                     AND (string_to_array(COALESCE(pnr, ''), ' ')
-                          || ARRAY[atrip_pnr, upper(client_order_no)]) @> ARRAY[$1::text]
-                   UNION
-                   SELECT id FROM ticketing_jobs
-                   WHERE state IN ('pending', 'paying', 'ticketing')
-                     AND (client_order_no = $2 OR upper(client_order_no) = $1
-                          OR atrip_pnr = $1))
-               LIMIT $3"#,
-            code,
-            q.trim(),
-            limit
-        )
-        .fetch_all(self.pool())
-        .await?;
-        rows.sort_by_key(|r| std::cmp::Reverse(r.id));
-        Ok(rows)
     }
 
     /// One order by its number.
-    pub async fn console_order(&self, order_no: &str) -> Result<Option<ConsoleOrder>, Error> {
-        Ok(console_orders!(r#"WHERE order_no = $1"#, order_no)
-            .fetch_optional(self.pool())
+    pub async fn console_order(&self, order_no: &str) -> Result<Option<JobRow>, Error> {
+        Ok(job_rows!(r#"WHERE order_no = $1"#, order_no)
+            .fetch_optional(self.db())
             .await?)
     }
 
@@ -393,7 +239,7 @@ impl JobStore {
             job_id,
             limit
         )
-        .fetch_all(self.pool())
+        .fetch_all(self.db())
         .await?;
         rows.reverse();
         Ok(rows)

@@ -36,14 +36,25 @@ pub struct Replication {
     /// `pg_read_all_stats`; others see NULL).
     pub readable: i64,
     /// Physical replication slots: a standby that is away keeps its slot (Patroni,
-    /// CloudNativePG and most failover managers make one per standby).
+    /// CloudNativePG and most failover managers make one per standby). Not counted: a slot
+    /// in use by a WAL archiver (its walsender reports no replay position).
     pub physical_slots: i64,
+    /// `ticketing_standby_seen`: a worker saw a standby on this database before (who, when,
+    /// what), whether or not one is connected now.
+    pub standby_seen: Option<String>,
+    /// The server that answered ([`SERVER_ID`]).
+    pub server: String,
 }
 
 impl Replication {
     /// Whether this server has, or is set up for, a standby a failover could promote.
     pub fn has_standby(&self) -> bool {
         self.standbys > 0 || self.physical_slots > 0 || !self.synchronous_standby_names.is_empty()
+    }
+
+    /// [`Replication::has_standby`], or a standby seen on this database before.
+    pub fn has_or_had_standby(&self) -> bool {
+        self.has_standby() || self.standby_seen.is_some()
     }
 }
 
@@ -88,10 +99,19 @@ SELECT pg_is_in_recovery() AS "in_recovery!",
        current_setting('synchronous_commit') AS "synchronous_commit!",
        (SELECT count(*) FROM s WHERE real OR state IS NULL) AS "standbys!",
        (SELECT count(*) FROM s WHERE real) AS "readable!",
-       (SELECT count(*) FROM pg_replication_slots WHERE slot_type = 'physical') AS "physical_slots!"
+       -- A slot whose walsender reports no replay position is a WAL archiver's
+       -- (pg_receivewal, Barman): it keeps WAL for backups, no standby will use it.
+       (SELECT count(*) FROM pg_replication_slots sl
+         WHERE sl.slot_type = 'physical'
+           AND NOT EXISTS (SELECT 1 FROM pg_stat_replication r
+                            WHERE r.pid = sl.active_pid AND r.replay_lsn IS NULL
+                              AND r.state IS NOT NULL)) AS "physical_slots!",
+       (SELECT seen_by || ' at ' || seen_at || ': ' || what FROM ticketing_standby_seen) AS standby_seen,
+       (SELECT system_identifier::text FROM pg_control_system())
+           || '/' || substr(pg_walfile_name(pg_current_wal_insert_lsn()), 1, 8) AS "server!"
 "#
         )
-        .fetch_one(&mut *self.conn().await?)
+        .fetch_one(&mut self.conn().await?)
         .await?;
         Ok(Replication {
             in_recovery: r.in_recovery,
@@ -100,7 +120,23 @@ SELECT pg_is_in_recovery() AS "in_recovery!",
             standbys: r.standbys,
             readable: r.readable,
             physical_slots: r.physical_slots,
+            standby_seen: r.standby_seen,
+            server: r.server,
         })
+    }
+
+    /// Records that this database has (or had) a standby, once: the first worker to see it
+    /// writes who saw what (rule P1b).
+    pub async fn record_standby_seen(&self, by: &str, what: &str) -> Result<(), Error> {
+        sqlx::query!(
+            "INSERT INTO ticketing_standby_seen (seen_by, what) VALUES ($1, $2)
+             ON CONFLICT (only_row) DO NOTHING",
+            by,
+            what
+        )
+        .execute(&mut self.conn().await?)
+        .await?;
+        Ok(())
     }
 
     /// How many physical standbys have flushed WAL up to `target`; with `None`, up to the
@@ -130,7 +166,7 @@ FROM t
 "#,
             target
         )
-        .fetch_one(&mut *self.conn().await?)
+        .fetch_one(&mut self.conn().await?)
         .await?;
         Ok(Flushed {
             target: r.target,
@@ -186,7 +222,7 @@ SELECT count(*) AS "n!" FROM e
 "#,
             reason
         )
-        .fetch_one(&mut *self.conn().await?)
+        .fetch_one(&mut self.conn().await?)
         .await?;
         Ok(u64::try_from(failed).unwrap_or(0))
     }

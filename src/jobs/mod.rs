@@ -2,28 +2,55 @@
 //!
 //! Two rules hold for every write after a claim: it is fenced by the claim's `lease_token`
 //! (zero rows matched is [`Error::LeaseLost`], never a silent no-op), and it appends its event
-//! in the same statement, so the history can never disagree with the row. Files: `store` (the
-//! claim and the worker's writes), `write` (a transition as columns), `ops` (operators,
-//! webhooks, pruning, metrics), `console` (the operator console's reads), `rows` (what the
-//! statements return).
+//! in the same statement, so the history can never disagree with the row. Files, one
+//! responsibility each: `store` (the claim and the worker's writes), `write` (a transition as
+//! columns), `operator` (operators' list, retry and cancel, rules P7 and P8), `wake`
+//! (webhooks making an order due, `NOTIFY`), `upkeep` (pruning, the backlog's age, migrations
+//! applied), `pause` (paying paused and resumed, rule S4), `reconcile` (the reconciliation's
+//! reads and its runs, rules R1-R6), `console` and `find` (the operator console's reads),
+//! `rows` (what the statements return, with the one column list of a whole row), `db` (how
+//! statements reach PostgreSQL, a transaction pooler included), `pooler` (whether
+//! `database.url` leads through one).
 
+mod after;
 mod apply;
+mod balance;
 mod console;
+mod console_users;
+mod db;
 mod durability;
 mod evidence;
-mod ops;
+mod find;
+mod operator;
+mod pause;
+pub mod pooler;
+mod reconcile;
 mod rows;
 mod store;
+mod surroundings;
+mod upkeep;
+mod wake;
 mod write;
 mod writer;
 
-pub use apply::{ItemResult, Landed};
-pub use console::{AnswerCount, ConsoleOrder, Cursor, Throughput, ANSWERS_COUNTED};
+pub use after::{
+    Change, Changed, Delivery, Finding, Recheck, Recorded, CHECKS, WEBHOOKS_PER_ORDER_PER_HOUR,
+};
+pub use console::{AnswerCount, Cursor, Throughput, ANSWERS_COUNTED};
+pub use console_users::{
+    Account, AccountError, AccountRow, Failed, LoginAccount, LOCK_AFTER, LOCK_FIRST_S,
+    LOCK_LONGEST_S,
+};
+pub use db::{Conn, Db};
 pub use durability::{Flushed, Replicated, Replication, SERVER_ID};
-pub use ops::Retried;
-pub use rows::{CardJson, ClaimedJob, EventRow, JobRow, Lease, SealedCard};
+pub use find::{DeadlineFilter, FindQuery, ReviewFilter, ReviewSort, FAILED_DEFAULT_WINDOW_DAYS};
+pub use operator::{FreshCard, Retried};
+pub use pause::{Pause, Resumed, MAX_REASON_CHARS};
+pub use reconcile::{DailyClaim, ReconcileFigures, ReconcileRow, ReconcileRun, RunClaim};
+pub use rows::{CardJson, ClaimedJob, EventRow, ItemResult, JobRow, Landed, Lease, SealedCard};
 pub use store::{Applied, JobStore, NewJob, Renewed};
-pub use write::{CardSummary, Said, Write};
+pub use surroundings::{read_only_reason, CardGuard, CardPolicy};
+pub use write::{CardSummary, Effect, Said, Write};
 pub use writer::Writer;
 
 /// PostgreSQL's SQLSTATEs for a row the table refuses: check, not-null, unique, foreign key.
@@ -55,19 +82,30 @@ pub enum Error {
     /// Another session holds the row locked (a person's `SELECT … FOR UPDATE`, a long
     /// transaction): nothing was written, and the write is tried again; the other rows of
     /// its batch went ahead (rule W4).
-    #[error("order {order_no} (job {job_id}): the row is locked by another session; the write waits and is tried again")]
+    #[error("order {order_no} (job {job_id}): the row is locked by another transaction (another worker, an operator's statement, or this worker's own lease renewal); the write waits and is tried again")]
     RowBusy { job_id: i64, order_no: String },
     /// An operator command was refused because of the row's state.
     #[error("order {order_no}: {reason}")]
     Refused { order_no: String, reason: String },
     #[error("order {0} is not in the job table")]
     NotFound(String),
+    /// A pause or resume of paying was refused (that scope is paused already, or is not, or
+    /// the reason is empty): nothing changed; the text says why and what is in force.
+    #[error("{0}")]
+    PauseRefused(String),
     /// The database is unreachable or failed: retry later.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
 }
 
 impl Error {
+    /// PostgreSQL's refusal of a character in a value sent to it (a NUL in text: 22021; in
+    /// JSON: 22P05): the request's fault, never the database's.
+    pub fn is_refused_character(&self) -> bool {
+        matches!(self, Error::Database(sqlx::Error::Database(db))
+            if matches!(db.code().as_deref(), Some("22021" | "22P05")))
+    }
+
     /// A failed write of `lease`: a refused row is `ConstraintViolated`, anything else is the
     /// database's trouble.
     fn from_write(e: sqlx::Error, lease: &Lease) -> Error {

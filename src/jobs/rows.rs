@@ -5,8 +5,8 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use crate::domain::State;
-use crate::machine::{Facts, PayOutcome};
+use crate::domain::{PaymentMethod, State};
+use crate::machine::{operator, Facts, PayOutcome};
 
 /// The raw `card` JSON of a row. `Debug` never shows it.
 #[derive(Clone, sqlx::Type)]
@@ -71,19 +71,19 @@ impl Lease {
     pub(super) fn outcome(
         &mut self,
         write: &super::Write,
-        landed: super::apply::Landed,
+        landed: Landed,
     ) -> Result<super::Applied, super::Error> {
         match landed {
-            super::apply::Landed::At(applied) => {
+            Landed::At(applied) => {
                 self.landed(write);
                 self.server.clone_from(&applied.server);
                 Ok(applied)
             }
-            super::apply::Landed::Fenced => Err(super::Error::LeaseLost {
+            Landed::Fenced => Err(super::Error::LeaseLost {
                 job_id: self.id,
                 order_no: self.order_no.clone(),
             }),
-            super::apply::Landed::Busy => Err(super::Error::RowBusy {
+            Landed::Busy => Err(super::Error::RowBusy {
                 job_id: self.id,
                 order_no: self.order_no.clone(),
             }),
@@ -121,9 +121,13 @@ pub(super) struct ClaimRow {
     pub last_pay_outcome: Option<String>,
     pub phase_started_at: Option<DateTime<Utc>>,
     pub tickets_seen: Option<Value>,
+    pub passengers: Option<i16>,
     pub created_at: Option<DateTime<Utc>>,
     pub lease_expires_at: DateTime<Utc>,
     pub db_now: DateTime<Utc>,
+    pub run_at: DateTime<Utc>,
+    pub paused: Option<String>,
+    pub traceparent: Option<String>,
     pub server: String,
 }
 
@@ -155,11 +159,22 @@ pub struct ClaimedJob {
     /// fall back to the intent, payment or creation time.
     pub phase_started_at: DateTime<Utc>,
     pub tickets_seen: Option<Value>,
+    /// How many passengers the order holds: enqueued, or learnt from the first answer that
+    /// listed them (rule F1b).
+    pub passengers: Option<i16>,
     pub created_at: DateTime<Utc>,
     /// The lease's end, in the database's time.
     pub lease_expires_at: DateTime<Utc>,
     /// The database's time when the claim ran (`ticketing_now()`).
     pub db_now: DateTime<Utc>,
+    /// When the row became due (for a row claimed from `pending`: since when it waited).
+    pub run_at: DateTime<Utc>,
+    /// Set when a `pending` row was claimed while paying its method is paused (rule S4: only
+    /// a row whose deadline has passed is): who paused, since when and why. Such a row is never
+    /// sent.
+    pub paused: Option<String>,
+    /// The enqueuer's W3C `traceparent`, if it wrote one: the step's spans join that trace.
+    pub traceparent: Option<String>,
     /// The server the claim committed on (`jobs::SERVER_ID`).
     pub server: String,
     /// What an enqueuer wrote that cannot be read (card data that is not readable JSON, a
@@ -168,6 +183,47 @@ pub struct ClaimedJob {
 }
 
 impl ClaimedJob {
+    /// `write` landed at `at` (the database's time): the columns this claim carries are now as
+    /// the write's UPDATE (`jobs::apply`) left them, so that a step that goes on after its
+    /// write (a query whose unpaid answer recorded a new intent, then its pay.do: rule P5)
+    /// reads the row as it is, not as it was claimed.
+    pub fn landed(&mut self, write: &super::Write, at: DateTime<Utc>) {
+        let given_back = write.kind == crate::domain::EventKind::Released;
+        self.state = write.to;
+        if write.intent {
+            self.pay_attempts += 1;
+            self.pay_started_at = Some(at);
+            self.last_pay_outcome = None;
+        } else if write.pay_outcome.is_some() {
+            self.last_pay_outcome = write.pay_outcome;
+        }
+        self.pay_not_sent += i32::from(write.not_sent);
+        if write.new_phase {
+            self.phase_started_at = at;
+        }
+        if write.evidence.is_some() {
+            self.paid_at = self.paid_at.or(Some(at));
+            // Rule P3: evidence of payment leaves no permit.
+            self.pay_permits = self.pay_permits.min(self.pay_attempts - self.pay_not_sent);
+        }
+        self.poll_attempts += write.polls;
+        self.error_streak = if write.unclear {
+            self.error_streak + 1
+        } else if given_back {
+            self.error_streak
+        } else {
+            0
+        };
+        if !given_back {
+            self.tickets_seen.clone_from(&write.tickets_seen);
+        }
+        self.passengers = self.passengers.or(write.passengers);
+        if write.erase_card {
+            self.card = None;
+            self.card_sealed = None;
+        }
+    }
+
     pub(super) fn from_row(r: ClaimRow) -> ClaimedJob {
         // The CHECK state_is_known holds these to the known states; a row that slipped past
         // it is read as needing a person rather than failing the whole claim.
@@ -221,9 +277,13 @@ impl ClaimedJob {
             pay_started_at: r.pay_started_at,
             paid_at: r.paid_at,
             tickets_seen: r.tickets_seen,
+            passengers: r.passengers,
             created_at,
             lease_expires_at: r.lease_expires_at,
             db_now: r.db_now,
+            run_at: r.run_at,
+            paused: r.paused,
+            traceparent: r.traceparent,
             server: r.server,
             defect: (!defects.is_empty()).then(|| defects.join("; ")),
         }
@@ -255,28 +315,74 @@ impl ClaimedJob {
             error_streak: self.error_streak,
             poll_attempts: self.poll_attempts,
             tickets_seen: self.tickets_seen.clone(),
+            passengers: self
+                .passengers
+                .and_then(|n| usize::try_from(n).ok())
+                .filter(|n| *n > 0),
             pay_started_at: self.pay_started_at.unwrap_or(self.created_at),
             pay_deadline: self.pay_deadline,
             phase_started_at: self.phase_started_at,
             now,
             intents_durable: true,
+            paying_paused: None,
         }
     }
 }
 
-/// A whole row, for operators and tests.
-#[derive(Debug, Clone, serde::Serialize)]
+/// What became of one item of a batch whose statement ran.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Landed {
+    /// Written, at this database time, on this server.
+    At(super::Applied),
+    /// Its fence failed: another lease, state or pay counters (the lease is lost).
+    Fenced,
+    /// Another session holds the row locked: nothing was written; write it again later.
+    Busy,
+}
+
+/// One item of a batch: what became of it, or why the table refused it.
+pub type ItemResult = Result<Landed, super::Error>;
+
+/// `query_as!` of [`JobRow`]s: the one column list of a whole row (no card data, only
+/// whether it is held), then `FROM ticketing_jobs` and the statement's own tail (a string
+/// literal: `WHERE …`), then its arguments. `status`, `list`, the console and find all read
+/// rows through it.
+macro_rules! job_rows {
+    ($tail:literal $(, $arg:expr)* $(,)?) => {
+        sqlx::query_as!(
+            $crate::jobs::JobRow,
+            r#"SELECT id, order_no, client_order_no, payment_method, card_brand, card_last4,
+                      card IS NOT NULL AS "card_plain!", card_sealed IS NOT NULL AS "card_sealed!",
+                      pay_deadline, priority, state, run_at, created_at, updated_at, lease_owner,
+                      lease_expires_at, lease_token, pay_attempts, pay_not_sent, pay_permits,
+                      pay_attempts - pay_not_sent AS "pay_sends!", poll_attempts, error_streak,
+                      pay_started_at, paid_at, paid_evidence, last_pay_outcome, phase_started_at,
+                      ticketed_at, finalized_at, atrip_status, atrip_message, order_status,
+                      atrip_pnr, pnr, ticket_numbers, tickets_seen, passengers, last_error
+               FROM ticketing_jobs "# + $tail
+            $(, $arg)*
+        )
+    };
+}
+
+pub(super) use job_rows;
+
+/// A whole row, as operators (`status`, `list`, the console) and tests read it. It holds no
+/// card data, only whether the row still does: the worker's claim ([`ClaimedJob`]) is the one
+/// read that takes the card. `state` stays text, so that a row a newer release wrote in a state
+/// this one does not know is still shown (and refused any action), not an error.
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct JobRow {
     pub id: i64,
     pub order_no: String,
     pub client_order_no: Option<String>,
     pub payment_method: i16,
-    #[serde(skip)]
-    pub card: Option<CardJson>,
-    #[serde(skip)]
-    pub card_sealed: Option<SealedCard>,
     pub card_brand: Option<String>,
     pub card_last4: Option<String>,
+    /// Plain card data (`card`) is still in the row.
+    pub card_plain: bool,
+    /// Sealed card data (`card_sealed`) is still in the row.
+    pub card_sealed: bool,
     pub pay_deadline: Option<DateTime<Utc>>,
     pub priority: i16,
     pub state: String,
@@ -312,7 +418,64 @@ pub struct JobRow {
     pub pnr: Option<String>,
     pub ticket_numbers: Option<Value>,
     pub tickets_seen: Option<Value>,
+    /// How many passengers the order holds (rule F1b): enqueued, or the first answer's list.
+    pub passengers: Option<i16>,
     pub last_error: Option<String>,
+}
+
+impl JobRow {
+    /// Card data (plain or sealed) is still in the row: a retry that pays needs it.
+    pub fn card_held(&self) -> bool {
+        self.card_plain || self.card_sealed
+    }
+
+    /// Whether the payment method takes a card.
+    pub fn needs_card(&self) -> bool {
+        PaymentMethod::from_code(i64::from(self.payment_method))
+            .is_some_and(PaymentMethod::needs_card)
+    }
+
+    /// ATRIP's last answer showed the order cancelled.
+    pub fn atrip_cancelled(&self) -> bool {
+        self.order_status.as_deref() == Some(operator::ATRIP_CANCELLED)
+    }
+
+    /// "EVIDENCE at TIME": what showed the order paid, for an operator's refusal.
+    pub fn paid_words(&self) -> Option<String> {
+        self.paid_at.map(|at| {
+            format!(
+                "{} at {at}",
+                self.paid_evidence.as_deref().unwrap_or("an answer")
+            )
+        })
+    }
+
+    /// The row as the operator's decisions (`machine::operator`) read it, in `state`.
+    pub fn view<'a>(&self, state: State, paid: Option<&'a str>) -> operator::RowView<'a> {
+        operator::RowView {
+            state,
+            method: self.payment_method,
+            needs_card: self.needs_card(),
+            has_card: self.card_held(),
+            paid,
+            last_pay_outcome: self.last_pay_outcome.as_deref().and_then(PayOutcome::parse),
+            sends: self.pay_sends,
+            permits: self.pay_permits,
+            leased: self.lease_owner.is_some(),
+            atrip_cancelled: self.atrip_cancelled(),
+        }
+    }
+
+    /// What `machine::operator` allows an operator who gives no card data to do to this row
+    /// (rules P7, P7a, P8), and why not: the console's buttons and what `status` says. The
+    /// store asks the same functions again, on the row as it is when the action comes.
+    pub fn offers(&self) -> operator::Offers {
+        let Some(state) = State::parse(&self.state) else {
+            return operator::Offers::none("its state is not one this release knows");
+        };
+        let paid = self.paid_words();
+        operator::offers(&self.view(state, paid.as_deref()))
+    }
 }
 
 /// One line of an order's history.

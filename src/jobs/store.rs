@@ -8,10 +8,11 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::PgPool;
 
-use super::rows::{CardJson, ClaimRow, ClaimedJob, EventRow, JobRow, Lease, SealedCard};
+use super::db::{Conn, Db};
+use super::rows::{job_rows, ClaimRow, ClaimedJob, EventRow, JobRow, Lease, SealedCard};
 use super::write::Write;
 use super::Error;
-use crate::domain::State;
+use crate::domain::{EventKind, State};
 
 /// Milliseconds as the `bigint` the SQL multiplies by `interval '1 millisecond'`.
 pub(super) fn millis(d: Duration) -> i64 {
@@ -43,35 +44,51 @@ pub struct NewJob {
     pub order_no: String,
     pub payment_method: i16,
     pub card: Option<Value>,
+    /// The card sealed to the worker's key instead (never both).
+    pub card_sealed: Option<Vec<u8>>,
     pub pay_deadline: Option<DateTime<Utc>>,
     pub client_order_no: Option<String>,
     /// Lower runs first; `None` is 0.
     pub priority: Option<i16>,
     /// Not before; `None` is now.
     pub run_at: Option<DateTime<Utc>>,
+    /// How many passengers the order holds (rule F1b); `None`: the first answer that lists
+    /// them says.
+    pub passengers: Option<i16>,
+    /// What the order costs from the deposit, a decimal with at most 2 places (rule P1e).
+    pub price: Option<String>,
 }
 
 /// Access to the job table.
 #[derive(Clone, Debug)]
 pub struct JobStore {
-    pool: PgPool,
+    db: Db,
 }
 
 impl JobStore {
-    pub fn new(pool: PgPool) -> Self {
-        JobStore { pool }
+    /// A store on `db`: a pool (each connection a session of its own), or a [`Db`] that says
+    /// how to reach the database through a transaction pooler.
+    pub fn new(db: impl Into<Db>) -> Self {
+        JobStore { db: db.into() }
     }
 
+    /// The pool underneath, for what is not a statement of the store: its size (metrics), its
+    /// connect options (`LISTEN`).
     pub fn pool(&self) -> &PgPool {
-        &self.pool
+        self.db.pool()
+    }
+
+    /// How the store's statements reach the database.
+    pub fn db(&self) -> &Db {
+        &self.db
     }
 
     /// A connection for the worker's hot path (claims, renewals, writes), counting every wait
     /// for a free pool slot in the metrics: the steps' HTTP calls hold no connection, so with a
     /// pool of the right size this stays at zero.
-    pub(super) async fn conn(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, Error> {
+    pub(super) async fn conn(&self) -> Result<Conn, Error> {
         let asked = std::time::Instant::now();
-        let conn = self.pool.acquire().await?;
+        let conn = self.db.acquire().await?;
         crate::metrics::global().db_acquired(asked.elapsed());
         Ok(conn)
     }
@@ -104,15 +121,7 @@ impl JobStore {
             ClaimRow,
             r#"
 WITH due AS (
-    SELECT id, state AS claimed_from
-    FROM ticketing_jobs
-    WHERE state IN ('pending', 'paying', 'ticketing')
-      AND run_at <= ticketing_now()
-      AND (lease_expires_at IS NULL OR lease_expires_at <= ticketing_now())
-      AND (CASE WHEN state = 'pending' THEN $4::boolean ELSE $5::boolean END)
-    ORDER BY priority, run_at, id
-    LIMIT $1
-    FOR NO KEY UPDATE SKIP LOCKED
+    SELECT id, claimed_from FROM ticketing_due($4::boolean, $5::boolean, $1::integer)
 ), claimed AS (
     UPDATE ticketing_jobs j SET
         lease_token = j.lease_token + 1,
@@ -130,7 +139,8 @@ WITH due AS (
     RETURNING j.id, j.order_no, j.payment_method, j.card, j.card_sealed, j.client_order_no, j.pay_deadline,
               j.state, due.claimed_from, j.lease_token, j.pay_attempts, j.pay_not_sent, j.pay_permits,
               j.poll_attempts, j.error_streak, j.pay_started_at, j.paid_at, j.last_pay_outcome,
-              j.phase_started_at, j.tickets_seen, j.created_at, j.lease_expires_at, j.priority, j.run_at
+              j.phase_started_at, j.tickets_seen, j.created_at, j.lease_expires_at, j.priority, j.run_at,
+              j.traceparent, j.passengers
 ), events AS (
     INSERT INTO ticketing_events (job_id, order_no, at, kind, state, lease_token, worker, detail)
     SELECT id, order_no, ticketing_now(), 'pay_intent', state, lease_token, $2,
@@ -147,28 +157,61 @@ SELECT id AS "id!", order_no AS "order_no!", payment_method AS "payment_method!"
        lease_token AS "lease_token!", pay_attempts AS "pay_attempts!",
        pay_not_sent AS "pay_not_sent!", pay_permits AS "pay_permits!",
        poll_attempts AS "poll_attempts!", error_streak AS "error_streak!", pay_started_at,
-       paid_at, last_pay_outcome, phase_started_at, tickets_seen,
+       paid_at, last_pay_outcome, phase_started_at, tickets_seen, passengers,
        CASE WHEN isfinite(created_at) THEN created_at END AS created_at,
-       lease_expires_at AS "lease_expires_at!", ticketing_now() AS "db_now!",
+       lease_expires_at AS "lease_expires_at!", ticketing_now() AS "db_now!", run_at AS "run_at!",
+       CASE WHEN claimed_from = 'pending' THEN
+           (SELECT format('paying %s has been paused since %s by %s: %s',
+                          CASE WHEN p.method = 0 THEN 'every method' ELSE 'method ' || p.method END,
+                          p.paused_at, p.paused_by, p.reason)
+            FROM ticketing_pauses p
+            WHERE p.resumed_at IS NULL AND p.method IN (0, payment_method)
+            ORDER BY p.paused_at LIMIT 1)
+       END AS paused,
+       left(traceparent, 64) AS traceparent,
        (SELECT system_identifier::text FROM pg_control_system())
            || '/' || substr(pg_walfile_name(pg_current_wal_insert_lsn()), 1, 8) AS "server!"
 FROM claimed
-ORDER BY priority, run_at, id
+ORDER BY claimed_from <> 'pending', priority, pay_deadline, run_at, id
 "#,
-            limit,
+            i32::try_from(limit).unwrap_or(i32::MAX),
             owner,
             millis(lease),
             pay,
             follow,
             nonce,
         )
-        .fetch_all(&mut *self.conn().await?)
+        .fetch_all(&mut self.conn().await?)
         .await?;
         // One row that cannot be read must not cost the others their claim: the values an
         // enqueuer writes are read defensively (card data as text, times that may be
         // infinite), and what is wrong with a row is carried to its pay step, which fails
         // that order alone, naming the field (rule P1a).
         Ok(rows.into_iter().map(ClaimedJob::from_row).collect())
+    }
+
+    /// How many `pending` rows are due now, unclaimed and not paused (counted up to `cap`,
+    /// through the claim's index): the backlog an order that missed its deadline waited
+    /// behind, and whether a step that waits should give its slot up (rule S2).
+    pub async fn due_payments(&self, cap: i64) -> Result<i64, Error> {
+        let n = sqlx::query_scalar!(
+            r#"
+SELECT count(*) AS "n!" FROM (
+    SELECT 1 FROM ticketing_jobs
+    WHERE state = 'pending' AND run_at <= ticketing_now()
+      AND (lease_expires_at IS NULL OR lease_expires_at <= ticketing_now())
+      AND NOT EXISTS (SELECT 1 FROM ticketing_pauses p
+                      WHERE p.resumed_at IS NULL AND p.method IN (0, payment_method))
+      -- (With every method paused, nothing is read: a one-time test.)
+      AND NOT EXISTS (SELECT 1 FROM ticketing_pauses WHERE resumed_at IS NULL AND method = 0)
+    LIMIT $1
+) due
+"#,
+            cap
+        )
+        .fetch_one(&mut self.conn().await?)
+        .await?;
+        Ok(n)
     }
 
     /// Withdraws the intents of a claim whose answer never reached `owner` (the connection
@@ -209,7 +252,7 @@ SELECT count(*) AS "n!" FROM e
             owner,
             nonce,
         )
-        .fetch_one(&mut *self.conn().await?)
+        .fetch_one(&mut self.conn().await?)
         .await?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
@@ -254,7 +297,7 @@ FROM l LEFT JOIN u ON u.id = l.id
             &tokens,
             owner,
         )
-        .fetch_all(&mut *self.conn().await?)
+        .fetch_all(&mut self.conn().await?)
         .await?;
         let mut renewed = Renewed::default();
         for r in rows {
@@ -280,7 +323,8 @@ FROM l LEFT JOIN u ON u.id = l.id
     }
 
     /// A write of this lease was refused by the table's `constraint`: the row goes to
-    /// `needs_review` naming it (rule W2). Fenced like any write (W1). What the refused write
+    /// `needs_review` naming it (rule W2). Fenced like any write (W1), the lease's server
+    /// included. What the refused write
     /// knew about the payment is not lost with it: evidence that the order is paid is recorded
     /// (rule P3: no permit left, so no `retry --repay` can pay it again), an intent it says
     /// never left is counted as not sent, and the card data is erased (brand and last four
@@ -340,6 +384,8 @@ WITH u AS (
           FROM ticketing_jobs WHERE id = $1) o
     WHERE j.id = $1 AND j.lease_token = $2 AND j.state = $3
       AND j.pay_attempts = $10 AND j.pay_not_sent = $11
+      AND $18 = (SELECT system_identifier::text FROM pg_control_system())
+                || '/' || substr(pg_walfile_name(pg_current_wal_insert_lsn()), 1, 8)
     RETURNING j.id, j.order_no, j.state, j.updated_at, j.paid_evidence,
               o.had_card AND $9 AS card_erased
 )
@@ -369,8 +415,9 @@ RETURNING job_id
                 no_permit_left,
                 sends,
                 level,
+                lease.server,
             )
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.db)
             .await
             .map_err(|e| Error::from_write(e, lease));
             match hit {
@@ -398,21 +445,9 @@ RETURNING job_id
 
     /// One row by order number.
     pub async fn job(&self, order_no: &str) -> Result<Option<JobRow>, Error> {
-        let row = sqlx::query_as!(
-            JobRow,
-            r#"SELECT id, order_no, client_order_no, payment_method, card AS "card: CardJson",
-                      card_sealed AS "card_sealed: SealedCard", card_brand, card_last4, pay_deadline, priority, state, run_at, created_at,
-                      updated_at, lease_owner, lease_expires_at, lease_token, pay_attempts,
-                      pay_not_sent, pay_permits, pay_attempts - pay_not_sent AS "pay_sends!",
-                      poll_attempts, error_streak, pay_started_at, paid_at, paid_evidence,
-                      last_pay_outcome, phase_started_at, ticketed_at,
-                      finalized_at, atrip_status, atrip_message, order_status, atrip_pnr, pnr,
-                      ticket_numbers, tickets_seen, last_error
-               FROM ticketing_jobs WHERE order_no = $1"#,
-            order_no
-        )
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = job_rows!(r#"WHERE order_no = $1"#, order_no)
+            .fetch_optional(&self.db)
+            .await?;
         Ok(row)
     }
 
@@ -426,7 +461,7 @@ RETURNING job_id
                ORDER BY id"#,
             order_no
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         Ok(rows)
     }
@@ -452,7 +487,7 @@ SELECT 'rows_estimate', (CASE WHEN c.relpages > 0
 FROM pg_class c WHERE c.oid = 'ticketing_jobs'::regclass
 "#
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         let mut counts: Vec<(String, i64)> = Vec::new();
         let mut estimate = 0;
@@ -468,7 +503,7 @@ FROM pg_class c WHERE c.oid = 'ticketing_jobs'::regclass
             sqlx::query_scalar!(
                 r#"SELECT count(*) AS "n!" FROM ticketing_jobs WHERE state = 'ticketed'"#
             )
-            .fetch_one(&self.pool)
+            .fetch_one(&self.db)
             .await?
         } else {
             (estimate - others).max(0)
@@ -483,7 +518,7 @@ FROM pg_class c WHERE c.oid = 'ticketing_jobs'::regclass
         let n = sqlx::query_scalar!(
             r#"SELECT count(*) AS "n!" FROM ticketing_jobs WHERE state IN ('pending', 'paying', 'ticketing')"#
         )
-        .fetch_one(&self.pool)
+        .fetch_one(&self.db)
         .await?;
         Ok(n)
     }
@@ -510,8 +545,10 @@ FROM pg_class c WHERE c.oid = 'ticketing_jobs'::regclass
     pub async fn insert(&self, job: &NewJob) -> Result<i64, Error> {
         let id = sqlx::query_scalar!(
             r#"INSERT INTO ticketing_jobs
-                   (order_no, payment_method, card, pay_deadline, client_order_no, priority, run_at)
-               VALUES ($1, $2, $3, $4, $5, COALESCE($6, 0::smallint), COALESCE($7, ticketing_now()))
+                   (order_no, payment_method, card, pay_deadline, client_order_no, priority, run_at,
+                    card_sealed, passengers, price)
+               VALUES ($1, $2, $3, $4, $5, COALESCE($6, 0::smallint), COALESCE($7, ticketing_now()),
+                       $8, $9, $10::text::numeric)
                RETURNING id"#,
             job.order_no,
             job.payment_method,
@@ -519,11 +556,39 @@ FROM pg_class c WHERE c.oid = 'ticketing_jobs'::regclass
             job.pay_deadline,
             job.client_order_no.as_deref(),
             job.priority,
-            job.run_at
+            job.run_at,
+            job.card_sealed.as_deref(),
+            job.passengers,
+            job.price.as_deref()
         )
-        .fetch_one(&self.pool)
+        .fetch_one(&self.db)
         .await?;
         Ok(id)
+    }
+
+    /// Whether this row's open pay intent was given back, unsent, by a worker of the previous
+    /// release at its shutdown. That release recorded the give-back as a `released` event right
+    /// after the intent, under the same lease token, without counting the intent as not sent
+    /// (this release counts it itself, and says so in the event's `pay_sent`); it only ever did
+    /// so before sending. Read only for a `paying` row with no recorded pay answer.
+    pub async fn intent_given_back_by_previous_release(&self, job_id: i64) -> Result<bool, Error> {
+        let last_two = sqlx::query!(
+            r#"SELECT kind AS "kind!", lease_token, (detail ? 'pay_sent') AS "says_pay_sent!"
+               FROM ticketing_events WHERE job_id = $1 ORDER BY id DESC LIMIT 2"#,
+            job_id
+        )
+        .fetch_all(self.db())
+        .await?;
+        Ok(match last_two.as_slice() {
+            [released, intent] => {
+                released.kind == EventKind::Released.as_str()
+                    && !released.says_pay_sent
+                    && intent.kind == EventKind::PayIntent.as_str()
+                    && released.lease_token.is_some()
+                    && released.lease_token == intent.lease_token
+            }
+            _ => false,
+        })
     }
 }
 

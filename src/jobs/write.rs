@@ -25,6 +25,8 @@ pub struct Said {
     atrip_message: Option<String>,
     order_status: Option<String>,
     atrip_pnr: Option<String>,
+    /// How many passengers the answer listed (rule F1b: kept if the row has no count yet).
+    passengers: Option<i16>,
     detail: Value,
 }
 
@@ -43,6 +45,7 @@ impl Said {
             atrip_message: None,
             order_status: None,
             atrip_pnr: None,
+            passengers: None,
             detail: json!({ "reason": why, "pay_sent": false }),
         }
     }
@@ -69,6 +72,7 @@ impl Said {
             atrip_message: msg.clone(),
             order_status: None,
             atrip_pnr: pnr,
+            passengers: None,
             detail: compact(
                 json!({ "answer": answer.class_name(), "status": answer.status(),
                                     "msg": msg, "reason": reason }),
@@ -87,6 +91,7 @@ impl Said {
             atrip_message: None,
             order_status: None,
             atrip_pnr: None,
+            passengers: None,
             detail: Value::Null,
         };
         said.detail = compact(match answer {
@@ -95,6 +100,7 @@ impl Said {
                 said.atrip_message = v.msg.clone();
                 said.order_status = Some(v.order_status.wire().to_owned());
                 said.atrip_pnr = v.pnr_code.clone();
+                said.passengers = i16::try_from(v.tickets.len()).ok().filter(|n| *n > 0);
                 let ticketed = v
                     .tickets
                     .iter()
@@ -147,12 +153,22 @@ impl Said {
         self
     }
 
+    /// ATRIP's request id for this answer (a response header or the body's `requestId` /
+    /// `uuid`), kept with the event for an escalation to ATRIP.
+    pub fn with_request_id(mut self, request_id: Option<&str>) -> Said {
+        if let (Some(id), Value::Object(detail)) = (request_id, &mut self.detail) {
+            detail.insert("request_id".into(), json!(id));
+        }
+        self
+    }
+
     /// This answer confirming an `earlier` one of the same step (complete tickets asked for a
     /// second time): both queries counted, both answers in the one event.
     pub fn after(mut self, earlier: Said) -> Said {
         self.polls += earlier.polls;
         self.not_sent |= earlier.not_sent;
         self.pay_outcome = self.pay_outcome.or(earlier.pay_outcome);
+        self.passengers = earlier.passengers.or(self.passengers);
         let same = earlier.detail == self.detail;
         if let Value::Object(detail) = &mut self.detail {
             if same {
@@ -183,6 +199,30 @@ pub struct CardSummary {
     pub last4: Option<String>,
 }
 
+/// What a [`Write`] does to the protocol's columns (see [`Write::effect`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Effect {
+    pub to: State,
+    /// Ends the lease.
+    pub release: bool,
+    /// `pay_attempts + 1`.
+    pub intent: bool,
+    /// `pay_not_sent + 1`.
+    pub not_sent: bool,
+    pub pay_outcome: Option<PayOutcome>,
+    /// `paid_at` (if still null) and no permit left.
+    pub evidence: Option<Evidence>,
+    pub erase_card: bool,
+    /// `error_streak + 1` (else 0, but a give-back keeps it).
+    pub unclear: bool,
+    /// A give-back (event `released`): no answer, the streak and the tickets seen stay.
+    pub give_back: bool,
+    /// Sets `tickets_seen` (else it is cleared, unless a give-back).
+    pub tickets_seen: bool,
+    /// `phase_started_at = now`: the phase's bounds count afresh.
+    pub new_phase: bool,
+}
+
 /// One fenced write of a claimed row. Private fields: only the constructors below make one, so
 /// only the combinations they make exist.
 #[derive(Debug, Clone)]
@@ -209,6 +249,8 @@ pub struct Write {
     pub(super) atrip_message: Option<String>,
     pub(super) order_status: Option<String>,
     pub(super) atrip_pnr: Option<String>,
+    /// The passenger count an answer listed: written only where the row has none (rule F1b).
+    pub(super) passengers: Option<i16>,
     pub(super) pnr: Option<String>,
     pub(super) tickets: Option<Value>,
     pub(super) tickets_seen: Option<Value>,
@@ -236,6 +278,7 @@ impl Write {
             atrip_message: None,
             order_status: None,
             atrip_pnr: None,
+            passengers: None,
             pnr: None,
             tickets: None,
             tickets_seen: None,
@@ -259,6 +302,24 @@ impl Write {
         self.evidence
     }
 
+    /// What this write does to the columns the pay-once protocol reads, as `apply`'s UPDATE
+    /// does it; the model check's database (`tests/model`) applies this.
+    pub fn effect(&self) -> Effect {
+        Effect {
+            to: self.to,
+            release: self.release,
+            intent: self.intent,
+            not_sent: self.not_sent,
+            pay_outcome: self.pay_outcome,
+            evidence: self.evidence,
+            erase_card: self.erase_card,
+            unclear: self.unclear,
+            give_back: self.kind == EventKind::Released,
+            tickets_seen: self.tickets_seen.is_some(),
+            new_phase: self.new_phase,
+        }
+    }
+
     /// The brand and last four digits this write keeps of the card.
     pub fn card_summary(&self) -> &CardSummary {
         &self.card
@@ -275,6 +336,7 @@ impl Write {
         w.atrip_message = said.atrip_message;
         w.order_status = said.order_status;
         w.atrip_pnr = said.atrip_pnr;
+        w.passengers = said.passengers;
         // A review after a run of unclear answers keeps counting them, so the row shows how
         // many there were.
         w.unclear = next.is_unclear()
@@ -298,6 +360,12 @@ impl Write {
             Next::StillPaying { why, query_in } => {
                 w.due_in = Some(*query_in);
                 w.error = note(why);
+                if let (crate::machine::Waiting::PayingPaused(paused), Value::Object(detail)) =
+                    (why, &mut w.detail)
+                {
+                    // The event says why no intent followed the unpaid answer (rule S4).
+                    detail.insert("paused".into(), json!(paused));
+                }
             }
             Next::NewIntent => {
                 // The query's answer and the new intent in one write, fenced, before the

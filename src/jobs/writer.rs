@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::apply::ItemResult;
+use super::rows::ItemResult;
 use super::rows::Lease;
 use super::store::{Applied, JobStore};
 use super::write::Write;

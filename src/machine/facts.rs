@@ -31,6 +31,9 @@ pub struct Facts {
     pub poll_attempts: i32,
     /// The complete ticket set of the previous answer, waiting to be seen once more.
     pub tickets_seen: Option<Value>,
+    /// How many passengers the order holds: enqueued, or learnt from the first answer that
+    /// listed them (rule F1b). `None`: no answer has listed them yet.
+    pub passengers: Option<usize>,
     /// When the last intent was recorded (`pay_started_at`).
     pub pay_started_at: DateTime<Utc>,
     /// The enqueuer's payment deadline.
@@ -45,6 +48,9 @@ pub struct Facts {
     /// P1b; the durability gate's last view). Without it no new intent is recorded: it could
     /// only be given back.
     pub intents_durable: bool,
+    /// Paying this row's method is paused (rule S4): who paused, since when and why. Looked
+    /// up only where the table would record a new intent; `None` everywhere else.
+    pub paying_paused: Option<String>,
 }
 
 impl Facts {
@@ -87,7 +93,7 @@ impl Bounds<'_> {
     /// Backoff for the next query after `attempt` earlier ones (the `backoff` crate, behind
     /// one function).
     pub fn backoff(&self, attempt: i32) -> Duration {
-        crate::worker::schedule::next_poll_delay(self.settings, attempt.max(0) as u32)
+        super::delay::next_poll_delay(self.settings, attempt.max(0) as u32)
     }
 
     /// How long "unpaid" may keep showing after a `pay.do` that may have reached ATRIP

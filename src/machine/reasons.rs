@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 
 /// What showed the order paid (`paid_evidence`; the table's `paid_evidence_is_known` CHECK holds
 /// the same list). Once set, no permit is left (rule P3).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Evidence {
     /// `pay.do` answered 0.
     PayAccepted,
@@ -20,6 +20,17 @@ pub enum Evidence {
 }
 
 impl Evidence {
+    pub const ALL: [Evidence; 4] = [
+        Evidence::PayAccepted,
+        Evidence::PnrPending,
+        Evidence::AlreadyPaid,
+        Evidence::QueryPaid,
+    ];
+
+    pub fn parse(s: &str) -> Option<Evidence> {
+        Evidence::ALL.into_iter().find(|e| e.as_str() == s)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Evidence::PayAccepted => "pay_accepted",
@@ -33,7 +44,7 @@ impl Evidence {
 /// The class of the last `pay.do` answer (`last_pay_outcome`; the `last_pay_outcome_is_known`
 /// CHECK holds the same list). A retry reads it: after a definitive "nothing was charged" a
 /// retry may pay again, after anything unclear it may not (rule P7).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum PayOutcome {
     Accepted,
     NeverPayAgain,
@@ -102,11 +113,17 @@ pub enum Waiting {
         ticketed: usize,
         passengers: usize,
     },
-    /// Every passenger has a ticket number, but no PNR of any kind yet (rule F4).
+    /// Every passenger has a ticket number, but no airline PNR yet (rule F4).
     TicketsWithoutPnr,
+    /// Ticketed with a ticket number in every entry, but the answer lists fewer passengers
+    /// than the order holds (rule F1b).
+    PassengersLeftOut { listed: usize, passengers: usize },
     /// Unpaid with a permit left, but no intent can be made durable now (rule P1b): waiting
     /// for a standby.
     IntentsNotDurable,
+    /// Unpaid with a permit left, but paying its method is paused (rule S4): waiting for the
+    /// resume, permit kept. The text says who paused, since when and why.
+    PayingPaused(String),
 }
 
 impl Waiting {
@@ -158,8 +175,16 @@ impl fmt::Display for Waiting {
             Waiting::IntentsNotDurable => f.write_str(
                 "unpaid and may be paid, but no standby can confirm a pay intent now (see the worker's log); paying once one can",
             ),
+            Waiting::PayingPaused(paused) => write!(
+                f,
+                "unpaid and may be paid, but {paused}; no pay.do is sent until it is resumed (`ticketing-tracker resume`), the permit is kept"
+            ),
+            Waiting::PassengersLeftOut { listed, passengers } => write!(
+                f,
+                "ATRIP shows the order ticketed but lists {listed} of its {passengers} passengers; following until every passenger has a ticket"
+            ),
             Waiting::TicketsWithoutPnr => f.write_str(
-                "every passenger has a ticket number but ATRIP shows no PNR yet; following until it does",
+                "every passenger has a ticket number but ATRIP shows no airline PNR yet (its pnrCode is its own booking reference, not the airline's); following until one shows",
             ),
         }
     }
@@ -223,10 +248,12 @@ pub enum ReviewReason {
         deadline: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     },
-    /// 411 and the order does not show paid (rule P6).
+    /// 411 and the order does not show paid (rule P6). `balance`: what `balance.do` said
+    /// when the review was written (filled in by the worker; `None` when not asked).
     PaymentError {
         deadline: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
+        balance: Option<String>,
     },
     /// 900/902 on pay.do, and the order shows unpaid (rule P4f).
     CredentialsRefused,
@@ -263,15 +290,14 @@ pub enum ReviewReason {
     OutOfScope { status: i64, on_pay: bool },
 }
 
-/// "N min left" before a deadline, or "past".
+/// The payment deadline, and whether it had passed when the reason was written. No "N min
+/// left": the text is stored and read later, so a count of minutes would be stale; the console
+/// computes the time left from `pay_deadline` and the database's time on every page.
 fn left(deadline: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
     match deadline {
         None => "no payment deadline known".into(),
         Some(d) if d <= now => format!("its payment deadline {d} has passed"),
-        Some(d) => {
-            let mins = (d - now).num_seconds().max(0) / 60;
-            format!("{mins} min left before its payment deadline {d}")
-        }
+        Some(d) => format!("its payment deadline is {d}"),
     }
 }
 
@@ -283,9 +309,17 @@ impl fmt::Display for ReviewReason {
                 "a pay.do may have reached ATRIP (its intent was recorded at {sent_at}; the events say whether it was sent and what it answered) and ATRIP still shows the order unpaid; the worker will not pay again by itself (a payment may still be in progress, or a frozen worker may still send it). Check the order in ATRIP: if it is paid, `retry`; if it is unpaid and no worker is frozen, `retry --repay` ({})",
                 left(*deadline, *now)
             ),
-            ReviewReason::PaymentError { deadline, now } => write!(
+            ReviewReason::PaymentError {
+                deadline,
+                now,
+                balance,
+            } => write!(
                 f,
-                "pay.do answered 411 (payment error) and the order does not show paid: check the ATRIP deposit balance (or the card), then `retry --repay` ({})",
+                "pay.do answered 411 (payment error) and the order does not show paid: check the ATRIP deposit balance{} (or the card), then `retry --repay` ({})",
+                balance
+                    .as_deref()
+                    .map(|b| format!(" (balance.do says {b})"))
+                    .unwrap_or_default(),
                 left(*deadline, *now)
             ),
             ReviewReason::CredentialsRefused => f.write_str(

@@ -34,11 +34,13 @@ fn paying() -> Facts {
         error_streak: 0,
         poll_attempts: 0,
         tickets_seen: None,
+        passengers: None,
         pay_started_at: t0(),
         pay_deadline: None,
         phase_started_at: t0(),
         now: t0() + chrono::Duration::seconds(5),
         intents_durable: true,
+        paying_paused: None,
     }
 }
 
@@ -73,7 +75,12 @@ fn view(status: OrderStatus, tickets: Vec<(&str, &str)>) -> OrderView {
                 } else {
                     vec![ticket.into()]
                 },
-                airline_pnrs: vec![],
+                // The airline's PNR comes with the ticket (pnrCode is never one: rule F4).
+                airline_pnrs: if ticket.is_empty() {
+                    vec![]
+                } else {
+                    vec!["XYZ789".into()]
+                },
             })
             .collect(),
         booking_pnrs: vec![],
@@ -266,6 +273,7 @@ fn p5c_unpaid_with_a_permit_left_makes_a_new_intent() {
     ));
 }
 
+/// Rule P5d, what stands for assumption A5 (a charge ATRIP took but never shows goes to a person).
 #[test]
 fn p5d_unpaid_after_a_send_never_pays_again_and_goes_to_a_person_after_the_settle_time() {
     let f = paying();
@@ -374,13 +382,41 @@ fn f1_f2_tickets_are_final_when_seen_identically_twice() {
     let Next::SeenOnce { tickets, pnr, .. } = query(&ticketing(), order(v.clone())) else {
         panic!()
     };
-    assert_eq!(pnr, "ABC123");
+    assert_eq!(pnr, "XYZ789", "the airline's PNR, never pnrCode");
     let mut f = ticketing();
     f.tickets_seen = Some(serde_json::to_value(&tickets).unwrap());
     assert!(matches!(query(&f, order(v)), Next::Ticketed { .. }));
     // A different set the second time starts over.
     let other = view(OrderStatus::Ticketed, vec![("DOE/JANE", "S2")]);
     assert!(matches!(query(&f, order(other)), Next::SeenOnce { .. }));
+}
+
+#[test]
+fn f1b_an_answer_that_leaves_a_passenger_out_is_not_final() {
+    let one = view(OrderStatus::Ticketed, vec![("DOE/JANE", "S1")]);
+    let mut two_booked = ticketing();
+    two_booked.passengers = Some(2);
+    let Next::Following {
+        why: Waiting::PassengersLeftOut { listed, passengers },
+        ..
+    } = query(&two_booked, order(one.clone()))
+    else {
+        panic!("one of two passengers ticketed is not final")
+    };
+    assert_eq!((listed, passengers), (1, 2));
+    // Seen once already, the same short set is still not final.
+    two_booked.tickets_seen = Some(json!([{"passenger": "DOE/JANE"}]));
+    assert!(!matches!(
+        query(&two_booked, order(one.clone())),
+        Next::Ticketed { .. } | Next::SeenOnce { .. }
+    ));
+    // With one passenger booked (or none known yet), the same answer is final once seen twice.
+    let mut one_booked = ticketing();
+    one_booked.passengers = Some(1);
+    assert!(matches!(
+        query(&one_booked, order(one)),
+        Next::SeenOnce { .. }
+    ));
 }
 
 #[test]
@@ -394,15 +430,24 @@ fn f3_a_cancelled_paid_order_fails_and_says_where_the_money_goes() {
 
 #[test]
 fn f4_tickets_without_a_pnr_lags_and_unclear_answers_are_followed() {
+    // Tickets without an airline PNR, whether or not ATRIP's own pnrCode is there.
     let mut v = view(OrderStatus::Ticketed, vec![("DOE/JANE", "S1")]);
-    v.pnr_code = None;
-    assert!(matches!(
-        query(&ticketing(), order(v)),
-        Next::Following {
-            why: Waiting::TicketsWithoutPnr,
-            ..
-        }
-    ));
+    v.tickets[0].airline_pnrs.clear();
+    for pnr_code in [Some("ABC123".to_owned()), None] {
+        v.pnr_code = pnr_code;
+        assert!(matches!(
+            query(&ticketing(), order(v.clone())),
+            Next::Following {
+                why: Waiting::TicketsWithoutPnr,
+                ..
+            }
+        ));
+    }
+    // An answer without a ticketStatus is unclear (ATRIP's own client refuses it), even
+    // with every ticket in it; counted toward a person.
+    let mut no_status = view(OrderStatus::Ticketed, vec![("DOE/JANE", "S1")]);
+    no_status.ticket_status = None;
+    assert!(query(&ticketing(), order(no_status)).is_unclear());
     for lag in [OrderStatus::Unpaid, OrderStatus::Ticketing] {
         assert!(matches!(
             query(&ticketing(), order(view(lag, vec![]))),
@@ -425,7 +470,7 @@ fn f4_tickets_without_a_pnr_lags_and_unclear_answers_are_followed() {
 }
 
 #[test]
-fn f5_past_the_ticketing_deadline_counted_from_the_phase_a_person_looks() {
+fn f5_t2_past_the_ticketing_deadline_counted_from_the_phase_a_person_looks() {
     let mut f = ticketing();
     f.now =
         f.phase_started_at + chrono::Duration::seconds(settings().ticketing_deadline_s as i64 + 1);
@@ -587,5 +632,50 @@ fn p1b_no_new_intent_while_intents_cannot_be_made_durable() {
     assert!(matches!(
         query(&f, unpaid),
         Next::Failed(FailReason::UnpaidPastDeadline { .. })
+    ));
+}
+
+#[test]
+fn s4_no_new_intent_while_paying_the_method_is_paused() {
+    let mut f = paying();
+    f.pay_not_sent = 1;
+    f.last_pay_outcome = Some(PayOutcome::NotSent);
+    let unpaid = order(view(OrderStatus::Unpaid, vec![]));
+    f.paying_paused = Some("paying every method has been paused since t by alice: incident".into());
+    let next = query(&f, unpaid.clone());
+    match &next {
+        Next::StillPaying {
+            why: Waiting::PayingPaused(paused),
+            query_in,
+        } => {
+            assert!(paused.contains("alice: incident"), "{paused}");
+            assert!(*query_in > Duration::ZERO);
+            let said = Waiting::PayingPaused(paused.clone()).to_string();
+            assert!(said.contains("until it is resumed"), "{said}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!next.is_unclear(), "a pause is no unclear answer");
+    // The payment deadline still decides: the row fails, nothing sent.
+    f.pay_deadline = Some(f.now - chrono::Duration::seconds(1));
+    assert!(matches!(
+        query(&f, unpaid.clone()),
+        Next::Failed(FailReason::UnpaidPastDeadline { .. })
+    ));
+    // A paid order is never held by a pause: evidence is evidence.
+    f.pay_deadline = None;
+    assert!(matches!(
+        query(&f, order(view(OrderStatus::Ticketing, vec![]))),
+        Next::Paid { .. }
+    ));
+    // Without a permit the pause changes nothing (P5d decides as before).
+    f.pay_not_sent = 0;
+    f.last_pay_outcome = Some(PayOutcome::OutcomeUnknown);
+    assert!(matches!(
+        query(&f, unpaid),
+        Next::StillPaying {
+            why: Waiting::UnpaidAfterSend { .. },
+            ..
+        }
     ));
 }

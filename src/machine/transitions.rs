@@ -1,6 +1,16 @@
 //! The transition table: one function from (state, what ATRIP answered, the row, the bounds) to
 //! what happens next. Each arm cites its rule in `docs/design.md`; `src/machine/tests.rs` has one
 //! test per arm.
+//!
+//! The arrows, by who draws them:
+//! - `pending → paying` is the claim's, before any answer (rule P1): taking a `pending` row
+//!   records its pay intent in the same statement ([`super::claim::on_claim`]);
+//! - `paying → ticketing | failed | needs_review | paying` and `ticketing → ticketed | failed
+//!   | needs_review | ticketing` are this table's ([`next`]), from ATRIP's answers; `paying →
+//!   paying` with a new intent ([`Next::NewIntent`]) is an unpaid answer to a row a permit is
+//!   left for (rules P5, P7);
+//! - `failed | needs_review → paying | ticketing` and `pending | needs_review → cancelled` are
+//!   the operator's ([`super::operator`], rules P7, P8).
 
 use std::time::Duration;
 
@@ -108,7 +118,7 @@ pub fn next(event: Event<'_>, f: &Facts, b: &Bounds<'_>) -> Next {
     use State::{Paying, Ticketing};
     match (f.state, event) {
         (Paying, Event::NotSent(NotSentReason::BadInput(why))) => {
-            Next::Failed(FailReason::NotSent(why.clone())) // P1a
+            Next::Failed(FailReason::NotSent(why.clone())) // P1a, S3, S4
         }
         (Paying, Event::NotSent(NotSentReason::CardUnreadable(why))) => {
             Next::Review(ReviewReason::CardUnreadable(why.clone())) // P1a
@@ -215,6 +225,13 @@ fn unpaid(v: &OrderView, f: &Facts, b: &Bounds<'_>) -> Next {
                 attempts: f.pay_not_sent, // P5c
             });
         }
+        if let Some(paused) = &f.paying_paused {
+            // S4: asked again with backoff; a resume makes the row due at once.
+            return Next::StillPaying {
+                why: Waiting::PayingPaused(paused.clone()), // S4
+                query_in: b.backoff(f.poll_attempts),
+            };
+        }
         if !f.intents_durable {
             return Next::StillPaying {
                 why: Waiting::IntentsNotDurable, // P1b
@@ -227,6 +244,7 @@ fn unpaid(v: &OrderView, f: &Facts, b: &Bounds<'_>) -> Next {
         Some(PayOutcome::PaymentError) => Next::Review(ReviewReason::PaymentError {
             deadline, // P6
             now: f.now,
+            balance: None,
         }),
         Some(PayOutcome::Unauthorized) => Next::Review(ReviewReason::CredentialsRefused), // P4f
         _ => {
@@ -293,8 +311,24 @@ fn bounded_paying(next: Next, f: &Facts, b: &Bounds<'_>) -> Next {
 /// Rule F: a paid order is followed until its tickets are final.
 fn follow(answer: &QueryAnswer, f: &Facts, b: &Bounds<'_>) -> Next {
     let poll_in = b.backoff(f.poll_attempts);
+    // Rule F1b: the order's passenger count, when the row knows it (enqueued, or the first
+    // answer that listed them); an answer listing fewer is not final.
+    let passengers = f.passengers;
     match answer {
-        QueryAnswer::Order(v) => match v.final_tickets() {
+        // ATRIP's own client refuses an answer without a ticketStatus as invalid: whether
+        // tickets were issued is unclear, and unclear answers count toward a person (F4).
+        QueryAnswer::Order(v)
+            if v.ticket_status.is_none() && v.order_status != OrderStatus::Cancelled =>
+        {
+            Next::Following {
+                why: Waiting::Unclear(format!(
+                    "orderStatus {:?} without a ticketStatus",
+                    v.order_status.wire()
+                )),
+                poll_in: b.backoff(f.error_streak),
+            }
+        }
+        QueryAnswer::Order(v) => match v.final_tickets(passengers) {
             Some((tickets, pnr)) => {
                 let seen = serde_json::to_value(tickets).ok();
                 if seen.is_some() && f.tickets_seen == seen {
@@ -304,7 +338,7 @@ fn follow(answer: &QueryAnswer, f: &Facts, b: &Bounds<'_>) -> Next {
                     }
                 } else {
                     Next::SeenOnce {
-                        tickets: tickets.clone(), // F2
+                        tickets: tickets.clone(), // F2 (the wait gives its slot to a payment: S2)
                         pnr,
                         poll_in: b.first_poll(),
                     }
@@ -313,7 +347,16 @@ fn follow(answer: &QueryAnswer, f: &Facts, b: &Bounds<'_>) -> Next {
             None if v.order_status == OrderStatus::Cancelled => {
                 Next::Failed(cancelled(v, true)) // F3
             }
-            None if v.tickets_complete() => Next::Following {
+            None if v.tickets_complete(None) && passengers.is_some_and(|n| v.tickets.len() < n) => {
+                Next::Following {
+                    why: Waiting::PassengersLeftOut {
+                        listed: v.tickets.len(),
+                        passengers: passengers.unwrap_or_default(),
+                    },
+                    poll_in,
+                }
+            }
+            None if v.tickets_complete(passengers) => Next::Following {
                 why: Waiting::TicketsWithoutPnr, // F4
                 poll_in,
             },
@@ -331,7 +374,7 @@ fn follow(answer: &QueryAnswer, f: &Facts, b: &Bounds<'_>) -> Next {
                             .iter()
                             .filter(|p| !p.ticket_numbers.is_empty())
                             .count(),
-                        passengers: v.tickets.len(),
+                        passengers: v.tickets.len().max(passengers.unwrap_or(0)),
                     },
                     poll_in,
                 },

@@ -168,6 +168,7 @@ impl OrderSpec {
             ledger: OrderLedger::default(),
             shown_paid: false,
             webhook_sent: false,
+            changed_after_ticketing: None,
         }
     }
 }
@@ -196,7 +197,7 @@ pub(super) async fn order_do(
     body: Bytes,
 ) -> Response {
     let gzip = wants_gzip(&sim, &headers);
-    let reply = match sim.admit(&headers, &body) {
+    let reply = match super::reply::admit(&sim, &headers, &body) {
         Ok(req) => create(&sim, &req),
         Err(refusal) => refusal,
     };

@@ -54,6 +54,35 @@ pub(super) struct Scenario {
     pub rate_limit_queries: u32,
     /// pay.do answers 615 (charged, PNR pending) and ticketing takes five times longer.
     pub pnr_pending: bool,
+    /// While set, the order's answers carry no airline PNR (empty `airlinePNRs`, a null
+    /// `airlineBookings[].airlinePnr`) even once ticketed: the airline has not given one yet
+    /// and ATRIP pursues it. Only `pnrCode`, ATRIP's own reference, is there.
+    pub airline_pnr_withheld: bool,
+    /// While set, the query's `paxTicketInfos` leaves out this many of the order's last
+    /// passengers (an answer that omits a passenger), tickets or not.
+    pub omit_passengers: u32,
+    /// Next N queries answer without `ticketStatus`.
+    pub omit_ticket_status: u32,
+    /// How the issued tickets look in `paxTicketInfos` and `airlineBookings`.
+    pub ticket_shape: TicketShape,
+    /// Before issue, `ticketNos` and `airlinePNRs` are `null` (not `[]`): ATRIP's documents
+    /// say only "empty until ticketing completes".
+    pub unissued_tickets_null: bool,
+}
+
+/// The shapes ATRIP's ticketed answers take (`Scenario::ticket_shape`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum TicketShape {
+    /// One ticket number and one airline PNR per passenger, one airline booking.
+    #[default]
+    PerPassenger,
+    /// One ticket number and PNR shared by every passenger, as low-cost carriers issue them
+    /// (ATRIP's `order.ticketed` webhook sample has `ticketNos` equal to `airlinePNRs`).
+    Shared,
+    /// A round trip split into two bookings: each passenger holds two ticket numbers and two
+    /// airline PNRs (outbound first), and `airlineBookings` lists both bookings.
+    SplitRoundTrip,
 }
 
 /// A fault that stops the request before the business logic runs: nothing is charged.
@@ -95,6 +124,8 @@ pub(super) struct QueryPlan {
     pub before: Option<Before>,
     pub answer: Option<QueryOverride>,
     pub faults: u64,
+    /// The answer leaves `ticketStatus` out.
+    pub omit_ticket_status: bool,
 }
 
 /// Takes one from a "next N" counter.
@@ -153,6 +184,7 @@ impl Scenario {
             plan.answer = Some(QueryOverride::Garble);
         }
         plan.faults = u64::from(plan.answer.is_some());
+        plan.omit_ticket_status = take(&mut self.omit_ticket_status);
         plan
     }
 }

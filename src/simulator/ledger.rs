@@ -14,6 +14,8 @@ pub(super) struct PayRequestSummary {
     pub card_last4: Option<String>,
     pub card_brand: Option<&'static str>,
     pub client_order_no: Option<String>,
+    /// `requestSource` as sent (`null` when left out or null).
+    pub request_source: Value,
 }
 
 impl PayRequestSummary {
@@ -25,6 +27,7 @@ impl PayRequestSummary {
             "card_last4": self.card_last4,
             "card_brand": self.card_brand,
             "client_order_no": self.client_order_no,
+            "request_source": self.request_source,
         })
     }
 }
@@ -66,6 +69,8 @@ pub(super) struct Totals {
     /// Queries answered 429 by a `/sim/storm` (also counted in `queries`, not per order: the
     /// rate limit stands in front of the order lookup).
     pub storm_answers: u64,
+    /// `balance.do` calls.
+    pub balance_queries: u64,
 }
 
 /// Totals computed over the orders when the ledger is read.
@@ -116,6 +121,7 @@ impl Totals {
             "faults_injected": self.faults_injected,
             "unauthorized": self.unauthorized,
             "storm_answers": self.storm_answers,
+            "balance_queries": self.balance_queries,
         })
     }
 }

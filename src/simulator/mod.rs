@@ -1,4 +1,5 @@
-//! An in-process ATRIP simulator speaking `order.do`, `pay.do` and `queryOrderDetails.do` as
+//! An in-process ATRIP simulator speaking `order.do`, `pay.do`, `queryOrderDetails.do` and
+//! `orderList.do` (the reconciliation's) as
 //! `docs/atrip.md` describes them, with a ledger that counts every charge so tests can
 //! prove the worker pays each order exactly once, whatever faults it meets.
 //!
@@ -19,7 +20,7 @@
 //! instant), `payment` (the payments taken for an order, processing or charged), `create`
 //! (`order.do` and the order extension fields), `pricing` (`paymentOptions` and fees),
 //! `pay_rules` (what `pay.do` answers, the duplicate guard), `pay` (taking a payment and its
-//! faults), `query`, `faults` (scenarios and chaos mode), `pacing` (answer latency, query
+//! faults), `query`, `faults` (scenarios and chaos mode), `list` (`orderList.do`, seeded orders), `pacing` (answer latency, query
 //! rate-limit storms), `reply` (HTTP rendering, gzip, dropped connections), `card`, `ledger`
 //! (counters, charges and double charges), `requests` (who sent what, when), `control`
 //! (`/sim/ledger`, `/sim/orders/{orderNo}/scenario`, `/sim/storm`), `webhook`. Tests:
@@ -27,11 +28,13 @@
 //! declines), `tests_faults`, `tests_wire` (transport, `order.do`'s shape, the CLI flags),
 //! `tests_load` (latency, storms).
 
+mod balance;
 mod card;
 mod control;
 mod create;
 mod faults;
 mod ledger;
+mod list;
 mod order;
 mod pacing;
 mod pay;
@@ -66,10 +69,11 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use faults::Chaos;
+pub use list::{SeedOrder, Seeded};
 pub use requests::LoggedRequest;
 use requests::RequestLog;
+use state::Webhooks;
 use state::{Sim, Store};
-use webhook::Webhooks;
 
 /// How the simulator behaves. The defaults are the sandbox as observed; each knob selects one
 /// reading of something the documentation leaves open.
@@ -118,8 +122,19 @@ pub struct SimConfig {
     pub gzip: bool,
     /// Where to POST `order.ticketed` / `order.cancelled` webhooks, if anywhere.
     pub webhook_url: Option<String>,
-    /// Sent as `x-webhook-secret` with each webhook.
+    /// Sent with each webhook as the URL's `?secret=` (ATRIP registers a URL and sends no
+    /// header of ours).
     pub webhook_secret: Option<String>,
+    /// The deposit account's balance at start (`balance.do`); every deposit payment draws its
+    /// order's `totalPrice` from it, and one dearer than what is left answers 411.
+    pub deposit_balance: f64,
+    /// `balance.do`'s `accountBalance.amount` as a string (ATRIP's schema table) rather than a
+    /// number (ATRIP's sample answer).
+    pub balance_amount_as_string: bool,
+    /// What the order query shows of a ticketed order voided or cancelled by the airline
+    /// (`/sim/orders/{orderNo}/after-ticketing`): `"-3"` (cancelled) or `"2"` (unchanged:
+    /// ATRIP documents no query field for a void). Undocumented, so a knob.
+    pub changed_order_status: String,
     /// Chaos mode: the probability that a pay.do or query gets a random fault.
     pub fault_rate: f64,
     /// Seed for chaos mode, to replay a run.
@@ -130,6 +145,35 @@ pub struct SimConfig {
     pub latency_mean: Duration,
     /// Half the width of the latency's uniform spread.
     pub latency_jitter: Duration,
+    /// `orderList.do`: the number of the first page (ATRIP documents 1; 0 for the other
+    /// reading).
+    pub list_first_page: i64,
+    /// `orderList.do`: the name the total number of orders comes under (documented:
+    /// `totalRecords`); empty sends no total.
+    pub list_total_field: String,
+    /// `orderList.do`: `page`, `pageSize` and the total as strings (the schema's types)
+    /// instead of integers (its example).
+    pub list_counts_as_strings: bool,
+    /// `orderList.do`: the largest page served; a larger `pageSize` is cut to it (and the
+    /// answer's `pageSize` says so).
+    pub list_max_page_size: u64,
+    /// Where each JSON answer carries its request id. ATRIP's documents do not say; its own
+    /// client reads the `X-Request-ID` header, then `X-Atlas-Request-ID`, then the body's
+    /// `requestId` or `uuid`.
+    pub request_id: RequestIdPlace,
+}
+
+/// Where an answer's request id goes ([`SimConfig::request_id`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestIdPlace {
+    /// The `X-Request-ID` header.
+    Header,
+    /// The `X-Atlas-Request-ID` header.
+    AtlasHeader,
+    /// The body's `uuid` field.
+    Body,
+    /// Nowhere.
+    Nowhere,
 }
 
 impl Default for SimConfig {
@@ -151,10 +195,18 @@ impl Default for SimConfig {
             gzip: true,
             webhook_url: None,
             webhook_secret: None,
+            deposit_balance: balance::DOCUMENTED_BALANCE,
+            balance_amount_as_string: false,
+            changed_order_status: "-3".into(),
             fault_rate: 0.0,
             fault_seed: None,
             latency_mean: Duration::ZERO,
             latency_jitter: Duration::ZERO,
+            list_first_page: 1,
+            list_total_field: "totalRecords".into(),
+            list_counts_as_strings: false,
+            list_max_page_size: 100,
+            request_id: RequestIdPlace::Header,
         }
     }
 }
@@ -165,6 +217,13 @@ fn router(sim: Arc<Sim>) -> Router {
         .route("/order.do", post(create::order_do))
         .route("/pay.do", post(pay::pay_do))
         .route("/queryOrderDetails.do", post(query::query_do))
+        .route("/orderList.do", post(list::list_do))
+        .route("/balance.do", post(balance::balance_do))
+        .route("/sim/balance", post(balance::set_balance))
+        .route(
+            "/sim/orders/{order_no}/after-ticketing",
+            post(webhook::after_ticketing),
+        )
         .route("/sim/ledger", get(control::get_ledger))
         .route(
             "/sim/orders/{order_no}/scenario",
@@ -184,11 +243,13 @@ pub async fn start(config: SimConfig, addr: SocketAddr) -> std::io::Result<SimHa
         None => None,
     };
     let shutdown = CancellationToken::new();
+    let balance = config.deposit_balance;
     let sim = Arc::new(Sim {
         chaos: Chaos::new(config.fault_rate, config.fault_seed),
         config,
-        store: Mutex::new(Store::default()),
+        store: Mutex::new(Store::with_balance(balance)),
         garble_turn: AtomicUsize::new(0),
+        request_ids: AtomicUsize::new(1),
         requests: RequestLog::default(),
         shutdown: shutdown.clone(),
         webhooks,
@@ -267,19 +328,28 @@ impl SimHandle {
         control::ledger_json(&self.sim)
     }
 
-    /// Starts a query rate-limit storm: every queryOrderDetails.do answers HTTP 429 with ATRIP's
-    /// rate-limit body for `length` from now (zero ends one); pay.do is never limited. The
-    /// in-process form of `POST /sim/storm`.
     /// The mean answer latency this simulator runs with.
     pub fn latency_mean(&self) -> Duration {
         self.sim.config.latency_mean
     }
 
+    /// Starts a query rate-limit storm: every queryOrderDetails.do answers HTTP 429 with ATRIP's
+    /// rate-limit body for `length` from now (zero ends one); pay.do is never limited. The
+    /// in-process form of `POST /sim/storm`.
     pub fn storm(&self, length: Duration) {
         self.sim.storm(length);
     }
 
-    /// Every `pay.do` and `queryOrderDetails.do` received so far, in arrival order, with the
+    /// Puts these orders in the simulator as they are described (replacing any of the same
+    /// number): ATRIP's side of a reconciliation test, without a `pay.do` for each.
+    pub fn seed_orders(&self, orders: &[SeedOrder]) {
+        let mut store = self.sim.lock();
+        for seed in orders {
+            store.orders.insert(seed.order_no.clone(), seed.build());
+        }
+    }
+
+    /// Every `pay.do`, `queryOrderDetails.do` and `orderList.do` received so far, in arrival order, with the
     /// sending worker's id (`x-ticketing-worker`), for in-process tests.
     pub fn requests(&self) -> Vec<LoggedRequest> {
         self.sim.requests.snapshot()

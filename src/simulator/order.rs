@@ -7,9 +7,9 @@ use chrono::{DateTime, FixedOffset, Utc};
 use serde_json::{json, Value};
 
 use super::card::CardBrand;
-use super::faults::Scenario;
+use super::faults::{Scenario, TicketShape};
 use super::ledger::OrderLedger;
-use super::payment::{Outcome, Payments};
+use super::payment::{Cancellation, Outcome, Payments};
 use super::SimConfig;
 use crate::atrip::codes::{OrderStatus, TICKET_ISSUED, TICKET_NOT_ISSUED};
 
@@ -19,6 +19,12 @@ const AIRLINE_NAME: &str = "Cebu Pacific";
 pub(super) const CURRENCY: &str = "USD";
 /// `paymentMethod` 3, VCC pass-through: the one method `paymentAttempted` is documented for.
 const VCC: i64 = 3;
+
+/// The airline PNR the simulator gives a ticket: ATRIP's sandbox samples carry the same value
+/// in `ticketNos` and `airlinePNRs` (its `order.ticketed` webhook sample: "S30814" in both).
+fn pnr_of(ticket: &str) -> String {
+    ticket.to_owned()
+}
 
 /// ATRIP writes every time (`tktLimitTime`, `payTime`) in Singapore time without an offset.
 pub(super) fn sgt(t: DateTime<Utc>) -> String {
@@ -48,14 +54,6 @@ impl Passenger {
     }
 }
 
-/// Why an order is cancelled, as the query's `errorCode`/`errorMessage`/`airlineMessage` say.
-#[derive(Clone, Debug, Default)]
-pub(super) struct Cancellation {
-    pub error_code: Option<String>,
-    pub error_message: Option<String>,
-    pub airline_message: Option<String>,
-}
-
 #[derive(Clone, Debug)]
 pub(super) struct Order {
     pub order_no: String,
@@ -80,6 +78,9 @@ pub(super) struct Order {
     pub shown_paid: bool,
     /// Set once the final-state webhook was queued, so it is sent once.
     pub webhook_sent: bool,
+    /// Voided or cancelled by the airline after it was ticketed
+    /// (`/sim/orders/{orderNo}/after-ticketing`): what its query then shows.
+    pub changed_after_ticketing: Option<Cancellation>,
 }
 
 /// What the order looks like at one instant.
@@ -182,10 +183,35 @@ impl Order {
                 }
                 if view.tickets.iter().all(Option::is_some) {
                     view.status = OrderStatus::Ticketed;
+                    if let Some(change) = &self.changed_after_ticketing {
+                        if config.changed_order_status.trim() == OrderStatus::Cancelled.wire() {
+                            view.status = OrderStatus::Cancelled;
+                            view.cancellation = Some(change.clone());
+                        }
+                    }
                 }
             }
         }
         view
+    }
+
+    /// Passenger `i`'s issued ticket numbers and airline PNRs, in the scenario's shape
+    /// (empty until issued; PNRs withheld while the scenario says so).
+    fn issued(&self, view: &View, i: usize) -> (Vec<String>, Vec<String>) {
+        let first = view.tickets.first().cloned().flatten();
+        let own = view.tickets.get(i).cloned().flatten();
+        let tickets: Vec<String> = match (self.scenario.ticket_shape, own) {
+            (_, None) => vec![],
+            (TicketShape::PerPassenger, Some(t)) => vec![t],
+            (TicketShape::Shared, Some(t)) => vec![first.unwrap_or(t)],
+            (TicketShape::SplitRoundTrip, Some(t)) => vec![t.clone(), format!("{t}-R")],
+        };
+        let pnrs = if self.scenario.airline_pnr_withheld {
+            vec![]
+        } else {
+            tickets.iter().map(|t| pnr_of(t)).collect()
+        };
+        (tickets, pnrs)
     }
 
     /// The per-passenger block shared by the query and the `order.ticketed` webhook.
@@ -193,21 +219,56 @@ impl Order {
         let infos: Vec<Value> = self
             .passengers
             .iter()
-            .zip(&view.tickets)
-            .map(|(p, ticket)| {
-                let issued: Vec<&str> = ticket.iter().map(String::as_str).collect();
+            .enumerate()
+            .map(|(i, p)| {
+                let (tickets, pnrs) = self.issued(view, i);
+                let unissued = tickets.is_empty() && self.scenario.unissued_tickets_null;
                 json!({
                     "name": p.name,
                     "passengerType": p.passenger_type,
                     "gender": p.gender,
                     "birthday": p.birthday,
-                    "ticketNos": issued,
-                    "airlinePNRs": issued,
+                    "ticketNos": if unissued { Value::Null } else { json!(tickets) },
+                    "airlinePNRs": if unissued { Value::Null } else { json!(pnrs) },
                     "ancillaries": [],
                 })
             })
             .collect();
         Value::Array(infos)
+    }
+
+    /// `airlineBookings`: one per booking (two for a split round trip), each with the airline
+    /// PNR the passengers' `airlinePNRs` hold once the order is ticketed.
+    fn airline_bookings(&self, view: &View, paid: Option<&super::payment::Payment>) -> Value {
+        let ticketed = view.status == OrderStatus::Ticketed;
+        let (_, pnrs) = self.issued(view, 0);
+        let legs = if self.scenario.ticket_shape == TicketShape::SplitRoundTrip {
+            2
+        } else {
+            1
+        };
+        let bookings: Vec<Value> = (0..legs)
+            .map(|leg| {
+                json!({
+                    "airlineCode": AIRLINE_CODE,
+                    "airlineName": AIRLINE_NAME,
+                    "airlinePnr": if ticketed { pnrs.get(leg).cloned() } else { None },
+                    "tailDigitsOfPaymentCard": paid.and_then(|p| p.card_tail.clone()),
+                })
+            })
+            .collect();
+        Value::Array(bookings)
+    }
+
+    /// The query's passenger block: [`Order::pax_ticket_infos`] less the passengers the
+    /// scenario leaves out (`omit_passengers`).
+    fn listed_pax_ticket_infos(&self, view: &View) -> Value {
+        let mut infos = self.pax_ticket_infos(view);
+        if let Value::Array(list) = &mut infos {
+            let omit = usize::try_from(self.scenario.omit_passengers).unwrap_or(usize::MAX);
+            list.truncate(list.len().saturating_sub(omit));
+        }
+        infos
     }
 
     /// The `queryOrderDetails.do` answer body (status 0) for this view.
@@ -236,13 +297,8 @@ impl Order {
             "tktLimitTime": sgt(self.deadline),
             "paymentMethod": paid.map(|p| p.method),
             "supportPaymentMethods": self.support_payment_methods,
-            "paxTicketInfos": self.pax_ticket_infos(view),
-            "airlineBookings": [{
-                "airlineCode": AIRLINE_CODE,
-                "airlineName": AIRLINE_NAME,
-                "airlinePnr": if ticketed { view.tickets.first().cloned().flatten() } else { None },
-                "tailDigitsOfPaymentCard": paid.and_then(|p| p.card_tail.clone()),
-            }],
+            "paxTicketInfos": self.listed_pax_ticket_infos(view),
+            "airlineBookings": self.airline_bookings(view, paid),
             "errorCode": cancel.error_code,
             "errorMessage": cancel.error_message,
             "airlineMessage": cancel.airline_message,

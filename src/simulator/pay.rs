@@ -17,8 +17,9 @@ use super::card::{last4, CardBrand};
 use super::create::find_or_create;
 use super::faults::{After, Before, PayPlan};
 use super::ledger::PayRequestSummary;
-use super::order::{Cancellation, AIRLINE_CODE};
+use super::order::AIRLINE_CODE;
 use super::pay_rules::{decide, forced, Decision, ILLEGAL_PARAMETER, NOT_CONFIRMED, PNR_PENDING};
+use super::payment::Cancellation;
 use super::payment::{Outcome, Payment};
 use super::reply::{wants_gzip, Reply};
 use super::state::Sim;
@@ -35,7 +36,7 @@ pub(super) async fn pay_do(
 ) -> Response {
     sim.requests.record("pay.do", &headers, &body);
     let gzip = wants_gzip(&sim, &headers);
-    let reply = match sim.admit(&headers, &body) {
+    let reply = match super::reply::admit(&sim, &headers, &body) {
         Ok(req) => pay(&sim, &req).await,
         Err(refusal) => refusal,
     };
@@ -149,6 +150,7 @@ fn summarize(req: &Value) -> PayRequestSummary {
             .get("clientOrderNo")
             .and_then(Value::as_str)
             .map(str::to_owned),
+        request_source: req.get("requestSource").cloned().unwrap_or(Value::Null),
     }
 }
 
@@ -224,6 +226,19 @@ fn settle(sim: &Sim, order_no: &str, req: &Value, plan: &PayPlan) -> Settled {
             decline,
             card_tail,
         } => {
+            // A deposit payment draws on the balance; one dearer than the balance is ATRIP's
+            // 411 and charges nothing.
+            if method == 1 {
+                let price = store.orders.get(order_no).map_or(0.0, |o| o.total_price);
+                if store.balance < price {
+                    let detail = format!("insufficient deposit balance for {price:.2}");
+                    return Settled::now(
+                        PAYMENT_ERROR,
+                        answer(sim, order_no, PAYMENT_ERROR, Some(detail)),
+                    );
+                }
+                store.balance -= price;
+            }
             let tickets: Vec<String> = (0..passengers).map(|_| store.next_ticket_no()).collect();
             let Some(order) = store.orders.get_mut(order_no) else {
                 unreachable!("checked above")
@@ -283,6 +298,9 @@ fn settle(sim: &Sim, order_no: &str, req: &Value, plan: &PayPlan) -> Settled {
         }
     }
 }
+
+/// `pay.do`'s generic payment error (balance, gateway).
+const PAYMENT_ERROR: i64 = 411;
 
 /// The cancellation a ticketing failure shows: the documented message when the shared table
 /// has the code, a generic one otherwise.

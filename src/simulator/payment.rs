@@ -6,7 +6,13 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
-use super::order::Cancellation;
+/// Why an order is cancelled, as the query's `errorCode`/`errorMessage`/`airlineMessage` say.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Cancellation {
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub airline_message: Option<String>,
+}
 
 /// How ticketing will end, fixed when the payment is taken so that a scenario posted later
 /// cannot change an outcome the worker may already have seen.

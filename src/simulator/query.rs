@@ -26,7 +26,7 @@ pub(super) async fn query_do(
 ) -> Response {
     sim.requests.record("queryOrderDetails.do", &headers, &body);
     let gzip = wants_gzip(&sim, &headers);
-    let reply = match sim.admit(&headers, &body) {
+    let reply = match super::reply::admit(&sim, &headers, &body) {
         Ok(req) => answer(&sim, &req).await,
         Err(refusal) => refusal,
     };
@@ -82,7 +82,15 @@ async fn answer(sim: &Arc<Sim>, req: &Value) -> Reply {
             order.ledger.unpaid_answers += 1;
         }
         let webhook = take_webhook(sim, order, &view);
-        let body = (!garbled).then(|| order.query_answer(&view));
+        let body = (!garbled).then(|| {
+            let mut body = order.query_answer(&view);
+            if plan.omit_ticket_status {
+                if let Value::Object(m) = &mut body {
+                    m.remove("ticketStatus");
+                }
+            }
+            body
+        });
         (body, webhook)
     };
     if let Some(webhook) = webhook {

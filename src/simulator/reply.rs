@@ -1,5 +1,6 @@
 //! Turns what a handler decided to answer (JSON, an error page, garbage, a dropped or held
-//! connection) into the HTTP response, gzip-encoded when the client asked for it.
+//! connection) into the HTTP response, gzip-encoded when the client asked for it; and the
+//! checks every ATRIP endpoint starts with (`admit`).
 
 use std::io::Write;
 use std::sync::atomic::Ordering;
@@ -14,7 +15,7 @@ use flate2::Compression;
 use serde_json::{json, Value};
 
 use super::state::Sim;
-use crate::atrip::codes::RATE_LIMITED;
+use crate::atrip::codes::{pay_msg, RATE_LIMITED, UNAUTHORIZED};
 
 /// What to send back.
 #[derive(Debug)]
@@ -72,12 +73,8 @@ const ERROR_PAGE: &str =
 impl Reply {
     pub(super) async fn render(self, sim: &Sim, gzip: bool) -> Response {
         match self {
-            Reply::Json(body) => {
-                body_response(StatusCode::OK, "application/json", body.to_string(), gzip)
-            }
-            Reply::JsonStatus(status, body) => {
-                body_response(status, "application/json", body.to_string(), gzip)
-            }
+            Reply::Json(body) => json_response(sim, StatusCode::OK, body, gzip),
+            Reply::JsonStatus(status, body) => json_response(sim, status, body, gzip),
             Reply::ServerError => body_response(
                 StatusCode::BAD_GATEWAY,
                 "text/html",
@@ -100,6 +97,29 @@ impl Reply {
             }
         }
     }
+}
+
+/// A JSON answer with its request id where `SimConfig::request_id` puts it.
+fn json_response(sim: &Sim, status: StatusCode, mut body: Value, gzip: bool) -> Response {
+    use super::RequestIdPlace;
+    let id = format!(
+        "sim-{:010}",
+        sim.request_ids.fetch_add(1, Ordering::Relaxed)
+    );
+    let place = sim.config.request_id;
+    if let (RequestIdPlace::Body, Value::Object(m)) = (place, &mut body) {
+        m.insert("uuid".into(), Value::String(id.clone()));
+    }
+    let mut response = body_response(status, "application/json", body.to_string(), gzip);
+    let header = match place {
+        RequestIdPlace::Header => Some("x-request-id"),
+        RequestIdPlace::AtlasHeader => Some("x-atlas-request-id"),
+        RequestIdPlace::Body | RequestIdPlace::Nowhere => None,
+    };
+    if let (Some(name), Ok(value)) = (header, HeaderValue::from_str(&id)) {
+        response.headers_mut().insert(name, value);
+    }
+    response
 }
 
 fn body_response(
@@ -144,4 +164,29 @@ fn dropped_connection() -> Response {
         ))
     });
     Response::new(Body::from_stream(failing))
+}
+
+/// `901`, "illegal request data": the body is not a JSON object. The message comes from the
+/// shared table; only the number needs a name here.
+const ILLEGAL_REQUEST_DATA: i64 = 901;
+
+/// The checks every ATRIP endpoint makes before anything else: credentials (900, changing
+/// nothing but the `unauthorized` counter) and a JSON object body (901).
+pub(super) fn admit(sim: &Sim, headers: &HeaderMap, body: &[u8]) -> Result<Value, Reply> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let id_ok = header("x-atlas-client-id") == Some(sim.config.client_id.as_str());
+    let secret_ok = header("x-atlas-client-secret") == Some(sim.config.client_secret.as_str());
+    if !(id_ok && secret_ok) {
+        sim.lock().totals.unauthorized += 1;
+        return Err(Reply::Json(
+            json!({"status": UNAUTHORIZED, "msg": pay_msg(UNAUTHORIZED)}),
+        ));
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(value @ Value::Object(_)) => Ok(value),
+        _ => Err(Reply::Json(json!({
+            "status": ILLEGAL_REQUEST_DATA,
+            "msg": pay_msg(ILLEGAL_REQUEST_DATA),
+        }))),
+    }
 }

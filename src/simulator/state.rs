@@ -1,29 +1,20 @@
 //! The simulator's shared state: every order behind one lock (so a charge is decided atomically,
-//! never twice), the configuration, and the checks every ATRIP endpoint starts with.
+//! never twice), the configuration, and where webhooks go.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use axum::http::HeaderMap;
 use chrono::{DateTime, TimeZone, Utc};
 use rand::Rng;
-use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
 use super::faults::Chaos;
 use super::ledger::Totals;
 use super::order::Order;
-use super::reply::Reply;
 use super::requests::RequestLog;
-use super::webhook::Webhooks;
 use super::SimConfig;
-use crate::atrip::codes::{pay_msg, UNAUTHORIZED};
-
-/// `901`, "illegal request data": the body is not a JSON object. The message comes from the
-/// shared table; only the number needs a name here.
-const ILLEGAL_REQUEST_DATA: i64 = 901;
 
 pub(super) struct Sim {
     pub config: SimConfig,
@@ -31,6 +22,8 @@ pub(super) struct Sim {
     pub chaos: Chaos,
     /// Which garbled body comes next (they rotate).
     pub garble_turn: AtomicUsize,
+    /// The next answer's request id (`SimConfig::request_id`).
+    pub request_ids: AtomicUsize,
     /// Every pay.do and query as it arrived, for tests that check who sent what when.
     pub requests: RequestLog,
     /// Cancelled by `SimHandle::shutdown`: ends the server, the webhook task and held requests.
@@ -49,9 +42,21 @@ pub(super) struct Store {
     next_ticket: Option<u32>,
     /// Until when every query answers 429 (`/sim/storm`).
     pub storm_until: Option<Instant>,
+    /// The deposit account's balance (`balance.do`); deposit payments draw on it.
+    pub balance: f64,
+    /// How `balance.do` answers (`/sim/balance`).
+    pub balance_mode: BalanceMode,
 }
 
 impl Store {
+    /// An empty store whose deposit account holds `balance`.
+    pub(super) fn with_balance(balance: f64) -> Store {
+        Store {
+            balance,
+            ..Store::default()
+        }
+    }
+
     /// `TESTA` + `yyyyMMddHHmmssSSS` (SGT), the sandbox's format. Two orders in the same
     /// millisecond get consecutive milliseconds, so the number is unique and still a valid time.
     pub(super) fn new_order_no(&mut self, now: DateTime<Utc>) -> String {
@@ -95,27 +100,6 @@ impl Sim {
         self.store.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The checks every ATRIP endpoint makes before anything else: credentials (900, changing
-    /// nothing but the `unauthorized` counter) and a JSON object body (901).
-    pub(super) fn admit(&self, headers: &HeaderMap, body: &[u8]) -> Result<Value, Reply> {
-        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-        let id_ok = header("x-atlas-client-id") == Some(self.config.client_id.as_str());
-        let secret_ok = header("x-atlas-client-secret") == Some(self.config.client_secret.as_str());
-        if !(id_ok && secret_ok) {
-            self.lock().totals.unauthorized += 1;
-            return Err(Reply::Json(
-                json!({"status": UNAUTHORIZED, "msg": pay_msg(UNAUTHORIZED)}),
-            ));
-        }
-        match serde_json::from_slice::<Value>(body) {
-            Ok(value @ Value::Object(_)) => Ok(value),
-            _ => Err(Reply::Json(json!({
-                "status": ILLEGAL_REQUEST_DATA,
-                "msg": pay_msg(ILLEGAL_REQUEST_DATA),
-            }))),
-        }
-    }
-
     /// Waits `delay`, cut short by shutdown.
     pub(super) async fn pause(&self, delay: Duration) {
         if !delay.is_zero() {
@@ -133,5 +117,45 @@ impl Sim {
             () = tokio::time::sleep_until(at.into()) => true,
             () = self.shutdown.cancelled() => false,
         }
+    }
+}
+
+/// How `balance.do` answers (`/sim/balance`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum BalanceMode {
+    #[default]
+    Ok,
+    Garbled,
+    Error,
+    Null,
+}
+
+/// ATRIP documents no webhook timeout; a short one keeps a dead receiver from piling up tasks.
+const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where webhooks go.
+pub(super) struct Webhooks {
+    pub client: reqwest::Client,
+    /// With `?secret=` when one is configured.
+    pub url: String,
+}
+
+impl Webhooks {
+    pub(super) fn new(url: String, secret: Option<String>) -> std::io::Result<Webhooks> {
+        let client = reqwest::Client::builder()
+            .timeout(SEND_TIMEOUT)
+            .build()
+            .map_err(std::io::Error::other)?;
+        // The secret goes in the URL, as the URL registered with ATRIP would carry it.
+        let url = match &secret {
+            Some(secret) => {
+                let mut parsed = reqwest::Url::parse(&url).map_err(std::io::Error::other)?;
+                parsed.query_pairs_mut().append_pair("secret", secret);
+                parsed.to_string()
+            }
+            None => url,
+        };
+        Ok(Webhooks { client, url })
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::time::Instant;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, error, info, warn, Instrument};
 
 use super::evidence::Kept;
 use super::failpoint::Point;
@@ -15,7 +15,7 @@ use super::scope::Scope;
 use super::{pay, Inner, Step, StepError};
 use crate::domain::State;
 use crate::jobs::{self, Applied, CardSummary, Lease, Said, Write};
-use crate::machine::{self, Bounds, Event, Evidence, Next};
+use crate::machine::{self, Bounds, Event, Evidence, Next, ReviewReason};
 
 impl Inner {
     pub fn bounds(&self) -> Bounds<'_> {
@@ -52,13 +52,39 @@ impl Inner {
         next: Next,
         said: Said,
     ) -> Result<Next, StepError> {
+        // Rule P6: a 411 review says the deposit balance, when balance.do can tell it (a read
+        // only, after the pay.do was answered: it delays and causes no payment).
+        let next = match next {
+            Next::Review(ReviewReason::PaymentError {
+                deadline,
+                now,
+                balance: None,
+            }) => Next::Review(ReviewReason::PaymentError {
+                deadline,
+                now,
+                balance: self.balance_words(step).await,
+            }),
+            other => other,
+        };
         let card = if matches!(next, Next::NewIntent) {
             CardSummary::default()
         } else {
             pay::card_summary(self, &step.job)
         };
         let write = Write::step(&next, said, facts, card);
-        let applied = self.record(&mut step.lease, &write).await?;
+        let span = tracing::info_span!(
+            "write",
+            order_no = %step.job.order_no,
+            state_from = step.lease.state().as_str(),
+            state_to = tracing::field::Empty,
+            lease_token = step.lease.token(),
+        );
+        let applied = self
+            .record(&mut step.lease, &write)
+            .instrument(span.clone())
+            .await?;
+        span.record("state_to", step.lease.state().as_str());
+        step.job.landed(&write, applied.at);
         match &next {
             // Off the happy path: said at warn, with the order, whatever the span filter.
             Next::Failed(reason) => warn!(
@@ -149,6 +175,7 @@ impl Inner {
     async fn record_fenced(&self, lease: &mut Lease, write: &Write) -> Result<Applied, StepError> {
         let mut pause = Duration::from_millis(100);
         let deadline = Instant::now() + self.settings.lease() / 2;
+        let mut noted = false;
         loop {
             self.hooks.at(Point::BeforeWrite).await?;
             match self.writer.apply(lease, write).await {
@@ -180,6 +207,27 @@ impl Inner {
                             .fetch_add(1, Ordering::Relaxed);
                     }
                     warn!(order_no = %lease.order_no(), error = %e, "recording failed; retrying");
+                    // Evidence of payment waiting on this write is noted where no row lock
+                    // holds it up, so that a crash meanwhile does not lose it (rule P3a).
+                    if let (Some(evidence), false) = (write.evidence(), noted) {
+                        let note = self.store.note_evidence(
+                            lease.id(),
+                            lease.order_no(),
+                            lease.state().as_str(),
+                            lease.token(),
+                            &self.id,
+                            evidence.as_str(),
+                        );
+                        match note.await {
+                            Ok(()) => {
+                                noted = true;
+                                warn!(order_no = %lease.order_no(), evidence = evidence.as_str(), "evidence of payment noted in the events while its write waits; any worker writes it from there");
+                            }
+                            Err(e) => {
+                                debug!(error = %e, "noting evidence of payment failed; tried again with the write")
+                            }
+                        }
+                    }
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_secs(2));
                 }
@@ -220,6 +268,28 @@ impl Inner {
         self.intent_closed(step.job.id, step.job.lease_token);
         info!(reason = why, "row given back");
         Ok(())
+    }
+
+    /// The deposit balance in words for a 411 review, or `None` when the order is not a
+    /// deposit one or the balance could not be read.
+    async fn balance_words(&self, step: &Step) -> Option<String> {
+        if step.job.payment_method != crate::domain::PaymentMethod::Deposit.code() {
+            return None;
+        }
+        match self.atrip.balance(&self.settings.balance_currency).await {
+            b @ crate::atrip::balance::Balance::Read { .. } => Some(format!(
+                "{} at {}",
+                b.words(),
+                step.now().format("%Y-%m-%d %H:%M:%S UTC")
+            )),
+            crate::atrip::balance::Balance::Unread { reason } => {
+                warn!(
+                    reason,
+                    "the deposit balance could not be read for a 411 review"
+                );
+                None
+            }
+        }
     }
 
     /// ATRIP answered 900/902 for this step's order: whether the order alone is refused

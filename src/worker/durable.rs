@@ -28,28 +28,13 @@ use tracing::{info, warn};
 
 use crate::config::{IntentDurability, WorkerSettings};
 use crate::jobs::{JobStore, Replication};
+use crate::machine::durability;
 
 /// How often the gate reads the server's replication while nobody asks: a standby appearing
 /// (`auto`) or coming back (`replicated`) is noticed this soon.
 const LOOK_EVERY: Duration = Duration::from_secs(5);
 
-/// The durability the gate confirms intents at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Level {
-    /// Flushed on the server the worker writes to.
-    Local,
-    /// Flushed by the configured number of physical standbys.
-    Replicated,
-}
-
-impl Level {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Level::Local => "local",
-            Level::Replicated => "replicated",
-        }
-    }
-}
+pub use crate::machine::durability::Level;
 
 /// What the gate last knew of the server.
 #[derive(Debug, Clone, Default)]
@@ -60,6 +45,8 @@ struct Known {
 }
 
 struct Shared {
+    /// The worker's id: who recorded a standby (`ticketing_standby_seen`).
+    worker: String,
     policy: IntentDurability,
     /// Standbys that must have flushed an intent (`worker.intent_standbys`).
     need: i64,
@@ -79,8 +66,9 @@ pub struct Gate {
 
 impl Gate {
     /// Starts the gate's task on the current runtime.
-    pub fn start(store: JobStore, settings: &WorkerSettings) -> Gate {
+    pub fn start(store: JobStore, settings: &WorkerSettings, worker: &str) -> Gate {
         let shared = Arc::new(Shared {
+            worker: worker.to_owned(),
             policy: settings.intent_durability(),
             need: i64::from(settings.intent_standbys.max(1)),
             wait: settings.replication_wait(),
@@ -184,8 +172,14 @@ impl Shared {
             } else {
                 String::new()
             };
+            let seen = match (&r.standby_seen, r.standbys, r.physical_slots) {
+                (Some(seen), 0, 0) => format!(
+                    "; this database had a standby ({seen}): if it is gone for good, DELETE FROM ticketing_standby_seen, or set worker.intent_durability = local"
+                ),
+                _ => String::new(),
+            };
             return Err(format!(
-                "intents must be replicated and {} of the {} physical standby(s) needed are connected (pg_stat_replication){slots}",
+                "intents must be replicated and {} of the {} physical standby(s) needed are connected (pg_stat_replication){slots}{seen}",
                 r.standbys, self.need
             ));
         }
@@ -220,19 +214,50 @@ impl Shared {
     /// Reads the server's replication and settles the level; a server that cannot be read
     /// leaves what was known.
     async fn look(&self, store: &JobStore) {
-        let r = match store.replication().await {
+        let mut r = match store.replication().await {
             Ok(r) => r,
             Err(e) => {
                 tracing::debug!(error = %e, "reading the server's replication failed");
                 return;
             }
         };
+        // A standby seen now, or a server whose identity changed under us (only a promotion
+        // does that: the database had a standby), is remembered by the database, so that a
+        // worker starting while the standby is away still knows of it.
+        let before = self.known.lock().unwrap().replication.server.clone();
+        let promoted = !before.is_empty() && before != r.server;
+        if promoted {
+            tracing::error!(
+                from = %before, to = %r.server,
+                "the database's identity changed (system identifier / timeline): a standby was promoted or the database was switched; every intent committed before on the old server is checked against it and fails"
+            );
+        }
+        if r.standby_seen.is_none() && (r.has_standby() || promoted) {
+            let what = if promoted {
+                format!(
+                    "the server changed from {before} to {} (a promotion)",
+                    r.server
+                )
+            } else {
+                format!(
+                    "{} physical standby(s) connected, {} physical slot(s), synchronous_standby_names {:?}",
+                    r.standbys, r.physical_slots, r.synchronous_standby_names
+                )
+            };
+            if let Err(e) = store.record_standby_seen(&self.worker, &what).await {
+                tracing::debug!(error = %e, "recording the standby failed");
+            }
+            r.standby_seen = Some(format!("{} now: {what}", self.worker));
+        }
         let mut known = self.known.lock().unwrap();
         let level = match self.policy {
             IntentDurability::Local => Level::Local,
             IntentDurability::Replicated => Level::Replicated,
-            // Never back to local: a standby that just went away is when a failover comes.
-            IntentDurability::Auto if r.has_standby() || known.level == Some(Level::Replicated) => {
+            // Never back to local: a standby that just went away is when a failover comes;
+            // nor while the database remembers one (a standby away since before this start).
+            IntentDurability::Auto
+                if r.has_or_had_standby() || known.level == Some(Level::Replicated) =>
+            {
                 Level::Replicated
             }
             IntentDurability::Auto => Level::Local,
@@ -295,39 +320,39 @@ impl Shared {
                 let held = self.enough(&known.replication).is_err();
                 publish(known.level, held);
             }
-            let verdict = if f.flushed >= self.need {
-                Some(Ok(()))
-            } else if f.standbys > 0 && f.readable == 0 {
-                Some(self.enough(&Replication {
-                    standbys: f.standbys,
-                    readable: 0,
-                    ..Replication::default()
-                }))
-            } else if Instant::now() + pause > deadline {
-                Some(Err(format!(
-                    "{} of the {} standby(s) needed flushed WAL position {} within worker.replication_wait_ms ({} ms; {} standby(s) connected)",
-                    f.flushed,
-                    self.need,
-                    f.target,
-                    self.wait.as_millis(),
-                    f.standbys
-                )))
-            } else {
-                None
+            // Each waiter's verdict is machine::durability's (the model check runs the same).
+            let reading = durability::Reading {
+                server: &f.server,
+                flushed: f.flushed,
             };
-            if let Some(verdict) = verdict {
-                return servers
-                    .iter()
-                    .map(|committed_on| {
-                        if *committed_on == f.server {
-                            verdict.clone()
-                        } else {
-                            Err(format!(
-                                "committed on {committed_on}, but the database answering now is {}: a failover or a switch since; what its standbys have says nothing of the commit",
-                                f.server
-                            ))
-                        }
+            let verdicts: Vec<Option<Result<(), String>>> = servers
+                .iter()
+                .map(|committed_on| {
+                    durability::verdict(Level::Replicated, committed_on, Some(&reading), self.need)
+                })
+                .collect();
+            let hidden = f.standbys > 0 && f.readable == 0;
+            let over = Instant::now() + pause > deadline;
+            if hidden || over || verdicts.iter().all(Option::is_some) {
+                let not_yet = if hidden {
+                    self.enough(&Replication {
+                        standbys: f.standbys,
+                        readable: 0,
+                        ..Replication::default()
                     })
+                } else {
+                    Err(format!(
+                        "{} of the {} standby(s) needed flushed WAL position {} within worker.replication_wait_ms ({} ms; {} standby(s) connected)",
+                        f.flushed,
+                        self.need,
+                        f.target,
+                        self.wait.as_millis(),
+                        f.standbys
+                    ))
+                };
+                return verdicts
+                    .into_iter()
+                    .map(|v| v.unwrap_or_else(|| not_yet.clone()))
                     .collect();
             }
             target.get_or_insert(f.target);

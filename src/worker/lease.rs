@@ -53,6 +53,11 @@ impl LeaseBook {
             .store(held.len() as i64, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Whether this process holds a lease on `id` (under any token): a step of it still runs.
+    pub fn holds(&self, id: i64) -> bool {
+        self.held.lock().unwrap().contains_key(&id)
+    }
+
     /// Every `(id, token)` held, for the heartbeat.
     pub fn all(&self) -> Vec<(i64, i64)> {
         self.held

@@ -12,6 +12,8 @@
 //! process's monotonic clock sees them), `schedule` (poll delays, rate limit, the wall clock),
 //! `failpoint` (test-only hooks).
 
+pub mod after;
+mod balance;
 mod conclude;
 mod durable;
 mod evidence;
@@ -43,7 +45,7 @@ pub use durable::{Gate, Level};
 pub use evidence::{Keeper, Kept};
 pub use failpoint::{Point, TestHooks, CLOCK_SKEW_VAR, FAILPOINTS_VAR, PAUSE_MS_VAR};
 use lease::LeaseBook;
-pub use schedule::{next_poll_delay, Clock, RateLimiter};
+pub use schedule::{Clock, RateLimiter};
 
 /// The channel the insert trigger (and the webhook) notify.
 pub const CHANNEL: &str = "ticketing_jobs";
@@ -87,6 +89,8 @@ pub(crate) struct Step {
     /// When the claim's answer arrived: the database's time now is `job.db_now` plus the
     /// monotonic time since.
     pub claimed_at: Instant,
+    /// When the claim statement was sent and answered (wall clock: for the trace only).
+    pub claim_times: (std::time::SystemTime, std::time::SystemTime),
     /// Whether an intent of this step is open (recorded, its pay.do not sent yet): giving the
     /// row back then records the intent as never sent.
     pub intent_open: bool,
@@ -126,7 +130,7 @@ pub(crate) struct Inner {
     /// Signalled when a step ends (a slot is free).
     slot_freed: Notify,
     /// Opens sealed card data; `None`: sealed cards go to needs_review.
-    pub card_key: Option<crate::sealed::CardKey>,
+    pub card_key: Option<crate::sealed::CardKeys>,
     pub hooks: TestHooks,
     /// Confirms intents durable where a failover would find them before their pay.do leaves.
     pub gate: Gate,
@@ -145,6 +149,61 @@ pub(crate) struct Inner {
     /// Cancelled when shutdown begins: steps that have not sent anything yet give their row
     /// back instead of starting a call.
     stopping: CancellationToken,
+    /// Where [`Worker::run`] listens for new rows.
+    listen: Listen,
+    /// How long this worker's `pay.do` take to be answered (rule S3).
+    pub pay_round_trip: schedule::RoundTrip,
+    /// Told (to every step waiting in it) when a payment is due that no slot is free for: a
+    /// step that waits gives its slot up then (rule S2).
+    payments_due: Notify,
+    /// Steps waiting in [`Inner::wait_in_step`] now.
+    waiting: std::sync::atomic::AtomicUsize,
+}
+
+impl Inner {
+    /// Waits `d` inside a step, holding its lease, unless a payment that needs the slot
+    /// becomes due, or shutdown begins: then it returns `false` at once and the step writes
+    /// what it has and frees the slot (rule S2). `true` when `d` has passed.
+    pub(crate) async fn wait_in_step(&self, d: Duration) -> bool {
+        let told = self.payments_due.notified();
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let waited = tokio::select! {
+            () = tokio::time::sleep(d) => true,
+            () = told => false,
+            () = self.stopping.cancelled() => false,
+        };
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        waited
+    }
+
+    fn steps_waiting(&self) -> bool {
+        self.waiting.load(Ordering::SeqCst) > 0
+    }
+
+    /// Frees the slots of waiting steps when a payment is due and unclaimed (rule S2).
+    async fn free_waiting_slots_for_payments(&self) {
+        if !self.steps_waiting() {
+            return;
+        }
+        match self.store.due_payments(1).await {
+            Ok(n) if n > 0 => self.payments_due.notify_waiters(),
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "could not look for due payments"),
+        }
+    }
+}
+
+/// Where the worker listens for the insert trigger's notifications.
+#[derive(Debug, Clone)]
+pub enum Listen {
+    /// A session of its own made with the pool's options (a pool whose connections are
+    /// sessions of their own; none when the pool goes through a transaction pooler).
+    Pool,
+    /// A session on these options (`database.listen_url`: the server itself, when the pool
+    /// goes through a transaction pooler, which does not keep a session's `LISTEN`).
+    On(Box<sqlx::postgres::PgConnectOptions>),
+    /// Nowhere: new rows are found by polling every claim interval.
+    Off,
 }
 
 /// A worker process's engine. Cheap to clone.
@@ -163,7 +222,7 @@ impl Worker {
         clock: Clock,
     ) -> Self {
         let writer = Writer::spawn(store.clone(), id.clone(), settings.write_batch_wait());
-        let gate = Gate::start(store.clone(), &settings);
+        let gate = Gate::start(store.clone(), &settings, &id);
         let keeper = Keeper::start(store.clone(), id.clone(), gate.clone());
         Worker {
             inner: Arc::new(Inner {
@@ -185,6 +244,10 @@ impl Worker {
                 card_key: None,
                 hooks: TestHooks::default(),
                 stopping: CancellationToken::new(),
+                listen: Listen::Pool,
+                pay_round_trip: Default::default(),
+                payments_due: Notify::new(),
+                waiting: std::sync::atomic::AtomicUsize::new(0),
             }),
         }
     }
@@ -194,8 +257,14 @@ impl Worker {
     }
 
     /// Gives the worker the key that opens sealed card data (before it starts).
-    pub fn with_card_key(mut self, key: Option<crate::sealed::CardKey>) -> Self {
+    pub fn with_card_key(mut self, key: Option<crate::sealed::CardKeys>) -> Self {
         self.inner_mut().card_key = key;
+        self
+    }
+
+    /// Where to listen for new rows (before it starts); [`Listen::Pool`] unless told.
+    pub fn with_listen(mut self, listen: Listen) -> Self {
+        self.inner_mut().listen = listen;
         self
     }
 
@@ -257,6 +326,7 @@ impl Worker {
         // Names this claim in its intent events: if its answer never arrives, the intents it
         // recorded are withdrawn by that name (no step ran for them, nothing was sent).
         let nonce = format!("{:016x}", rand::random::<u64>());
+        let claim_began = std::time::SystemTime::now();
         let claimed = std::panic::AssertUnwindSafe(i.store.claim(
             &i.id,
             limit as i64,
@@ -282,8 +352,22 @@ impl Worker {
             }
         };
         let claimed_at = Instant::now();
+        let claim_times = (claim_began, std::time::SystemTime::now());
         if let Some(first) = jobs.first() {
             i.report_skew(first.db_now);
+        }
+        // A row this process already has a step for cannot be claimed again unless the
+        // database forgot this process's claim: a failover to a standby that had not received
+        // it, or a restore. The step still runs (its pay.do may be on the wire): a second step
+        // would send a second one. The new claim is left to run out; the row is then asked
+        // by order query, never paid blind (rule P1b).
+        let (jobs, again): (Vec<ClaimedJob>, Vec<ClaimedJob>) =
+            jobs.into_iter().partition(|job| !i.leases.holds(job.id));
+        for job in &again {
+            tracing::error!(
+                order_no = %job.order_no, job_id = job.id, claimed_from = %job.claimed_from,
+                "claimed again while this process's step for it still runs: the database forgot this process's claim (a failover to a standby that had not received it, or a restore); no second step is started, the new claim runs out and the order is then asked by order query"
+            );
         }
         Ok(jobs
             .into_iter()
@@ -297,6 +381,7 @@ impl Worker {
                     intent_open: job.claimed_from == State::Pending,
                     job,
                     claimed_at,
+                    claim_times,
                     pay_sent: false,
                 }
             })
@@ -309,8 +394,19 @@ impl Worker {
     /// seen evidence of payment, which the keeper then writes (the row goes on to
     /// `ticketing`).
     async fn execute(self, step: Step) -> StepOutcome {
-        let span = tracing::info_span!("step", order_no = %step.job.order_no, job_id = step.job.id);
+        let span = crate::telemetry::step_span(
+            &step.job.order_no,
+            step.job.id,
+            step.job.claimed_from.as_str(),
+            step.job.pay_attempts,
+            step.job.lease_token,
+            step.job.traceparent.as_deref(),
+            step.claim_times,
+        );
         let (id, token) = (step.job.id, step.job.lease_token);
+        // Every write of the lease is fenced on the server it was taken on, so that server
+        // never changes while the step lives.
+        let server = step.lease.server().to_owned();
         let (order_no, from) = (step.job.order_no.clone(), step.job.claimed_from);
         let ran = std::panic::AssertUnwindSafe(self.clone().run_step(step))
             .catch_unwind()
@@ -321,11 +417,14 @@ impl Worker {
             Err(panic) => {
                 let what = panic_message(panic.as_ref());
                 drop(panic);
-                self.after_panic(id, token, order_no, from, what)
-                    .instrument(span)
+                self.after_panic(id, token, &server, order_no, from, what)
+                    .instrument(span.clone())
                     .await
             }
         };
+        if let Some(to) = outcome.to {
+            span.record("state_to", to.as_str());
+        }
         self.inner.intent_closed(id, token);
         // Evidence the step saw and could not write (it failed, or lost its lease).
         if let Some(kept) = self.inner.unsee(id, token) {
@@ -389,6 +488,7 @@ impl Worker {
         &self,
         id: i64,
         token: i64,
+        server: &str,
         order_no: String,
         from: State,
         what: String,
@@ -432,6 +532,7 @@ impl Worker {
                 .review_panicked(
                     id,
                     token,
+                    server,
                     &i.id,
                     &error,
                     &format!("order {order_no}: {PANIC_MARKER}"),
@@ -461,10 +562,41 @@ impl Worker {
         outcome
     }
 
+    /// Evidence of payment noted in the events by a step whose write waited, in this process
+    /// or one that died since, and not in the job table yet: handed to the keeper, which
+    /// writes it (rule P3a). A row whose step in this process still holds it is left to that
+    /// step.
+    pub async fn sweep_noted_evidence(&self) -> Result<(), jobs::Error> {
+        let i = &self.inner;
+        let held: std::collections::HashSet<i64> =
+            i.keeper.unrecorded().iter().map(|k| k.job_id).collect();
+        for (job_id, order_no, evidence) in i.store.noted_evidence_unrecorded(100).await? {
+            let Some(evidence) = machine::Evidence::parse(&evidence) else {
+                continue;
+            };
+            if held.contains(&job_id) || i.leases.holds(job_id) {
+                continue;
+            }
+            i.keeper.keep(evidence::Kept {
+                job_id,
+                order_no,
+                evidence,
+                card_brand: None,
+                card_last4: None,
+                release_token: None,
+            });
+        }
+        Ok(())
+    }
+
     /// Renews every lease this process holds; steps whose lease was lost find out at their
-    /// next (fenced) write, or before their next call.
+    /// next (fenced) write, or before their next call. Each round also sweeps the evidence
+    /// notes ([`Worker::sweep_noted_evidence`]).
     pub async fn heartbeat(&self) -> Result<(), jobs::Error> {
         let i = &self.inner;
+        if let Err(e) = self.sweep_noted_evidence().await {
+            warn!(error = %e, "looking for evidence of payment noted in the events failed");
+        }
         let held = i.leases.all();
         if held.is_empty() {
             return Ok(());
@@ -474,7 +606,7 @@ impl Worker {
         if !renewed.busy.is_empty() {
             warn!(
                 jobs = ?renewed.busy,
-                "lease renewal skipped rows another session holds locked; their leases were not extended"
+                "lease renewal skipped rows another transaction holds locked (often this worker's own write of them, which ends their step); their leases were not extended this round"
             );
         }
         i.leases.renewed(&held, &renewed, sent, i.settings.lease());
@@ -488,11 +620,15 @@ impl Worker {
         let concurrency = i.settings.concurrency;
         let tracker = TaskTracker::new();
         let wake = Arc::new(Notify::new());
-        let listener = tokio::spawn(listen(
-            i.store.pool().clone(),
-            wake.clone(),
-            shutdown.clone(),
-        ));
+        let listen_on = match &i.listen {
+            // A LISTEN through a transaction pooler would hear nothing, silently.
+            Listen::Pool if i.store.db().is_pooled() => None,
+            Listen::Pool => Some((*i.store.pool().connect_options()).clone()),
+            Listen::On(options) => Some((**options).clone()),
+            Listen::Off => None,
+        };
+        let listener =
+            listen_on.map(|options| tokio::spawn(listen(options, wake.clone(), shutdown.clone())));
         info!("{}", i.gate.look_now(&i.store).await);
         let heartbeat = {
             let me = self.clone();
@@ -510,19 +646,87 @@ impl Worker {
                 }
             })
         };
-        info!(worker = %i.id, concurrency, "worker started");
+        // Rule W6: ticketed orders ATRIP reported changed are asked about, beside the claims.
+        let rechecks = {
+            let me = self.clone();
+            let stop = shutdown.clone();
+            let every = i.settings.claim_interval();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        _ = tokio::time::sleep(every) => {}
+                    }
+                    if let Err(e) = me.recheck_after_ticketing().await {
+                        warn!(error = %e, "re-checking orders changed after ticketing failed");
+                    }
+                }
+            })
+        };
+        // Rule P1e: the balance pre-check, when set, beside the claims.
+        let balance_checks = (i.settings.balance_precheck_s > 0).then(|| {
+            let me = self.clone();
+            let stop = shutdown.clone();
+            let every = Duration::from_secs(i.settings.balance_precheck_s);
+            tokio::spawn(async move {
+                loop {
+                    if let Err(e) = me.check_balance().await {
+                        warn!(error = %e, "the balance pre-check failed");
+                    }
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        _ = tokio::time::sleep(every) => {}
+                    }
+                }
+            })
+        });
+        // Said at start, so that a replica started during an incident says why it pays
+        // nothing (rule S4); the claim itself reads the pauses in force every time.
+        let paying = match i.store.pauses_in_force().await {
+            Ok(pauses) if pauses.is_empty() => "not paused".to_owned(),
+            Ok(pauses) => {
+                let said = crate::paused::said(&pauses);
+                warn!("{said}: this worker follows paid orders and records webhooks, and sends no pay.do for an order of a paused method until `ticketing-tracker resume`");
+                format!("paused ({said})")
+            }
+            Err(e) => format!("not known: the pauses in force could not be read ({e})"),
+        };
+        info!(worker = %i.id, concurrency, paying = %paying, traces = %crate::telemetry::traces_line(), "worker started");
         let mut db_backoff = Duration::from_millis(100);
+        // Since when a slot has been free without a claim.
+        let mut free_since: Option<Instant> = None;
         while !shutdown.is_cancelled() {
             let in_flight = i.leases.len();
             let free = concurrency.saturating_sub(in_flight);
+            free_since = if free == 0 {
+                None
+            } else {
+                free_since.or_else(|| Some(Instant::now()))
+            };
+            let batch_by = free_since.map(|since| since + CLAIM_BATCH_WAIT);
             // Claim in batches: with work in flight, wait until a quarter of the slots are
-            // free rather than paying one claim round trip per finished step.
-            let worth_claiming = free > 0 && (in_flight == 0 || free >= (concurrency / 4).max(1));
+            // free rather than paying one claim round trip per finished step, but no slot
+            // waits longer than CLAIM_BATCH_WAIT for the others (with slow answers the slots
+            // free one by one, and each idle slot is a payment not made: rule S2).
+            let worth_claiming = free > 0
+                && (in_flight == 0
+                    || free >= (concurrency / 4).max(1)
+                    || batch_by.is_some_and(|by| Instant::now() >= by));
             let mut claimed = 0;
             if worth_claiming {
+                free_since = None;
                 match self.claim(free).await {
                     Ok(steps) => {
+                        crate::metrics::global().claim_succeeded();
                         claimed = steps.len();
+                        // Every free slot went to a payment: more may be due, and the slots
+                        // of steps that wait are theirs (rule S2).
+                        if claimed == free
+                            && steps.iter().all(|s| s.job.claimed_from == State::Pending)
+                            && i.steps_waiting()
+                        {
+                            i.payments_due.notify_waiters();
+                        }
                         db_backoff = Duration::from_millis(100);
                         for step in steps {
                             tracker.spawn(self.clone().execute(step));
@@ -530,6 +734,7 @@ impl Worker {
                     }
                     Err(e) => {
                         warn!(error = %e, "claim failed; retrying");
+                        crate::metrics::global().claim_failed(&e);
                         tokio::select! {
                             _ = shutdown.cancelled() => break,
                             _ = tokio::time::sleep(db_backoff) => {}
@@ -540,10 +745,17 @@ impl Worker {
                 }
             }
             if !worth_claiming || (claimed > 0 && claimed == free) {
-                // More may be due: claim again as soon as a slot frees.
+                // More may be due: claim again as soon as a slot frees. A payment that
+                // becomes due meanwhile takes the slot of a step that waits (rule S2).
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     _ = i.slot_freed.notified() => {}
+                    () = tokio::time::sleep_until(batch_by.unwrap_or_else(Instant::now)), if batch_by.is_some() && !worth_claiming => {}
+                    // (Steps just spawned may not wait yet: looked at on every wake-up.)
+                    _ = wake.notified() => i.free_waiting_slots_for_payments().await,
+                    _ = tokio::time::sleep(i.settings.claim_interval()) => {
+                        i.free_waiting_slots_for_payments().await;
+                    }
                 }
                 continue;
             }
@@ -564,12 +776,21 @@ impl Worker {
             warn!("grace period over; steps still running are abandoned, their rows will be recovered by order query");
         }
         heartbeat.abort();
-        listener.abort();
+        rechecks.abort();
+        if let Some(checks) = balance_checks {
+            checks.abort();
+        }
+        if let Some(listener) = listener {
+            listener.abort();
+        }
         i.keeper.report_unrecorded();
         info!("worker stopped");
         Ok(())
     }
 }
+
+/// The longest a free slot waits for others to free before a claim (see [`Worker::run`]).
+const CLAIM_BATCH_WAIT: Duration = Duration::from_millis(20);
 
 /// How a panicked step's `last_error` begins: a row whose previous step panicked too goes to a
 /// person (rule W5).
@@ -582,17 +803,24 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .map(|s| (*s).to_owned())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "a panic without a message".to_owned());
-    crate::domain::truncate(&crate::card::mask_card_numbers(&what), 300)
+    crate::domain::truncate(
+        &crate::domain::printable(&crate::card::mask_card_data(&what)),
+        300,
+    )
 }
 
 /// Wakes the claim loop on every notification; reconnects with a pause on errors (the
 /// claim interval keeps the worker going meanwhile). LISTEN has a connection of its own, outside
 /// the pool: it holds it for as long as it listens, and in the pool it would take a slot the
 /// claims and writes need (with `max_connections = 1`, all of them).
-async fn listen(pool: sqlx::PgPool, wake: Arc<Notify>, stop: CancellationToken) {
+async fn listen(
+    options: sqlx::postgres::PgConnectOptions,
+    wake: Arc<Notify>,
+    stop: CancellationToken,
+) {
     let own = sqlx::postgres::PgPoolOptions::new()
         .max_connections(1)
-        .connect_lazy_with((*pool.connect_options()).clone());
+        .connect_lazy_with(options);
     let mut said = false;
     loop {
         let attempt = async {

@@ -6,7 +6,7 @@
 //! records the answer with one fenced write. What comes after an unclear answer is the order
 //! query (`query.rs`), never another `pay.do`.
 
-use tracing::info;
+use tracing::{info, Instrument};
 
 use super::failpoint::Point;
 use super::{Inner, Step, StepError};
@@ -20,7 +20,11 @@ use crate::sealed::SealError;
 /// Pays the row whose intent this step holds; returns a note for the report.
 pub(super) async fn step(w: &Inner, step: &mut Step) -> Result<String, StepError> {
     w.hooks.at(Point::AfterClaim).await?;
-    let card = match prepare(w, &step.job, step.now()) {
+    let checked = match too_late(w, &step.job, step.now()).await {
+        Some(why) => Err(NotSentReason::BadInput(why)),
+        None => prepare(w, &step.job, step.now()),
+    };
+    let card = match checked {
         Ok(card) => card,
         Err(reason) => {
             let next = w
@@ -64,7 +68,27 @@ pub(super) async fn step(w: &Inner, step: &mut Step) -> Result<String, StepError
     );
     // From here the pay.do may leave: a panic no longer counts the intent as not sent.
     w.intent_closed(step.job.id, step.job.lease_token);
-    let answer = w.atrip.pay(&request).await;
+    let sent_at = std::time::Instant::now();
+    let span = tracing::info_span!(
+        "pay.do",
+        order_no = %step.job.order_no,
+        attempt = step.job.pay_attempts,
+        method = method.code(),
+        status = tracing::field::Empty,
+        answer = tracing::field::Empty,
+    );
+    let crate::atrip::Answered { answer, request_id } = w
+        .atrip
+        .pay_answered(&request)
+        .instrument(span.clone())
+        .await;
+    span.record("answer", answer.class_name());
+    if let Some(status) = answer.status() {
+        span.record("status", status);
+    }
+    if answer.status().is_some() {
+        w.pay_round_trip.observe(sent_at.elapsed());
+    }
     step.pay_sent = !matches!(answer, PayAnswer::NotSent { .. });
     step.intent_open = false;
     // Said before anything is written, so that the log keeps it whatever happens next.
@@ -84,14 +108,76 @@ pub(super) async fn step(w: &Inner, step: &mut Step) -> Result<String, StepError
                 status: *status,
                 on_pay: true,
             };
-            w.conclude(step, event, Said::pay(&answer)).await?;
+            let said = Said::pay(&answer).with_request_id(request_id.as_deref());
+            w.conclude(step, event, said).await?;
             return Ok(format!("{answer:?}: this order alone"));
         }
     }
-    w.conclude(step, Event::Pay(&answer), Said::pay(&answer))
-        .await?;
+    let said = Said::pay(&answer).with_request_id(request_id.as_deref());
+    w.conclude(step, Event::Pay(&answer), said).await?;
     Ok(format!("{answer:?}"))
 }
+
+/// Why a row claimed from `pending` is not sent at all (rule S3): paying its method is paused
+/// (only a row whose deadline has passed is claimed then), or its deadline will have passed
+/// before a `pay.do` could be answered (this worker's recent `pay.do` round trip). The reason
+/// says since when the order was due and the backlog it waited behind. `now` is the
+/// database's time.
+async fn too_late(
+    w: &Inner,
+    job: &ClaimedJob,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<String> {
+    let deadline = job.pay_deadline;
+    if job.defect.is_some() {
+        return None;
+    }
+    // Only a row whose deadline has passed is claimed while its method is paused. The claim's
+    // statement and `ticketing_due()` read the pauses at moments a little apart, so a resume
+    // committed while the claim ran can show a pause on a row chosen as payable: that row is
+    // paid as usual.
+    if let (Some(paused), Some(deadline)) = (&job.paused, deadline.filter(|d| *d <= now)) {
+        return Some(format!(
+            "its payment deadline {deadline} passed while paying was paused ({paused}); nothing was sent"
+        ));
+    }
+    // Never more than the pay.do's own timeout: a call ends within it, whatever the estimate.
+    let round_trip = w
+        .pay_round_trip
+        .estimate()
+        .min(chrono::Duration::from_std(w.atrip.pay_timeout()).unwrap_or(chrono::Duration::MAX));
+    let deadline = deadline.filter(|d| *d <= now + round_trip)?;
+    let when = if deadline <= now {
+        format!("the payment deadline {deadline} passed before payment")
+    } else {
+        format!(
+            "the payment deadline {deadline} would pass before a pay.do could be answered (this worker's pay.do are answered within about {} ms)",
+            round_trip.num_milliseconds()
+        )
+    };
+    if job.run_at > now {
+        return Some(format!(
+            "{when}; nothing was sent. Its run_at {} (not to be paid before) was after its deadline",
+            job.run_at
+        ));
+    }
+    let waited = (now - job.run_at).num_milliseconds().max(0);
+    let backlog = match w.store.due_payments(BACKLOG_CAP).await {
+        Ok(n) if n >= BACKLOG_CAP => format!("over {} orders", BACKLOG_CAP - 1),
+        Ok(n) => format!("{n} orders"),
+        Err(_) => "an unknown number of orders (the count failed)".to_owned(),
+    };
+    Some(format!(
+        "{when}; nothing was sent. The order was due from {} and waited {}.{:03} s; {backlog} were still due and unclaimed when it was claimed",
+        job.run_at,
+        waited / 1000,
+        waited % 1000
+    ))
+}
+
+/// The backlog in a missed deadline's reason is counted up to this (a bounded index read: a
+/// mass of missed deadlines in a backlog of millions must not become a storm of counts).
+const BACKLOG_CAP: i64 = 1_001;
 
 /// The card to send (if the method takes one), or why the row cannot be paid as it is. `now`
 /// is the database's time.
@@ -110,11 +196,6 @@ fn prepare(
             job.payment_method
         )));
     };
-    if let Some(deadline) = job.pay_deadline.filter(|d| *d <= now) {
-        return Err(bad(format!(
-            "the payment deadline {deadline} passed before payment"
-        )));
-    }
     if !method.needs_card() {
         return Ok(None);
     }

@@ -9,8 +9,6 @@ use chrono::{DateTime, Utc};
 use std::sync::Mutex;
 use tokio::time::Instant;
 
-use crate::config::WorkerSettings;
-
 /// This process's wall clock, with an offset tests use to skew it. Nothing that decides who may
 /// touch a row reads it (rule T1: those times are the database's); the worker only compares it
 /// with the database's time to report the skew.
@@ -32,27 +30,58 @@ impl Clock {
     }
 }
 
-/// The delay before poll number `attempt` (0-based) of a ticketing order: exponential with
-/// jitter, capped. This is the only place that uses the `backoff` crate (unmaintained per
-/// RustSec; kept because it is the user's choice), so swapping it touches nothing else.
-pub fn next_poll_delay(settings: &WorkerSettings, attempt: u32) -> Duration {
-    use backoff::backoff::Backoff;
-    let initial = Duration::from_millis(settings.poll_initial_ms);
-    let max = Duration::from_millis(settings.poll_max_ms.max(settings.poll_initial_ms));
-    // The un-jittered interval for this attempt; computed directly so that the delay depends
-    // on the attempt number stored in the row, not on an in-memory backoff object.
-    let factor = settings.poll_multiplier.powi(attempt.min(64) as i32);
-    let current = initial.mul_f64(factor.min(max.as_secs_f64() / initial.as_secs_f64().max(1e-9)));
-    let mut b = backoff::ExponentialBackoff {
-        current_interval: current.min(max),
-        initial_interval: initial,
-        randomization_factor: settings.poll_randomization,
-        multiplier: settings.poll_multiplier,
-        max_interval: max,
-        max_elapsed_time: None,
-        ..backoff::ExponentialBackoff::default()
-    };
-    b.next_backoff().unwrap_or(max)
+/// How long this worker's `pay.do` may take to be answered, from the answers that came back:
+/// the smoothed round trip plus four times its smoothed deviation, as TCP bounds its
+/// retransmission timer (RFC 6298: gains 1/8 and 1/4), so that an answer slower than the mean
+/// is still inside the bound. Zero until one answer came. A payment whose deadline falls within
+/// it is not sent (rule S3).
+#[derive(Debug, Default)]
+pub struct RoundTrip {
+    /// (smoothed round trip, smoothed deviation), in microseconds; `None` before the first.
+    micros: Mutex<Option<(f64, f64)>>,
+}
+
+impl RoundTrip {
+    pub fn observe(&self, took: Duration) {
+        let r = took.as_secs_f64() * 1e6;
+        let mut m = self.micros.lock().unwrap_or_else(|e| e.into_inner());
+        *m = Some(match *m {
+            None => (r, r / 2.0),
+            Some((srtt, var)) => (
+                srtt + (r - srtt) / 8.0,
+                var + ((srtt - r).abs() - var) / 4.0,
+            ),
+        });
+    }
+
+    pub fn estimate(&self) -> chrono::Duration {
+        let m = *self.micros.lock().unwrap_or_else(|e| e.into_inner());
+        let micros = m.map_or(0.0, |(srtt, var)| srtt + 4.0 * var);
+        chrono::Duration::microseconds(micros.min(i64::MAX as f64) as i64)
+    }
+}
+
+#[cfg(test)]
+mod round_trip_tests {
+    use super::*;
+
+    #[test]
+    fn s3_the_bound_covers_answers_slower_than_the_mean() {
+        let rt = RoundTrip::default();
+        assert_eq!(rt.estimate(), chrono::Duration::zero());
+        // Answers of 2.5 to 3.5 s: the bound ends above the slowest of them.
+        for i in 0..200 {
+            rt.observe(Duration::from_millis(2500 + (i * 37 % 1000)));
+        }
+        let bound = rt.estimate().num_milliseconds();
+        assert!((3500..6000).contains(&bound), "{bound} ms");
+        // Steady answers bring it down to about the answer.
+        for _ in 0..200 {
+            rt.observe(Duration::from_millis(300));
+        }
+        let bound = rt.estimate().num_milliseconds();
+        assert!((300..320).contains(&bound), "{bound} ms");
+    }
 }
 
 /// Spaces outgoing ATRIP requests of this process at `1 / rate` seconds, and pauses them all
@@ -99,42 +128,6 @@ impl RateLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Settings;
-
-    #[test]
-    fn poll_delays_grow_then_cap_and_stay_within_the_jitter() {
-        let mut w = Settings::defaults().worker;
-        w.poll_initial_ms = 1000;
-        w.poll_multiplier = 2.0;
-        w.poll_max_ms = 10_000;
-        w.poll_randomization = 0.2;
-        for (attempt, base) in [
-            (0u32, 1000.0),
-            (1, 2000.0),
-            (2, 4000.0),
-            (3, 8000.0),
-            (4, 10_000.0),
-            (40, 10_000.0),
-        ] {
-            for _ in 0..50 {
-                let d = next_poll_delay(&w, attempt).as_millis() as f64;
-                assert!(
-                    d >= base * 0.8 - 1.0 && d <= base * 1.2 + 1.0,
-                    "attempt {attempt}: {d}"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn without_jitter_the_delay_is_exact() {
-        let mut w = Settings::defaults().worker;
-        w.poll_initial_ms = 500;
-        w.poll_multiplier = 3.0;
-        w.poll_max_ms = 60_000;
-        w.poll_randomization = 0.0;
-        assert_eq!(next_poll_delay(&w, 2), Duration::from_millis(4500));
-    }
 
     #[test]
     fn a_skewed_clock_is_off_by_its_offset() {

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use ticketing_tracker::sealed::{self, CardKey};
+use ticketing_tracker::sealed::{self, CardKey, CardKeys};
 
 use crate::support::app::{mor_card, vcc_card, TestApp};
 use crate::support::binary::WorkerProcess;
@@ -27,7 +27,7 @@ async fn a_sealed_card_pays_like_a_plain_one_and_is_erased() {
     let key = CardKey::generate();
     let worker = app
         .worker_with(&app.settings, "sealed")
-        .with_card_key(Some(key.clone()));
+        .with_card_key(Some(CardKeys::single(key.clone())));
     let vcc = app.create_order(json!({})).await;
     let mor = app
         .create_order(json!({"payment": {"cardType": "Visa"}}))
@@ -40,10 +40,7 @@ async fn a_sealed_card_pays_like_a_plain_one_and_is_erased() {
     for (order_no, last4, three_ds) in [(&vcc, "0366", false), (&mor, "0768", true)] {
         let row = app.job(order_no).await;
         assert_eq!(row.state, "ticketed", "{:?}", row.last_error);
-        assert!(
-            row.card_sealed.is_none() && row.card.is_none(),
-            "sealed card erased"
-        );
+        assert!(!row.card_sealed && !row.card_plain, "sealed card erased");
         assert_eq!(row.card_last4.as_deref(), Some(last4));
         let ledger = app.ledger(order_no);
         assert_eq!(ledger["charges"], 1);
@@ -53,13 +50,37 @@ async fn a_sealed_card_pays_like_a_plain_one_and_is_erased() {
     }
 }
 
+/// A key rotation with no downtime: the workers hold the new key and the previous one; a
+/// card sealed to either is paid, each once.
+#[tokio::test]
+async fn during_a_key_rotation_cards_sealed_to_the_previous_key_are_paid() {
+    let app = TestApp::new().await;
+    let (previous, current) = (CardKey::generate(), CardKey::generate());
+    let worker = app
+        .worker_with(&app.settings, "rotating")
+        .with_card_key(Some(CardKeys::new(current.clone(), Some(previous.clone()))));
+    let before = app.create_order(json!({})).await;
+    let after = app.create_order(json!({})).await;
+    for (order_no, key) in [(&before, &previous), (&after, &current)] {
+        let sealed = sealed::seal(&key.public_base64(), order_no, &vcc_card()).unwrap();
+        insert_sealed(&app, order_no, 3, &sealed).await;
+    }
+    app.settle(&worker, 200).await;
+    for order_no in [&before, &after] {
+        let row = app.job(order_no).await;
+        assert_eq!(row.state, "ticketed", "{order_no}: {:?}", row.last_error);
+        assert!(!row.card_sealed, "{order_no}: sealed card erased");
+        assert_eq!(app.ledger(order_no)["charges"], 1, "{order_no}");
+    }
+}
+
 #[tokio::test]
 async fn a_sealed_card_copied_to_another_order_is_refused_without_paying() {
     let app = TestApp::new().await;
     let key = CardKey::generate();
     let worker = app
         .worker_with(&app.settings, "sealed")
-        .with_card_key(Some(key.clone()));
+        .with_card_key(Some(CardKeys::single(key.clone())));
     let sealed_for = app.create_order(json!({})).await;
     let copied_to = app.create_order(json!({})).await;
     let sealed = sealed::seal(&key.public_base64(), &sealed_for, &vcc_card()).unwrap();
@@ -74,7 +95,7 @@ async fn a_sealed_card_copied_to_another_order_is_refused_without_paying() {
         error.contains(&copied_to) && error.contains(&format!("sealed for order {sealed_for}")),
         "{error}"
     );
-    assert!(row.card_sealed.is_none(), "the copied ciphertext is erased");
+    assert!(!row.card_sealed, "the copied ciphertext is erased");
     assert_eq!(
         app.pay_requests(&copied_to),
         0,
@@ -94,7 +115,7 @@ async fn a_worker_without_the_key_sends_nothing_and_asks_a_person() {
     assert_eq!(row.state, "needs_review");
     assert!(row.last_error.unwrap().contains("no card key"));
     assert!(
-        row.card_sealed.is_some(),
+        row.card_sealed,
         "kept for the retry once the key is configured"
     );
     assert_eq!(app.pay_requests(&order_no), 0);

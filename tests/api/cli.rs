@@ -34,7 +34,15 @@ impl Run {
 /// The binary with a clean environment: no `APP_*` variable of the developer's shell, no
 /// `RUST_LOG`, quiet logs, run from a directory holding no `config/`.
 pub(crate) fn command(database_url: Option<&str>) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ticketing-tracker"));
+    let mut cmd = Command::from(std_command(database_url));
+    cmd.kill_on_drop(true);
+    cmd
+}
+
+/// [`command`] as a `std` command, for a test that reaps the process itself (to read its
+/// resource usage).
+pub(crate) fn std_command(database_url: Option<&str>) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ticketing-tracker"));
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("APP_") {
             cmd.env_remove(&key);
@@ -46,8 +54,7 @@ pub(crate) fn command(database_url: Option<&str>) -> Command {
         .current_dir(std::env::temp_dir())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+        .stderr(Stdio::piped());
     if let Some(url) = database_url {
         cmd.env("DATABASE_URL", url);
     }
@@ -184,7 +191,7 @@ async fn enqueue_inserts_a_pending_row_for_a_deposit_order() {
     let row = app.job(&order).await;
     assert_eq!(row.state, "pending");
     assert_eq!(row.payment_method, 1);
-    assert!(row.card.is_none());
+    assert!(!row.card_plain);
     assert_eq!(row.pay_attempts, 0);
 
     let other = order_no("CLIJSO");
@@ -238,7 +245,7 @@ async fn enqueue_takes_card_data_from_a_file_or_stdin_and_never_prints_it() {
     );
     let row = app.job(&from_file).await;
     assert_eq!(row.state, "pending");
-    assert_eq!(row.card.as_ref().map(|c| &c.0), Some(&vcc_card()));
+    assert_eq!(app.plain_card(&from_file).await, Some(vcc_card()));
 
     let from_stdin = order_no("CLIVCS");
     let run = cli_stdin(
@@ -260,8 +267,8 @@ async fn enqueue_takes_card_data_from_a_file_or_stdin_and_never_prints_it() {
         !run.all().contains(&number),
         "card number printed: {run:#?}"
     );
-    let row = app.job(&from_stdin).await;
-    assert_eq!(row.card.as_ref().map(|c| &c.0), Some(&vcc_card()));
+    assert_eq!(app.job(&from_stdin).await.state, "pending");
+    assert_eq!(app.plain_card(&from_stdin).await, Some(vcc_card()));
 
     // No flag takes card data from argv, where the process list would show it to anyone.
     let from_argv = order_no("CLIVCA");
@@ -302,7 +309,7 @@ async fn enqueue_takes_a_whole_row_from_a_json_file() {
     let row = app.job(&order).await;
     assert_eq!(row.state, "pending");
     assert_eq!(row.payment_method, 3);
-    assert_eq!(row.card.as_ref().map(|c| &c.0), Some(&vcc_card()));
+    assert_eq!(app.plain_card(&order).await, Some(vcc_card()));
     assert_eq!(row.client_order_no.as_deref(), Some("AGENCY-42"));
     let stored = row.pay_deadline.expect("pay_deadline stored");
     assert!((stored - deadline).num_milliseconds().abs() < 1, "{stored}");
@@ -604,21 +611,21 @@ async fn retry_refuses_an_order_that_is_not_failed_or_needs_review() {
 }
 
 #[tokio::test]
-async fn retry_of_a_failed_paid_order_resumes_with_an_order_query_and_never_pays_again() {
+async fn retry_of_a_paid_order_resumes_with_an_order_query_and_never_pays_again() {
     let app = TestApp::new().await;
-    let worker = app.worker();
+    let mut settings = app.settings.clone();
+    settings.worker.ticketing_deadline_s = 1;
+    let worker = app.worker_with(&settings, "deadline-worker");
     let order = app.create_order(json!({})).await;
-    // Paid, then the airline cancels the ticketing.
-    app.scenario(&order, json!({"fail_ticketing": "605"})).await;
+    // Paid, then ticketing outlasts the ticketing deadline: needs_review, paid.
+    app.scenario(&order, json!({"ticketing_delay_ms": 600_000}))
+        .await;
     app.enqueue(&order, 1, None).await;
     app.settle(&worker, 200).await;
-    assert_eq!(app.job(&order).await.state, "failed");
-    let ledger = app.ledger(&order);
-    assert_eq!(
-        (ledger["pay_requests"].as_i64(), ledger["charges"].as_i64()),
-        (Some(1), Some(1))
-    );
-    let queries = ledger["queries"].as_i64().unwrap();
+    let row = app.job(&order).await;
+    assert_eq!(row.state, "needs_review", "{:?}", row.last_error);
+    assert!(row.paid_at.is_some());
+    let queries = app.ledger(&order)["queries"].as_i64().unwrap();
 
     // --repay is refused: the history shows the order paid.
     let repay = cli(&app, &["retry", "--repay", &order]).await;
@@ -642,7 +649,7 @@ async fn retry_of_a_failed_paid_order_resumes_with_an_order_query_and_never_pays
         (last.kind.as_str(), last.state.as_str()),
         ("operator_retry", "ticketing")
     );
-    assert_eq!(last.detail["from"], "failed");
+    assert_eq!(last.detail["from"], "needs_review");
 
     let report = worker.step().await.unwrap();
     assert_eq!(report.claimed, 1, "{report:?}");
@@ -651,9 +658,40 @@ async fn retry_of_a_failed_paid_order_resumes_with_an_order_query_and_never_pays
     assert_eq!(ledger["queries"].as_i64(), Some(queries + 1), "{ledger}");
     assert_eq!(ledger["pay_requests"], 1, "no second pay.do: {ledger}");
     assert_eq!(ledger["charges"], 1, "{ledger}");
-    let row = app.job(&order).await;
-    assert_eq!(row.state, "failed", "ATRIP still shows it cancelled");
-    assert!(row.last_error.unwrap_or_default().contains("605"));
+}
+
+/// Rule P7a: an order ATRIP cancelled (here after payment: ATRIP refunds it) is not retried,
+/// plainly or with --repay; the row, its history and ATRIP are left as they are.
+#[tokio::test]
+async fn retry_of_an_order_atrip_cancelled_is_refused_and_changes_nothing() {
+    let app = TestApp::new().await;
+    let worker = app.worker();
+    let order = app.create_order(json!({})).await;
+    // Paid, then the airline cancels the ticketing.
+    app.scenario(&order, json!({"fail_ticketing": "605"})).await;
+    app.enqueue(&order, 1, None).await;
+    app.settle(&worker, 200).await;
+    let before = app.job(&order).await;
+    assert_eq!(before.state, "failed");
+    assert_eq!(before.order_status.as_deref(), Some("-3"));
+    let events = app.store.events(&order).await.unwrap().len();
+    let ledger = app.ledger(&order);
+    for args in [vec!["retry", &order], vec!["retry", "--repay", &order]] {
+        let run = cli(&app, &args).await;
+        assert_ne!(run.code, 0, "{run:#?}");
+        assert!(
+            run.stderr.contains("ATRIP cancelled this order"),
+            "{run:#?}"
+        );
+        assert!(run.stderr.contains("refunds"), "{run:#?}");
+    }
+    let after = app.job(&order).await;
+    assert_eq!(
+        (after.state.as_str(), after.updated_at),
+        ("failed", before.updated_at)
+    );
+    assert_eq!(app.store.events(&order).await.unwrap().len(), events);
+    assert_eq!(app.ledger(&order), ledger, "nothing asked of ATRIP");
 }
 
 /// A VCC order the simulator refuses for its card brand: failed after pay.do, card erased.
@@ -669,7 +707,7 @@ async fn failed_vcc_order(app: &TestApp) -> String {
     let row = app.job(&order).await;
     assert_eq!(row.state, "failed", "{:?}", row.last_error);
     assert!(
-        row.card.is_none(),
+        !row.card_plain,
         "the card is erased once the payment resolved"
     );
     order
@@ -699,7 +737,7 @@ async fn retry_of_a_failed_card_order_needs_fresh_card_data() {
     assert_eq!(out["state"], "paying");
     let row = app.job(&order).await;
     assert_eq!(row.state, "paying");
-    assert_eq!(row.card.as_ref().map(|c| &c.0), Some(&vcc_card()));
+    assert_eq!(app.plain_card(&order).await, Some(vcc_card()));
 }
 
 #[tokio::test]
@@ -726,7 +764,7 @@ async fn retry_refuses_fresh_card_data_the_worker_could_not_use_and_does_not_pri
 
     let row = app.job(&order).await;
     assert_eq!(row.state, "failed");
-    assert!(row.card.is_none());
+    assert!(!row.card_plain);
     assert_eq!(row.updated_at, before.updated_at);
 }
 

@@ -409,7 +409,7 @@ async fn a_query_follows_an_order_from_unpaid_through_ticketing_to_final_tickets
     let unpaid = order_of(app.atrip.query(&order_no).await);
     assert_eq!(unpaid.order_status, OrderStatus::Unpaid);
     assert_eq!(unpaid.order_no, order_no);
-    assert!(unpaid.final_tickets().is_none());
+    assert!(unpaid.final_tickets(None).is_none());
 
     app.scenario(&order_no, json!({"ticketing_delay_ms": 2500}))
         .await;
@@ -418,7 +418,7 @@ async fn a_query_follows_an_order_from_unpaid_through_ticketing_to_final_tickets
     let paid = order_of(app.atrip.query(&order_no).await);
     assert_eq!(paid.order_status, OrderStatus::Ticketing, "{paid:?}");
     assert_eq!(paid.ticket_status.as_deref(), Some("0"));
-    assert!(paid.final_tickets().is_none());
+    assert!(paid.final_tickets(None).is_none());
     assert!(paid.tickets.iter().all(|p| p.ticket_numbers.is_empty()));
 
     let ticketed = query_until(
@@ -430,7 +430,7 @@ async fn a_query_follows_an_order_from_unpaid_through_ticketing_to_final_tickets
     .await;
     assert_eq!(ticketed.order_status, OrderStatus::Ticketed, "{ticketed:?}");
     assert_eq!(ticketed.ticket_status.as_deref(), Some("1"));
-    let (tickets, pnr) = ticketed.final_tickets().expect("final tickets");
+    let (tickets, pnr) = ticketed.final_tickets(None).expect("final tickets");
     let names: Vec<&str> = tickets.iter().map(|p| p.passenger.as_str()).collect();
     assert_eq!(names, ["DOE/JANE", "DOE/JOHN"]);
     for p in tickets {
@@ -467,7 +467,7 @@ async fn a_query_reads_a_cancelled_order_with_its_error_code() {
     .await;
     assert_eq!(cancelled.error_code.as_deref(), Some("605"));
     assert!(cancelled.error_message.is_some());
-    assert!(cancelled.final_tickets().is_none());
+    assert!(cancelled.final_tickets(None).is_none());
 }
 
 #[tokio::test]
@@ -498,21 +498,21 @@ async fn partial_tickets_are_not_final_while_passengers_are_ticketed_one_at_a_ti
                 .filter(|p| !p.ticket_numbers.is_empty())
                 .count();
             if issued < 3 {
-                assert!(v.final_tickets().is_none(), "{v:?}");
+                assert!(v.final_tickets(None).is_none(), "{v:?}");
                 assert_eq!(v.order_status, OrderStatus::Ticketing, "{v:?}");
             }
             if (1..3).contains(&issued) {
                 partial_seen += 1;
             }
         },
-        |v| v.final_tickets().is_some(),
+        |v| v.final_tickets(None).is_some(),
     )
     .await;
     assert!(
         partial_seen > 0,
         "never saw an order with some passengers ticketed and not others"
     );
-    assert_eq!(ticketed.final_tickets().map(|(t, _)| t.len()), Some(3));
+    assert_eq!(ticketed.final_tickets(None).map(|(t, _)| t.len()), Some(3));
 }
 
 #[tokio::test]

@@ -1,5 +1,5 @@
-//! Where ATRIP's own published client and its fixtures are the reference (issue 8, items
-//! 9-13): the answer shapes here are the ones its tests and documented samples use
+//! Where ATRIP's own published client and its fixtures are the reference (rules P4h, P6,
+//! F1): the answer shapes here are the ones its tests and documented samples use
 //! (tests/fixtures/atrip/README.md).
 
 use std::time::Duration;
@@ -19,7 +19,7 @@ fn fixture(name: &str, order_no: &str) -> Value {
     body
 }
 
-/// Item 9: codes not documented for pay.do (604, 616, 100, 901) are an unknown outcome; the
+/// Rule P4h: codes not documented for pay.do (604, 616, 100, 901) are an unknown outcome; the
 /// order query settles them, whichever way the payment went. Never a failure without a query.
 #[tokio::test]
 async fn pay_codes_not_documented_for_pay_are_settled_by_the_order_query() {
@@ -69,7 +69,7 @@ async fn pay_codes_not_documented_for_pay_are_settled_by_the_order_query() {
     assert_eq!(app.pay_requests(&declined), 1);
 }
 
-/// Items 9 and 10 again, with nothing but ATRIP's own answer shapes: its client's
+/// Rules P4h and P6 again, with nothing but ATRIP's own answer shapes: its client's
 /// `pay_response` fixture (status swapped for each code outside pay.do's table), its three
 /// success shapes, and the documentation's Retrieve Booking samples. Every unclear code is
 /// settled by the query (here: the order is ticketed); 411 then unpaid asks a person to check
@@ -132,7 +132,7 @@ async fn pay_answers_in_atrips_own_shapes_are_settled_by_its_documented_query_an
     assert_eq!(w.rogue.pays(balance), 1, "411: never paid again");
 }
 
-/// Item 10: 411 followed by "0": never paid again; a person is asked to check the balance.
+/// Rules P4e and P6: 411 followed by "0": never paid again; a person is asked to check the balance.
 #[tokio::test]
 async fn a_411_then_unpaid_asks_a_person_to_check_the_balance_and_never_pays_again() {
     let app = TestApp::new().await;
@@ -151,7 +151,7 @@ async fn a_411_then_unpaid_asks_a_person_to_check_the_balance_and_never_pays_aga
     assert_eq!(app.pay_requests(&order_no), 1);
 }
 
-/// Item 11: ATRIP's own client fixture: a ticketed answer whose `paxTicketInfos` entry has no
+/// Rule F1: ATRIP's own client fixture: a ticketed answer whose `paxTicketInfos` entry has no
 /// `name` (and no `passengers` array) is final.
 #[tokio::test]
 async fn a_ticketed_answer_without_passenger_names_reaches_ticketed() {
@@ -173,7 +173,7 @@ async fn a_ticketed_answer_without_passenger_names_reaches_ticketed() {
     w.assert_good_ticketed().await;
 }
 
-/// Item 12: ticket numbers that differ only by surrounding whitespace are one ticket.
+/// Rule F1: ticket numbers that differ only by surrounding whitespace are one ticket.
 #[tokio::test]
 async fn ticket_numbers_padded_with_spaces_are_trimmed_and_stored_once() {
     let w = World::new().await;
@@ -196,7 +196,7 @@ async fn ticket_numbers_padded_with_spaces_are_trimmed_and_stored_once() {
     );
 }
 
-/// Item 13: the simulator's order.do answer carries what ATRIP's own client reads
+/// The simulator's order.do answer carries what ATRIP's own client reads
 /// (`totalTransactionFee`, `paymentOptions` with a deposit option, `currency`, an SGT
 /// `tktLimitTime`), and its pay.do refusals echo the order number as the documentation does.
 #[tokio::test]

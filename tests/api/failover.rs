@@ -167,6 +167,7 @@ fn pool(url: &str) -> PgPool {
 /// back unsent. The primary dies, the standby (which never had the intent) is promoted, and the
 /// order is paid there, once. Before, the pay.do left at once and the promoted standby's
 /// `pending` row was paid again: two charges.
+/// Rule P1b, standing for assumption A3: a failover promotes a standby that has what the gate saw flushed.
 #[tokio::test]
 async fn with_asynchronous_replication_no_pay_do_leaves_before_a_standby_has_the_intent() {
     let Some(mut w) = World::new(Replication::Asynchronous).await else {
@@ -483,4 +484,161 @@ async fn a_cancel_no_standby_has_yet_is_said_to_be_undone_by_a_failover() {
         run.stderr.contains(&stalled) && run.stderr.contains("a failover now would undo it"),
         "{run:#?}"
     );
+}
+
+/// A worker that starts while the database's only standby is away, with no replication slot
+/// keeping its place, sees a single server. The database remembers the standby an earlier
+/// worker saw: the new worker still requires replicated intents, and sends nothing until a
+/// standby confirms them. Before, it took intents as durable once flushed locally, and a
+/// failover to that standby paid every order in flight a second time.
+#[tokio::test]
+async fn a_worker_starting_while_the_standby_is_away_still_requires_it() {
+    let Some(mut w) = World::new(Replication::Asynchronous).await else {
+        return;
+    };
+    wait_until(
+        Duration::from_secs(10),
+        "the first worker's look",
+        || async { w.worker.gate().level().is_some() },
+    )
+    .await;
+    let level = |worker: &Worker| worker.gate().level().map(|l| l.as_str());
+    assert_eq!(level(&w.worker), Some("replicated"));
+    let db = pool(&w.url);
+    wait_until(
+        Duration::from_secs(10),
+        "the standby to be recorded",
+        || async {
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM ticketing_standby_seen")
+                .fetch_one(&db)
+                .await
+                .unwrap()
+                == 1
+        },
+    )
+    .await;
+
+    w.pair.lose_standby().await.unwrap();
+    let fresh = w.worker_with(TestHooks::default());
+    wait_until(
+        Duration::from_secs(10),
+        "the fresh worker's look",
+        || async { fresh.gate().level().is_some() },
+    )
+    .await;
+    assert_eq!(level(&fresh), Some("replicated"));
+    let held = fresh.gate().may_pay().unwrap_err();
+    assert!(held.contains("ticketing_standby_seen"), "{held}");
+    let order_no = w.order().await;
+    let round = fresh.step().await.unwrap();
+    assert_eq!(round.claimed, 0, "no pending row is claimed while held");
+    assert_eq!(w.ledger(&order_no, "pay_requests"), 0);
+
+    // An operator who removed the standby for good says so; then intents are local again.
+    sqlx::query("DELETE FROM ticketing_standby_seen")
+        .execute(&db)
+        .await
+        .unwrap();
+    let after = w.worker_with(TestHooks::default());
+    wait_until(
+        Duration::from_secs(10),
+        "the next worker's look",
+        || async { after.gate().level().is_some() },
+    )
+    .await;
+    assert_eq!(level(&after), Some("local"));
+    assert!(after.gate().may_pay().is_ok());
+}
+
+/// A single server whose WAL a streaming archiver keeps in a slot of its own (Barman's
+/// `pg_receivewal -S`): the slot is not a standby's, so intents are durable once flushed
+/// there, and orders are paid. Before, the slot counted as a standby that was away, and
+/// every payment was held for good.
+#[tokio::test]
+async fn a_wal_archivers_slot_on_a_single_server_is_no_standby() {
+    let Some(pg) = crate::pgpair_harness::alone().await else {
+        return;
+    };
+    pg.create_database(DB).await.unwrap();
+    let url = pgpair::url_at(pg.primary_addr(), DB);
+    ticketing_tracker::MIGRATOR.run(&pool(&url)).await.unwrap();
+    let _archiver = pg.start_wal_archiver_on(Some("barman")).await.unwrap();
+    let store = JobStore::new(pool(&url));
+    let r = store.replication().await.unwrap();
+    assert_eq!((r.standbys, r.physical_slots), (0, 0), "{r:?}");
+    assert!(!r.has_or_had_standby(), "{r:?}");
+}
+
+/// Rule W1 across a failover. A claim commits on a primary whose stream is stalled; the primary
+/// dies, and the promoted standby, which never had the claim, hands the same lease token to the
+/// next claim. The first claim's step, which found its intent not durable, then gives its row
+/// back: fenced by id, token, state and pay counters alone, that write would land on the new
+/// claim's lease, count its intent as never sent and clear its lease while its `pay.do` leaves,
+/// and a third claim would pay again (the model check's counterexample, tests/model/). Fenced
+/// by the server the lease was taken on too, it is lease lost, and the new lease is untouched.
+#[tokio::test]
+async fn a_write_of_a_lease_a_failover_forgot_never_lands_on_the_same_token_handed_out_again() {
+    use ticketing_tracker::domain::State;
+    use ticketing_tracker::jobs::{Error, Write};
+
+    let Some(mut w) = World::new(Replication::Asynchronous).await else {
+        return;
+    };
+    let order_no = w.order().await;
+    w.pair.wait_standby_flushed().await.unwrap();
+    w.pair.stall_wal().await.unwrap();
+    let lease = Duration::from_secs(30);
+    let store = JobStore::new(pool(&w.url));
+    let stale = store
+        .claim("worker-a", 1, lease, true, true, "lost")
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(stale.claimed_from, State::Pending);
+
+    w.fail_over().await;
+    let store = JobStore::new(pool(&w.url));
+    let mut fresh = None;
+    for _ in 0..50 {
+        match store.claim("worker-b", 1, lease, true, true, "new").await {
+            Ok(mut jobs) if !jobs.is_empty() => {
+                fresh = Some(jobs.remove(0));
+                break;
+            }
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    let fresh = fresh.expect("a claim on the promoted standby");
+    assert_eq!(
+        fresh.claimed_from,
+        State::Pending,
+        "the failover forgot the first claim"
+    );
+    assert_eq!(
+        fresh.lease_token, stale.lease_token,
+        "the same token, handed out again"
+    );
+
+    let give_back = Write::give_back(State::Paying, true, "the intent is not durable");
+    let mut written = Err(Error::NotFound(String::new()));
+    for _ in 0..50 {
+        written = store
+            .apply(&mut stale.lease(), "worker-a", &give_back)
+            .await;
+        if !matches!(written, Err(Error::Database(_))) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        matches!(written, Err(Error::LeaseLost { .. })),
+        "{written:?}"
+    );
+    let row = store.job(&order_no).await.unwrap().unwrap();
+    assert_eq!(
+        (row.pay_attempts, row.pay_not_sent),
+        (1, 0),
+        "the new intent still counts as sent"
+    );
+    assert_eq!(row.lease_owner.as_deref(), Some("worker-b"));
 }

@@ -237,7 +237,7 @@ async fn a_pool_of_one_connection_pays_orders_and_wakes_on_notify() {
 }
 
 /// The host and port of a PostgreSQL URL, as a socket address.
-fn db_socket(url: &str) -> std::net::SocketAddr {
+pub(crate) fn db_socket(url: &str) -> std::net::SocketAddr {
     let options: sqlx::postgres::PgConnectOptions = url.parse().unwrap();
     let host = match options.get_host() {
         "localhost" => "127.0.0.1",
@@ -358,4 +358,118 @@ async fn a_schema_named_after_the_role_never_shadows_the_job_table() {
     ] {
         sqlx::query(&sql).execute(app.pool()).await.unwrap();
     }
+}
+
+/// The database forgets a claim while its pay.do is on the wire (a failover to a standby
+/// that had not received the intent, or a restore: the row reads `pending` again). The same
+/// process claims it again at its next round; it must not start a second step, which would
+/// send a second pay.do. Before, it did: ATRIP received two.
+/// Rule P1d: one step per row per process.
+#[tokio::test]
+async fn a_claim_the_database_forgot_while_its_pay_do_is_on_the_wire_is_never_stepped_twice() {
+    let app = TestApp::with_sim(ticketing_tracker::simulator::SimConfig {
+        duplicate_guard: false,
+        latency_mean: Duration::from_millis(1500),
+        ticketing_delay: Duration::from_millis(200),
+        ..Default::default()
+    })
+    .await;
+    let order_no = app.order_and_enqueue(1, None, json!({})).await;
+    let worker = app.worker_with(&app.settings, "forgotten");
+    let stop = CancellationToken::new();
+    let run = tokio::spawn({
+        let (worker, stop) = (worker.clone(), stop.clone());
+        async move { worker.run(stop).await }
+    });
+    wait_until(Duration::from_secs(20), "the pay intent", || async {
+        app.job(&order_no).await.pay_attempts == 1
+    })
+    .await;
+    // The row as it was before the claim, as a promoted standby without the intent has it.
+    sqlx::query(
+        "UPDATE ticketing_jobs SET state = 'pending', pay_attempts = 0, pay_started_at = NULL,
+                lease_owner = NULL, lease_expires_at = NULL, run_at = ticketing_now()
+          WHERE order_no = $1",
+    )
+    .bind(&order_no)
+    .execute(app.pool())
+    .await
+    .unwrap();
+    // Claimed again (the rolled-back row is due): the claim's new intent shows it.
+    wait_until(Duration::from_secs(20), "the second claim", || async {
+        app.job(&order_no).await.pay_attempts == 1
+    })
+    .await;
+    wait_until(Duration::from_secs(60), "the order to end", || async {
+        let row = app.job(&order_no).await;
+        State::parse(&row.state).is_some_and(State::is_finished)
+    })
+    .await;
+    stop.cancel();
+    run.await.unwrap().unwrap();
+    assert_eq!(app.pay_requests(&order_no), 1, "{}", app.ledger(&order_no));
+    assert_eq!(app.charges(&order_no), 1);
+}
+
+/// Rule P3a across a crash: ATRIP accepts the pay.do while another session holds the row
+/// locked, so the write of the acceptance waits; the worker is killed then. The evidence was
+/// noted in the events (which the lock does not hold up), and another worker writes it: the
+/// row shows the order paid, although ATRIP's order query still shows it unpaid, and no
+/// person is told it is unpaid (with a `retry --repay` to follow).
+#[tokio::test]
+async fn an_acceptance_whose_write_waits_on_a_locked_row_survives_the_workers_crash() {
+    use crate::support::binary::WorkerProcess;
+    let app = TestApp::new().await;
+    let order_no = app.create_order(json!({})).await;
+    // Paid, but shown unpaid by the order query for minutes; the answer takes a second.
+    app.scenario(
+        &order_no,
+        json!({"payment_in_progress_ms": 600000, "delay_ms": 1000}),
+    )
+    .await;
+    let fast = [
+        ("APP_WORKER__LEASE_MS", "6000".to_owned()),
+        ("APP_ATRIP__PAY_TIMEOUT_MS", "3000".to_owned()),
+        ("APP_ATRIP__QUERY_TIMEOUT_MS", "3000".to_owned()),
+        ("APP_WORKER__UNPAID_SETTLE_S", "600".to_owned()),
+    ];
+    let first = WorkerProcess::start(&app, &fast);
+    app.enqueue(&order_no, 1, None).await;
+    wait_until(Duration::from_secs(10), "the pay.do", || async {
+        assert!(!first.log().contains("error:"), "{}", first.log());
+        app.pay_requests(&order_no) == 1
+    })
+    .await;
+    // Another session locks the row while the answer is on its way back.
+    let mut locker = app.pool().begin().await.unwrap();
+    sqlx::query("SELECT id FROM ticketing_jobs WHERE order_no = $1 FOR UPDATE")
+        .bind(&order_no)
+        .execute(&mut *locker)
+        .await
+        .unwrap();
+    wait_until(Duration::from_secs(15), "the evidence noted", || async {
+        first
+            .log()
+            .contains("evidence of payment noted in the events")
+    })
+    .await;
+    first.signal("KILL");
+    locker.commit().await.unwrap();
+    assert!(
+        app.job(&order_no).await.paid_at.is_none(),
+        "the killed worker wrote it after all"
+    );
+    let second = WorkerProcess::start(&app, &fast);
+    wait_until(
+        Duration::from_secs(20),
+        "the evidence in the row",
+        || async { app.job(&order_no).await.paid_at.is_some() },
+    )
+    .await;
+    let row = app.job(&order_no).await;
+    assert_eq!(row.paid_evidence.as_deref(), Some("pay_accepted"));
+    assert_ne!(row.state, "needs_review");
+    assert_eq!(app.charges(&order_no), 1);
+    assert_eq!(app.pay_requests(&order_no), 1);
+    second.stop().await;
 }

@@ -85,6 +85,7 @@ fn ticketed_answer() -> String {
 // Redirects
 // ---------------------------------------------------------------------------------------------
 
+/// Rules P4 and P4h: a redirect is never followed; the outcome is unknown.
 #[tokio::test]
 async fn a_redirect_to_a_refused_port_is_an_unknown_outcome_and_never_not_sent() {
     let target = format!("http://127.0.0.1:{}/pay.do", refused_port());
@@ -220,6 +221,7 @@ async fn an_answer_just_under_the_limit_is_read_and_classified() {
     assert_eq!(client.answer_bytes_held(), 0);
 }
 
+/// Rule P4h (pay.do) and P5e (order query).
 #[tokio::test]
 async fn a_body_reset_midway_is_an_unknown_outcome_for_pay_and_unclear_for_a_query() {
     let atrip = Hostile::always(Reply::ResetMidway).await;
@@ -289,6 +291,7 @@ async fn answers_in_flight_share_one_budget_and_none_is_left_waiting_on_another(
 // Not sent, or unknown
 // ---------------------------------------------------------------------------------------------
 
+/// Rule P4g and assumption A6: only the connector's own failures count as not sent.
 #[tokio::test]
 async fn a_tls_handshake_that_never_completes_is_not_sent() {
     // The connect timeout bounds DNS, TCP and TLS together: nothing of the request can have
@@ -310,6 +313,7 @@ async fn a_tls_handshake_refused_with_garbage_is_not_sent() {
     assert!(matches!(answer, PayAnswer::NotSent { .. }), "{answer:?}");
 }
 
+/// Rule P4g.
 #[tokio::test]
 async fn a_host_name_that_does_not_resolve_is_not_sent() {
     let client = Client::new(&settings("http://atrip.invalid", |_| {})).unwrap();
@@ -352,6 +356,7 @@ async fn a_pooled_connection_closed_after_pay_do_was_written_is_an_unknown_outco
     );
 }
 
+/// Rule P4h: a timeout is an unknown outcome.
 #[tokio::test]
 async fn a_pay_do_that_is_never_answered_ends_with_the_timeout_as_an_unknown_outcome() {
     let atrip = Hostile::always(Reply::Silent).await;

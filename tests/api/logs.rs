@@ -29,14 +29,21 @@ async fn json_logs_carry_the_order_and_job_on_every_step_line() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
         .collect();
-    let step_lines: Vec<&Value> = lines
-        .iter()
-        .filter(|l| l["span"]["name"] == "step")
-        .collect();
+    // A line inside a step (or inside its pay.do, order query or write) carries the step's
+    // span in its list.
+    let step_of = |l: &Value| -> Option<Value> {
+        l["spans"]
+            .as_array()?
+            .iter()
+            .find(|s| s["name"] == "step")
+            .cloned()
+    };
+    let step_lines: Vec<&Value> = lines.iter().filter(|l| step_of(l).is_some()).collect();
     assert!(step_lines.len() >= 3, "the steps logged: {text}");
     for line in &step_lines {
-        assert_eq!(line["span"]["order_no"], order_no.as_str(), "{line}");
-        assert!(line["span"]["job_id"].is_number(), "{line}");
+        let step = step_of(line).unwrap();
+        assert_eq!(step["order_no"], order_no.as_str(), "{line}");
+        assert!(step["job_id"].is_number(), "{line}");
     }
     assert!(
         step_lines
@@ -159,6 +166,14 @@ async fn an_unreachable_atrip_is_said_at_start_and_once_a_minute_while_readyz_st
         "{overview}"
     );
 
+    // The start probe asks three times, a second apart, before it says ATRIP does not answer.
+    worker
+        .wait_log(
+            "ATRIP does not answer; orders will wait until it does",
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
     let text = worker.stop().await;
     let lines = json_lines(&text);
     let said = |message: &str| {

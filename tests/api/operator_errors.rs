@@ -1,4 +1,4 @@
-//! What a new operator met trying the project as the README describes (issue 10): each
+//! What a new operator met trying the project as the README describes: each
 //! mistake is said once, names what is wrong and what to do, and exits with the README's code.
 
 use serde_json::json;

@@ -1,5 +1,5 @@
-//! The pay-once protocol against the ways a second `pay.do` was once sent (issue 8, items 1-8):
-//! skewed clocks, a rate-limit pause, a worker frozen at the send, operator retries, retention,
+//! The pay-once protocol against the ways a second `pay.do` was once sent (rules T1, T3, P3a, W2,
+//! P5e): skewed clocks, a rate-limit pause, a worker frozen at the send, operator retries, retention,
 //! answers that broke a write, and "order does not exist" while the outcome is unknown. The
 //! simulator runs without its duplicate guard where it matters, so that a second `pay.do`
 //! arriving while the first is processed is charged, as an ATRIP without that guard would.
@@ -27,8 +27,9 @@ fn unguarded() -> SimConfig {
     }
 }
 
-/// Item 1: leases, due times and intents are the database's; a replica whose clock is off by
+/// Leases, due times and intents are the database's; a replica whose clock is off by
 /// up to 10 minutes either way takes no live lease and sends no second pay.do.
+/// Rule T1 and assumption A8: the database's clock decides.
 #[tokio::test]
 async fn replicas_whose_clocks_are_off_by_minutes_take_no_live_lease_and_send_no_second_pay() {
     let app = TestApp::with_sim(unguarded()).await;
@@ -60,7 +61,7 @@ async fn replicas_whose_clocks_are_off_by_minutes_take_no_live_lease_and_send_no
     app.assert_ticketed_once(&order_no, 1).await;
 }
 
-/// Item 1, with the lease taken over for real: once the lease has passed (in the database's
+/// Rules T1 and T3, with the lease taken over for real: once the lease has passed (in the database's
 /// time), a replica whose clock runs 60 s ahead recovers the row with a query, and, the
 /// order showing unpaid while the payment is processed, does not pay again.
 #[tokio::test]
@@ -92,7 +93,7 @@ async fn a_replica_with_a_fast_clock_that_recovers_a_row_mid_payment_does_not_pa
     app.assert_ticketed_once(&order_no, 1).await;
 }
 
-/// Item 2: a rate-limit pause on queries (here 30 s) delays no pay.do: while it lasts the
+/// A rate-limit pause on queries (here 30 s) delays no pay.do: while it lasts the
 /// worker claims only rows that need pay.do, and sends it at once.
 #[tokio::test]
 async fn a_rate_limit_pause_on_queries_never_delays_a_pay_do() {
@@ -126,7 +127,7 @@ async fn a_rate_limit_pause_on_queries_never_delays_a_pay_do() {
     assert_eq!(w.rogue.pays(fresh), 1);
 }
 
-/// Item 3: a worker frozen (SIGSTOP, every thread) between its last lease check and the send.
+/// Rules T3 and P3a: a worker frozen (SIGSTOP, every thread) between its last lease check and the send.
 /// Another worker takes the row over and finds it unpaid; the frozen one then wakes and sends
 /// its pay.do. Only the rule "never pay again on our own" keeps this to one pay.do.
 #[tokio::test]
@@ -214,7 +215,7 @@ async fn the_test_hooks_are_ignored_in_production() {
     app.assert_ticketed_once(&order_no, 1).await;
 }
 
-/// Items 4 and 5: pay.do answered 0, the query kept showing "0", the ticketing deadline
+/// Rules P7 and F5: pay.do answered 0, the query kept showing "0", the ticketing deadline
 /// passed. The operator's retry follows the order again with a fresh deadline, never pays it
 /// again, refuses `--repay`, and reaches `ticketed` once ATRIP shows the tickets.
 #[tokio::test]
@@ -261,7 +262,7 @@ async fn an_operator_retry_of_a_paid_order_never_pays_again_and_reaches_ticketed
     app.assert_ticketed_once(&order_no, 1).await;
 }
 
-/// Item 6: the prune re-checks state and age on the row it deletes. An operator's retry that
+/// Retention: the prune re-checks state and age on the row it deletes. An operator's retry that
 /// commits while the prune waits for its lock keeps the row and its history.
 #[tokio::test]
 async fn a_row_retried_while_the_prune_waits_for_it_is_not_deleted() {
@@ -307,8 +308,8 @@ async fn a_row_retried_while_the_prune_waits_for_it_is_not_deleted() {
     assert!(!app.store.events(&order_no).await.unwrap().is_empty());
 }
 
-/// Item 7: complete ticket numbers but no PNR of any kind keep the order followed (not stuck,
-/// not ticketed) until the ticketing deadline sends it to a person.
+/// Rule F4: complete ticket numbers but no airline PNR (ATRIP's own `pnrCode` is none) keep the
+/// order followed (not stuck, not ticketed) until the ticketing deadline sends it to a person.
 #[tokio::test]
 async fn tickets_without_any_pnr_are_followed_until_the_ticketing_deadline() {
     let w = World::tuned(|s| s.worker.ticketing_deadline_s = 3).await;
@@ -317,13 +318,13 @@ async fn tickets_without_any_pnr_are_followed_until_the_ticketing_deadline() {
         json!("2"),
         json!([{"name": "DOE/JANE", "ticketNos": ["S12345"], "airlinePNRs": []}]),
     );
-    answer["pnrCode"] = json!(null);
+    answer["pnrCode"] = json!("OPLGS4");
     w.rogue.on_query(BAD, vec![Reply::json(answer)]);
     w.enqueue(BAD, 1, None).await;
     w.enqueue_good(1).await;
     w.settle().await;
     let row = w
-        .bad_row_saying(&["ticketing deadline", "no PNR yet"])
+        .bad_row_saying(&["ticketing deadline", "no airline PNR yet"])
         .await;
     assert_eq!(row.state, "needs_review");
     assert!(row.ticket_numbers.is_none() && row.pnr.is_none());
@@ -331,7 +332,7 @@ async fn tickets_without_any_pnr_are_followed_until_the_ticketing_deadline() {
     w.assert_good_ticketed().await;
 }
 
-/// Item 7, the general rule: a write the table's CHECKs refuse is a bug reported on that row
+/// Rule W2: a write the table's CHECKs refuse is a bug reported on that row
 /// (needs_review naming the constraint), never retried as if the database were down.
 #[tokio::test]
 async fn a_write_the_table_refuses_sends_the_row_to_review_naming_the_constraint() {
@@ -365,10 +366,7 @@ async fn a_write_the_table_refuses_sends_the_row_to_review_naming_the_constraint
     assert!(row.paid_at.is_some(), "the payment evidence is kept");
     assert_eq!(row.paid_evidence.as_deref(), Some("pay_accepted"));
     assert_eq!(row.pay_permits, row.pay_sends);
-    assert!(
-        row.card.is_none() && row.card_sealed.is_none(),
-        "card erased"
-    );
+    assert!(!row.card_plain && !row.card_sealed, "card erased");
     assert_eq!(row.card_last4.as_deref(), Some("0366"));
     assert_eq!(last.detail["paid_evidence"], "pay_accepted");
     assert_eq!(last.detail["card_erased"], true);
@@ -409,7 +407,7 @@ async fn a_refused_write_before_any_send_keeps_the_card_and_records_no_payment()
         "counted as not sent"
     );
     assert!(row.paid_at.is_none());
-    assert!(row.card_sealed.is_some(), "nothing left: the card stays");
+    assert!(row.card_sealed, "nothing left: the card stays");
     assert_eq!(app.pay_requests(&order_no), 0);
     let cancelled = app.store.cancel(&order_no, "test").await;
     assert!(
@@ -440,10 +438,7 @@ async fn a_refused_write_after_a_send_erases_the_card_and_keeps_brand_and_last_f
         .unwrap_or_default()
         .contains("test_refuses_unclear"));
     assert_eq!(row.pay_sends, 1, "the pay.do may have reached ATRIP");
-    assert!(
-        row.card.is_none() && row.card_sealed.is_none(),
-        "card erased"
-    );
+    assert!(!row.card_plain && !row.card_sealed, "card erased");
     assert_eq!(row.card_brand.as_deref(), Some("Visa"));
     assert_eq!(row.card_last4.as_deref(), Some("0366"));
     assert!(row.paid_at.is_none());
@@ -480,11 +475,13 @@ async fn the_review_of_a_refused_write_keeps_its_payment_facts_and_falls_back_to
         error_streak: 0,
         poll_attempts: 0,
         tickets_seen: None,
+        passengers: None,
         pay_started_at: now,
         pay_deadline: None,
         phase_started_at: now,
         now,
         intents_durable: true,
+        paying_paused: None,
     };
     let said = Said::query(&QueryAnswer::Retry {
         reason: "test".into(),
@@ -511,7 +508,7 @@ async fn the_review_of_a_refused_write_keeps_its_payment_facts_and_falls_back_to
         (1, 1, 0)
     );
     assert_eq!(row.paid_evidence.as_deref(), Some("query_paid"));
-    assert!(row.card.is_none());
+    assert!(!row.card_plain);
     assert_eq!(row.card_last4.as_deref(), Some("0366"));
 
     // A review whose not-sent count the table refuses: the plainer review lands.
@@ -564,7 +561,7 @@ async fn a_value_the_database_refuses_sends_the_row_to_review_naming_the_sqlstat
     assert_eq!(app.charges(&order_no), 1, "paid once, never paid again");
 }
 
-/// Item 8: one "order does not exist" (800) while the payment outcome is unknown proves
+/// Rule P5e: one "order does not exist" (800) while the payment outcome is unknown proves
 /// nothing: ATRIP may lag behind a payment it took. The order is asked again, and followed.
 #[tokio::test]
 async fn one_order_does_not_exist_while_the_outcome_is_unknown_does_not_fail_the_order() {
@@ -587,7 +584,7 @@ async fn one_order_does_not_exist_while_the_outcome_is_unknown_does_not_fail_the
         .event_states(&order_no)
         .await
         .contains(&"failed".to_owned()));
-    assert!(row.card.is_none() && row.card_last4.as_deref() == Some("0366"));
+    assert!(!row.card_plain && row.card_last4.as_deref() == Some("0366"));
 }
 
 /// `retry --repay` of `order_no` is refused because an answer showed the order paid.

@@ -223,19 +223,40 @@ async fn the_proxy_holds_new_connections_until_released_switches_and_resets_at_a
     );
 }
 
+/// Whether this machine can run private servers; `false` (the test is then skipped, said on
+/// stderr) when it cannot and this is not CI, where it fails instead.
+fn servers_available() -> bool {
+    crate::support::init_tracing();
+    match pgpair::available() {
+        Ok(()) => true,
+        Err(why) if std::env::var("CI").is_ok_and(|v| v == "true") => panic!("{why}"),
+        Err(why) => {
+            eprintln!("skipped: {why}");
+            false
+        }
+    }
+}
+
 /// A pair, or `None` when this machine cannot run one (the test is then skipped) and this is
 /// not CI.
 pub(crate) async fn pair(replication: Replication) -> Option<PgPair> {
-    crate::support::init_tracing();
-    if let Err(why) = pgpair::available() {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("{why}");
-        }
-        eprintln!("skipped: {why}");
+    if !servers_available() {
         return None;
     }
     Some(
         PgPair::start(replication)
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+    )
+}
+
+/// A lone private server (no standby), or `None` (skipped) as for [`pair`].
+pub(crate) async fn alone() -> Option<PgPair> {
+    if !servers_available() {
+        return None;
+    }
+    Some(
+        PgPair::start_alone()
             .await
             .unwrap_or_else(|e| panic!("{e}")),
     )

@@ -78,3 +78,54 @@ async fn old_finished_rows_and_their_events_are_pruned_in_batches_and_nothing_el
         "unfinished rows stay"
     );
 }
+
+/// Rule W6: a ticketed row whose change after ticketing is still `reported` or `unconfirmed`
+/// is kept past the retention age, until the change is settled (`confirmed`).
+#[tokio::test]
+async fn a_ticketed_row_whose_change_after_ticketing_is_not_settled_is_kept() {
+    let app = TestApp::new().await;
+    let worker = app.worker();
+    let mut orders = Vec::new();
+    for _ in 0..3 {
+        orders.push(app.order_and_enqueue(1, None, json!({})).await);
+    }
+    app.settle(&worker, 200).await;
+    for (order, check) in orders.iter().zip(["reported", "unconfirmed", "confirmed"]) {
+        assert_eq!(app.job(order).await.state, "ticketed");
+        sqlx::query(
+            "UPDATE ticketing_jobs SET after_ticketing = 'voided', after_ticketing_at = ticketing_now(),
+                    after_ticketing_check = $2 WHERE order_no = $1",
+        )
+        .bind(order)
+        .bind(check)
+        .execute(app.pool())
+        .await
+        .unwrap();
+    }
+    app.advance(std::time::Duration::from_secs(40 * 86_400))
+        .await;
+    while app.store.prune(30, 10).await.unwrap() > 0 {}
+    assert!(
+        app.job(&orders[0]).await.state == "ticketed",
+        "reported: kept"
+    );
+    assert!(
+        app.job(&orders[1]).await.state == "ticketed",
+        "unconfirmed: kept"
+    );
+    assert!(
+        app.store.job(&orders[2]).await.unwrap().is_none(),
+        "confirmed: pruned"
+    );
+    // Once settled, it goes too.
+    sqlx::query(
+        "UPDATE ticketing_jobs SET after_ticketing_check = 'confirmed' WHERE order_no = $1",
+    )
+    .bind(&orders[0])
+    .execute(app.pool())
+    .await
+    .unwrap();
+    while app.store.prune(30, 10).await.unwrap() > 0 {}
+    assert!(app.store.job(&orders[0]).await.unwrap().is_none());
+    assert!(app.store.job(&orders[1]).await.unwrap().is_some());
+}

@@ -107,7 +107,7 @@ async fn each_definitive_pay_refusal_fails_the_order_with_its_code_and_erases_th
             error.contains(order_no.as_str()) && error.contains(&format!("status {}", r.code)),
             "{case}: last_error must name the order and the code: {error}"
         );
-        assert!(row.card.is_none(), "{case}: card data erased");
+        assert!(!row.card_plain, "{case}: card data erased");
         let number = r.card["cardNumber"].as_str().unwrap();
         assert_eq!(row.card_brand.as_deref(), Some("Visa"), "{case}");
         assert_eq!(row.card_last4.as_deref(), Some(&number[12..]), "{case}");
@@ -147,18 +147,18 @@ async fn an_order_paid_elsewhere_is_followed_to_ticketed_without_paying_again(re
         // "Already paid" is evidence of payment: followed at once, card erased.
         assert_eq!(outcome.to, Some(State::Ticketing), "{}", outcome.note);
         assert_eq!(row.paid_evidence.as_deref(), Some("already_paid"));
-        assert!(row.card.is_none());
+        assert!(!row.card_plain);
     } else {
         // "Not payable" is not: the order query decides.
         assert_eq!(outcome.to, Some(State::Paying), "{}", outcome.note);
-        assert!(row.card.is_some(), "the payment is not resolved yet");
+        assert!(row.card_plain, "the payment is not resolved yet");
     }
     assert_eq!(row.atrip_status, Some(repay_status));
 
     app.settle(&worker, 200).await;
     // The direct payment and the worker's single attempt; one charge.
     let row = app.assert_ticketed_once(&order_no, 2).await;
-    assert!(row.card.is_none() && row.card_last4.as_deref() == Some("0366"));
+    assert!(!row.card_plain && row.card_last4.as_deref() == Some("0366"));
     assert_eq!(row.pay_attempts, 1);
 }
 

@@ -9,6 +9,7 @@ use ticketing_tracker::jobs::{self, Write};
 
 use crate::support::app::{wait_until, TestApp};
 
+/// Rule W1 and assumption A4: the fence compares the row's own token, state and counters.
 #[tokio::test]
 async fn a_write_with_a_lease_token_taken_over_by_another_worker_is_refused_and_changes_nothing() {
     let app = TestApp::new().await;
@@ -136,6 +137,8 @@ async fn a_worker_whose_lease_expired_during_pay_records_only_its_evidence_and_s
             .all(
                 |e| (e.kind == "pay_intent" && e.lease_token == Some(claimed_by_a))
                     || e.kind == "evidence_recorded"
+                    // Noted, when A's write of it was still waiting for the row (B held it).
+                    || e.kind == "evidence_seen"
             ),
         "only A's intent and its evidence are in the history: {events:?}"
     );
@@ -149,6 +152,7 @@ async fn a_worker_whose_lease_expired_during_pay_records_only_its_evidence_and_s
     app.assert_ticketed_once(&order_no, 1).await;
 }
 
+/// Rule T3: a heartbeat renews the lease.
 #[tokio::test]
 async fn a_heartbeat_keeps_the_lease_of_a_pay_in_flight_so_no_other_worker_takes_over() {
     let app = TestApp::new().await;

@@ -1,6 +1,8 @@
-//! The pay-once protocol under crashes and lost requests: a `paying` row is always recovered
-//! with the order query first, and a second `pay.do` goes out only when the order is proven
-//! unpaid after the previous attempt had time to land, within `max_pay_attempts`.
+//! The pay-once protocol under crashes and lost requests (rules P2, P4g, P5): a `paying` row
+//! is always recovered with the order query first. Once a `pay.do` may have reached ATRIP the
+//! worker never sends another by itself, however long the order shows unpaid (P5d: a person
+//! is asked); a new intent needs a permit, which only a `pay.do` that provably never left
+//! (P4g) or an operator's `retry --repay` gives, within `max_pay_attempts`.
 
 use std::time::Duration;
 
@@ -66,6 +68,7 @@ async fn an_order_is_charged_once_when_the_worker_dies_after_sending_pay() {
     assert_eq!(workers.last(), Some(&Some("worker-b".to_owned())));
 }
 
+/// Rule P5 (P5a): recovery of a `paying` row starts with the order query.
 #[tokio::test]
 async fn a_pay_answer_lost_after_the_charge_is_recovered_by_query_without_paying_again() {
     let app = TestApp::new().await;
@@ -194,6 +197,7 @@ async fn a_pay_lost_in_transit_is_never_sent_again_by_the_worker_only_after_an_o
     assert_eq!(app.ledger(&order_no)["pay_after_paid_shown"], 0);
 }
 
+/// Rules P4g and P5c.
 #[tokio::test]
 async fn a_pay_whose_connection_could_not_be_opened_is_sent_once_the_query_shows_unpaid() {
     let app = TestApp::new().await;

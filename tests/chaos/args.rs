@@ -65,6 +65,9 @@ pub struct Args {
     pub deadline: Duration,
     /// Keep the worker logs of a passing run too (a failing run always keeps them).
     pub keep_logs: bool,
+    /// The workers reach the database through a real PgBouncer in transaction mode
+    /// (`database.pooler = transaction`, LISTEN on `database.listen_url`).
+    pub pgbouncer: bool,
     /// What a libtest-style runner passed (`--list`, filters, ...).
     pub libtest: Libtest,
 }
@@ -90,6 +93,7 @@ impl Args {
             failpoints: String::new(),
             deadline: Duration::ZERO,
             keep_logs: false,
+            pgbouncer: false,
             libtest: Libtest::default(),
         };
         let mut deadline_s = None;
@@ -136,6 +140,7 @@ impl Args {
                     deadline_s = Some(num::<u64>("--deadline-s", value("--deadline-s")?)?)
                 }
                 "--keep-logs" => a.keep_logs = true,
+                "--pgbouncer" => a.pgbouncer = true,
                 f => {
                     if a.libtest.take(f) && inline.is_none() {
                         it.next();

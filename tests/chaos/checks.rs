@@ -43,6 +43,10 @@ pub trait EventExt {
     fn order_status(&self) -> Option<&str>;
     /// The class of the pay.do answer this event records.
     fn pay_answer(&self) -> Option<&str>;
+    /// Evidence of payment written without a lease (rule P3a): recorded in the row
+    /// (`evidence_recorded`) or noted while the step's write of it waited (`evidence_seen`).
+    /// Either carries the token of the step that saw the evidence, however stale.
+    fn is_evidence(&self) -> bool;
 }
 
 impl EventExt for Event {
@@ -65,6 +69,10 @@ impl EventExt for Event {
         (self.kind == "pay_answered")
             .then(|| self.detail.get("answer").and_then(Value::as_str))
             .flatten()
+    }
+
+    fn is_evidence(&self) -> bool {
+        self.kind == "evidence_recorded" || self.kind == "evidence_seen"
     }
 }
 
@@ -236,7 +244,7 @@ pub fn check(
         rows_and_ledger(&mut r, o, job, &data.ledger);
         if let Some(job) = job {
             intents(&mut r, o, job, evs, reqs);
-            operator_retries(&mut r, o, evs);
+            operator_retries(&mut r, o, evs, reqs);
             paid::order(&mut r, o, job, evs, xs, data, pauses, limits);
         }
         review_not_early(&mut r, o, evs, limits);
@@ -561,8 +569,10 @@ fn intents(r: &mut Report, o: &Order, job: &Job, evs: &[&Event], reqs: &[&Logged
 }
 
 /// An operator's plain `retry` resumes with an order query and grants no new permit once a
-/// pay.do may have reached ATRIP (rule P7).
-fn operator_retries(r: &mut Report, o: &Order, evs: &[&Event]) {
+/// pay.do may have reached ATRIP (rule P7). A query that shows the order unpaid to a row that
+/// may pay is written with its new intent, as one event (`pay_intent` carrying the answer):
+/// that resumes with a query too, when ATRIP's log shows the query between the two.
+fn operator_retries(r: &mut Report, o: &Order, evs: &[&Event], reqs: &[&LoggedRequest]) {
     for (k, e) in evs.iter().enumerate() {
         if e.kind != "operator_retry" {
             continue;
@@ -588,11 +598,28 @@ fn operator_retries(r: &mut Report, o: &Order, evs: &[&Event]) {
             );
         }
         // A row given back, or a step that panicked, decided nothing (a panicked step's new
-        // intent, if it made one, is its own event and comes first).
-        let first = evs[k + 1..]
-            .iter()
-            .find(|n| !n.is_operator() && n.kind != "released" && n.kind != "step_panicked");
-        if let Some(n) = first.filter(|n| n.kind != "query_answered") {
+        // intent, if it made one, is its own event and comes first). Evidence of payment is
+        // written by whoever saw it, without a lease (rule P3a): an earlier step's late answer
+        // may land after the retry, and decides nothing about how the retry resumes.
+        let first = evs[k + 1..].iter().find(|n| {
+            !n.is_operator()
+                && !n.is_evidence()
+                && n.kind != "released"
+                && n.kind != "step_panicked"
+        });
+        let asked_first = |n: &Event| {
+            n.kind == "query_answered"
+                || (n.kind == "pay_intent"
+                    && !n.is_claim()
+                    && n.detail.get("answer").is_some()
+                    && reqs.iter().any(|q| {
+                        q.endpoint == "queryOrderDetails.do"
+                            && q.at >= e.at
+                            && q.at <= n.at
+                            && q.worker == n.worker
+                    }))
+        };
+        if let Some(n) = first.filter(|n| !asked_first(n)) {
             r.fail(
                 "retry_resumes_with_query",
                 Some(&o.no),

@@ -14,7 +14,7 @@ use crate::orders::Order;
 /// Tokens never go down in an order's history; a claim's token is above every earlier one;
 /// one token (one lease) is written under by one worker only, except for evidence of payment:
 /// the keeper writes it without a lease (rule P3a: "a worker whose lease expired writes
-/// nothing but evidence of payment"), and its `evidence_recorded` event carries the token of
+/// nothing but evidence of payment"), and its evidence events carry the token of
 /// the step that saw the evidence, however stale. That the keeper's worker was handed an answer
 /// showing the order paid is checked in `paid.rs` (`evidence_came_from_atrip`).
 pub fn fencing(r: &mut Report, o: &Order, evs: &[&Event]) {
@@ -22,7 +22,7 @@ pub fn fencing(r: &mut Report, o: &Order, evs: &[&Event]) {
     let mut holder: std::collections::HashMap<i64, &Event> = Default::default();
     for e in evs {
         let Some(token) = e.lease_token else { continue };
-        if e.kind == "evidence_recorded" {
+        if e.is_evidence() {
             continue;
         }
         let top = latest.and_then(|l| l.lease_token);
@@ -159,7 +159,7 @@ fn paused_worker(r: &mut Report, p: &Pause, data: &Data, limits: &Limits) {
     for e in data
         .events
         .iter()
-        .filter(|e| mine(&e.worker) && e.kind != "evidence_recorded")
+        .filter(|e| mine(&e.worker) && !e.is_evidence())
     {
         if e.at > expired && e.at < p.resumed_at {
             r.fail(

@@ -5,8 +5,9 @@
 //! SIGKILLs and restarts them, cuts PostgreSQL's sessions (or restarts it, when allowed),
 //! freezes one worker past its lease, holds workers that stopped themselves right before a
 //! pay.do (failpoint `stop-before-pay`) past their lease and then lets them send it late,
-//! answers every order query with 429 for a while (storms), and retries (plain `retry`) every
-//! row that lands in `needs_review`. One worker's wall clock runs a minute ahead. Beside that:
+//! answers every order query with 429 for a while (storms), pauses paying (every method) for
+//! three seconds mid-run as an operator would in an incident (no intent may be recorded
+//! meanwhile), and retries (plain `retry`) every row that lands in `needs_review`. One worker's wall clock runs a minute ahead. Beside that:
 //!
 //! - The workers reach ATRIP through a hostile HTTP proxy (`atrip_proxy`) that now and then
 //!   answers a pay.do or a query with a redirect (to a refused port, to itself), a reset in the
@@ -66,6 +67,8 @@ mod orders;
 mod paid;
 mod pause;
 mod pg;
+#[path = "../common/pgbouncer.rs"]
+mod pgbouncer;
 #[path = "../common/pgpair.rs"]
 mod pgpair;
 mod procs;

@@ -111,7 +111,7 @@ pub fn order(
 
 /// Whether an event records an answer that showed the order paid.
 fn shows_paid(e: &Event) -> bool {
-    if e.kind == "evidence_recorded" {
+    if e.is_evidence() {
         return true;
     }
     if let Some(answer) = e.pay_answer() {
@@ -136,7 +136,7 @@ fn answers_came_from_atrip(r: &mut Report, no: &str, evs: &[&Event], xs: &[&Exch
             })
         };
     for e in evs.iter().filter(|e| !e.is_operator()) {
-        if e.kind == "evidence_recorded" {
+        if e.is_evidence() {
             let seen = xs.iter().any(|x| {
                 x.worker == e.worker
                     && x.delivered.is_some()
@@ -148,8 +148,8 @@ fn answers_came_from_atrip(r: &mut Report, no: &str, evs: &[&Event], xs: &[&Exch
                     "evidence_came_from_atrip",
                     Some(no),
                     format!(
-                        "event #{} evidence_recorded ({}) by {:?}, which ATRIP never handed an answer showing the order paid",
-                        e.id, e.detail, e.worker
+                        "event #{} {} ({}) by {:?}, which ATRIP never handed an answer showing the order paid",
+                        e.id, e.kind, e.detail, e.worker
                     ),
                 );
             }

@@ -191,19 +191,41 @@ async fn with_database(
             pay_every: args.hostile_pay_every,
             query_p: args.hostile_rate,
             max_answer: MAX_ANSWER_BYTES,
-            seed: args.seed,
         },
     )?;
     let orders = orders::prepare(&sim, rng, args.orders).await?;
     let dir = run_dir("chaos")?;
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_ticketing-tracker"));
-    let mut fleet = Fleet::new(
-        exe,
-        worker_env(&db.workers_url, &proxy.base_url()),
-        dir.clone(),
-        args.workers,
-        args.skew_ms,
+    // With --pgbouncer the workers' statements go through a real PgBouncer in transaction
+    // mode, itself in front of the workers' proxy (so that cuts and failovers reach it); their
+    // LISTEN goes to the server through that proxy.
+    let bouncer = match args.pgbouncer {
+        false => None,
+        true => {
+            let binary = crate::pgbouncer::binary_or("chaos --pgbouncer", |why| {
+                say(started, format!("NO PGBOUNCER: {why}"))
+            });
+            binary.map(|b| crate::pgbouncer::PgBouncer::start(&b, &db.workers_url, 12))
+        }
+    };
+    if args.pgbouncer && bouncer.is_none() {
+        return Err("--pgbouncer: no pgbouncer binary (apt-get install pgbouncer)".into());
+    }
+    let mut env = worker_env(
+        &bouncer
+            .as_ref()
+            .map_or_else(|| db.workers_url.clone(), |b| b.url()),
+        &proxy.base_url(),
     );
+    if bouncer.is_some() {
+        env.push(("APP_DATABASE__POOLER".into(), "transaction".into()));
+        env.push(("APP_DATABASE__LISTEN_URL".into(), db.workers_url.clone()));
+        say(
+            started,
+            "the workers reach the database through PgBouncer in transaction mode (LISTEN through database.listen_url)",
+        );
+    }
+    let mut fleet = Fleet::new(exe, env, dir.clone(), args.workers, args.skew_ms);
     fleet.failpoints = args.failpoints.clone();
     for slot in sched::failpoint_slots(args.workers) {
         fleet.slots[slot].failpoint = sched::failpoint_p(args);
@@ -292,6 +314,40 @@ async fn with_database(
             });
         }
     }
+    // Rule S4: no pay intent recorded while paying was paused. A second's grace at the start:
+    // a claim that began before the pause committed may still record one. A quarter of a
+    // second at the end: an intent is stamped with its claim's transaction start while the
+    // claim reads the pauses with a later snapshot (each statement of `ticketing_due` takes
+    // its own), so a claim that began a moment before the resume committed reads it resumed
+    // (CI saw one 1.1 ms before `resumed_at`, itself the resume's transaction start).
+    match outcome.paying_paused {
+        Some((from, Some(to))) => {
+            let grace = chrono::Duration::seconds(1);
+            let end_grace = chrono::Duration::milliseconds(250);
+            for e in data
+                .events
+                .iter()
+                .filter(|e| e.kind == "pay_intent" && e.at > from + grace && e.at < to - end_grace)
+            {
+                report.violations.push(checks::Violation {
+                    check: "no_intent_while_paused",
+                    order: Some(e.order_no.clone()),
+                    what: format!(
+                        "a pay intent at {} while paying was paused ({from} to {to})",
+                        e.at
+                    ),
+                });
+            }
+        }
+        Some((from, None)) => report.violations.push(checks::Violation {
+            check: "no_intent_while_paused",
+            order: None,
+            what: format!("paying was paused at {from} and never resumed"),
+        }),
+        None => report
+            .notes
+            .push("paying was never paused (the run ended first)".into()),
+    }
     let totals = &data.ledger["totals"];
     fig.faults = totals["faults_injected"].as_u64().unwrap_or(0);
     fig.double_charges = report.double_charges;
@@ -376,11 +432,11 @@ async fn with_database(
     say(
         started,
         format!(
-            "worker logs: {} steps panicked (events), {panic_lines} failpoint panic lines, {} \"failpoint error\", {} \"failpoint pause\", {} \"locked by another session\", {} \"not yet durable\", {} \"evidence of payment could not be written\", {} \"evidence of payment is in the job table\"",
+            "worker logs: {} steps panicked (events), {panic_lines} failpoint panic lines, {} \"failpoint error\", {} \"failpoint pause\", {} \"locked by another transaction\", {} \"not yet durable\", {} \"evidence of payment could not be written\", {} \"evidence of payment is in the job table\"",
             report.panics,
             count_lines("failpoint error"),
             count_lines("failpoint pause"),
-            count_lines("locked by another session"),
+            count_lines("locked by another transaction"),
             count_lines("not yet durable"),
             count_lines("evidence of payment could not be written"),
             count_lines("evidence of payment is in the job table"),
@@ -472,6 +528,10 @@ fn worker_env(db_url: &str, sim_url: &str) -> Vec<(String, String)> {
         // A standby that does not confirm an intent within a second gives the row back, well
         // inside the lease (rule P1b; the default is 5 s).
         ("APP_WORKER__REPLICATION_WAIT_MS", "1000".into()),
+        // No one worker takes a whole burst of due orders in one claim (after a database cut,
+        // the first worker back took all 30 and the worker restarted to stop before its
+        // pay.do met none: the run's stops went unseen).
+        ("APP_WORKER__CONCURRENCY", "16".into()),
         ("TICKETING_FAILPOINT_PAUSE_MS", workers::ms(FAILPOINT_PAUSE)),
     ];
     workers::env(db_url, sim_url, &t, own)

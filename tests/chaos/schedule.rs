@@ -9,10 +9,12 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::Rng;
 use sqlx::{PgPool, Row};
+use ticketing_tracker::domain::PauseScope;
 use ticketing_tracker::jobs::{self, JobStore};
 use ticketing_tracker::simulator::SimHandle;
 
@@ -37,8 +39,13 @@ const STOP_HOLD_MAX: Duration = Duration::from_millis(LEASE.as_millis() as u64 *
 /// A process that ran with the failpoint forced on is killed this long after the SIGCONT of
 /// its stop: its late pay.do has left and been answered (or timed out), and its write refused.
 const RETIRE_AFTER: Duration = Duration::from_millis(LEASE.as_millis() as u64 * 3 / 4);
-/// How long each query rate-limit storm lasts.
+/// How long each query rate-limit storm lasts at least ...
 pub const STORM: Duration = Duration::from_millis(3000);
+/// ... and at most, when no order query has met it yet: a storm is renewed until one has
+/// (after a failover or with every row waiting for its next poll, none may be asked for a while).
+const STORM_MAX: Duration = Duration::from_secs(30);
+/// How long the operator's pause of paying lasts (rule S4), from half the enqueue span on.
+const PAYING_PAUSE: Duration = Duration::from_secs(3);
 /// How often `needs_review` rows are looked for and retried.
 const RETRY_EVERY: Duration = Duration::from_secs(2);
 /// How long a cut of the workers' database lasts: longer than the lease, so that every lease
@@ -181,6 +188,9 @@ pub struct Outcome {
     pub row_locks: usize,
     pub timed_out: bool,
     pub notes: Vec<String>,
+    /// An operator's pause of paying (every method), mid-run: when it took effect and when it
+    /// was resumed, in the database's time (rule S4).
+    pub paying_paused: Option<(DateTime<Utc>, Option<DateTime<Utc>>)>,
 }
 
 impl Outcome {
@@ -268,6 +278,8 @@ pub async fn chaos(ctx: &Ctx<'_>, fleet: &mut Fleet, rng: &mut StdRng) -> Outcom
     let (mut next_failover, mut next_cut) = (0, 0);
     let mut failing_over: Option<tokio::task::JoinHandle<Result<String, String>>> = None;
     let mut cut: Option<Instant> = None;
+    // The storm under way: when it started and how many queries had met storms before it.
+    let mut storming: Option<(Instant, u64)> = None;
     let mut locks: tokio::task::JoinSet<Result<Option<String>, String>> = Default::default();
     let mut lock_retry_at = Instant::now();
     let mut last_retry = Instant::now();
@@ -519,19 +531,73 @@ pub async fn chaos(ctx: &Ctx<'_>, fleet: &mut Fleet, rng: &mut StdRng) -> Outcom
         // A storm waits for a running worker that can claim rows: it is there to meet
         // queries (none are asked while the workers' database is cut or failing over).
         let running = !fleet.killable().is_empty() && cut.is_none() && failing_over.is_none();
-        if running && next_storm < plan.storms.len() && now >= plan.storms[next_storm] {
+        if let Some((since, before)) = storming {
+            if since.elapsed() >= STORM {
+                let met = sim.ledger()["totals"]["storm_answers"]
+                    .as_u64()
+                    .unwrap_or(0)
+                    > before;
+                if met || since.elapsed() >= STORM_MAX {
+                    storming = None;
+                } else {
+                    sim.storm(TICK * 2);
+                }
+            }
+        }
+        if running
+            && storming.is_none()
+            && next_storm < plan.storms.len()
+            && now >= plan.storms[next_storm]
+        {
             next_storm += 1;
+            let before = sim.ledger()["totals"]["storm_answers"]
+                .as_u64()
+                .unwrap_or(0);
+            storming = Some((Instant::now(), before));
             sim.storm(STORM);
             out.storms += 1;
             say(
                 started,
                 format!(
-                    "query storm {}/{}: every order query answers 429 for {} ms",
+                    "query storm {}/{}: every order query answers 429 for {} ms (longer, up to {} s, until one query has met it)",
                     out.storms,
                     plan.storms.len(),
-                    STORM.as_millis()
+                    STORM.as_millis(),
+                    STORM_MAX.as_secs()
                 ),
             );
+        }
+        // An operator pauses paying at half the span and resumes a few seconds later; tried
+        // again on the next tick while the database is away.
+        match out.paying_paused {
+            None if now >= plan.span / 2 => {
+                match store
+                    .pause(PauseScope::Every, "chaos: an incident", OPERATOR)
+                    .await
+                {
+                    Ok(p) => {
+                        out.paying_paused = Some((p.paused_at, None));
+                        say(
+                            started,
+                            format!("paying paused (every method) at {}", p.paused_at),
+                        );
+                    }
+                    Err(e) => say(started, format!("pause failed, tried again: {e}")),
+                }
+            }
+            Some((at, None)) if now >= plan.span / 2 + PAYING_PAUSE => {
+                match store.resume(PauseScope::Every, OPERATOR).await {
+                    Ok(r) => {
+                        out.paying_paused = Some((at, r.pause.resumed_at));
+                        say(
+                            started,
+                            format!("paying resumed ({} waiting retries woken)", r.woken),
+                        );
+                    }
+                    Err(e) => say(started, format!("resume failed, tried again: {e}")),
+                }
+            }
+            _ => {}
         }
         match frozen.take() {
             None if !pause_done && now >= plan.pause_at && stopped.is_empty() => {

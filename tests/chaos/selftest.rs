@@ -206,6 +206,10 @@ fn clean() -> (Vec<Order>, Data, Vec<Pause>, Expect) {
     let mut h = History::new();
     h.event("CHAOSA", 0, "pay_intent", 1, "w1", "paying", claim());
     h.event("CHAOSA", 6000, "query_answered", 2, "w2", "paying", q("0"));
+    // w1, resumed after its lease was taken over, notes the evidence under the lease it held
+    // (its write of it waits), then the evidence is recorded: both lease-free (rule P3a).
+    let seen = json!({"paid_evidence": "pay_accepted", "why": "the step's write of it waits"});
+    h.event("CHAOSA", 8050, "evidence_seen", 1, "w1", "paying", seen);
     let kept = json!({"paid_evidence": "pay_accepted", "why": "the step that saw it could not write it under its lease"});
     h.event(
         "CHAOSA",
@@ -293,19 +297,36 @@ fn clean() -> (Vec<Order>, Data, Vec<Pause>, Expect) {
     h.event("CHAOSD", 300, "pay_intent", 1, "w2", "paying", claim());
     let back = json!({"reason": "too little of the lease left", "pay_sent": false});
     h.event("CHAOSD", 310, "released", 1, "w2", "paying", back);
+    // Its query step panics a second time: a person looks. No pay.do may have reached ATRIP,
+    // so a plain retry may pay; the query that resumes it and the new intent after its
+    // unpaid answer are one event (rule P7).
+    let twice =
+        json!({"error": "internal error: the worker's step panicked again", "not_sent": false});
+    h.event(
+        "CHAOSD",
+        600,
+        "step_panicked",
+        2,
+        "w2",
+        "needs_review",
+        twice,
+    );
+    let retry = json!({"from": "needs_review", "may_pay": true, "pay_permits": 2});
+    h.event("CHAOSD", 700, "operator_retry", 2, "chaos", "paying", retry);
     let again = json!({"answer": q("0"), "pay_attempts": 2});
-    h.event("CHAOSD", 900, "pay_intent", 2, "w2", "paying", again);
+    h.event("CHAOSD", 900, "pay_intent", 3, "w2", "paying", again);
     let ok = json!({"answer": "accepted", "status": 0});
-    h.event("CHAOSD", 1000, "pay_answered", 2, "w2", "ticketing", ok);
+    h.event("CHAOSD", 1000, "pay_answered", 3, "w2", "ticketing", ok);
     h.event(
         "CHAOSD",
         2000,
         "query_answered",
-        3,
+        4,
         "w2",
         "ticketed",
         q("2"),
     );
+    h.request("CHAOSD", 850, "queryOrderDetails.do", "w2");
     h.request("CHAOSD", 950, "pay.do", "w2");
     h.exchange("CHAOSD", 850, QUERY, "w2", None, shows("0"));
     h.exchange("CHAOSD", 950, PAY, "w2", None, paid(0));
@@ -448,7 +469,8 @@ fn broken() -> (Vec<Order>, Data, Vec<Pause>, Expect) {
     h.request("CHAOSA", 5300, "pay.do", "w3");
     h.request("CHAOSA", 6000, "pay.do", "w1");
     // C: its pay.do lost, yet sent to review at its first unpaid answer, then a plain retry
-    // that may pay and goes straight to a new intent.
+    // that may pay and goes straight to a new intent (its event carries an answer, but ATRIP
+    // was never asked after the retry).
     h.event("CHAOSC", 100, "pay_intent", 1, "w2", "paying", claim());
     h.event(
         "CHAOSC",
@@ -576,9 +598,9 @@ pub fn run() -> Result<(), String> {
             report.late_sends
         ));
     }
-    if report.charged_unknown_reviews != ["CHAOSF"] || report.panics != 1 {
+    if report.charged_unknown_reviews != ["CHAOSF"] || report.panics != 2 {
         return Err(format!(
-            "the clean history's charged order no worker saw paid was not listed ({:?}), or its panic not counted ({})",
+            "the clean history's charged order no worker saw paid was not listed ({:?}), or its two panics not counted ({})",
             report.charged_unknown_reviews, report.panics
         ));
     }

@@ -164,6 +164,16 @@ impl PgPair {
     /// Starts a primary and a standby streaming from it, `replication` between them; returns
     /// once the standby streams (and, synchronous, counts as the synchronous standby).
     pub async fn start(replication: Replication) -> Result<PgPair, String> {
+        Self::start_with(replication, true).await
+    }
+
+    /// A primary alone, no standby (a single server, as most deployments have): for faults
+    /// of one server, such as a crash, and for reading its WAL files.
+    pub async fn start_alone() -> Result<PgPair, String> {
+        Self::start_with(Replication::Asynchronous, false).await
+    }
+
+    async fn start_with(replication: Replication, standby: bool) -> Result<PgPair, String> {
         let bin_dir = bin_dir()?;
         let owner = owner()?;
         let dir = std::env::temp_dir().join(format!(
@@ -240,8 +250,32 @@ impl PgPair {
             .and_then(|mut file| std::io::Write::write_all(&mut file, settings.as_bytes()))
             .map_err(|e| format!("{}: {e}", conf.display()))?;
         pair.primary = pair.tools.start_node("node0").await?;
-        pair.add_standby().await?;
+        if standby {
+            pair.add_standby().await?;
+        }
         Ok(pair)
+    }
+
+    /// The primary's data directory (its WAL is in `pg_wal/`).
+    pub fn primary_data(&self) -> &Path {
+        &self.primary.data
+    }
+
+    /// A crash of the primary's server and its restart: every process killed at once
+    /// ([`PgPair::kill_primary`]: what was not written to the WAL files is gone, as after an
+    /// OOM kill), then started again on its data directory (crash recovery), on a new port:
+    /// switch the proxy to [`PgPair::primary_addr`] afterwards.
+    pub async fn crash_and_restart_primary(&mut self) -> Result<(), String> {
+        kill_node(&self.primary.data).await?;
+        self.stalled = None;
+        // Every process of it is gone, but the postmaster may linger as a zombie nobody
+        // reaps (a container's init may not), and a zombie's pid still answers kill(pid, 0):
+        // the new postmaster would take it for a running one.
+        let _ = fs::remove_file(self.primary.data.join("postmaster.pid"));
+        let name = self.primary.name.clone();
+        self.primary = self.tools.start_node(&name).await?;
+        self.primary_lost = false;
+        self.wait_writable().await
     }
 
     /// The `postgres` database on the current primary (whether it runs or not).
@@ -417,6 +451,35 @@ impl PgPair {
         // That walsender died with its node.
         self.stalled = None;
         Ok(())
+    }
+
+    /// Loses the standby at once (every process of it killed, its data directory removed)
+    /// and drops its replication slot, as a standby that is gone and a setup without slots
+    /// (repmgr, a hand-made standby) look: the primary then shows no sign of ever having had
+    /// one. With a synchronous pair, the primary's commits then wait: make it asynchronous
+    /// first.
+    pub async fn lose_standby(&mut self) -> Result<(), String> {
+        let standby = self.standby()?.clone();
+        kill_node(&standby.data).await?;
+        let _ = fs::remove_dir_all(&standby.data);
+        self.standby = None;
+        let slot = standby.name.clone();
+        let url = self.primary_url();
+        let mut deadline = Deadline::new(format!("dropping the slot {slot}"));
+        loop {
+            let dropped: Result<i64, String> = fetch_one(
+                &url,
+                &format!(
+                    "SELECT count(*) FROM (SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '{slot}') d"
+                ),
+            )
+            .await;
+            match dropped {
+                Ok(_) => return Ok(()),
+                // Still active for a moment, until the walsender notices its peer is gone.
+                Err(e) => deadline.pause(&e, self).await?,
+            }
+        }
     }
 
     /// Promotes the standby (`pg_ctl promote -w`) after [`PgPair::kill_primary`] and returns
@@ -607,6 +670,24 @@ impl PgPair {
     /// runs: a physical WAL stream that flushes and reports at once, but is no standby (it
     /// replays nothing, and no failover can promote it). Stopped when the child is dropped.
     pub async fn start_wal_archiver(&self) -> Result<tokio::process::Child, String> {
+        self.start_wal_archiver_on(None).await
+    }
+
+    /// [`PgPair::start_wal_archiver`] keeping its place in a physical replication slot of its
+    /// own (`slot`, made here), as Barman does (`pg_receivewal -S`).
+    pub async fn start_wal_archiver_on(
+        &self,
+        slot: Option<&str>,
+    ) -> Result<tokio::process::Child, String> {
+        if let Some(slot) = slot {
+            fetch_one::<String>(
+                &self.primary_url(),
+                &format!(
+                    "SELECT slot_name::text FROM pg_create_physical_replication_slot('{slot}')"
+                ),
+            )
+            .await?;
+        }
         let dir = self.tools.dir.join("archive");
         fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         if let Some(user) = &self.tools.user {
@@ -638,6 +719,7 @@ impl PgPair {
                 "--synchronous",
                 "-n",
             ])
+            .args(slot.map(|slot| ["-S", slot]).into_iter().flatten())
             .current_dir(&self.tools.dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

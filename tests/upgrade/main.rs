@@ -1,4 +1,4 @@
-//! The rolling-upgrade run (issue 11): during a rollout the previous release's workers run
+//! The rolling-upgrade run (rules W1, W2): during a rollout the previous release's workers run
 //! against the schema this tree migrated to, next to this tree's workers, with orders in
 //! flight. Nothing may be lost, stranded, or paid twice.
 //!

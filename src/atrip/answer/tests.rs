@@ -4,8 +4,33 @@ use super::*;
 use crate::atrip::codes::PAY_CODES;
 use serde_json::json;
 
-fn pay(body: Value) -> PayAnswer {
+/// A pay.do answer as ATRIP sends it: naming the order unless the body says otherwise.
+fn pay(mut body: Value) -> PayAnswer {
+    if let Some(m) = body.as_object_mut() {
+        m.entry("orderNo")
+            .or_insert_with(|| json!("TESTA20260824171418381"));
+    }
     classify_pay("TESTA20260824171418381", 200, body.to_string().as_bytes())
+}
+
+#[test]
+fn an_acceptance_that_does_not_name_the_order_is_no_evidence_of_payment() {
+    for status in [0, 615] {
+        for body in [
+            json!({"status": status, "msg": "success"}),
+            json!({"status": status, "msg": "success", "orderNo": null}),
+        ] {
+            let a = classify_pay("TESTA20260824171418381", 200, body.to_string().as_bytes());
+            assert!(
+                matches!(a, PayAnswer::OutcomeUnknown { status: Some(s), .. } if s == status),
+                "{body}: {a:?}"
+            );
+        }
+        assert!(matches!(
+            pay(json!({"status": status})),
+            PayAnswer::Accepted { .. }
+        ));
+    }
 }
 
 fn query(body: Value) -> QueryAnswer {
@@ -44,7 +69,7 @@ fn pay_codes_that_must_never_lead_to_a_second_payment() {
         PayAnswer::PaymentError { status: 411, .. }
     ));
     // Codes ATRIP documents for other endpoints, never for pay.do: ATRIP's own client reads
-    // them as "outcome unknown" and queries (issue 8, item 9).
+    // them as "outcome unknown" and queries (rule P4h).
     for status in [604, 616, 100, 901, -1, 2, 9999, 12345] {
         assert!(
             matches!(
@@ -65,6 +90,9 @@ fn a_pay_answer_for_another_order_is_an_unknown_outcome() {
         matches!(&a, PayAnswer::OutcomeUnknown { reason, .. } if reason.contains("another order")),
         "{a:?}"
     );
+    // That order's number is another booking's reference: never kept (it would reach
+    // last_error), as ATRIP's own client tests.
+    assert!(!format!("{a:?}").contains("TESTB"), "{a:?}");
     assert!(matches!(
         pay(json!({"status": 406, "orderNo": null})),
         PayAnswer::NeverPayAgain { .. }
@@ -144,7 +172,7 @@ fn tickets_are_final_only_when_every_passenger_has_one() {
     let QueryAnswer::Order(v) = query(order(json!("2"), both)) else {
         panic!()
     };
-    let (tickets, pnr) = v.final_tickets().unwrap();
+    let (tickets, pnr) = v.final_tickets(None).unwrap();
     assert_eq!(tickets.len(), 2);
     assert_eq!(pnr, "S77182");
 
@@ -155,13 +183,16 @@ fn tickets_are_final_only_when_every_passenger_has_one() {
     let QueryAnswer::Order(v) = query(order(json!("2"), one_missing)) else {
         panic!()
     };
-    assert!(v.final_tickets().is_none());
+    assert!(v.final_tickets(None).is_none());
 
     let ticketing = json!([{"name": "DOE/JANE", "ticketNos": ["S77182"]}]);
     let QueryAnswer::Order(v) = query(order(json!("1"), ticketing)) else {
         panic!()
     };
-    assert!(v.final_tickets().is_none(), "orderStatus 1 is never final");
+    assert!(
+        v.final_tickets(None).is_none(),
+        "orderStatus 1 is never final"
+    );
 }
 
 #[test]
@@ -249,7 +280,13 @@ fn untrustworthy_query_answers_are_invalid_with_a_reason() {
     ];
     for (body, expect) in cases {
         match query(body) {
-            QueryAnswer::Invalid { reason, .. } => assert!(reason.contains(expect), "{reason}"),
+            QueryAnswer::Invalid { reason, .. } => {
+                assert!(reason.contains(expect), "{reason}");
+                assert!(
+                    !reason.contains("TESTB"),
+                    "another order's number kept: {reason}"
+                );
+            }
             other => panic!("{expect}: {other:?}"),
         }
     }
@@ -299,13 +336,13 @@ fn a_ticket_for_someone_who_is_not_a_listed_passenger_is_invalid() {
     // A passenger listed without a name pairs with an entry by position.
     let mut nameless = order(
         json!("2"),
-        json!([{"name": "DOE/JANE", "ticketNos": ["S1"]}]),
+        json!([{"name": "DOE/JANE", "ticketNos": ["S1"], "airlinePNRs": ["P1"]}]),
     );
     nameless["passengers"] = json!([{"passengerType": 0}]);
     let QueryAnswer::Order(v) = query(nameless) else {
         panic!("a passenger listed without a name is not a reason to distrust the answer")
     };
-    assert!(v.final_tickets().is_some(), "{v:?}");
+    assert!(v.final_tickets(None).is_some(), "{v:?}");
 }
 
 #[test]
@@ -321,17 +358,18 @@ fn a_listed_passenger_without_a_ticket_entry_keeps_the_tickets_from_being_final(
     assert_eq!(v.tickets.len(), 2, "{:?}", v.tickets);
     assert_eq!(v.tickets[1].passenger, "DOE/JOHN");
     assert!(v.tickets[1].ticket_numbers.is_empty());
-    assert!(v.final_tickets().is_none());
+    assert!(v.final_tickets(None).is_none());
     // Names compare without regard to case, and the full set is final.
     let mut full = order(
         json!("2"),
-        json!([{"name": "doe/john", "ticketNos": ["S2"]}, {"name": "Doe/Jane", "ticketNos": ["S1"]}]),
+        json!([{"name": "doe/john", "ticketNos": ["S2"], "airlinePNRs": ["P1"]},
+               {"name": "Doe/Jane", "ticketNos": ["S1"], "airlinePNRs": ["P1"]}]),
     );
     full["passengers"] = json!([{"name": "DOE/JANE"}, {"name": "DOE/JOHN"}]);
     let QueryAnswer::Order(v) = query(full) else {
         panic!()
     };
-    assert_eq!(v.final_tickets().map(|(t, _)| t.len()), Some(2));
+    assert_eq!(v.final_tickets(None).map(|(t, _)| t.len()), Some(2));
 }
 
 /// An answer body from ATRIP's own client or documentation (tests/fixtures/atrip/README.md).
@@ -352,9 +390,9 @@ fn fixture_view(name: &str) -> OrderView {
 
 #[test]
 fn a_ticketed_answer_whose_entries_carry_no_name_is_final_as_atrips_own_client_reads_it() {
-    // Issue 8, item 11: ATRIP's client fixture has no `name` and no `passengers` array.
+    // Rule F1: ATRIP's client fixture has no `name` and no `passengers` array.
     let v = fixture_view("query_ticketed_no_name.json");
-    let (tickets, pnr) = v.final_tickets().expect("ticketed");
+    let (tickets, pnr) = v.final_tickets(None).expect("ticketed");
     assert_eq!(tickets.len(), 1);
     assert_eq!(tickets[0].passenger, "passenger 1");
     assert_eq!(tickets[0].ticket_numbers, ["7811234567890"]);
@@ -363,9 +401,9 @@ fn a_ticketed_answer_whose_entries_carry_no_name_is_final_as_atrips_own_client_r
 
 #[test]
 fn ticket_numbers_differing_only_by_whitespace_are_one_ticket() {
-    // Issue 8, item 12.
+    // Rule F1: one ticket, however ATRIP pads its number.
     let v = fixture_view("query_ticketed_whitespace_duplicate.json");
-    let (tickets, _) = v.final_tickets().expect("ticketed");
+    let (tickets, _) = v.final_tickets(None).expect("ticketed");
     assert_eq!(tickets[0].ticket_numbers, ["7811234567890"]);
     let mut pnrs = order(
         json!("2"),
@@ -388,7 +426,9 @@ fn atrips_documented_samples_read_as_final_tickets() {
         ("query_ticketed_two_tickets_one_entry.json", vec![]),
     ] {
         let v = fixture_view(name);
-        let (set, pnr) = v.final_tickets().unwrap_or_else(|| panic!("{name}: {v:?}"));
+        let (set, pnr) = v
+            .final_tickets(None)
+            .unwrap_or_else(|| panic!("{name}: {v:?}"));
         assert!(!pnr.is_empty(), "{name}");
         if !tickets.is_empty() {
             assert_eq!(set[0].ticket_numbers, tickets, "{name}");
@@ -411,20 +451,45 @@ fn atrips_documented_samples_read_as_final_tickets() {
 }
 
 #[test]
-fn tickets_without_any_pnr_are_not_final() {
-    // Issue 8, item 7: ticket numbers but no airline PNR, no booking PNR, no pnrCode.
+fn tickets_without_any_airline_pnr_are_not_final_whatever_pnrcode_says() {
+    // Rule F4: ticket numbers but no airline PNR (per passenger or per booking) are not final,
+    // and ATRIP's own booking reference is no airline PNR (ATRIP's FAQ: "Is pnrCode the airline
+    // PNR? No."): it is kept as `atrip_pnr` only.
     let mut body = order(json!("2"), json!([{"name": "A/B", "ticketNos": ["S1"]}]));
-    body["pnrCode"] = Value::Null;
-    let QueryAnswer::Order(v) = query(body.clone()) else {
-        panic!()
-    };
-    assert!(v.tickets_complete());
-    assert!(v.final_tickets().is_none(), "{v:?}");
+    for pnr_code in [Value::Null, json!("OPLGS4")] {
+        body["pnrCode"] = pnr_code.clone();
+        let QueryAnswer::Order(v) = query(body.clone()) else {
+            panic!()
+        };
+        assert!(v.tickets_complete(None));
+        assert_eq!(v.pnr(), None, "pnrCode {pnr_code}");
+        assert!(v.final_tickets(None).is_none(), "{v:?}");
+    }
     body["airlineBookings"] = json!([{"airlineCode": "5J", "airlinePnr": "ABC123"}]);
     let QueryAnswer::Order(v) = query(body) else {
         panic!()
     };
-    assert_eq!(v.final_tickets().map(|(_, pnr)| pnr), Some("ABC123".into()));
+    assert_eq!(v.pnr_code.as_deref(), Some("OPLGS4"));
+    assert_eq!(
+        v.final_tickets(None).map(|(_, pnr)| pnr),
+        Some("ABC123".into())
+    );
+}
+
+#[test]
+fn an_answer_listing_fewer_passengers_than_the_order_holds_is_not_final() {
+    // Rule F1b: two passengers booked; the answer lists one, ticketed.
+    let body = order(
+        json!("2"),
+        json!([{"name": "A/B", "ticketNos": ["S1"], "airlinePNRs": ["P1"]}]),
+    );
+    let QueryAnswer::Order(v) = query(body) else {
+        panic!()
+    };
+    assert!(v.final_tickets(None).is_some(), "one listed, one known");
+    assert!(v.final_tickets(Some(1)).is_some());
+    assert!(v.final_tickets(Some(2)).is_none(), "{v:?}");
+    assert!(!v.tickets_complete(Some(2)));
 }
 
 #[test]
@@ -440,4 +505,28 @@ fn the_payment_deadline_is_read_from_singapore_time() {
         "2026-08-24T10:34:18+00:00"
     );
     assert_eq!(v.payment_attempted, Some(true));
+}
+
+#[test]
+fn card_data_and_terminal_controls_echoed_by_atrip_never_reach_a_column() {
+    let echo = "declined card 4532015112830366 cvv 987 raw={\"creditCard\":{\"cardNumber\":\"4532015112830366\",\"cardCVV\":\"987\"}} \u{1b}[2J\r\nORDER OK\u{202e}";
+    let PayAnswer::Refused { msg: Some(msg), .. } = pay(json!({"status": 413, "msg": echo})) else {
+        panic!("a 413 is a refusal");
+    };
+    assert!(
+        !msg.contains("4532015112830366") && !msg.contains("987"),
+        "{msg}"
+    );
+    assert!(
+        !msg.contains('\u{1b}') && !msg.contains('\r') && !msg.contains('\u{202e}'),
+        "{msg}"
+    );
+    let QueryAnswer::Order(view) = query(json!({
+        "status": 0, "orderNo": "TESTA20260824171418381", "orderStatus": "-3",
+        "errorCode": "604", "errorMessage": "card 4532.0151.1283.0366 CVV 987 declined"
+    })) else {
+        panic!("a readable order");
+    };
+    let said = view.error_message.unwrap();
+    assert!(!said.contains("4532") && !said.contains("987"), "{said}");
 }

@@ -43,7 +43,7 @@ fn lists_past_their_bounds_are_refused_naming_the_field() {
     let QueryAnswer::Order(v) = query(&ticketed(json!(passengers(MAX_PASSENGERS)))) else {
         panic!("32 passengers are readable")
     };
-    assert_eq!(v.final_tickets().map(|(t, _)| t.len()), Some(32));
+    assert_eq!(v.final_tickets(None).map(|(t, _)| t.len()), Some(32));
 
     let nine = ticketed(json!([{"name": "A/B", "ticketNos": vec!["S1"; 9]}]));
     let reason = invalid_reason(query(&nine));
@@ -360,7 +360,7 @@ fn mutated_copies_of_atrips_own_answers_never_panic() {
             let pay = classify_pay(&order_no, http, &body);
             let query = classify_query(&order_no, http, &body);
             if let QueryAnswer::Order(v) = &query {
-                let _ = v.final_tickets();
+                let _ = v.final_tickets(None);
             }
             (pay, query)
         });

@@ -98,7 +98,7 @@ impl World {
         assert_eq!(row.state, "failed", "{:?}", row.last_error);
         assert_eq!(self.rogue.pays(BAD), 0, "pay.do was sent");
         assert_eq!(self.rogue.queries(BAD), 0, "nothing to query");
-        assert!(row.card.is_none(), "card data kept after the refusal");
+        assert!(!row.card_plain, "card data kept after the refusal");
         assert!(row.paid_at.is_none() && row.ticket_numbers.is_none());
     }
 

@@ -68,7 +68,7 @@ async fn a_wrong_password_opens_no_session_and_a_right_one_sets_a_strict_httponl
     let got = client.login("alice", "not-the-password").await;
     assert_eq!(got.status, StatusCode::UNAUTHORIZED);
     assert!(got.headers.get("set-cookie").is_none());
-    assert!(got.body.contains("Wrong password"), "{}", got.body);
+    assert!(got.body.contains("Wrong name or password"), "{}", got.body);
     let got = client.login("alice <b>", OPERATOR_PASSWORD).await;
     assert_eq!(got.status, StatusCode::BAD_REQUEST, "a name with markup");
 
@@ -81,9 +81,12 @@ async fn a_wrong_password_opens_no_session_and_a_right_one_sets_a_strict_httponl
         "HttpOnly",
         "SameSite=Strict",
         "Path=/console",
-        "Max-Age=",
     ] {
         assert!(cookie.contains(part), "{part} in {cookie}");
+    }
+    // A browser session's cookie: it ends with the browser (the server ends it sooner).
+    for part in ["Max-Age", "Expires", "Secure"] {
+        assert!(!cookie.contains(part), "{part} in {cookie}");
     }
     let page = client.get("/console").await;
     assert_eq!(page.status, StatusCode::OK);
@@ -94,10 +97,14 @@ async fn a_wrong_password_opens_no_session_and_a_right_one_sets_a_strict_httponl
         "{csp}"
     );
     assert_eq!(page.headers["cache-control"], "no-store");
-    // The overview reloads itself, without JavaScript; lists with boxes to tick use the script.
+    // The overview and the lists update in place through the script (it fetches the page:
+    // `connect-src 'self'`), never by reloading; without JavaScript they offer a link.
+    assert!(csp.contains("connect-src 'self'"), "{csp}");
+    assert!(!page.body.contains("http-equiv=\"refresh\""));
     assert!(page
         .body
-        .contains(r#"<meta http-equiv="refresh" content="5">"#));
+        .contains(r#"<script src="/console/refresh.js" defer></script>"#));
+    assert!(page.body.contains(r#"<a href="">Refresh</a>"#));
     let review = client.get("/console/review").await;
     assert!(review
         .body
@@ -322,4 +329,58 @@ async fn the_password_the_session_and_the_csrf_token_reach_no_log_and_no_event()
         assert!(!logged.contains(secret), "the log shows {what}");
         assert!(!events.contains(secret), "the events show {what}");
     }
+}
+
+/// `console.listen`: the console on a listener of its own (an internal address); the HTTP
+/// port, where ATRIP's webhook comes from the internet, then serves no console at all, and the
+/// console's listener serves nothing but the console.
+#[tokio::test]
+async fn with_a_listener_of_its_own_the_console_is_served_there_and_not_on_the_http_port() {
+    let app = TestApp::new().await;
+    let (operator, viewer) = hashes();
+    let mut worker = WorkerProcess::start(
+        &app,
+        &[
+            ("APP_CONSOLE__ENABLED", "true".into()),
+            ("APP_CONSOLE__OPERATOR_PASSWORD_HASH", operator),
+            ("APP_CONSOLE__VIEWER_PASSWORD_HASH", viewer),
+            ("APP_CONSOLE__LISTEN", "127.0.0.1:0".into()),
+            ("APP_HTTP__WEBHOOK_SECRET", "apart-secret".into()),
+        ],
+    );
+    let base = worker.http_base().await;
+    let console = crate::support::binary::addr_in_line(
+        &worker
+            .wait_log(
+                "operator console listening",
+                std::time::Duration::from_secs(30),
+            )
+            .await
+            .unwrap(),
+        "operator console listening",
+    )
+    .map(|addr| format!("http://{addr}"))
+    .expect("the console's own address in the log");
+    assert_ne!(console, base);
+    let on_port = Client::new(&base);
+    for path in ["/console", "/console/login"] {
+        assert_eq!(
+            on_port.get(path).await.status,
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
+    }
+    assert_eq!(on_port.get("/healthz").await.status, StatusCode::OK);
+    let apart = Client::new(&console);
+    assert_eq!(apart.get("/console/login").await.status, StatusCode::OK);
+    for path in ["/healthz", "/metrics"] {
+        assert_eq!(
+            apart.get(path).await.status,
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
+    }
+    let (client, _) = Client::logged_in(&console, "lena", OPERATOR_PASSWORD).await;
+    assert_eq!(client.get("/console").await.status, StatusCode::OK);
+    worker.stop().await;
 }

@@ -5,7 +5,7 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use super::{park, serve, state_of, Client, Parked, OPERATOR_PASSWORD};
+use super::{park, serve, state_of, Client, Parked, OPERATOR_PASSWORD, VIEWER_PASSWORD};
 use crate::support::app::{vcc_card, TestApp};
 
 /// The `worker` (who) and `kind` of an order's last event.
@@ -30,7 +30,7 @@ async fn a_retry_moves_the_order_and_its_event_names_the_operator() {
         .post("/console/orders/CONSOLER000001/retry", &[("csrf", &csrf)])
         .await;
     assert_eq!(got.status, StatusCode::SEE_OTHER, "{}", got.body);
-    assert_eq!(got.location(), "/console/orders/CONSOLER000001?done=retry");
+    assert_eq!(got.location(), "/console/orders/CONSOLER000001");
     assert_eq!(state_of(&app, "CONSOLER000001").await, "paying");
     let (by, kind, detail) = last_event(&app, "CONSOLER000001").await;
     assert_eq!(
@@ -44,6 +44,10 @@ async fn a_retry_moves_the_order_and_its_event_names_the_operator() {
     );
     let page = operator.get(got.location()).await;
     assert!(page.body.contains(r#"id="done""#) && page.body.contains("console:operator:olga"));
+    assert!(page.body.contains("Retried."), "{}", page.body);
+    // Said once: the page's next reload no longer claims it.
+    let page = operator.get(got.location()).await;
+    assert!(!page.body.contains(r#"id="done""#), "{}", page.body);
     // A second retry of a row that is no longer waiting for a person is refused, in words.
     let again = operator
         .post("/console/orders/CONSOLER000001/retry", &[("csrf", &csrf)])
@@ -74,15 +78,64 @@ async fn a_second_pay_do_needs_the_confirmation_page_and_its_ticked_box() {
     assert_eq!(unticked.status, StatusCode::BAD_REQUEST);
     assert!(unticked.body.contains("Tick the box"), "{}", unticked.body);
     assert_eq!(state_of(&app, "CONSOLEP000001").await, "needs_review");
-    let got = operator
+    let seen = hidden(&confirm.body, "seen");
+    assert_eq!(seen, "1", "the page's pay intents go with its form");
+
+    // Rule P7: a confirmation given on an older page allows nothing. Another operator allowed
+    // one more pay.do meanwhile, and it was sent and went unanswered (the row is back in review
+    // with a second intent): this page's form is refused and changes nothing.
+    sqlx::query(
+        "UPDATE ticketing_jobs SET pay_attempts = pay_attempts + 1, pay_permits = pay_permits + 1 \
+         WHERE order_no = 'CONSOLEP000001'",
+    )
+    .execute(app.pool())
+    .await
+    .unwrap();
+    let stale = operator
+        .post(
+            "/console/orders/CONSOLEP000001/repay",
+            &[
+                ("csrf", &csrf),
+                ("confirm", "unpaid-in-atrip"),
+                ("seen", &seen),
+            ],
+        )
+        .await;
+    assert_eq!(stale.status, StatusCode::CONFLICT, "{}", stale.body);
+    assert!(
+        stale.body.contains("it changed since the page"),
+        "{}",
+        stale.body
+    );
+    let row = app.job("CONSOLEP000001").await;
+    assert_eq!((row.state.as_str(), row.pay_permits), ("needs_review", 2));
+    // Without the page's figure, nothing either.
+    let bare = operator
         .post(
             "/console/orders/CONSOLEP000001/repay",
             &[("csrf", &csrf), ("confirm", "unpaid-in-atrip")],
         )
         .await;
+    assert_eq!(bare.status, StatusCode::BAD_REQUEST, "{}", bare.body);
+    assert_eq!(state_of(&app, "CONSOLEP000001").await, "needs_review");
+
+    // Confirmed on the page as it is now: one more pay.do is allowed.
+    let confirm = operator.get("/console/orders/CONSOLEP000001/repay").await;
+    let seen = hidden(&confirm.body, "seen");
+    assert_eq!(seen, "2");
+    let got = operator
+        .post(
+            "/console/orders/CONSOLEP000001/repay",
+            &[
+                ("csrf", &csrf),
+                ("confirm", "unpaid-in-atrip"),
+                ("seen", &seen),
+            ],
+        )
+        .await;
     assert_eq!(got.status, StatusCode::SEE_OTHER, "{}", got.body);
     let row = app.job("CONSOLEP000001").await;
-    assert_eq!((row.state.as_str(), row.pay_permits), ("paying", 2));
+    assert_eq!((row.state.as_str(), row.pay_permits), ("paying", 3));
     let (by, kind, detail) = last_event(&app, "CONSOLEP000001").await;
     assert_eq!(
         (by.as_str(), kind.as_str()),
@@ -185,30 +238,45 @@ async fn lists_page_by_keyset_through_every_row_once() {
     }
     let base = serve(&app, 10).await;
     let (operator, _) = Client::logged_in(&base, "olga", OPERATOR_PASSWORD).await;
+    let row_ids = |body: &str| -> Vec<String> {
+        body.match_indices(r#"<tr id="row-"#)
+            .map(|(i, _)| body[i + 12..i + 26].to_owned())
+            .collect()
+    };
     let mut seen = Vec::new();
-    let mut path = "/console/review".to_owned();
-    for _ in 0..10 {
-        let page = operator.get(&path).await;
-        assert_eq!(page.status, StatusCode::OK);
-        let rows: Vec<String> = page
-            .body
-            .match_indices(r#"<tr id="row-"#)
-            .map(|(i, _)| page.body[i + 12..i + 26].to_owned())
-            .collect();
-        seen.extend(rows);
-        match page.body.split_once(r#"id="older" href=""#) {
-            Some((_, rest)) => path = rest.split('"').next().unwrap().replace("&amp;", "&"),
-            None => break,
+    for state in ["needs_review", "failed"] {
+        let mut path = format!("/console/orders?state={state}");
+        for _ in 0..10 {
+            let page = operator.get(&path).await;
+            assert_eq!(page.status, StatusCode::OK);
+            let rows = row_ids(&page.body);
+            assert!(rows.len() <= 10);
+            seen.extend(rows);
+            match page.body.split_once(r#"id="older" href=""#) {
+                Some((_, rest)) => path = rest.split('"').next().unwrap().replace("&amp;", "&"),
+                None => break,
+            }
         }
     }
     let mut unique = seen.clone();
     unique.sort();
     unique.dedup();
     assert_eq!((seen.len(), unique.len()), (45, 45), "{seen:?}");
-    // One state's list pages the same way.
+    // The orders that need a person are one list, grouped, whatever the page size (a few
+    // hundred fit), each once.
+    let review = operator.get("/console/review").await;
+    let mut listed = row_ids(&review.body);
+    listed.sort();
+    assert_eq!(listed, unique);
     let failed = operator.get("/console/review?state=failed").await;
-    assert_eq!(failed.body.matches(r#"<tr id="row-"#).count(), 10);
-    assert!(operator.get("/console/review?before=garbage").await.status == StatusCode::BAD_REQUEST);
+    assert_eq!(failed.body.matches(r#"<tr id="row-"#).count(), 15);
+    assert!(
+        operator
+            .get("/console/orders?state=failed&before=garbage")
+            .await
+            .status
+            == StatusCode::BAD_REQUEST
+    );
 }
 
 #[tokio::test]
@@ -280,4 +348,62 @@ async fn pages_escape_what_they_show_and_never_show_card_data() {
         "{}",
         pages[0].body
     );
+}
+
+/// The message after an action comes from the server, for the session that acted: a crafted
+/// `?done=repay` (or any query) on an order nobody touched claims nothing, and one person's
+/// action says nothing on another person's page.
+#[tokio::test]
+async fn a_crafted_done_link_shows_no_message_and_an_action_says_done_only_to_the_session_that_acted(
+) {
+    let app = TestApp::new().await;
+    park(&app, "CONSOLEF000001", Parked::ReviewUnclear).await;
+    park(&app, "CONSOLEF000002", Parked::ReviewNeverSent).await;
+    let base = serve(&app, 50).await;
+    let (operator, csrf) = Client::logged_in(&base, "olga", OPERATOR_PASSWORD).await;
+    let (viewer, _) = Client::logged_in(&base, "vera", VIEWER_PASSWORD).await;
+    for query in ["?done=repay", "?done=retry", "?done=cancel"] {
+        for who in [&operator, &viewer] {
+            let page = who
+                .get(&format!("/console/orders/CONSOLEF000001{query}"))
+                .await;
+            assert_eq!(page.status, StatusCode::OK);
+            assert!(
+                !page.body.contains(r#"id="done""#) && !page.body.contains("Retried with one more"),
+                "{query}: {}",
+                page.body
+            );
+        }
+        let page = operator.get(&format!("/console/pause{query}")).await;
+        assert!(
+            !page.body.contains(r#"id="done""#),
+            "{query}: {}",
+            page.body
+        );
+    }
+    let got = operator
+        .post("/console/orders/CONSOLEF000002/cancel", &[("csrf", &csrf)])
+        .await;
+    assert_eq!(got.status, StatusCode::SEE_OTHER, "{}", got.body);
+    // Another order's page, and another session, show nothing; the acting one, once.
+    let other = operator.get("/console/orders/CONSOLEF000001").await;
+    assert!(!other.body.contains(r#"id="done""#), "{}", other.body);
+    let seen_by_viewer = viewer.get(got.location()).await;
+    assert!(!seen_by_viewer.body.contains(r#"id="done""#));
+    let page = operator.get(got.location()).await;
+    assert!(
+        page.body.contains(r#"id="done""#) && page.body.contains("Cancelled."),
+        "{}",
+        page.body
+    );
+}
+
+/// The value of the hidden field `name` in a page's form.
+fn hidden(body: &str, name: &str) -> String {
+    let needle = format!(r#"name="{name}" value=""#);
+    let at = body
+        .find(&needle)
+        .unwrap_or_else(|| panic!("no hidden {name}: {body}"));
+    let rest = &body[at + needle.len()..];
+    rest[..rest.find('"').unwrap()].to_owned()
 }

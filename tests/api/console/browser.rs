@@ -4,8 +4,8 @@
 //! action and an action without the CSRF token are refused; nothing secret reaches the log.
 //!
 //! Without chromium and chromedriver the tests say SKIPPED and pass, except with `CI=true`,
-//! where they fail. With `CONSOLE_SCREENSHOTS=1` they write docs/console-overview.png and
-//! docs/console-order.png.
+//! where they fail. The helpers here serve `live` (pages updating in place) and `a11y` (axe-core,
+//! phone widths, dark mode and the screenshots in docs/) too.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -19,7 +19,7 @@ use crate::support::app::{wait_until, TestApp};
 use crate::support::binary::WorkerProcess;
 
 /// Chromium and chromedriver, or `None` after a loud SKIPPED line (a failure under `CI=true`).
-fn tools_or_skip(test: &str) -> Option<(PathBuf, PathBuf)> {
+pub(super) fn tools_or_skip(test: &str) -> Option<(PathBuf, PathBuf)> {
     if let Some(tools) = webdriver::tools() {
         return Some(tools);
     }
@@ -38,6 +38,12 @@ fn tools_or_skip(test: &str) -> Option<(PathBuf, PathBuf)> {
 /// `run` with the console on, fast bounds so that orders reach `needs_review` in a second,
 /// and JSON logs.
 fn start_worker(app: &TestApp) -> WorkerProcess {
+    // The test reloads pages itself; a page updating under it would only add noise.
+    start_worker_refreshing(app, 600)
+}
+
+/// [`start_worker`] with pages that update themselves every `refresh_s` seconds.
+pub(super) fn start_worker_refreshing(app: &TestApp, refresh_s: u64) -> WorkerProcess {
     let (operator, viewer) = hashes();
     WorkerProcess::start(
         app,
@@ -45,8 +51,7 @@ fn start_worker(app: &TestApp) -> WorkerProcess {
             ("APP_CONSOLE__ENABLED", "true".into()),
             ("APP_CONSOLE__OPERATOR_PASSWORD_HASH", operator),
             ("APP_CONSOLE__VIEWER_PASSWORD_HASH", viewer),
-            // The test reloads pages itself; a page reloading under it would only add noise.
-            ("APP_CONSOLE__REFRESH_S", "600".into()),
+            ("APP_CONSOLE__REFRESH_S", refresh_s.to_string()),
             ("APP_WORKER__UNPAID_SETTLE_S", "1".into()),
             ("APP_WORKER__TICKETING_DEADLINE_S", "1".into()),
             ("APP_WORKER__RECOVERY_DELAY_MS", "100".into()),
@@ -57,7 +62,7 @@ fn start_worker(app: &TestApp) -> WorkerProcess {
 }
 
 /// Creates an order at the simulator with `scenario` and enqueues it (deposit).
-async fn order(app: &TestApp, scenario: Value) -> String {
+pub(super) async fn order(app: &TestApp, scenario: Value) -> String {
     let order_no = app.create_order(json!({})).await;
     if scenario != json!({}) {
         app.scenario(&order_no, scenario).await;
@@ -66,7 +71,7 @@ async fn order(app: &TestApp, scenario: Value) -> String {
     order_no
 }
 
-async fn wait_for_state(app: &TestApp, order_no: &str, state: &str) {
+pub(super) async fn wait_for_state(app: &TestApp, order_no: &str, state: &str) {
     wait_until(
         Duration::from_secs(30),
         &format!("{order_no} {state}"),
@@ -75,7 +80,7 @@ async fn wait_for_state(app: &TestApp, order_no: &str, state: &str) {
     .await;
 }
 
-async fn log_in(browser: &Browser, base: &str, name: &str, password: &str) {
+pub(super) async fn log_in(browser: &Browser, base: &str, name: &str, password: &str) {
     browser.goto(&format!("{base}/console")).await;
     assert!(
         browser.url().await.ends_with("/console/login"),
@@ -110,7 +115,7 @@ async fn watch_until(browser: &Browser, base: &str, order_no: &str, state: &str)
 
 /// Waits for the browser to land on a URL ending with `end` (a form's answer); panics with the
 /// page it is on instead.
-async fn arrive(browser: &Browser, end: &str) {
+pub(super) async fn arrive(browser: &Browser, end: &str) {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while !browser.url().await.ends_with(end) {
         assert!(
@@ -123,7 +128,7 @@ async fn arrive(browser: &Browser, end: &str) {
     }
 }
 
-fn screenshot_path(name: &str) -> Option<PathBuf> {
+pub(super) fn screenshot_path(name: &str) -> Option<PathBuf> {
     (std::env::var("CONSOLE_SCREENSHOTS").as_deref() == Ok("1")).then(|| {
         PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("docs")
@@ -143,11 +148,7 @@ async fn an_operator_sees_the_counts_opens_an_order_retries_it_and_watches_it_ge
     // unless an operator allows it.
     let unclear = order(&app, json!({"fail_before_charge": 1})).await;
     let refused = order(&app, json!({"pay_status": 413})).await;
-    let extra = if screenshot_path("x").is_some() {
-        24
-    } else {
-        2
-    };
+    let extra = 2;
     let mut fine = Vec::new();
     for _ in 0..extra {
         fine.push(order(&app, json!({})).await);
@@ -170,11 +171,6 @@ async fn an_operator_sees_the_counts_opens_an_order_retries_it_and_watches_it_ge
         .text("#atrip-status")
         .await
         .contains("ATRIP is answering"));
-    if let Some(path) = screenshot_path("console-overview.png") {
-        browser.resize(1280, 1250).await;
-        browser.goto(&format!("{base}/console")).await;
-        browser.screenshot(&path).await;
-    }
 
     // The list of orders that need a person, then the order's page.
     browser.click("nav a[href='/console/review']").await;
@@ -200,17 +196,14 @@ async fn an_operator_sees_the_counts_opens_an_order_retries_it_and_watches_it_ge
     )
     .await;
     browser.click("#retry").await;
-    arrive(&browser, "?done=retry").await;
-    browser.find("#done").await;
+    // The page the retry sends the browser back to says so (the session's message); the
+    // click returns before that page has loaded.
+    browser.wait_for("#done", Duration::from_secs(10)).await;
     watch_until(&browser, &base, &late, "ticketed").await;
     assert!(browser
         .text("#timeline")
         .await
         .contains("console:operator:alice"));
-    if let Some(path) = screenshot_path("console-order.png") {
-        browser.resize(1280, 1500).await;
-        browser.screenshot(&path).await;
-    }
     assert_eq!(app.charges(&late), 1);
 
     // A second pay.do, through the page that repeats the warning.
@@ -225,7 +218,8 @@ async fn an_operator_sees_the_counts_opens_an_order_retries_it_and_watches_it_ge
     );
     browser.click("#confirm").await;
     browser.click("#repay").await;
-    arrive(&browser, "?done=repay").await;
+    arrive(&browser, &format!("/console/orders/{unclear}")).await;
+    browser.wait_for("#done", Duration::from_secs(10)).await;
     watch_until(&browser, &base, &unclear, "ticketed").await;
     assert_eq!((app.pay_requests(&unclear), app.charges(&unclear)), (2, 1));
 

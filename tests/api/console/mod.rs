@@ -1,9 +1,19 @@
 //! The operator console: its access rules over plain HTTP (`access`, `actions`), and its pages
-//! in a real headless Chromium driven through chromedriver (`browser`).
+//! in a real headless Chromium driven through chromedriver (`browser`; pages updating in place,
+//! `live`; accessibility, phone widths and dark mode, `a11y`).
 
+mod a11y;
 mod access;
 mod actions;
 mod browser;
+mod changed;
+mod find;
+mod input;
+mod live;
+mod login;
+mod pause;
+mod review;
+mod session;
 mod webdriver;
 
 use std::time::Duration;
@@ -37,13 +47,29 @@ pub fn settings(page_size: i64) -> ConsoleSettings {
         session_ttl_s: 3600,
         refresh_s: 5,
         page_size,
+        session_idle_s: 1800,
         secure_cookie: false,
+        trusted_proxies: String::new(),
+        listen: String::new(),
+        identity_header: String::new(),
+        identity_role: "viewer".into(),
     }
 }
 
 /// The HTTP router with the console on this test's database, served on a free port.
 pub async fn serve(app: &TestApp, page_size: i64) -> String {
-    let console = Console::new(&settings(page_size), JobStore::new(app.pool().clone())).unwrap();
+    serve_with(app, settings(page_size)).await
+}
+
+/// The same with `settings`, served by the accept loop `run` uses (requests know their peer).
+pub async fn serve_with(app: &TestApp, settings: ConsoleSettings) -> String {
+    serve_console(app, settings, JobStore::new(app.pool().clone())).await
+}
+
+/// A console reading through `store` (its own pool, which may reach no database), served by
+/// the accept loop `run` uses; the rest of the port reads the test's database.
+pub async fn serve_console(app: &TestApp, settings: ConsoleSettings, store: JobStore) -> String {
+    let console = Console::new(&settings, store).unwrap();
     let router = ticketing_tracker::http::router_with_console(
         app.store.clone(),
         String::new().into(),
@@ -51,7 +77,15 @@ pub async fn serve(app: &TestApp, page_size: i64) -> String {
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let limits = ticketing_tracker::http::Limits::from_settings(
+        &ticketing_tracker::config::Settings::defaults().http,
+    );
+    tokio::spawn(ticketing_tracker::http::serve_on(
+        listener,
+        router,
+        limits,
+        tokio_util::sync::CancellationToken::new(),
+    ));
     format!("http://{addr}")
 }
 
@@ -124,13 +158,28 @@ impl Client {
         Self::read(req.send().await.unwrap()).await
     }
 
-    /// Logs in; returns the login's response (a 303 and a cookie when the password is right).
+    /// Logs in as a browser does: reads the login page (its login token, in a cookie and in
+    /// the form), then posts the form; returns the post's response (a 303 and a session cookie
+    /// when the password is right).
     pub async fn login(&mut self, name: &str, password: &str) -> Got {
+        let page = self.get("/console/login").await;
+        let token = login_token(&page);
+        let login_cookie =
+            set_cookie(&page.headers, "tt_login").expect("the login page sets its token's cookie");
         let got = self
-            .post("/console/login", &[("name", name), ("password", password)])
-            .await;
-        if let Some(set) = got.headers.get(SET_COOKIE) {
-            let pair = set.to_str().unwrap().split(';').next().unwrap().to_owned();
+            .http
+            .post(format!("{}/console/login", self.base))
+            .header("cookie", login_cookie)
+            .form(&[
+                ("login_token", token.as_str()),
+                ("name", name),
+                ("password", password),
+            ])
+            .send()
+            .await
+            .unwrap();
+        let got = Self::read(got).await;
+        if let Some(pair) = set_cookie(&got.headers, "tt_console") {
             self.cookie = Some(pair);
         }
         got
@@ -144,6 +193,35 @@ impl Client {
         let csrf = client.get("/console").await.csrf();
         (client, csrf)
     }
+}
+
+/// The `name=value` of the response's cookie `name`, if it sets one with a value.
+pub fn set_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| {
+            v.to_str()
+                .unwrap()
+                .split(';')
+                .next()
+                .unwrap()
+                .trim()
+                .to_owned()
+        })
+        .find(|pair| {
+            pair.split_once('=')
+                .is_some_and(|(n, v)| n == name && !v.is_empty())
+        })
+}
+
+/// The login token in a login page's form.
+pub fn login_token(page: &Got) -> String {
+    let (_, rest) = page
+        .body
+        .split_once(r#"name="login_token" value=""#)
+        .unwrap_or_else(|| panic!("no login token in:\n{}", page.body));
+    rest.split('"').next().unwrap().to_owned()
 }
 
 /// Ways to leave a row for a person, written directly (these tests run no worker).

@@ -181,6 +181,26 @@ impl Browser {
         }
     }
 
+    /// Waits (bounded) until an element matches `css`: after a click that submits a form, the
+    /// next page may not have loaded yet when the click returns. Panics naming the selector
+    /// and the page when none came within `bound`.
+    pub async fn wait_for(&self, css: &str, bound: std::time::Duration) -> String {
+        let deadline = std::time::Instant::now() + bound;
+        loop {
+            if let Some(e) = self.find_all(css).await.into_iter().next() {
+                return e;
+            }
+            if std::time::Instant::now() > deadline {
+                panic!(
+                    "no {css} within {bound:?} on {}:\n{}",
+                    self.url().await,
+                    self.source().await
+                );
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     pub async fn click(&self, css: &str) {
         let e = self.find(css).await;
         self.cmd(
@@ -220,6 +240,70 @@ impl Browser {
         .await
     }
 
+    /// Runs `script` in the page and waits for it to call its last argument back; returns what
+    /// it passed (axe-core's `run` answers through a promise).
+    pub async fn execute_async(&self, script: &str, args: Value) -> Value {
+        self.cmd(
+            reqwest::Method::POST,
+            "/execute/async",
+            Some(json!({ "script": script, "args": args })),
+        )
+        .await
+    }
+
+    /// A Chrome DevTools Protocol command, through chromedriver's own endpoint.
+    async fn cdp(&self, cmd: &str, params: Value) -> Value {
+        self.cmd(
+            reqwest::Method::POST,
+            "/goog/cdp/execute",
+            Some(json!({ "cmd": cmd, "params": params })),
+        )
+        .await
+    }
+
+    /// Shows pages as a screen `width` × `height` CSS pixels wide (below 600, as a phone does:
+    /// the page's viewport meta obeyed), in the system's light or dark colours
+    /// (`prefers-color-scheme`). Holds across navigations until called again.
+    pub async fn emulate(&self, width: u32, height: u32, dark: bool) {
+        self.cdp(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600}),
+        )
+        .await;
+        let scheme = if dark { "dark" } else { "light" };
+        self.cdp(
+            "Emulation.setEmulatedMedia",
+            json!({"features": [{"name": "prefers-color-scheme", "value": scheme}]}),
+        )
+        .await;
+    }
+
+    /// Presses one key (a WebDriver key code such as `"\u{E004}"`, Tab) wherever the focus is.
+    pub async fn press(&self, key: &str) {
+        self.cmd(
+            reqwest::Method::POST,
+            "/actions",
+            Some(
+                json!({"actions": [{"type": "key", "id": "keyboard", "actions": [
+                    {"type": "keyDown", "value": key}, {"type": "keyUp", "value": key}
+                ]}]}),
+            ),
+        )
+        .await;
+    }
+
+    /// The focused element's `name` attribute, or its tag when it has none.
+    pub async fn focused(&self) -> String {
+        self.execute(
+            "const a = document.activeElement; return a ? (a.getAttribute('name') || a.tagName) : ''",
+            json!([]),
+        )
+        .await
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+    }
+
     /// Every cookie of the current page, HttpOnly ones included.
     pub async fn cookies(&self) -> Vec<Value> {
         self.cmd(reqwest::Method::GET, "/cookie", None)
@@ -231,16 +315,6 @@ impl Browser {
 
     pub async fn delete_cookies(&self) {
         self.cmd(reqwest::Method::DELETE, "/cookie", None).await;
-    }
-
-    /// Resizes the window (screenshots show the viewport).
-    pub async fn resize(&self, width: u32, height: u32) {
-        self.cmd(
-            reqwest::Method::POST,
-            "/window/rect",
-            Some(json!({ "width": width, "height": height })),
-        )
-        .await;
     }
 
     /// Writes a PNG of the viewport to `path`.

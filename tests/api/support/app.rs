@@ -134,6 +134,15 @@ impl TestApp {
         self.store.job(order_no).await.unwrap().expect("row exists")
     }
 
+    /// The plain card data the row holds (`card`), which no row type of the product carries.
+    pub async fn plain_card(&self, order_no: &str) -> Option<serde_json::Value> {
+        sqlx::query_scalar("SELECT card FROM ticketing_jobs WHERE order_no = $1")
+            .bind(order_no)
+            .fetch_one(self.pool())
+            .await
+            .unwrap()
+    }
+
     /// Asserts the order ended `ticketed` with exactly one charge after `pay_requests`
     /// pay.do requests; returns its row for further checks.
     pub async fn assert_ticketed_once(&self, order_no: &str, pay_requests: i64) -> JobRow {

@@ -16,6 +16,11 @@ pub struct WorkerProcess {
 impl WorkerProcess {
     /// Starts `run` with fast polls plus `env` (which may override them).
     pub fn start(app: &TestApp, env: &[(&str, String)]) -> WorkerProcess {
+        Self::start_at(&app.db.url(), &app.sim.base_url(), env)
+    }
+
+    /// [`WorkerProcess::start`] on any database and ATRIP.
+    pub fn start_at(db_url: &str, atrip_url: &str, env: &[(&str, String)]) -> WorkerProcess {
         let log = std::env::temp_dir().join(format!(
             "tt-worker-{}-{}.log",
             std::process::id(),
@@ -24,8 +29,8 @@ impl WorkerProcess {
         let file = std::fs::File::create(&log).unwrap();
         let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ticketing-tracker"))
             .arg("run")
-            .env("DATABASE_URL", app.db.url())
-            .env("APP_ATRIP__BASE_URL", app.sim.base_url())
+            .env("DATABASE_URL", db_url)
+            .env("APP_ATRIP__BASE_URL", atrip_url)
             .env("APP_HTTP__PORT", "0")
             .env("APP_HTTP__HOST", "127.0.0.1")
             .env("APP_WORKER__FIRST_POLL_MS", "100")
@@ -76,6 +81,49 @@ impl WorkerProcess {
         }
     }
 
+    /// Waits (bounded) until the log has a line containing `needle`, and returns that line;
+    /// `Err` with the whole log when the process exited first or the bound passed.
+    pub async fn wait_log(&mut self, needle: &str, bound: Duration) -> Result<String, String> {
+        let deadline = Instant::now() + bound;
+        loop {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            if let Some(line) = log.lines().find(|l| l.contains(needle)) {
+                return Ok(line.to_owned());
+            }
+            if self.child.try_wait().unwrap().is_some() || Instant::now() > deadline {
+                return Err(log);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits (bounded) for the process to exit by itself: its exit code and its log.
+    pub async fn wait_exit(&mut self, bound: Duration) -> (Option<i32>, String) {
+        let status = tokio::time::timeout(bound, self.child.wait())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "the worker still runs after {bound:?}:\n{}",
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                )
+            })
+            .unwrap();
+        (
+            status.code(),
+            std::fs::read_to_string(&self.log).unwrap_or_default(),
+        )
+    }
+
+    /// Whether the process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id().expect("the worker is running")
     }
@@ -117,9 +165,12 @@ impl WorkerProcess {
 /// The `addr` field of the listening line, in either log format (pretty, with or without
 /// colours, or JSON).
 fn listening_addr(log: &str) -> Option<String> {
-    let line = log
-        .lines()
-        .find(|l| l.contains("HTTP endpoints listening"))?;
+    addr_in_line(log, "HTTP endpoints listening")
+}
+
+/// The `addr` field of the first log line that contains `needle`.
+pub fn addr_in_line(log: &str, needle: &str) -> Option<String> {
+    let line = log.lines().find(|l| l.contains(needle))?;
     // Drop ANSI colour sequences (ESC [ ... m).
     let mut plain = String::new();
     let mut chars = line.chars();

@@ -1,4 +1,5 @@
-//! A fresh, migrated PostgreSQL database per test, on one server found once per test process.
+//! A fresh, migrated PostgreSQL database per test (a copy of a template migrated once), on one
+//! server found once per test process.
 //!
 //! The server is the first of these that is available, the ways developers' machines and CI
 //! offer one:
@@ -37,9 +38,9 @@ const RUNNING_SERVER_TIMEOUT: Duration = Duration::from_secs(10);
 /// One connection attempt; a server that neither accepts nor refuses within this is unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A database of its own for one test: created empty, migrated with
-/// [`ticketing_tracker::MIGRATOR`], and dropped when this value is dropped, also when the test
-/// panicked.
+/// A database of its own for one test: a copy of the migrated template ([`template`]), so as
+/// migrated with [`ticketing_tracker::MIGRATOR`], and dropped when this value is dropped, also
+/// when the test panicked.
 pub struct TestDb {
     server: &'static Server,
     name: String,
@@ -48,7 +49,7 @@ pub struct TestDb {
 }
 
 impl TestDb {
-    /// Creates and migrates a database with a unique name on the shared [`server`], finding or
+    /// Creates a migrated database with a unique name on the shared [`server`], finding or
     /// starting that server first if this is the process's first database. Panics, with the
     /// reason, when there is no server or the migrations fail.
     pub async fn new() -> TestDb {
@@ -62,12 +63,13 @@ impl TestDb {
                 Err(error) => panic!("finding the PostgreSQL server was cancelled: {error}"),
             },
         };
+        let template = match template(server).await {
+            Ok(template) => template,
+            Err(error) => panic!("{error}"),
+        };
         let name = format!("test_{:032x}", rand::random::<u128>());
-        if let Err(error) = server
-            .execute(&format!(r#"CREATE DATABASE "{name}""#))
-            .await
-        {
-            panic!("could not create the test database {name}: {error}");
+        if let Err(error) = create_from(server, &name, template).await {
+            panic!("could not create the test database {name} from {template}: {error}");
         }
         let url = server.database_url(&name);
         // Lazy, so that nothing can fail between creating the database and owning it: from here
@@ -75,16 +77,12 @@ impl TestDb {
         let pool = PgPoolOptions::new()
             .connect_lazy(&url)
             .unwrap_or_else(|error| panic!("bad test database URL {url}: {error}"));
-        let db = TestDb {
+        TestDb {
             server,
             name,
             url,
             pool,
-        };
-        if let Err(error) = ticketing_tracker::MIGRATOR.run(&db.pool).await {
-            panic!("migrating the test database {} failed: {error}", db.name);
         }
-        db
     }
 
     /// A pool connected to this test's database.
@@ -110,6 +108,105 @@ impl TestDb {
     /// The server this database lives on.
     pub fn server(&self) -> &'static Server {
         self.server
+    }
+}
+
+/// The migrated template every test database is copied from: `tt_template_` and a digest of
+/// the migrations (version and checksum of each), made once per server and kept, so that a
+/// test pays for a copy (`CREATE DATABASE … TEMPLATE`), not for every migration. It is migrated
+/// under a name of its own and renamed when complete, so a process that dies half-way leaves no
+/// half-migrated template behind (only a `tt_template_…_partial_…` database, never used); a
+/// new migration, or an edited one, makes a new digest and so a new template.
+async fn template(server: &'static Server) -> Result<&'static str, String> {
+    static TEMPLATE: tokio::sync::OnceCell<Result<String, String>> =
+        tokio::sync::OnceCell::const_new();
+    let made = TEMPLATE
+        .get_or_init(|| async {
+            let name = template_name();
+            let exists = server
+                .database_exists(&name)
+                .await
+                .map_err(|e| format!("looking for the test template {name}: {e}"))?;
+            if exists {
+                return Ok(name);
+            }
+            let partial = format!("{name}_partial_{:08x}", rand::random::<u32>());
+            server
+                .execute(&format!(r#"CREATE DATABASE "{partial}""#))
+                .await
+                .map_err(|e| format!("could not create the test template {partial}: {e}"))?;
+            let migrated = async {
+                let pool = PgPoolOptions::new()
+                    .max_connections(1)
+                    .connect(&server.database_url(&partial))
+                    .await?;
+                let run = ticketing_tracker::MIGRATOR.run(&pool).await;
+                pool.close().await;
+                run.map_err(sqlx::Error::from)
+            }
+            .await;
+            let renamed = match migrated {
+                Ok(()) => server
+                    .execute(&format!(r#"ALTER DATABASE "{partial}" RENAME TO "{name}""#))
+                    .await
+                    .map(|_| ()),
+                Err(e) => Err(e),
+            };
+            match renamed {
+                Ok(()) => Ok(name),
+                Err(error) => {
+                    let _ = server
+                        .execute(&format!(
+                            r#"DROP DATABASE IF EXISTS "{partial}" WITH (FORCE)"#
+                        ))
+                        .await;
+                    // Another test process made it meanwhile: theirs is as good.
+                    if server.database_exists(&name).await.unwrap_or(false) {
+                        Ok(name)
+                    } else {
+                        Err(format!(
+                            "migrating the test template {partial} failed: {error}"
+                        ))
+                    }
+                }
+            }
+        })
+        .await;
+    made.as_deref().map_err(Clone::clone)
+}
+
+/// `tt_template_` and a digest of every migration's version and checksum.
+fn template_name() -> String {
+    use std::hash::{Hash, Hasher};
+    // SipHash with fixed keys: the same migrations give the same name in every process.
+    let mut digest = std::collections::hash_map::DefaultHasher::new();
+    for migration in ticketing_tracker::MIGRATOR.iter() {
+        migration.version.hash(&mut digest);
+        migration.checksum.hash(&mut digest);
+    }
+    format!("tt_template_{:016x}", digest.finish())
+}
+
+/// `CREATE DATABASE name TEMPLATE template`. PostgreSQL refuses a copy while another session
+/// is connected to the template (the one that migrated it may take a moment to leave); that
+/// refusal is asked again for up to ten seconds.
+async fn create_from(server: &Server, name: &str, template: &str) -> Result<(), sqlx::Error> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match server
+            .execute(&format!(
+                r#"CREATE DATABASE "{name}" TEMPLATE "{template}""#
+            ))
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(sqlx::Error::Database(e))
+                if e.code().as_deref() == Some("55006") && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 

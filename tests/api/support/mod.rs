@@ -3,6 +3,8 @@
 pub mod app;
 pub mod binary;
 pub mod db;
+#[path = "../../common/pgbouncer.rs"]
+pub mod pgbouncer;
 #[path = "../../common/pgpair.rs"]
 pub mod pgpair;
 #[path = "../../common/tcpproxy.rs"]
