@@ -50,7 +50,10 @@ pub async fn check_connection(
     };
     let rows = sqlx::Executor::fetch_all(
         &mut *conn,
-        sqlx::raw_sql("SELECT pg_is_in_recovery(), current_setting('transaction_read_only')"),
+        // Untimed: through a transaction pooler the session is not pinned yet.
+        sqlx::raw_sql(&crate::jobs::pooler::untimed(
+            "SELECT pg_catalog.pg_is_in_recovery(), pg_catalog.current_setting('transaction_read_only')",
+        )),
     )
     .await
     .map_err(failed)?;
@@ -84,10 +87,9 @@ async fn check_session(
         .map(|(name, _)| format!("'{name}'"))
         .collect::<Vec<_>>()
         .join(", ");
-    let sql = format!(
-        "BEGIN; SET LOCAL statement_timeout = 0; SET LOCAL idle_in_transaction_session_timeout = 0; \
-         SELECT name, reset_val FROM pg_settings WHERE name IN ({names}); COMMIT"
-    );
+    let sql = crate::jobs::pooler::untimed(&format!(
+        "SELECT name, reset_val FROM pg_catalog.pg_settings WHERE name IN ({names})"
+    ));
     let rows = sqlx::Executor::fetch_all(&mut *conn, sqlx::raw_sql(&sql))
         .await
         .map_err(|e| Refusal::Unread(format!("reading the session's settings failed: {e}")))?;

@@ -42,15 +42,9 @@ impl Db {
     /// transaction's `search_path`; `settings` are set for each transaction too (names and
     /// values are the program's own, never user input).
     pub fn pooled(pool: PgPool, schema: &str, settings: &[(&str, &str)]) -> Self {
-        // The schema is validated as a plain lower-case identifier (config), so quoting it is
-        // enough; it still goes in double quotes so that a reserved word works.
-        let mut begin = format!("BEGIN; SET LOCAL search_path TO \"{schema}\"");
-        for (name, value) in settings {
-            begin.push_str(&format!("; SET LOCAL {name} TO '{value}'"));
-        }
         Db {
             pool,
-            begin: Some(begin.into()),
+            begin: Some(pooled_begin(schema, settings).into()),
         }
     }
 
@@ -268,5 +262,43 @@ impl<'c> Executor<'c> for &'c mut Conn {
             None => (&mut **conn).describe(sql),
             Some(_) => no_named_statements(),
         }
+    }
+}
+
+/// What opens each transaction through a transaction pooler: `BEGIN`, then `settings` and
+/// `schema` as the transaction's own (rule E1), the timeouts first: until they are set, the
+/// server session's own (a DBA's millisecond) time every statement of the message.
+fn pooled_begin(schema: &str, settings: &[(&str, &str)]) -> String {
+    let mut settings = settings.to_vec();
+    settings.sort_by_key(|(name, _)| !name.ends_with("timeout"));
+    let mut begin = String::from("BEGIN");
+    for (name, value) in settings {
+        begin.push_str(&format!("; SET LOCAL {name} TO '{value}'"));
+    }
+    // The schema is validated as a plain lower-case identifier (config), so quoting it is
+    // enough; it still goes in double quotes so that a reserved word works.
+    begin.push_str(&format!("; SET LOCAL search_path TO \"{schema}\""));
+    begin
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn e1_a_pooled_transaction_sets_its_timeouts_before_anything_else() {
+        let begin = super::pooled_begin(
+            "ticketing",
+            &[
+                ("transaction_isolation", "read committed"),
+                ("statement_timeout", "15000"),
+                ("lock_timeout", "0"),
+                ("TimeZone", "UTC"),
+            ],
+        );
+        assert_eq!(
+            begin,
+            "BEGIN; SET LOCAL statement_timeout TO '15000'; SET LOCAL lock_timeout TO '0'; \
+             SET LOCAL transaction_isolation TO 'read committed'; SET LOCAL TimeZone TO 'UTC'; \
+             SET LOCAL search_path TO \"ticketing\""
+        );
     }
 }

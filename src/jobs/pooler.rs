@@ -64,9 +64,12 @@ pub fn decide(first: &[i32], second: &[i32]) -> Seen {
     }
 }
 
-/// Looks at what `options` lead to: two connections, `ROUNDS` turns each of a plain
-/// `SELECT pg_backend_pid()` in the simple protocol (nothing prepared, no transaction, no
-/// startup option a pooler could refuse).
+/// Looks at what `options` lead to: two connections, `ROUNDS` turns each of
+/// `pg_catalog.pg_backend_pid()` in the simple protocol (nothing prepared, no startup option a
+/// pooler could refuse), each turn in a transaction of its own sent as one message
+/// ([`untimed`]). These connections carry none of the worker's pins, so the role's settings
+/// are in force: a DBA's statement timeout of a millisecond must not cancel the look, and a
+/// schema the role puts before `pg_catalog` must not answer for it.
 pub async fn look(options: &PgConnectOptions) -> Result<Seen, sqlx::Error> {
     let mut a = options.connect().await?;
     let mut b = options.connect().await?;
@@ -88,8 +91,20 @@ pub async fn check(db: &super::Db) -> Result<String, sqlx::Error> {
         .await
 }
 
+/// `statement` in a transaction of its own, sent as one simple-protocol message, without the
+/// session's statement and idle-in-transaction timeouts: for the statements a connection
+/// runs before its own settings are known to be in force (the role's may be a millisecond,
+/// which would cancel the statement that is there to find out). Through a transaction
+/// pooler, the `SET LOCAL`s end with the transaction and leave the server session as it was.
+pub fn untimed(statement: &str) -> String {
+    format!(
+        "BEGIN; SET LOCAL statement_timeout = 0; SET LOCAL idle_in_transaction_session_timeout = 0; \
+         {statement}; COMMIT"
+    )
+}
+
 async fn backend(conn: &mut PgConnection) -> Result<i32, sqlx::Error> {
-    sqlx::raw_sql("SELECT pg_backend_pid()")
+    sqlx::raw_sql(&untimed("SELECT pg_catalog.pg_backend_pid()"))
         .fetch_one(conn)
         .await?
         .try_get(0)

@@ -433,8 +433,14 @@ async fn role_with(app: &TestApp, settings: &[(&str, &str)]) -> String {
         format!("GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {role}"),
     ];
     for (setting, value) in settings {
+        // A list (search_path) is one quoted item each: quoted whole, it would be one name.
+        let value = value
+            .split(", ")
+            .map(|item| format!("'{item}'"))
+            .collect::<Vec<_>>()
+            .join(", ");
         sql.push(format!(
-            "ALTER ROLE {role} IN DATABASE \"{name}\" SET {setting} = '{value}'"
+            "ALTER ROLE {role} IN DATABASE \"{name}\" SET {setting} = {value}"
         ));
     }
     for statement in sql {
@@ -506,6 +512,55 @@ async fn a_worker_whose_role_a_dba_tuned_with_hostile_settings_pays_every_order_
         "idle-session timeout",
         "lock timeout",
     ] {
+        assert!(!log.contains(symptom), "{symptom} in the log:\n{log}");
+    }
+}
+
+/// The statements a connection runs before its pins are known to be in force (whether a
+/// pooler stands between, whether the server takes writes) run with the role's settings: a
+/// statement timeout of a millisecond, and a schema the role puts before `pg_catalog` whose
+/// functions of the same names are slow and lie (a standby, always the same backend). The
+/// worker starts all the same, on what the server says, and pays every order once.
+/// Rule E1 standing for assumption A1.
+#[tokio::test]
+async fn a_role_whose_search_path_shadows_pg_catalog_with_slow_lies_starts_and_pays_once() {
+    let app = TestApp::new().await;
+    for statement in [
+        "CREATE SCHEMA shadow",
+        "CREATE FUNCTION shadow.pg_backend_pid() RETURNS integer LANGUAGE sql \
+         AS 'SELECT 1 FROM pg_catalog.pg_sleep(0.05)'",
+        "CREATE FUNCTION shadow.pg_is_in_recovery() RETURNS boolean LANGUAGE sql \
+         AS 'SELECT true FROM pg_catalog.pg_sleep(0.05)'",
+        "GRANT USAGE ON SCHEMA shadow TO PUBLIC",
+    ] {
+        sqlx::query(statement).execute(app.pool()).await.unwrap();
+    }
+    let mut settings: Vec<(&str, &str)> = HOSTILE
+        .into_iter()
+        .filter(|(name, _)| *name != "search_path")
+        .collect();
+    settings.push(("search_path", "shadow, pg_catalog, public"));
+    let url = role_with(&app, &settings).await;
+    let order_no = app.create_order(json!({})).await;
+    app.store.enqueue(&order_no, 1, None, None).await.unwrap();
+    let mut worker = WorkerProcess::start(
+        &app,
+        &[
+            ("DATABASE_URL", url),
+            ("APP_DATABASE__MIGRATE_ON_START", "false".into()),
+        ],
+    );
+    let line = worker
+        .wait_log("every database session pins", START)
+        .await
+        .unwrap_or_else(|log| panic!("no start line:\n{log}"));
+    assert!(line.contains("statement_timeout=15000"), "{line}");
+    assert!(worker.wait_until_done(&app, DONE).await, "{}", worker.log());
+    let log = worker.stop().await;
+    let row = app.job(&order_no).await;
+    assert_eq!(row.state, "ticketed", "{:?}\n{log}", row.last_error);
+    assert_eq!(app.ledger(&order_no)["charges"], 1);
+    for symptom in ["canceling statement", "in recovery", "transaction pooler"] {
         assert!(!log.contains(symptom), "{symptom} in the log:\n{log}");
     }
 }
