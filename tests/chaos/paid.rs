@@ -8,7 +8,8 @@
 //!   ATRIP never said.
 //! - `evidence_came_from_atrip`: the keeper's lease-less write of evidence (rule P3a, event
 //!   `evidence_recorded`) comes from a worker that ATRIP handed an answer showing the order
-//!   paid.
+//!   paid, or from a note of it (`evidence_seen`) by such a worker, which any worker's sweep
+//!   writes.
 //! - `evidence_matches_atrip`: a row that records the order paid (`paid_at`) was charged.
 //! - `evidence_reaches_row` (rule P3a): an answer showing the order paid, handed to a worker
 //!   in time for it to read it, reaches the row, unless that worker process ended (a SIGKILL
@@ -137,13 +138,24 @@ fn answers_came_from_atrip(r: &mut Report, no: &str, evs: &[&Event], xs: &[&Exch
         };
     for e in evs.iter().filter(|e| !e.is_operator()) {
         if e.is_evidence() {
-            let seen = xs.iter().any(|x| {
-                x.worker == e.worker
-                    && x.delivered.is_some()
-                    && x.at <= e.at
-                    && x.atrip.as_ref().is_some_and(|a| a.shows_paid(&x.endpoint))
-            });
-            if !seen {
+            let handed_paid = |by: &Event| {
+                xs.iter().any(|x| {
+                    x.worker == by.worker
+                        && x.delivered.is_some()
+                        && x.at <= by.at
+                        && x.atrip.as_ref().is_some_and(|a| a.shows_paid(&x.endpoint))
+                })
+            };
+            // Any worker's sweep writes the evidence another one noted (rule P3a): the note's
+            // worker is the one ATRIP must have told.
+            let from_a_note = e.kind == "evidence_recorded"
+                && evs.iter().any(|n| {
+                    n.kind == "evidence_seen"
+                        && n.id < e.id
+                        && n.detail.get("paid_evidence") == e.detail.get("paid_evidence")
+                        && handed_paid(n)
+                });
+            if !handed_paid(e) && !from_a_note {
                 r.fail(
                     "evidence_came_from_atrip",
                     Some(no),

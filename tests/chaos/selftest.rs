@@ -207,7 +207,8 @@ fn clean() -> (Vec<Order>, Data, Vec<Pause>, Expect) {
     h.event("CHAOSA", 0, "pay_intent", 1, "w1", "paying", claim());
     h.event("CHAOSA", 6000, "query_answered", 2, "w2", "paying", q("0"));
     // w1, resumed after its lease was taken over, notes the evidence under the lease it held
-    // (its write of it waits), then the evidence is recorded: both lease-free (rule P3a).
+    // (its write of it waits), then w3's sweep records it from the note, which ATRIP never
+    // told w3: both lease-free (rule P3a).
     let seen = json!({"paid_evidence": "pay_accepted", "why": "the step's write of it waits"});
     h.event("CHAOSA", 8050, "evidence_seen", 1, "w1", "paying", seen);
     let kept = json!({"paid_evidence": "pay_accepted", "why": "the step that saw it could not write it under its lease"});
@@ -216,7 +217,7 @@ fn clean() -> (Vec<Order>, Data, Vec<Pause>, Expect) {
         8100,
         "evidence_recorded",
         2,
-        "w1",
+        "w3",
         "ticketing",
         kept,
     );
