@@ -1,6 +1,5 @@
 //! The command line: what each subcommand is for, in words a newcomer understands.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -23,11 +22,6 @@ pub enum Command {
     Run,
     /// Apply the embedded database migrations and exit.
     Migrate,
-    /// Run the ATRIP simulator as an HTTP server (for demos, benchmarks and local runs).
-    Simulate(SimulateArgs),
-    /// Everything in one process: a throwaway PostgreSQL, the simulator and a worker paying
-    /// about 20 orders, with a live table until all are done.
-    Demo(DemoArgs),
     /// Enqueue one order (card data from a file or stdin, never from the command line).
     Enqueue(EnqueueArgs),
     /// Show one order's row and its event timeline.
@@ -55,8 +49,6 @@ pub enum Command {
     /// shows paid get that evidence recorded and are followed again. Never sends a pay.do.
     /// `--last` prints the last run (the daily one or one asked for).
     Reconcile(ReconcileArgs),
-    /// Measure throughput and pickup latency against an in-process simulator.
-    Bench(BenchArgs),
     /// Write a key pair for sealed card data: card_key.secret (the worker's, mode 0600) and
     /// card_key.pub (for enqueuers, who seal cards to it). For a rotation, the workers take the
     /// new secret as card.secret_key and the old one as card.previous_secret_key.
@@ -119,98 +111,6 @@ pub struct KeygenArgs {
     /// Directory to write the two files into (they must not exist yet).
     #[arg(long, default_value = ".")]
     pub out: PathBuf,
-}
-
-#[derive(Debug, Args)]
-pub struct SimulateArgs {
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:8088")]
-    pub listen: SocketAddr,
-    /// Client id the simulator accepts (x-atlas-client-id).
-    #[arg(long, default_value = "sim-client")]
-    pub client_id: String,
-    /// Client secret the simulator accepts (x-atlas-client-secret).
-    #[arg(
-        long,
-        default_value = "sim-secret",
-        env = "SIM_CLIENT_SECRET",
-        hide_env_values = true
-    )]
-    pub client_secret: String,
-    /// Treat any unknown orderNo as an existing unpaid order.
-    #[arg(long)]
-    pub auto_create: bool,
-    /// Milliseconds from payment to ticketed.
-    #[arg(long, default_value_t = 1000)]
-    pub ticketing_delay_ms: u64,
-    /// Issue tickets one passenger at a time over the ticketing delay.
-    #[arg(long)]
-    pub one_passenger_at_a_time: bool,
-    /// What pay.do answers for an already paid order: 404 or 402.
-    #[arg(long, default_value_t = 404)]
-    pub repay_status: i64,
-    /// Simulate an ATRIP without its duplicate guard: every pay.do arriving before the order's
-    /// first payment has settled is taken and charged, so overlapping pay.do charge twice
-    /// (later ones still answer 404/402: the order is paid). Default: a pay.do during another's
-    /// processing answers 406 and charges nothing.
-    #[arg(long)]
-    pub no_duplicate_guard: bool,
-    /// Milliseconds from pay.do's decision to the charge: the request is held that long, then
-    /// answered 0; meanwhile the order query shows "0".
-    #[arg(long, default_value_t = 0)]
-    pub payment_processing_ms: u64,
-    /// Card declines ("Reject", "Three DS") come later as a cancelled order instead of a
-    /// pay.do error.
-    #[arg(long)]
-    pub card_decline_async: bool,
-    /// A pay.do card decline (604/616) leaves the order unpaid ("0") instead of cancelling it
-    /// ("-3" with that errorCode, which the worker's order query settles).
-    #[arg(long)]
-    pub decline_keeps_order: bool,
-    /// pay.do refusals answer "orderNo": null (as ATRIP's apifox example shows) instead of
-    /// echoing the requested order number.
-    #[arg(long)]
-    pub error_order_no_null: bool,
-    /// orderStatus an unpaid order shows past its deadline: "0" or "-3".
-    #[arg(long, default_value = "0")]
-    pub expired_order_status: String,
-    /// POST webhooks (order.ticketed / order.cancelled) to this URL.
-    #[arg(long)]
-    pub webhook_url: Option<String>,
-    /// Secret sent with each webhook as the URL's ?secret= (as the URL registered with ATRIP).
-    #[arg(long, env = "SIM_WEBHOOK_SECRET", hide_env_values = true)]
-    pub webhook_secret: Option<String>,
-    /// Probability (0..1) that a request meets a random fault.
-    #[arg(long, default_value_t = 0.0)]
-    pub fault_rate: f64,
-    /// Seed for the random faults.
-    #[arg(long)]
-    pub fault_seed: Option<u64>,
-    /// Delay every ATRIP answer (order.do, pay.do, queryOrderDetails.do; not /sim/...) by this
-    /// many milliseconds on average, as a real round trip would.
-    #[arg(long, value_name = "MEAN")]
-    pub latency_ms: Option<u64>,
-    /// Spread the latency uniformly over MEAN ± J milliseconds (never below 0).
-    #[arg(long, value_name = "J", requires = "latency_ms")]
-    pub latency_jitter_ms: Option<u64>,
-    /// orderList.do: the number of its first page (ATRIP documents 1).
-    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
-    pub list_first_page: i64,
-    /// orderList.do: the name of the total number of orders in its answer (ATRIP documents
-    /// totalRecords); "" sends none.
-    #[arg(long, default_value = "totalRecords")]
-    pub list_total_field: String,
-    /// orderList.do: page, pageSize and the total as strings (the schema's types) instead of
-    /// integers (its example).
-    #[arg(long)]
-    pub list_counts_as_strings: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct DemoArgs {
-    /// Number of orders.
-    #[arg(long, default_value_t = 20)]
-    pub orders: usize,
 }
 
 /// A price as the table keeps it: digits, at most 12 before the point and 2 after, above 0.
@@ -369,44 +269,4 @@ pub struct ResumeArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct BenchArgs {
-    /// Orders for each throughput phase (and for the SQL-only baseline).
-    #[arg(long, default_value_t = 5000)]
-    pub orders: usize,
-    /// Worker processes (each a `run` child of the bench).
-    #[arg(long, default_value_t = 1)]
-    pub workers: usize,
-    /// Concurrency of each worker in the throughput phases.
-    #[arg(long, default_value_t = 64)]
-    pub concurrency: usize,
-    /// Simulated ATRIP latency (mean) for the latency phases; 0 skips them.
-    #[arg(long, default_value_t = 300)]
-    pub latency_ms: u64,
-    /// Uniform jitter around the mean latency.
-    #[arg(long, default_value_t = 50)]
-    pub latency_jitter_ms: u64,
-    /// Worker concurrencies of the latency phases.
-    #[arg(long, value_delimiter = ',', default_value = "64,512,2048")]
-    pub latency_concurrency: Vec<usize>,
-    /// Finished rows built for the last phase (throughput and a metrics scrape at that size);
-    /// 0 skips it.
-    #[arg(long, default_value_t = 1_000_000)]
-    pub big_rows: u64,
-    /// Clients of the SQL-only baseline.
-    #[arg(long, default_value_t = 8)]
-    pub baseline_clients: usize,
-    /// Instead of the phases above: the ATRIP client at the default concurrency against a
-    /// hostile local ATRIP (oversized answers, gzip bombs, endless and trickling bodies) for
-    /// --orders answers, then this process's peak RSS against the 128 MiB limit.
-    #[arg(long)]
-    pub hostile: bool,
-    /// Instead of the phases above: backlogs with payment deadlines (docs/design.md, S1–S3),
-    /// one line each: `backlog: shape=… orders=… missed=… feasible_min=… p99_pay_delay_ms=…`.
-    /// Shapes: deadlines, deadlines-priority, slow-cards, while-following, claim-cost (one
-    /// claim's round trip with 1,000 and 1,000,000 due), or all.
-    #[arg(long, value_delimiter = ',', value_name = "SHAPES")]
-    pub backlog: Vec<String>,
 }

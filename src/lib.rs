@@ -26,19 +26,21 @@
 //! - [`jobs`]: the job store, every SQL statement, and the writer that batches results;
 //! - [`worker`]: the claim loop and the pay and query steps;
 //! - [`atrip`]: codes, answer classification and the HTTP client;
-//! - [`simulator`]: the ATRIP simulator;
 //! - [`card`] and [`sealed`]: card data;
 //! - [`config`] and [`telemetry`]: settings and logs;
 //! - [`http`] and [`metrics`]: the endpoints;
 //! - [`console`]: the operator console under `/console` (pages, sessions, actions);
 //! - [`reconcile`]: the daily (and on demand) comparison of the job table with ATRIP's order
 //!   list, which records evidence of payment and never pays;
-//! - [`commands`]: one file per subcommand (`run`, `enqueue`, `status`, `retry`, `pause`,
-//!   `demo`, `bench` …) and their dispatch; [`cli`]: their arguments; [`input`]: what they
-//!   read, bounded; [`paused`]: what a pause in force is said as, on every page and line;
+//! - [`commands`]: one file per subcommand (`run`, `enqueue`, `status`, `retry`, `pause` …)
+//!   and their dispatch; [`cli`]: their arguments; [`input`]: what they read, bounded;
+//!   [`paused`]: what a pause in force is said as, on every page and line;
 //! - [`startup`]: the pool, migrations, the worker's wiring and the stop signal, below the
-//!   commands;
-//! - [`localpg`]: a throwaway PostgreSQL.
+//!   commands.
+//!
+//! Beside the product, in `crates/`: the ATRIP simulator (`atrip-simulator`), the development
+//! tools (`ticketing-tracker-tools`: demo, bench, a throwaway PostgreSQL) and the tests'
+//! database helper (`test-support`); docs/architecture.md has the map.
 
 pub mod atrip;
 pub mod card;
@@ -50,13 +52,11 @@ pub mod domain;
 pub mod http;
 pub mod input;
 pub mod jobs;
-pub mod localpg;
 pub mod machine;
 pub mod metrics;
 pub mod paused;
 pub mod reconcile;
 pub mod sealed;
-pub mod simulator;
 pub mod startup;
 pub mod surroundings;
 pub mod telemetry;

@@ -10,11 +10,9 @@ use crate::config::Settings;
 use crate::jobs::{JobStore, Replicated};
 use crate::sealed::CardKeys;
 
-pub mod bench;
 mod cancel;
 mod console_hash;
 mod console_user;
-pub mod demo;
 mod enqueue;
 mod keygen;
 pub mod list;
@@ -22,16 +20,53 @@ mod migrate;
 mod pause;
 mod retry;
 mod run;
-pub mod simulate;
 pub mod status;
+
+/// What a binary does before its runtime's threads exist: one malloc arena (so that none of
+/// them starts an arena of its own) and, for the commands that print reports (`command`), the
+/// default SIGPIPE.
+pub fn before_runtime(command: Option<&Command>) {
+    limit_malloc_arenas();
+    // A report piped into `head` ends like any Unix tool's (the pipe's reader is gone), not
+    // with a panic on the next line printed. Only for the commands that print reports: the
+    // worker's own sockets keep the runtime's "ignore SIGPIPE".
+    if matches!(
+        command,
+        Some(Command::List(_) | Command::Status(_) | Command::Reconcile(_))
+    ) {
+        #[cfg(unix)]
+        // SAFETY: resetting a signal's disposition before any other thread exists.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
+}
+
+/// The runtime every command runs on.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the tokio runtime starts")
+}
+
+/// glibc gives each thread that allocates concurrently an arena of its own, and memory freed in
+/// one is not reused by another: with thousands of orders in flight that shows as RSS the
+/// process does not use. One arena serves this workload: with 2,000 orders in flight the bench
+/// measured 85-90 MiB instead of 98-104 MiB, with no loss of throughput.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; it is called before any other thread
+    // exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
+}
 
 /// Runs a subcommand; 0 ok, 1 error (printed with its cause chain). Usage errors (2) are
 /// clap's.
 pub async fn main(command: Command) -> ExitCode {
     let result = match command {
-        Command::Simulate(args) => simulate::command(args).await,
-        Command::Bench(args) => bench::run(args).await,
-        Command::Demo(args) => demo::run(args).await,
         Command::Keygen(args) => keygen::command(&args),
         Command::ConsoleHash(args) => console_hash::command(args.iterations),
         other => match Settings::load() {

@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
+use atrip_simulator::SimConfig;
 use serde_json::{json, Value};
 use ticketing_tracker::config::Settings;
-use ticketing_tracker::simulator::SimConfig;
 
 use crate::support::app::TestApp;
 

@@ -2,34 +2,13 @@
 //! output, and every refusal naming what is wrong without ever echoing card data.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 
 use serde_json::{json, Value};
-use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
 use crate::support::app::{vcc_card, TestApp};
 
-/// What one run of the binary did.
-#[derive(Debug)]
-pub(crate) struct Run {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl Run {
-    /// Both streams, for assertions that a thing appears (or not) anywhere.
-    pub fn all(&self) -> String {
-        format!("{}{}", self.stdout, self.stderr)
-    }
-
-    #[track_caller]
-    pub fn assert_code(&self, code: i32) -> &Self {
-        assert_eq!(self.code, code, "exit code of the command: {self:#?}");
-        self
-    }
-}
+pub(crate) use test_support::cli::{finish, Run};
 
 /// The binary with a clean environment: no `APP_*` variable of the developer's shell, no
 /// `RUST_LOG`, quiet logs, run from a directory holding no `config/`.
@@ -42,45 +21,7 @@ pub(crate) fn command(database_url: Option<&str>) -> Command {
 /// [`command`] as a `std` command, for a test that reaps the process itself (to read its
 /// resource usage).
 pub(crate) fn std_command(database_url: Option<&str>) -> std::process::Command {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ticketing-tracker"));
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("APP_") {
-            cmd.env_remove(&key);
-        }
-    }
-    cmd.env_remove("RUST_LOG")
-        .env_remove("DATABASE_URL")
-        .env("APP_LOG__LEVEL", "warn")
-        .current_dir(std::env::temp_dir())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    if let Some(url) = database_url {
-        cmd.env("DATABASE_URL", url);
-    }
-    cmd
-}
-
-/// Runs `cmd` to its end, feeding `stdin` when given.
-pub(crate) async fn finish(mut cmd: Command, stdin: Option<&str>) -> Run {
-    if stdin.is_some() {
-        cmd.stdin(Stdio::piped());
-    }
-    let mut child = cmd.spawn().expect("the binary starts");
-    if let Some(text) = stdin {
-        let mut pipe = child.stdin.take().expect("stdin is piped");
-        pipe.write_all(text.as_bytes()).await.unwrap();
-        drop(pipe);
-    }
-    let out = tokio::time::timeout(std::time::Duration::from_secs(30), child.wait_with_output())
-        .await
-        .expect("the command ends within 30 s")
-        .unwrap();
-    Run {
-        code: out.status.code().expect("exited, not killed by a signal"),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    test_support::cli::clean_command(env!("CARGO_BIN_EXE_ticketing-tracker"), database_url)
 }
 
 /// `ticketing-tracker ARGS` against this test's database.
@@ -826,18 +767,19 @@ async fn help_names_every_subcommand_and_an_unknown_one_is_a_usage_error() {
         None,
     )
     .await;
-    run.assert_code(0);
-    for sub in [
-        "run", "migrate", "simulate", "demo", "enqueue", "status", "list", "retry", "cancel",
-        "bench",
-    ] {
-        assert!(
-            run.stdout
-                .lines()
-                .any(|l| l.split_whitespace().next() == Some(sub)),
-            "--help does not list {sub}: {run:#?}"
-        );
-    }
+    run.assert_code(0).assert_lists_commands(&[
+        "run",
+        "migrate",
+        "enqueue",
+        "status",
+        "list",
+        "retry",
+        "cancel",
+        "pause",
+        "resume",
+        "reconcile",
+        "keygen",
+    ]);
 
     let run = finish(
         {

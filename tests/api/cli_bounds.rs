@@ -80,8 +80,9 @@ async fn run(args: &[&str], database_url: Option<&str>, byte: Option<u8>) -> End
     });
     let reaped = tokio::task::spawn_blocking(move || {
         let mut status = 0;
-        // SAFETY: a plain wait4 on our own child, with valid pointers to locals.
+        // SAFETY: rusage is plain integers, for which all zeroes is a valid value.
         let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: a plain wait4 on our own child, with valid pointers to locals.
         let got = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
         assert_eq!(got, pid, "wait4: {}", std::io::Error::last_os_error());
         (status, usage.ru_maxrss)

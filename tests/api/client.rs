@@ -4,13 +4,13 @@
 
 use std::time::{Duration, Instant};
 
+use atrip_simulator::SimConfig;
 use chrono::Utc;
 use serde_json::{json, Value};
 use ticketing_tracker::atrip::codes::OrderStatus;
 use ticketing_tracker::atrip::{Client, OrderView, PayAnswer, PayRequest, QueryAnswer};
 use ticketing_tracker::card::CreditCard;
 use ticketing_tracker::domain::PaymentMethod;
-use ticketing_tracker::simulator::SimConfig;
 
 use crate::support::app::{mor_card, test_settings, vcc_card, TestApp};
 

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
+use atrip_simulator::SimConfig;
 use serde_json::{json, Value};
-use ticketing_tracker::simulator::SimConfig;
 
 use crate::bad_input::rogue::Reply;
 use crate::bad_input::world::{World, BAD};

@@ -7,12 +7,12 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use atrip_simulator::{self as simulator, SimConfig, SimHandle};
 use serde_json::json;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 use ticketing_tracker::atrip::Client;
 use ticketing_tracker::jobs::JobStore;
-use ticketing_tracker::simulator::{self, SimConfig, SimHandle};
 use ticketing_tracker::worker::{Clock, TestHooks, Worker};
 
 use crate::pgpair_harness::pair;

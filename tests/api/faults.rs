@@ -367,7 +367,7 @@ async fn a_schema_named_after_the_role_never_shadows_the_job_table() {
 /// Rule P1d: one step per row per process.
 #[tokio::test]
 async fn a_claim_the_database_forgot_while_its_pay_do_is_on_the_wire_is_never_stepped_twice() {
-    let app = TestApp::with_sim(ticketing_tracker::simulator::SimConfig {
+    let app = TestApp::with_sim(atrip_simulator::SimConfig {
         duplicate_guard: false,
         latency_mean: Duration::from_millis(1500),
         ticketing_delay: Duration::from_millis(200),

@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
+use atrip_simulator::{RequestIdPlace, SimConfig};
 use serde_json::{json, Value};
-use ticketing_tracker::simulator::{RequestIdPlace, SimConfig};
 use ticketing_tracker::worker::Worker;
 
 use crate::support::app::TestApp;

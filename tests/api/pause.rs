@@ -8,11 +8,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use atrip_simulator::{LoggedRequest, SimConfig};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use ticketing_tracker::domain::PauseScope;
 use ticketing_tracker::jobs::JobStore;
-use ticketing_tracker::simulator::{LoggedRequest, SimConfig};
 
 use crate::cli::cli;
 use crate::console::{park, Parked};

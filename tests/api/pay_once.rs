@@ -6,9 +6,9 @@
 
 use std::time::Duration;
 
+use atrip_simulator::SimConfig;
 use serde_json::json;
 use ticketing_tracker::domain::State;
-use ticketing_tracker::simulator::SimConfig;
 
 use crate::bad_input::rogue::{order_answer, Reply};
 use crate::bad_input::world::{World, BAD};

@@ -6,11 +6,11 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use atrip_simulator::SimConfig;
 use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use ticketing_tracker::config::Settings;
 use ticketing_tracker::jobs::{pooler, Db};
-use ticketing_tracker::simulator::SimConfig;
 
 use crate::support::app::{mor_card, vcc_card, TestApp};
 use crate::support::binary::WorkerProcess;

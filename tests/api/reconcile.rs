@@ -8,12 +8,12 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use atrip_simulator::{SeedOrder, Seeded, SimConfig};
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{json, Value};
 use ticketing_tracker::atrip::Client;
 use ticketing_tracker::jobs::DailyClaim;
 use ticketing_tracker::reconcile::{self, Bounds, Kind, Outcome};
-use ticketing_tracker::simulator::{SeedOrder, Seeded, SimConfig};
 
 use crate::support::app::TestApp;
 

@@ -5,10 +5,10 @@
 
 use std::time::Duration;
 
+use atrip_simulator::SimConfig;
 use serde_json::json;
 use ticketing_tracker::domain::State;
 use ticketing_tracker::jobs::JobStore;
-use ticketing_tracker::simulator::SimConfig;
 use tokio_util::sync::CancellationToken;
 
 use crate::claim_rule::columns;

@@ -6,11 +6,11 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use atrip_simulator::{self as simulator, SimConfig};
 use serde_json::json;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgPool};
 use ticketing_tracker::sealed::CardKey;
-use ticketing_tracker::simulator::{self, SimConfig};
 
 use crate::cli::{command, finish};
 use crate::pgpair_harness::{alone, pair};

@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
+use atrip_simulator::SimConfig;
 use secrecy::SecretString;
 use serde_json::{json, Value};
-use ticketing_tracker::simulator::SimConfig;
 
 use crate::support::app::TestApp;
 

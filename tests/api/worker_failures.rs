@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
+use atrip_simulator::SimConfig;
 use serde_json::{json, Value};
 use ticketing_tracker::atrip::PayAnswer;
 use ticketing_tracker::domain::State;
-use ticketing_tracker::simulator::SimConfig;
 
 use crate::support::app::{mor_card, vcc_card, wait_until, TestApp};
 

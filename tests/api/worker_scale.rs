@@ -2,8 +2,8 @@
 
 use std::time::{Duration, Instant};
 
+use atrip_simulator::SimConfig;
 use serde_json::Value;
-use ticketing_tracker::simulator::SimConfig;
 use tokio_util::sync::CancellationToken;
 
 use crate::support::app::{mor_card, vcc_card, TestApp};

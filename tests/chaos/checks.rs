@@ -18,10 +18,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use atrip_simulator::LoggedRequest;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::PgPool;
-use ticketing_tracker::simulator::LoggedRequest;
 
 use crate::atrip_proxy::Exchange;
 use crate::leases;

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
-use ticketing_tracker::localpg::Scratch;
+use ticketing_tracker_tools::localpg::Scratch;
 use tokio::sync::Mutex;
 
 use crate::pgpair::{self, PgPair, Replication};

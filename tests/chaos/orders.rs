@@ -8,7 +8,7 @@ use rand::Rng;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
-use ticketing_tracker::simulator::SimHandle;
+use atrip_simulator::SimHandle;
 
 use crate::booking::{self, Booking};
 

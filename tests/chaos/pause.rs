@@ -7,9 +7,9 @@
 
 use std::time::{Duration, Instant};
 
+use atrip_simulator::LoggedRequest;
 use chrono::Utc;
 use sqlx::{PgPool, Row};
-use ticketing_tracker::simulator::LoggedRequest;
 
 use crate::checks::{Pause, PauseKind};
 use crate::orders::Order;

@@ -5,10 +5,10 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use atrip_simulator::{self as simulator, LoggedRequest, SimConfig};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use sqlx::PgPool;
-use ticketing_tracker::simulator::{self, LoggedRequest, SimConfig};
 
 use crate::args::Args;
 use crate::atrip_proxy::{self, AtripProxy, Exchange, Hostile};

@@ -9,6 +9,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use atrip_simulator::SimHandle;
 use chrono::{DateTime, Utc};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -16,7 +17,6 @@ use rand::Rng;
 use sqlx::{PgPool, Row};
 use ticketing_tracker::domain::PauseScope;
 use ticketing_tracker::jobs::{self, JobStore};
-use ticketing_tracker::simulator::SimHandle;
 
 use crate::args::Args;
 use crate::atrip_proxy::AtripProxy;

@@ -5,9 +5,9 @@
 use std::collections::{BTreeSet, HashSet};
 use std::time::Duration;
 
+use atrip_simulator::LoggedRequest;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
-use ticketing_tracker::simulator::LoggedRequest;
 
 use crate::atrip_proxy::{AtripAnswer, Exchange, Hostile, When};
 use crate::checks::{check, Data, Done, Event, Expect, Job, Limits, Pause, PauseKind};

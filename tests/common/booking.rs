@@ -4,11 +4,11 @@
 
 use std::time::Duration;
 
+use atrip_simulator::SimHandle;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use ticketing_tracker::atrip::Client;
 use ticketing_tracker::config::Settings;
-use ticketing_tracker::simulator::SimHandle;
 
 /// The payment methods, taken in turn: order `i` pays with `METHODS[i % 4]`.
 pub const METHODS: [i16; 4] = [1, 3, 4, 5];

@@ -5,7 +5,7 @@
 //!
 //! Every node lives in one temporary directory, removed with every process in it when the
 //! [`PgPair`] is dropped, and by a watchdog shell when the test process dies however it dies
-//! (the idea of `ticketing_tracker::localpg`). As root, the binaries run as the `postgres`
+//! (the idea of `ticketing_tracker_tools::localpg`). As root, the binaries run as the `postgres`
 //! system user (initdb refuses root).
 //!
 //! Nodes are `node0` (the first primary), `node1` (its standby), then `node2`, `node3`, ... one
@@ -1104,7 +1104,7 @@ fn waiting_for_events(pid: i32) -> bool {
 
 /// The directory of the local server binaries, with what a pair needs beyond localpg's.
 fn bin_dir() -> Result<PathBuf, String> {
-    let dir = ticketing_tracker::localpg::find_bin_dir()
+    let dir = ticketing_tracker_tools::localpg::find_bin_dir()
         .ok_or("no local PostgreSQL server binaries (initdb, postgres): a PgPair needs them")?;
     match PAIR_BINARIES.iter().find(|b| !dir.join(b).is_file()) {
         Some(missing) => Err(format!("{} has no {missing}", dir.display())),

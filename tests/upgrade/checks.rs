@@ -4,9 +4,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use atrip_simulator::LoggedRequest;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use ticketing_tracker::simulator::LoggedRequest;
 
 use crate::procs::{Release, Worker};
 use crate::records::{Event, Job, TERMINAL};

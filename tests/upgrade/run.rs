@@ -4,10 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use atrip_simulator::{self as simulator, SimConfig, SimHandle};
 use serde_json::{json, Value};
 use sqlx::PgPool;
-use ticketing_tracker::localpg::Scratch;
-use ticketing_tracker::simulator::{self, SimConfig, SimHandle};
+use ticketing_tracker_tools::localpg::Scratch;
 
 use crate::booking::{self, Booking};
 use crate::checks::{self, Data, WorkerInfo};

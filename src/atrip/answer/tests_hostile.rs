@@ -408,19 +408,23 @@ mod heap {
     unsafe impl GlobalAlloc for Counting {
         unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
             add(layout.size() as isize);
-            System.alloc(layout)
+            // SAFETY: the caller's contract, passed on unchanged.
+            unsafe { System.alloc(layout) }
         }
         unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
             add(layout.size() as isize);
-            System.alloc_zeroed(layout)
+            // SAFETY: the caller's contract, passed on unchanged.
+            unsafe { System.alloc_zeroed(layout) }
         }
         unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
             add(-(layout.size() as isize));
-            System.dealloc(ptr, layout)
+            // SAFETY: the caller's contract, passed on unchanged.
+            unsafe { System.dealloc(ptr, layout) }
         }
         unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
             add(new_size as isize - layout.size() as isize);
-            System.realloc(ptr, layout, new_size)
+            // SAFETY: the caller's contract, passed on unchanged.
+            unsafe { System.realloc(ptr, layout, new_size) }
         }
     }
 

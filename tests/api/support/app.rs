@@ -4,12 +4,12 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use atrip_simulator::{self as simulator, SimConfig, SimHandle};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use ticketing_tracker::atrip::Client;
 use ticketing_tracker::config::Settings;
 use ticketing_tracker::jobs::{JobRow, JobStore};
-use ticketing_tracker::simulator::{self, SimConfig, SimHandle};
 use ticketing_tracker::worker::{Clock, RoundReport, Worker};
 
 use super::db::TestDb;
