@@ -1,7 +1,7 @@
 //! Starting up, below the commands: the pool (how `database.url` is reached, through a pooler
 //! or not), the migrations, the worker with its hooks, where it listens for new rows, and the
-//! stop signal. `app` (the `run` command and the dispatch) and the operator commands (`ops`,
-//! `pause`, `demo`) build on it; it builds on none of them.
+//! stop signal. The commands (`crate::commands`: `run`, the dispatch, the operator commands)
+//! and the development tools' demo build on it; it builds on none of them.
 
 use std::time::{Duration, Instant};
 
@@ -53,7 +53,13 @@ fn passing(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) => true,
         sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03" | "53300")
+            // 57014: a statement cancelled, by a role's or database's statement timeout of a
+            // few milliseconds before the session's own is in force (a slow moment passes).
+            code.starts_with("08")
+                || matches!(
+                    code.as_ref(),
+                    "57P01" | "57P02" | "57P03" | "53300" | "57014"
+                )
         }),
         _ => false,
     }

@@ -91,14 +91,16 @@ pub async fn check(db: &super::Db) -> Result<String, sqlx::Error> {
         .await
 }
 
-/// `statement` in a transaction of its own, sent as one simple-protocol message, without the
-/// session's statement and idle-in-transaction timeouts: for the statements a connection
+/// `statement` in a read-committed transaction of its own (a serializable default fails on a
+/// hot standby, and may wait for a safe snapshot), sent as one simple-protocol message, without
+/// the session's statement, lock and idle-in-transaction timeouts: for the statements a connection
 /// runs before its own settings are known to be in force (the role's may be a millisecond,
 /// which would cancel the statement that is there to find out). Through a transaction
 /// pooler, the `SET LOCAL`s end with the transaction and leave the server session as it was.
 pub fn untimed(statement: &str) -> String {
     format!(
-        "BEGIN; SET LOCAL statement_timeout = 0; SET LOCAL idle_in_transaction_session_timeout = 0; \
+        "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL statement_timeout = 0; \
+         SET LOCAL idle_in_transaction_session_timeout = 0; SET LOCAL lock_timeout = 0; \
          {statement}; COMMIT"
     )
 }

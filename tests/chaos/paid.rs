@@ -146,13 +146,17 @@ fn answers_came_from_atrip(r: &mut Report, no: &str, evs: &[&Event], xs: &[&Exch
                         && x.atrip.as_ref().is_some_and(|a| a.shows_paid(&x.endpoint))
                 })
             };
-            // Any worker's sweep writes the evidence another one noted (rule P3a): the note's
+            // Any worker's sweep writes the evidence another one noted (rule P3a), holding no
+            // lease (a keeper's write carries the lease of the step that saw it): the note's
             // worker is the one ATRIP must have told.
+            let evidence = e.detail.get("paid_evidence");
             let from_a_note = e.kind == "evidence_recorded"
+                && e.lease_token.is_none()
+                && evidence.is_some()
                 && evs.iter().any(|n| {
                     n.kind == "evidence_seen"
                         && n.id < e.id
-                        && n.detail.get("paid_evidence") == e.detail.get("paid_evidence")
+                        && n.detail.get("paid_evidence") == evidence
                         && handed_paid(n)
                 });
             if !handed_paid(e) && !from_a_note {

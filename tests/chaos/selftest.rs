@@ -131,6 +131,13 @@ impl History {
         });
     }
 
+    /// The last event was written holding no lease (a sweep's write of noted evidence).
+    fn leaseless(&mut self) {
+        if let Some(last) = self.events.last_mut() {
+            last.lease_token = None;
+        }
+    }
+
     fn request(&mut self, no: &str, ms: i64, endpoint: &'static str, worker: &str) {
         self.requests.push(LoggedRequest {
             at: self.at(ms),
@@ -221,6 +228,7 @@ fn clean() -> (Vec<Order>, Data, Vec<Pause>, Expect) {
         "ticketing",
         kept,
     );
+    h.leaseless();
     h.event(
         "CHAOSA",
         9500,
