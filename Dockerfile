@@ -20,6 +20,20 @@ RUN cargo chef cook --release --locked --bin ticketing-tracker --recipe-path rec
 COPY . .
 RUN cargo build --release --locked --bin ticketing-tracker
 
+# The ATRIP simulator, for docker-compose.yml's local stack only (`target: simulator`). A stage
+# of its own, never the default target (the runtime stage below is last): the product's image
+# holds no simulator.
+FROM builder AS simulator-build
+RUN cargo build --release --locked --bin atrip-simulator
+
+FROM debian:bookworm-slim AS simulator
+COPY --from=simulator-build /app/target/release/atrip-simulator /usr/local/bin/atrip-simulator
+USER 10001:10001
+EXPOSE 8088
+HEALTHCHECK NONE
+ENTRYPOINT ["/usr/local/bin/atrip-simulator"]
+CMD ["--listen", "0.0.0.0:8088"]
+
 FROM debian:bookworm-slim AS runtime
 # DL3008 (pin apt versions) is ignored on purpose: the only package is the CA bundle, which
 # should be the newest one the bookworm suite ships, and Debian drops superseded versions from
