@@ -30,7 +30,6 @@ FROM debian:bookworm-slim AS simulator
 COPY --from=simulator-build /app/target/release/atrip-simulator /usr/local/bin/atrip-simulator
 USER 10001:10001
 EXPOSE 8088
-HEALTHCHECK NONE
 ENTRYPOINT ["/usr/local/bin/atrip-simulator"]
 CMD ["--listen", "0.0.0.0:8088"]
 
