@@ -85,6 +85,16 @@ pub struct Flushed {
 }
 
 impl JobStore {
+    /// The server's `archive_mode` (`off`, `on`, `always`): a WAL archive may feed a standby
+    /// the server cannot show (log shipping).
+    pub async fn archive_mode(&self) -> Result<String, Error> {
+        Ok(
+            sqlx::query_scalar("SELECT pg_catalog.current_setting('archive_mode')")
+                .fetch_one(self.db())
+                .await?,
+        )
+    }
+
     /// The server's replication, as [`Replication`] says.
     pub async fn replication(&self) -> Result<Replication, Error> {
         let r = sqlx::query!(

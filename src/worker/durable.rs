@@ -152,6 +152,20 @@ impl Gate {
         if let Err(why) = self.may_pay() {
             warn!(reason = %why, "no new payment until this changes");
         }
+        // A standby fed from the WAL archive (log shipping) never shows here: `local` then
+        // protects intents against a crash of this server, not against promoting that standby.
+        let archiving = store
+            .archive_mode()
+            .await
+            .is_ok_and(|mode| mode == "on" || mode == "always");
+        if known.level == Some(Level::Local) && archiving {
+            warn!(
+                "archive_mode is on and no standby is seen: a standby fed from the WAL archive (log shipping) is one the worker cannot see, and promoted it may lack intents whose pay.do has left (those orders would be paid again); stream to it (primary_conninfo) so that intents wait for it (worker.intent_durability = auto or replicated), or never promote it while payments run"
+            );
+            return format!(
+                "{line}; archive_mode is on: a log-shipping standby is not seen (see the warning)"
+            );
+        }
         line
     }
 }

@@ -23,6 +23,7 @@ mod pay;
 mod query;
 pub mod schedule;
 mod scope;
+mod sent;
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -144,6 +145,8 @@ pub(crate) struct Inner {
     /// panic may count as not sent (rule W5). Taken out right before the send, and when the
     /// intent is closed otherwise.
     open_intents: Mutex<std::collections::HashMap<i64, i64>>,
+    /// The orders this process has let a `pay.do` leave for (rule P1d).
+    pub sent_here: sent::SentHere,
     /// Tells a 900/902 for one order from refused credentials (rule P4f).
     scope: scope::ScopeCheck,
     /// Cancelled when shutdown begins: steps that have not sent anything yet give their row
@@ -231,6 +234,7 @@ impl Worker {
                 keeper,
                 seen: Mutex::new(std::collections::HashMap::new()),
                 open_intents: Mutex::new(std::collections::HashMap::new()),
+                sent_here: sent::SentHere::default(),
                 scope: scope::ScopeCheck::default(),
                 store,
                 atrip,
@@ -359,14 +363,24 @@ impl Worker {
         // A row this process already has a step for cannot be claimed again unless the
         // database forgot this process's claim: a failover to a standby that had not received
         // it, or a restore. The step still runs (its pay.do may be on the wire): a second step
-        // would send a second one. The new claim is left to run out; the row is then asked
-        // by order query, never paid blind (rule P1b).
-        let (jobs, again): (Vec<ClaimedJob>, Vec<ClaimedJob>) =
-            jobs.into_iter().partition(|job| !i.leases.holds(job.id));
+        // would send a second one. Likewise a row claimed from `pending` for an order this
+        // process has let a pay.do leave for, its step over: the database went back to before
+        // that intent. The new claim is left to run out; the row is then asked by order
+        // query, never paid blind (rule P1d).
+        let (jobs, again): (Vec<ClaimedJob>, Vec<ClaimedJob>) = jobs.into_iter().partition(|job| {
+            let paid_here =
+                job.claimed_from == State::Pending && i.sent_here.contains(&job.order_no);
+            !(i.leases.holds(job.id) || paid_here)
+        });
         for job in &again {
+            let what = if i.leases.holds(job.id) {
+                "claimed again while this process's step for it still runs"
+            } else {
+                "claimed from pending although this process has sent a pay.do for it"
+            };
             tracing::error!(
                 order_no = %job.order_no, job_id = job.id, claimed_from = %job.claimed_from,
-                "claimed again while this process's step for it still runs: the database forgot this process's claim (a failover to a standby that had not received it, or a restore); no second step is started, the new claim runs out and the order is then asked by order query"
+                "{what}: the database forgot this process's claim (a failover to a standby that had not received it, or a restore); no second step is started, the new claim runs out and the order is then asked by order query"
             );
         }
         Ok(jobs

@@ -66,7 +66,9 @@ pub(super) async fn step(w: &Inner, step: &mut Step) -> Result<String, StepError
         attempt = step.job.pay_attempts,
         "sending pay.do"
     );
-    // From here the pay.do may leave: a panic no longer counts the intent as not sent.
+    // From here the pay.do may leave: a panic no longer counts the intent as not sent, and
+    // this process never sends another for the order by itself (rule P1d).
+    w.sent_here.record(&step.job.order_no);
     w.intent_closed(step.job.id, step.job.lease_token);
     let sent_at = std::time::Instant::now();
     let span = tracing::info_span!(

@@ -411,6 +411,56 @@ async fn a_claim_the_database_forgot_while_its_pay_do_is_on_the_wire_is_never_st
     assert_eq!(app.charges(&order_no), 1);
 }
 
+/// The database goes back to before an order's intent after its step has ended (a failover
+/// to a standby that had not received it, a restore; here the row is deleted and enqueued
+/// again): the row reads `pending`, and the process that sent its pay.do claims it again. It
+/// must not send a second one: the claim runs out and the order query finds the payment.
+/// Before, it sent one (an adversary found it with a log-shipping standby promoted).
+/// Rule P1d: no second pay.do from a process for an order it sent one for.
+#[tokio::test]
+async fn an_order_whose_paid_row_the_database_forgot_is_never_paid_again_by_the_process_that_paid_it(
+) {
+    let app = TestApp::with_sim(atrip_simulator::SimConfig {
+        duplicate_guard: false,
+        ticketing_delay: Duration::from_millis(200),
+        ..Default::default()
+    })
+    .await;
+    let order_no = app.order_and_enqueue(1, None, json!({})).await;
+    let worker = app.worker_with(&app.settings, "forgetful-db");
+    let stop = CancellationToken::new();
+    let run = tokio::spawn({
+        let (worker, stop) = (worker.clone(), stop.clone());
+        async move { worker.run(stop).await }
+    });
+    wait_until(Duration::from_secs(20), "the payment recorded", || async {
+        app.job(&order_no).await.paid_at.is_some()
+    })
+    .await;
+    for sql in [
+        "DELETE FROM ticketing_events WHERE order_no = $1",
+        "DELETE FROM ticketing_jobs WHERE order_no = $1",
+    ] {
+        sqlx::query(sql)
+            .bind(&order_no)
+            .execute(app.pool())
+            .await
+            .unwrap();
+    }
+    app.enqueue(&order_no, 1, None).await;
+    wait_until(Duration::from_secs(90), "the order to end", || async {
+        let row = app.job(&order_no).await;
+        State::parse(&row.state).is_some_and(State::is_finished)
+    })
+    .await;
+    stop.cancel();
+    run.await.unwrap().unwrap();
+    let row = app.job(&order_no).await;
+    assert_eq!(row.state, "ticketed", "{:?}", row.last_error);
+    assert_eq!(app.pay_requests(&order_no), 1, "{}", app.ledger(&order_no));
+    assert_eq!(app.charges(&order_no), 1);
+}
+
 /// Rule P3a across a crash: ATRIP accepts the pay.do while another session holds the row
 /// locked, so the write of the acceptance waits; the worker is killed then. The evidence was
 /// noted in the events (which the lock does not hold up), and another worker writes it: the

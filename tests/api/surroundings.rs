@@ -891,6 +891,44 @@ async fn a_database_that_turns_read_only_makes_the_worker_not_ready_and_says_why
     );
 }
 
+/// A server that archives its WAL may feed a standby the worker cannot see (log shipping:
+/// `restore_command`, no `primary_conninfo`); promoted, it lacks the intents the archive had
+/// not received. With `archive_mode` on and no standby seen, the start says so at `warn` and
+/// in its durability line. Rules P1b and P1d (what a process's memory cannot cover).
+#[tokio::test]
+async fn p1b_a_server_that_archives_its_wal_with_no_standby_seen_is_named_at_start() {
+    let Some(mut pg) = alone().await else {
+        return;
+    };
+    let admin = pgpair::url_at(pg.primary_addr(), "postgres");
+    for sql in [
+        "ALTER SYSTEM SET archive_mode = on",
+        "ALTER SYSTEM SET archive_command = '/bin/true'",
+    ] {
+        sqlx::query(sql).execute(&pool(&admin)).await.unwrap();
+    }
+    // archive_mode takes a restart.
+    pg.crash_and_restart_primary().await.unwrap();
+    pg.create_database("archiving").await.unwrap();
+    let url = pgpair::url_at(pg.primary_addr(), "archiving");
+    let sim = sim().await;
+    let mut worker = WorkerProcess::start_at(&url, &sim.base_url(), &[]);
+    let warning = worker
+        .wait_log("archive_mode is on and no standby is seen", START)
+        .await
+        .unwrap_or_else(|log| panic!("no warning:\n{log}"));
+    assert!(
+        warning.contains("WARN") && warning.contains("log shipping"),
+        "{warning}"
+    );
+    let line = worker
+        .wait_log("pay intents are durable when local", START)
+        .await
+        .unwrap_or_else(|log| panic!("no start line:\n{log}"));
+    assert!(line.contains("archive_mode is on"), "{line}");
+    worker.stop().await;
+}
+
 /// `synchronous_commit = off` for the database (a common throughput tweak) and a crash of the
 /// server right after the claim: the intent survives, because the claim's commit is flushed
 /// whatever the session's setting. The control commit, made with the database's setting at
