@@ -111,7 +111,7 @@ async fn connect_once(settings: &Settings) -> Result<Database, Unreached> {
             let seen = tokio::time::timeout(Duration::from_secs(10), pooler::look(&url))
                 .await
                 .map_err(|_| Unreached::Passing(cannot("no answer within 10 s".into())))?
-                .map_err(|e| sorted(&e, cannot(db_reason(&e))))?;
+                .map_err(|e| connect_failed(&e, &cannot))?;
             (seen.pooled, format!("database.pooler = auto, {}", seen.how))
         }
     };
@@ -130,13 +130,7 @@ async fn connect_once(settings: &Settings) -> Result<Database, Unreached> {
     let mut first = tokio::time::timeout(Duration::from_secs(10), options.connect())
         .await
         .map_err(|_| Unreached::Passing(cannot("no answer within 10 s".into())))?
-        .map_err(|e| {
-            let mut why = db_reason(&e);
-            if why.contains("unsupported startup parameter") {
-                why.push_str(" (a pooler refusing the startup options that pin the worker's session settings: if it pools by transaction, set database.pooler = transaction)");
-            }
-            sorted(&e, cannot(why))
-        })?;
+        .map_err(|e| connect_failed(&e, &cannot))?;
     // The surroundings a promise depends on (docs/design.md, E1): checked here once, so that
     // the worker refuses to start with the reason, then on every connection the pool makes.
     let checked = tokio::time::timeout(
@@ -191,6 +185,22 @@ async fn connect_once(settings: &Settings) -> Result<Database, Unreached> {
 }
 
 /// `error`, as one that may pass by waiting or not.
+/// A connection that failed, in words, sorted: a pooler that refuses a startup parameter
+/// (PgBouncer names it) refuses it again however long the start waits, so that is lasting,
+/// with what to change.
+fn connect_failed(e: &sqlx::Error, cannot: &dyn Fn(String) -> anyhow::Error) -> Unreached {
+    let mut why = db_reason(e);
+    let Some(at) = why.find("unsupported startup parameter") else {
+        return sorted(e, cannot(why));
+    };
+    if why[at..].contains("extra_float_digits") {
+        why.push_str(" (a pooler refusing a parameter the PostgreSQL driver always sends: for PgBouncer, add `ignore_startup_parameters = extra_float_digits` to its [pgbouncer] section)");
+    } else {
+        why.push_str(" (a pooler refusing the startup options that pin the worker's session settings: if it pools by transaction, set database.pooler = transaction)");
+    }
+    Unreached::Lasting(cannot(why))
+}
+
 fn sorted(e: &sqlx::Error, error: anyhow::Error) -> Unreached {
     if passing(e) {
         Unreached::Passing(error)
@@ -270,7 +280,7 @@ enum MigrationTry {
     Failed(anyhow::Error),
 }
 
-/// The migration session's settings: no statement timeout, a lock timeout.
+/// The migration session's settings: no statement timeout, a lock timeout; and a UTF-8 database.
 fn migration_session(
     conn: &mut sqlx::PgConnection,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), sqlx::Error>> + Send + '_>> {
@@ -280,16 +290,48 @@ fn migration_session(
             .await?;
         sqlx::query(&format!("SET lock_timeout = '{MIGRATION_LOCK_TIMEOUT}'"))
             .execute(&mut *conn)
-            .await
-            .map(|_| ())
+            .await?;
+        // The schema and what the worker writes (ATRIP's messages, names) are UTF-8 text; a
+        // database in another encoding fails a migration half-way, on its first character
+        // outside ASCII, or later an order's write.
+        let encoding: String =
+            sqlx::query_scalar("SELECT pg_catalog.current_setting('server_encoding')")
+                .fetch_one(&mut *conn)
+                .await?;
+        if encoding != "UTF8" {
+            return Err(sqlx::Error::Configuration(
+                format!("the database's encoding is {encoding}, and the job table needs UTF8: create the database with ENCODING 'UTF8' (CREATE DATABASE … ENCODING 'UTF8' TEMPLATE template0) and point database.url at it").into(),
+            ));
+        }
+        Ok(())
     })
 }
 
+/// What to change when migrations fail for want of the schema or of the right to create in
+/// it (a least-privilege role left with `database.migrate_on_start` on).
+fn migration_hint(error: &str, schema: &str) -> String {
+    if error.contains("no schema has been selected to create in") {
+        format!(
+            " (database.schema = {schema:?} does not exist, or this role may not use it: CREATE SCHEMA {schema} as its owner, or GRANT USAGE, CREATE ON SCHEMA {schema})"
+        )
+    } else if error.contains("permission denied for schema") {
+        format!(" (this role may not create in schema {schema:?}: run `ticketing-tracker migrate` as the schema's owner, then start the worker with database.migrate_on_start = false)")
+    } else {
+        String::new()
+    }
+}
+
 async fn migrate_once(settings: &Settings, database: &Database) -> Result<(), MigrationTry> {
+    let schema = &settings.database.schema;
     let ran = |r: Result<(), sqlx::migrate::MigrateError>, what: String| match r {
         Ok(()) => Ok(()),
         Err(e) if lock_timed_out(&e) => Err(MigrationTry::LockTimedOut(e)),
-        Err(e) => Err(MigrationTry::Failed(anyhow::Error::new(e).context(what))),
+        Err(e) => {
+            let hint = migration_hint(&e.to_string(), schema);
+            Err(MigrationTry::Failed(
+                anyhow::Error::new(e).context(format!("{what}{hint}")),
+            ))
+        }
     };
     if !database.pooled {
         let conn = database

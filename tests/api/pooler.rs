@@ -117,6 +117,41 @@ async fn the_start_tells_a_transaction_pooler_from_a_direct_connection() {
     assert!(!database.pooled, "{}", database.how);
 }
 
+/// PgBouncer as installed, refusing the `extra_float_digits` the driver sends: the start
+/// ends at once (waiting would not help), naming PgBouncer's setting, whatever
+/// `database.pooler` says. Rule E1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e1_a_pgbouncer_refusing_the_drivers_startup_parameter_ends_the_start_naming_its_setting() {
+    let Some(bin) = pgbouncer::binary_or_skip(
+        "e1_a_pgbouncer_refusing_the_drivers_startup_parameter_ends_the_start_naming_its_setting",
+    ) else {
+        return;
+    };
+    let db = TestDb::new().await;
+    let bouncer = PgBouncer::start_ignoring(&bin, &db.url(), 2, "");
+    for pooler in ["auto", "transaction"] {
+        let mut settings = Settings::defaults();
+        settings.database.url = bouncer.url().into();
+        settings.database.pooler = pooler.into();
+        let began = Instant::now();
+        let refused =
+            ticketing_tracker::startup::connect_within(&settings, Duration::from_secs(30))
+                .await
+                .err()
+                .unwrap_or_else(|| panic!("{pooler}: connected"));
+        let said = format!("{refused:#}");
+        assert!(
+            said.contains("ignore_startup_parameters = extra_float_digits"),
+            "{pooler}: {said}"
+        );
+        assert!(
+            began.elapsed() < Duration::from_secs(20),
+            "{pooler}: tried again for {:?} as if it could pass: {said}",
+            began.elapsed()
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statements_through_a_transaction_pooler_never_meet_another_clients_prepared_statement() {
     let Some(bin) = pgbouncer::binary_or_skip(

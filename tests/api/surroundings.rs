@@ -1017,6 +1017,127 @@ async fn an_intent_survives_a_crash_of_a_server_tuned_for_asynchronous_commits()
     );
 }
 
+/// A database created in LATIN1 (a DBA's template): migrations are refused before the first
+/// one runs, naming the encoding and what to create instead; nothing is left half-applied.
+/// Rule E1.
+#[tokio::test]
+async fn e1_migrations_refuse_a_database_not_in_utf8_naming_the_encoding() {
+    let app = TestApp::new().await;
+    let name = format!("tt_latin1_{:08x}", rand::random::<u32>());
+    sqlx::query(&format!(
+        "CREATE DATABASE {name} ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
+    ))
+    .execute(app.pool())
+    .await
+    .unwrap();
+    let url = format!("{}/{name}", app.db.url().rsplit_once('/').unwrap().0);
+    let mut cmd = command(Some(&url));
+    cmd.arg("migrate");
+    let run = finish(cmd, None).await;
+    let tables: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_catalog.pg_tables WHERE tablename LIKE 'ticketing%' OR tablename = '_sqlx_migrations'")
+        .fetch_one(&pool(&url))
+        .await
+        .unwrap();
+    let _ = sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
+        .execute(app.pool())
+        .await;
+    run.assert_code(1);
+    assert!(
+        run.stderr.contains("encoding is LATIN1") && run.stderr.contains("ENCODING 'UTF8'"),
+        "{run:#?}"
+    );
+    assert_eq!(tables, 0, "a migration ran: {run:#?}");
+}
+
+/// `migrate` for a schema that does not exist, and as a role that may not create in the
+/// schema: each refusal says what to change. Rule E1.
+#[tokio::test]
+async fn e1_migrations_without_their_schema_or_the_right_to_create_in_it_say_what_to_change() {
+    let app = TestApp::new().await;
+    let mut cmd = command(Some(&app.db.url()));
+    cmd.env("APP_DATABASE__SCHEMA", "nosuchschema")
+        .arg("migrate");
+    let run = finish(cmd, None).await;
+    run.assert_code(1);
+    assert!(
+        run.stderr.contains("CREATE SCHEMA nosuchschema"),
+        "{run:#?}"
+    );
+
+    let role = format!("tt_nocreate_{:08x}", rand::random::<u32>());
+    for sql in [
+        format!("CREATE ROLE {role} LOGIN"),
+        "CREATE SCHEMA owned_elsewhere".to_owned(),
+        format!("GRANT USAGE ON SCHEMA owned_elsewhere TO {role}"),
+    ] {
+        sqlx::query(&sql).execute(app.pool()).await.unwrap();
+    }
+    let url = app.db.url().replacen("postgres@", &format!("{role}@"), 1);
+    let mut cmd = command(Some(&url));
+    cmd.env("APP_DATABASE__SCHEMA", "owned_elsewhere")
+        .arg("migrate");
+    let run = finish(cmd, None).await;
+    for sql in [format!("DROP OWNED BY {role}"), format!("DROP ROLE {role}")] {
+        sqlx::query(&sql).execute(app.pool()).await.unwrap();
+    }
+    run.assert_code(1);
+    assert!(
+        run.stderr
+            .contains("run `ticketing-tracker migrate` as the schema's owner")
+            && run.stderr.contains("migrate_on_start = false"),
+        "{run:#?}"
+    );
+}
+
+/// The enqueuer's role as the README grants it (INSERT on the job table, SELECT on three of
+/// its columns, SELECT on the clock and the card policy that the defaults and the card guard
+/// read with the caller's privileges): a row with a card and one without are enqueued, and
+/// the card column stays unreadable to it.
+#[tokio::test]
+async fn an_enqueuer_with_the_readmes_grants_enqueues_and_cannot_read_the_card() {
+    let app = TestApp::new().await;
+    let role = format!("tt_enqueuer_{:08x}", rand::random::<u32>());
+    for sql in [
+        format!("CREATE ROLE {role} LOGIN"),
+        format!("GRANT INSERT ON ticketing_jobs TO {role}"),
+        format!("GRANT SELECT (id, order_no, state) ON ticketing_jobs TO {role}"),
+        format!("GRANT SELECT ON ticketing_test_clock, ticketing_card_policy TO {role}"),
+    ] {
+        sqlx::query(&sql).execute(app.pool()).await.unwrap();
+    }
+    let url = app.db.url().replacen("postgres@", &format!("{role}@"), 1);
+    let enqueuer = pool(&url);
+    sqlx::query("INSERT INTO ticketing_jobs (order_no, payment_method) VALUES ('TESTGRANT1', 1)")
+        .execute(&enqueuer)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO ticketing_jobs (order_no, payment_method, card) VALUES ('TESTGRANT2', 3, $1)",
+    )
+    .bind(vcc_card())
+    .execute(&enqueuer)
+    .await
+    .unwrap();
+    let states: Vec<String> =
+        sqlx::query_scalar("SELECT state FROM ticketing_jobs ORDER BY order_no")
+            .fetch_all(&enqueuer)
+            .await
+            .unwrap();
+    assert_eq!(states, ["pending", "pending"]);
+    let refused = sqlx::query("SELECT card FROM ticketing_jobs")
+        .fetch_all(&enqueuer)
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("permission denied"),
+        "{refused}"
+    );
+    enqueuer.close().await;
+    for sql in [format!("DROP OWNED BY {role}"), format!("DROP ROLE {role}")] {
+        sqlx::query(&sql).execute(app.pool()).await.unwrap();
+    }
+}
+
 /// An enqueuer whose session puts another schema first, one that holds a table named like the
 /// job table's clock: the job table's defaults still take the database's time from its own
 /// schema's clock.

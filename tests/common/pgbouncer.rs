@@ -51,6 +51,17 @@ impl PgBouncer {
     /// PgBouncer `binary` with `pool_mode = transaction` and `pool_size` server sessions in front
     /// of the database `upstream` (a postgres:// URL), on a free local port.
     pub fn start(binary: &Path, upstream: &str, pool_size: u32) -> PgBouncer {
+        Self::start_ignoring(binary, upstream, pool_size, "extra_float_digits")
+    }
+
+    /// [`PgBouncer::start`] with `ignore_startup_parameters = ignored` (empty: PgBouncer's
+    /// default, which refuses the `extra_float_digits` every PostgreSQL driver sends).
+    pub fn start_ignoring(
+        binary: &Path,
+        upstream: &str,
+        pool_size: u32,
+        ignored: &str,
+    ) -> PgBouncer {
         let url = reqwest::Url::parse(upstream).expect("the test database URL parses");
         let database = url.path().trim_start_matches('/').to_owned();
         let mut target = format!(
@@ -85,7 +96,7 @@ impl PgBouncer {
                  auth_type = any\npool_mode = transaction\n\
                  default_pool_size = {pool_size}\nmin_pool_size = 0\nreserve_pool_size = 0\n\
                  max_client_conn = 500\n\
-                 ignore_startup_parameters = extra_float_digits\n",
+                 ignore_startup_parameters = {ignored}\n",
             ),
         )
         .unwrap();
