@@ -4,26 +4,36 @@
 //! process for it, whether or not the first step still runs.
 
 use std::collections::{HashSet, VecDeque};
+use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 use std::sync::Mutex;
 
-/// How many orders are remembered: the oldest is forgotten past this (about 64 bytes each).
+/// How many orders are remembered: the oldest is forgotten past this (about 32 bytes each).
 pub const REMEMBERED: usize = 100_000;
 
-/// Order numbers, oldest first, at most [`REMEMBERED`]. Keyed by order number, not row id: a
-/// row deleted and enqueued again under the same number is the same order at ATRIP.
+/// Order numbers, oldest first, at most [`REMEMBERED`], each kept as a 64-bit hash (two
+/// numbers sharing one, odds about 2^-47 at the bound, would send the unpaid one to its order
+/// query and a person instead of paying it: never a second charge). Keyed by order
+/// number, not row id: a row deleted and enqueued again under the same number is the same
+/// order at ATRIP.
 #[derive(Default)]
 pub struct SentHere {
-    inner: Mutex<(HashSet<String>, VecDeque<String>)>,
+    inner: Mutex<(HashSet<u64>, VecDeque<u64>)>,
+}
+
+/// The same hash in every process run (`DefaultHasher::new` has fixed keys).
+fn key(order_no: &str) -> u64 {
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(order_no)
 }
 
 impl SentHere {
     /// A `pay.do` for `order_no` may leave now.
     pub fn record(&self, order_no: &str) {
+        let key = key(order_no);
         let mut guard = self.inner.lock().unwrap();
         let (set, order) = &mut *guard;
-        if set.insert(order_no.to_owned()) {
-            order.push_back(order_no.to_owned());
-            while order.len() > REMEMBERED {
+        if set.insert(key) {
+            order.push_back(key);
+            if order.len() > REMEMBERED {
                 if let Some(oldest) = order.pop_front() {
                     set.remove(&oldest);
                 }
@@ -33,7 +43,7 @@ impl SentHere {
 
     /// Whether a `pay.do` for `order_no` may have left from this process.
     pub fn contains(&self, order_no: &str) -> bool {
-        self.inner.lock().unwrap().0.contains(order_no)
+        self.inner.lock().unwrap().0.contains(&key(order_no))
     }
 }
 

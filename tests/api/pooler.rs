@@ -12,7 +12,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use ticketing_tracker::config::Settings;
 use ticketing_tracker::jobs::{pooler, Db};
 
-use crate::support::app::{mor_card, vcc_card, TestApp};
+use crate::support::app::TestApp;
 use crate::support::binary::WorkerProcess;
 use crate::support::db::TestDb;
 use crate::support::pgbouncer::{self, PgBouncer};
@@ -383,28 +383,8 @@ fn order_numbers(from: u64, n: u64) -> Vec<String> {
 
 /// Enqueues `n` orders numbered from `from`, the four payment methods in turn.
 async fn enqueue(app: &TestApp, from: u64, n: u64) {
-    let numbers = order_numbers(from, n);
-    let (mut methods, mut cards) = (Vec::new(), Vec::new());
-    for i in from..from + n {
-        let (method, card) = match i % 4 {
-            0 => (1i16, Value::Null),
-            1 => (3, vcc_card()),
-            2 => (4, Value::Null),
-            _ => (5, mor_card()),
-        };
-        methods.push(method);
-        cards.push(card);
-    }
-    sqlx::query(
-        "INSERT INTO ticketing_jobs (order_no, payment_method, card)
-         SELECT o, m, NULLIF(c, 'null'::jsonb) FROM unnest($1::text[], $2::smallint[], $3::jsonb[]) AS t(o, m, c)",
-    )
-    .bind(&numbers)
-    .bind(&methods)
-    .bind(&cards)
-    .execute(app.pool())
-    .await
-    .unwrap();
+    app.enqueue_methods_in_turn(&order_numbers(from, n), from)
+        .await;
 }
 
 /// Waits (bounded: a loaded machine, not a timing claim) until no row is unfinished, every

@@ -3,10 +3,9 @@
 use std::time::{Duration, Instant};
 
 use atrip_simulator::SimConfig;
-use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::app::{mor_card, vcc_card, TestApp};
+use crate::support::app::TestApp;
 
 const ORDERS: u64 = 500;
 
@@ -22,28 +21,10 @@ async fn replicas_pay_every_order_exactly_once(replicas: usize) {
         ..SimConfig::default()
     })
     .await;
-    let (mut numbers, mut methods, mut cards) = (Vec::new(), Vec::new(), Vec::new());
-    for i in 0..ORDERS {
-        numbers.push(format!("TESTA{}", 2026112500000001u64 + i));
-        let (method, card) = match i % 4 {
-            0 => (1i16, Value::Null),
-            1 => (3, vcc_card()),
-            2 => (4, Value::Null),
-            _ => (5, mor_card()),
-        };
-        methods.push(method);
-        cards.push(card);
-    }
-    sqlx::query(
-        "INSERT INTO ticketing_jobs (order_no, payment_method, card)
-         SELECT o, m, NULLIF(c, 'null'::jsonb) FROM unnest($1::text[], $2::smallint[], $3::jsonb[]) AS t(o, m, c)",
-    )
-    .bind(&numbers)
-    .bind(&methods)
-    .bind(&cards)
-    .execute(app.pool())
-    .await
-    .unwrap();
+    let numbers: Vec<String> = (0..ORDERS)
+        .map(|i| format!("TESTA{}", 2026112500000001u64 + i))
+        .collect();
+    app.enqueue_methods_in_turn(&numbers, 0).await;
 
     let stop = CancellationToken::new();
     let mut running = Vec::new();

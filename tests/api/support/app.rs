@@ -119,6 +119,32 @@ impl TestApp {
     }
 
     /// Creates an order and enqueues it.
+    /// Enqueues `numbers` in one statement, the four payment methods in turn (deposit, VCC,
+    /// BYOA, MOR; cards where a method needs one), the turn counted from `first_turn`.
+    pub async fn enqueue_methods_in_turn(&self, numbers: &[String], first_turn: u64) {
+        let (mut methods, mut cards) = (Vec::new(), Vec::new());
+        for i in first_turn..first_turn + numbers.len() as u64 {
+            let (method, card) = match i % 4 {
+                0 => (1i16, Value::Null),
+                1 => (3, vcc_card()),
+                2 => (4, Value::Null),
+                _ => (5, mor_card()),
+            };
+            methods.push(method);
+            cards.push(card);
+        }
+        sqlx::query(
+            "INSERT INTO ticketing_jobs (order_no, payment_method, card)
+             SELECT o, m, NULLIF(c, 'null'::jsonb) FROM unnest($1::text[], $2::smallint[], $3::jsonb[]) AS t(o, m, c)",
+        )
+        .bind(numbers)
+        .bind(&methods)
+        .bind(&cards)
+        .execute(self.pool())
+        .await
+        .unwrap();
+    }
+
     pub async fn order_and_enqueue(
         &self,
         method: i16,
