@@ -235,49 +235,73 @@ const DATABASE_UNAVAILABLE_NOT_READY: &str = "not ready: database unavailable\n"
 /// How long `/readyz` waits for the database.
 const READY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// How long `/metrics` waits for the table's figures: within a scraper's timeout (Prometheus'
+/// default is 10 s), with room for the writability check before it.
+const METRICS_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// PostgreSQL's SQLSTATE for "relation does not exist".
 const UNDEFINED_TABLE: &str = "42P01";
 
 async fn metrics(AxumState(ctx): AxumState<Ctx>) -> Response {
     let m = crate::metrics::global();
-    // The last reconciliation's figures (rule R6), when they can be read: their absence (no
-    // run yet, a role without SELECT on the runs) leaves the rest of the figures as they are.
-    let reconcile = match ctx.store.reconcile_figures().await {
-        Ok(figures) => figures,
-        Err(e) => {
-            tracing::debug!(error = %e, "metrics: the last reconciliation could not be read");
-            None
-        }
-    };
-    let reconcile_unfinished = match ctx.store.reconcile_unfinished(7).await {
-        Ok(counts) => Some(counts),
-        Err(e) => {
-            tracing::debug!(error = %e, "metrics: the reconciliation's unfinished runs could not be read");
-            None
-        }
+    let process_only = || {
+        (
+            [("content-type", "text/plain; version=0.0.4")],
+            scrape::render(None),
+        )
+            .into_response()
     };
     if let Ok(Ok(read_only)) = tokio::time::timeout(READY_WAIT, ctx.store.read_only()).await {
         m.database_writable(read_only.is_none());
     }
-    let (states, oldest, pauses, after_ticketing) = match tokio::try_join!(
-        ctx.store.count_by_state(),
-        ctx.store.oldest_due_age(),
-        ctx.store.pauses_in_force(),
-        ctx.store.count_changed_after_ticketing()
-    ) {
-        Ok(figures) => figures,
-        // The database refuses every new connection for a reason the worker knows (it
-        // takes no writes, a session setting is not in force): the process's figures,
-        // which say so, without the table's.
-        Err(_) if m.database_refusal().is_some() => {
-            return (
-                [("content-type", "text/plain; version=0.0.4")],
-                scrape::render(None),
-            )
-                .into_response()
-        }
-        Err(e) => {
+    // Every read of the table within one deadline, shorter than a scraper's own (Prometheus
+    // gives up after 10 s by default): a database that does not answer is said to be
+    // unavailable in time, not by a scrape that timed out. When the database refuses new
+    // connections for a reason the worker knows (it takes no writes, a session setting is
+    // not in force), the reads that find no open connection would wait for the pool's
+    // acquire timeout: the wait is `/readyz`'s then, and the process's figures, which say
+    // why, are the answer without the table's.
+    let wait = if m.database_refusal().is_some() {
+        READY_WAIT
+    } else {
+        METRICS_WAIT
+    };
+    let table = tokio::time::timeout(wait, async {
+        // The last reconciliation's figures (rule R6), when they can be read: their absence
+        // (no run yet, a role without SELECT on the runs) leaves the rest as they are.
+        let reconcile = ctx.store.reconcile_figures().await.unwrap_or_else(|e| {
+            tracing::debug!(error = %e, "metrics: the last reconciliation could not be read");
+            None
+        });
+        let reconcile_unfinished = match ctx.store.reconcile_unfinished(7).await {
+            Ok(counts) => Some(counts),
+            Err(e) => {
+                tracing::debug!(error = %e, "metrics: the reconciliation's unfinished runs could not be read");
+                None
+            }
+        };
+        let figures = tokio::try_join!(
+            ctx.store.count_by_state(),
+            ctx.store.oldest_due_age(),
+            ctx.store.pauses_in_force(),
+            ctx.store.count_changed_after_ticketing()
+        );
+        (reconcile, reconcile_unfinished, figures)
+    })
+    .await;
+    let (reconcile, reconcile_unfinished, (states, oldest, pauses, after_ticketing)) = match table {
+        Ok((reconcile, unfinished, Ok(figures))) => (reconcile, unfinished, figures),
+        // Refused meanwhile: as above.
+        _ if m.database_refusal().is_some() => return process_only(),
+        Ok((_, _, Err(e))) => {
             warn!(error = %e, "metrics: the table's figures could not be read");
+            return (StatusCode::SERVICE_UNAVAILABLE, DATABASE_UNAVAILABLE).into_response();
+        }
+        Err(_) => {
+            warn!(
+                wait_ms = wait.as_millis() as u64,
+                "metrics: the table's figures were not read in time"
+            );
             return (StatusCode::SERVICE_UNAVAILABLE, DATABASE_UNAVAILABLE).into_response();
         }
     };
