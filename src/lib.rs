@@ -32,7 +32,7 @@
 //! - [`console`]: the operator console under `/console` (pages, sessions, actions);
 //! - [`reconcile`]: the daily (and on demand) comparison of the job table with ATRIP's order
 //!   list, which records evidence of payment and never pays;
-//! - [`commands`]: one file per subcommand (`run`, `enqueue`, `status`, `retry`, `pause` …)
+//! - [`commands`]: one file per subcommand (`run`, `enqueue`, `status`, `retry`, `pause_resume`: `pause` and `resume` …)
 //!   and their dispatch; [`cli`]: their arguments; [`input`]: what they read, bounded;
 //!   [`paused`]: what a pause in force is said as, on every page and line;
 //! - [`startup`]: the pool, migrations, the worker's wiring and the stop signal, below the

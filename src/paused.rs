@@ -1,6 +1,6 @@
 //! Paying paused fleet-wide (docs/design.md, rule S4), in words: what every command, page and
 //! start line says while a pause is in force. The `pause` and `resume` commands are in
-//! `commands::pause`, the SQL in `jobs::pause`; the claim reads the pauses in force itself.
+//! `commands::pause_resume`, the SQL in `jobs::pauses`; the claim reads the pauses in force itself.
 
 use crate::domain::PauseScope;
 use crate::jobs::Pause;

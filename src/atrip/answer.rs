@@ -17,8 +17,8 @@ use super::codes::{self, OrderStatus, PayClass};
 use crate::domain::TicketSet;
 use prune::{Beyond, Keep, Unreadable};
 
-pub mod list;
 mod order;
+pub mod order_list;
 mod prune;
 
 /// What a `pay.do` answer means for the pay-once protocol.
@@ -469,17 +469,17 @@ pub fn classify_query(order_no: &str, http: u16, body: &[u8]) -> QueryAnswer {
     };
     let msg = text(&m, "msg");
     match status {
-        codes::query::OK => match order::read(order_no, &m) {
+        codes::query_status::OK => match order::read(order_no, &m) {
             Ok(view) => QueryAnswer::Order(view),
             Err(reason) => QueryAnswer::Invalid {
                 status: Some(status),
                 reason,
             },
         },
-        codes::query::ORDER_DOES_NOT_EXIST | codes::query::NO_ORDER_FOUND => {
+        codes::query_status::ORDER_DOES_NOT_EXIST | codes::query_status::NO_ORDER_FOUND => {
             QueryAnswer::NotFound { status, msg }
         }
-        codes::query::TIMEOUT | -1 | 2 | 9999 => QueryAnswer::Retry {
+        codes::query_status::TIMEOUT | -1 | 2 | 9999 => QueryAnswer::Retry {
             reason: format!(
                 "order query answered status {status} ({})",
                 msg.as_deref().unwrap_or("no message")
@@ -513,6 +513,6 @@ fn describe_garbled(body: &[u8]) -> String {
 }
 
 #[cfg(test)]
-mod tests;
+mod reading_tests;
 #[cfg(test)]
 mod tests_hostile;

@@ -16,7 +16,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::answer::list::{classify_list, ListError, ListPage};
+use super::answer::order_list::{classify_list, ListError, ListPage};
 use super::answer::{classify_pay, classify_query, PayAnswer, QueryAnswer};
 use super::ca::CaBundle;
 use crate::card::CreditCard;

@@ -217,7 +217,7 @@ pub fn pay_msg(status: i64) -> &'static str {
 }
 
 /// `queryOrderDetails.do` status codes.
-pub mod query {
+pub mod query_status {
     pub const OK: i64 = 0;
     /// Several orders match (airline-PNR lookups only).
     pub const SEVERAL_ORDERS: i64 = 701;

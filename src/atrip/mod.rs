@@ -6,6 +6,6 @@ pub mod ca;
 pub mod client;
 pub mod codes;
 
-pub use answer::list::{ListError, ListPage, ListedOrder, MAX_LIST_ROWS};
+pub use answer::order_list::{ListError, ListPage, ListedOrder, MAX_LIST_ROWS};
 pub use answer::{OrderView, PayAnswer, QueryAnswer};
 pub use client::{Answered, Client, CreatedOrder, Error, ListRequest, PayRequest, PROBE_ORDER_NO};

@@ -17,7 +17,7 @@ mod enqueue;
 mod keygen;
 pub mod list;
 mod migrate;
-mod pause;
+mod pause_resume;
 mod retry;
 mod run;
 pub mod status;
@@ -137,8 +137,8 @@ async fn dispatch(command: Command, settings: Settings) -> anyhow::Result<()> {
             retry::retry(&connect().await?, a, &by, card).await
         }
         Command::Cancel(a) => cancel::cancel(&connect().await?, a, &by).await,
-        Command::Pause(a) => pause::pause(a, &by, connect).await,
-        Command::Resume(a) => pause::resume(a, &by, connect).await,
+        Command::Pause(a) => pause_resume::pause(a, &by, connect).await,
+        Command::Resume(a) => pause_resume::resume(a, &by, connect).await,
         Command::Reconcile(a) => {
             let atrip = crate::atrip::Client::new(&settings.atrip)?;
             crate::reconcile::command(a, &connect().await?, &atrip, &settings.reconcile, &by).await

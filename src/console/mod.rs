@@ -11,11 +11,11 @@
 //! `password` (the hashes), `overview`, `pages` (lists and search), `review` (needs a person:
 //! groups, filters), `bulk` (its bulk retry and cancel), `listing` (what lists show of a row;
 //! CSV), `timeline` (an order's page), `actions` (what operators do to one order), `pause`
-//! (paying paused: pause and resume), `reconcile` (the reconciliation's runs and findings,
+//! (paying paused: pause and resume), `reconciliation` (the reconciliation's runs and findings,
 //! read only), `charts` (SVG), `html` (escaping and the page shell, with the banner of a pause
 //! on every page), `proxy` (trusted proxies). Named accounts are managed by
-//! `commands::console_user` (`console-user`). The SQL is in `jobs::console`, `jobs::find` and
-//! `jobs::pause`.
+//! `commands::console_user` (`console-user`). The SQL is in `jobs::console_reads`, `jobs::find` and
+//! `jobs::pauses`.
 
 mod actions;
 mod auth;
@@ -31,7 +31,7 @@ mod pages;
 mod password;
 mod pause;
 mod proxy;
-mod reconcile;
+mod reconciliation;
 mod review;
 mod timeline;
 mod who;
@@ -172,7 +172,7 @@ impl Console {
             .route("/console/bulk", post(bulk::bulk))
             .route("/console/pause", get(pause::page).post(pause::pause))
             .route("/console/resume", post(pause::resume))
-            .route("/console/reconcile", get(reconcile::page))
+            .route("/console/reconcile", get(reconciliation::page))
             // Forms are small; a bulk retry of a whole page is a few kilobytes.
             .layer(DefaultBodyLimit::max(64 * 1024))
             .layer(axum::middleware::map_response(security_headers))

@@ -4,52 +4,57 @@
 //! (zero rows matched is [`Error::LeaseLost`], never a silent no-op), and it appends its event
 //! in the same statement, so the history can never disagree with the row. Files, one
 //! responsibility each: `store` (the claim and the worker's writes), `write` (a transition as
-//! columns), `operator` (operators' list, retry and cancel, rules P7 and P8), `wake`
-//! (webhooks making an order due, `NOTIFY`), `upkeep` (pruning, the backlog's age, migrations
-//! applied), `pause` (paying paused and resumed, rule S4), `reconcile` (the reconciliation's
-//! reads and its runs, rules R1-R6), `console` and `find` (the operator console's reads),
-//! `rows` (what the statements return, with the one column list of a whole row), `db` (how
-//! statements reach PostgreSQL, a transaction pooler included), `pooler` (whether
-//! `database.url` leads through one).
+//! columns), `apply` (a batch of transitions), `unleased` (the writes that need no lease:
+//! evidence, rules P3a and R3, and a panicked step's end, W5), `interventions` (operators'
+//! list, retry and cancel, rules P7 and P8), `deliveries` (ATRIP's webhooks and what happens
+//! after ticketing, W3 and W6), `clearance` (the balance pre-check's write, P1e),
+//! `replication` (where a commit is durable, P1b), `guards` (the plain-card guard and whether
+//! the server takes writes), `wake` (making an order due, `NOTIFY`), `upkeep` (pruning, the
+//! backlog's age, migrations applied), `pauses` (paying paused and resumed, rule S4),
+//! `reconcile_runs` (the reconciliation's reads and its runs, rules R1-R6), `console_reads`,
+//! `console_users` and `find` (the operator console's reads and users), `rows` (what the
+//! statements return, with the one column list of a whole row), `db` (how statements reach
+//! PostgreSQL, a transaction pooler included), `pooler` (whether `database.url` leads through
+//! one), `writer` (the batching writer).
 
-mod after;
 mod apply;
-mod balance;
-mod console;
+mod clearance;
+mod console_reads;
 mod console_users;
 mod db;
-mod durability;
-mod evidence;
+mod deliveries;
 mod find;
-mod operator;
-mod pause;
+mod guards;
+mod interventions;
+mod pauses;
 pub mod pooler;
-mod reconcile;
+mod reconcile_runs;
+mod replication;
 mod rows;
 mod store;
-mod surroundings;
+mod unleased;
 mod upkeep;
 mod wake;
 mod write;
 mod writer;
 
-pub use after::{
-    Change, Changed, Delivery, Finding, Recheck, Recorded, CHECKS, WEBHOOKS_PER_ORDER_PER_HOUR,
-};
-pub use console::{AnswerCount, Cursor, Throughput, ANSWERS_COUNTED};
+pub use console_reads::{AnswerCount, Cursor, Throughput, ANSWERS_COUNTED};
 pub use console_users::{
     Account, AccountError, AccountRow, Failed, LoginAccount, LOCK_AFTER, LOCK_FIRST_S,
     LOCK_LONGEST_S,
 };
 pub use db::{Conn, Db};
-pub use durability::{Flushed, Replicated, Replication, SERVER_ID};
+pub use deliveries::{
+    Change, Changed, Delivery, Finding, Recheck, Recorded, CHECKS, WEBHOOKS_PER_ORDER_PER_HOUR,
+};
 pub use find::{DeadlineFilter, FindQuery, ReviewFilter, ReviewSort, FAILED_DEFAULT_WINDOW_DAYS};
-pub use operator::{FreshCard, Retried};
-pub use pause::{Pause, Resumed, MAX_REASON_CHARS};
-pub use reconcile::{DailyClaim, ReconcileFigures, ReconcileRow, ReconcileRun, RunClaim};
+pub use guards::{read_only_reason, CardGuard, CardPolicy};
+pub use interventions::{FreshCard, Retried};
+pub use pauses::{Pause, Resumed, MAX_REASON_CHARS};
+pub use reconcile_runs::{DailyClaim, ReconcileFigures, ReconcileRow, ReconcileRun, RunClaim};
+pub use replication::{Flushed, Replicated, Replication, SERVER_ID};
 pub use rows::{CardJson, ClaimedJob, EventRow, ItemResult, JobRow, Landed, Lease, SealedCard};
 pub use store::{Applied, JobStore, NewJob, Renewed};
-pub use surroundings::{read_only_reason, CardGuard, CardPolicy};
 pub use write::{CardSummary, Effect, Said, Write};
 pub use writer::Writer;
 

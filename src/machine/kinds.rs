@@ -372,7 +372,7 @@ mod tests {
             ReasonKind::AtripCancelled
         );
         assert_eq!(kind_of(None, None, false), ReasonKind::Other);
-        // The durability gate's own text (jobs::durability).
+        // The durability gate's own text (jobs::replication).
         assert_eq!(
             kind_of(Some("order X: its payment deadline 2026-12-04 10:00:00+00 passed while no pay intent could be made durable (no standby); pay.do was not sent"), None, false),
             ReasonKind::DeadlinePassed

@@ -19,7 +19,7 @@ mod reasons;
 pub mod transitions;
 
 #[cfg(test)]
-mod tests;
+mod rule_tests;
 
 pub use delay::next_poll_delay;
 pub use facts::{Bounds, Facts};

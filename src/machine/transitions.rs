@@ -1,5 +1,5 @@
 //! The transition table: one function from (state, what ATRIP answered, the row, the bounds) to
-//! what happens next. Each arm cites its rule in `docs/design.md`; `src/machine/tests.rs` has one
+//! what happens next. Each arm cites its rule in `docs/design.md`; `src/machine/rule_tests.rs` has one
 //! test per arm.
 //!
 //! The arrows, by who draws them:

@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 pub use compare::{compare, Kind};
 pub use daily::{daily_loop, MAX_ATTEMPTS};
 pub use paging::{stale_after_s, Bounds};
-pub use report::{render_run, render_table};
+pub use report::{count, render_run, render_table};
 
 use crate::atrip::{Client, ListedOrder};
 use crate::jobs::{JobStore, ReconcileRow};

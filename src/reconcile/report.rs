@@ -17,6 +17,14 @@ fn text(v: &Value, key: &str) -> String {
     }
 }
 
+/// How many orders of `kind` the run found (0 when its counts do not name the kind).
+pub fn count(run: &ReconcileRun, kind: Kind) -> i64 {
+    run.counts
+        .get(kind.as_str())
+        .and_then(Value::as_i64)
+        .unwrap_or(0)
+}
+
 /// The header and the counts of a run.
 pub fn render_run(run: &ReconcileRun) -> String {
     let mut out = String::new();
@@ -47,12 +55,7 @@ pub fn render_run(run: &ReconcileRun) -> String {
     let _ = writeln!(out);
     let _ = writeln!(out, "{:<24} {:>7}", "KIND", "COUNT");
     for kind in Kind::ALL {
-        let n = run
-            .counts
-            .get(kind.as_str())
-            .and_then(Value::as_i64)
-            .unwrap_or(0);
-        let _ = writeln!(out, "{:<24} {n:>7}", kind.as_str());
+        let _ = writeln!(out, "{:<24} {:>7}", kind.as_str(), count(run, kind));
     }
     out.push_str(&render_table(&run.findings));
     out

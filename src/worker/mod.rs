@@ -13,13 +13,13 @@
 //! `failpoint` (test-only hooks).
 
 pub mod after;
-mod balance;
 mod conclude;
 mod durable;
 mod evidence;
 mod failpoint;
 mod lease;
 mod pay;
+mod precheck;
 mod query;
 pub mod schedule;
 mod scope;

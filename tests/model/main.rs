@@ -18,7 +18,9 @@ mod decide;
 mod explore;
 mod world;
 
-use std::time::Instant;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use decide::Decider;
 use world::{Bugs, Config, Setup};
@@ -101,6 +103,52 @@ fn bug_config(bugs: Bugs) -> Config {
     }
 }
 
+/// One exploration of the run.
+enum Job {
+    /// The surroundings with every switch off: no property may fail.
+    Clean,
+    /// A bug of the past put back: the model must find it.
+    Bug(&'static str),
+    /// Assumption A7 dropped: the model must find a second charge.
+    WithoutA7,
+}
+
+/// Explores every job on the machine's cores, taken in the order given; each outcome with the
+/// time it took, in the jobs' order, and the number of decisions the product's code made.
+fn explore_all(jobs: &[(Job, Config)]) -> (Vec<(explore::Outcome, Duration)>, u64) {
+    const CAP: usize = 40_000_000;
+    let next = AtomicUsize::new(0);
+    let done = Mutex::new(Vec::with_capacity(jobs.len()));
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(jobs.len());
+    let decisions: u64 = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let d = Decider::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some((_, c)) = jobs.get(i) else { break };
+                        let t = Instant::now();
+                        let out = explore::explore(c, &d, CAP);
+                        done.lock().unwrap().push((i, out, t.elapsed()));
+                    }
+                    let calls = *d.calls.borrow();
+                    calls
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).sum()
+    });
+    let mut done = done.into_inner().unwrap();
+    done.sort_by_key(|(i, _, _)| *i);
+    (
+        done.into_iter().map(|(_, out, t)| (out, t)).collect(),
+        decisions,
+    )
+}
+
 fn main() {
     // `cargo test -- --list` and filters: this program has one test, named "model".
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -114,79 +162,85 @@ fn main() {
         }
     }
     let (bound, configs) = configs();
-    let d = Decider::new();
+    let only = std::env::var("MODEL_SETUP").ok();
+    // Every exploration is independent: the clean surroundings, each re-introduced bug, the
+    // check that assumption A7 is needed. They run on every core, each thread with a decider
+    // of its own (its memo is not shared), and are reported in this order.
+    let mut jobs: Vec<(Job, Config)> = configs
+        .into_iter()
+        .filter(|c| {
+            only.as_deref()
+                .is_none_or(|o| format!("{:?}", c.setup).starts_with(o))
+        })
+        .map(|c| (Job::Clean, c))
+        .collect();
+    for (name, bugs) in Bugs::ALL {
+        jobs.push((Job::Bug(name), bug_config(bugs)));
+    }
+    let mut a7 = config(SINGLE_SYNC_OFF, false, 1, 1, 1);
+    a7.operator_waits = false;
+    jobs.push((Job::WithoutA7, a7));
     let started = Instant::now();
-    let cap = 40_000_000;
+    let (outcomes, decisions) = explore_all(&jobs);
     let (mut states, mut depth, mut edges) = (0, 0, 0);
     let mut failed = false;
-    let only = std::env::var("MODEL_SETUP").ok();
-    for c in configs {
-        if only
-            .as_deref()
-            .is_some_and(|o| !format!("{:?}", c.setup).starts_with(o))
-        {
-            continue;
-        }
-        let t = Instant::now();
-        let out = explore::explore(&c, &d, cap);
-        states += out.states;
-        depth = depth.max(out.depth);
-        edges += out.edges;
-        eprintln!(
-            "model: {:?}, guard {}, {} order(s), 2 workers, {} faults, {} operator action(s): {} states, depth {}, {:.1} s",
-            c.setup, c.guard, c.orders, c.faults, c.ops, out.states, out.depth, t.elapsed().as_secs_f64()
-        );
-        if let Some((v, steps)) = out.violation {
-            failed = true;
-            eprintln!("model: VIOLATION {v:?} with every switch off:");
-            for line in steps {
-                eprintln!("  {line}");
-            }
-        }
-    }
     let mut caught = 0;
-    for (name, bugs) in Bugs::ALL {
-        let c = bug_config(bugs);
-        let out = explore::explore(&c, &d, cap);
-        match out.violation {
-            Some((v, steps)) => {
-                caught += 1;
+    for ((job, c), (out, took)) in jobs.iter().zip(outcomes) {
+        match job {
+            Job::Clean => {
+                states += out.states;
+                depth = depth.max(out.depth);
+                edges += out.edges;
                 eprintln!(
-                    "model: re-introduced \"{name}\": counterexample {v:?} in {} steps",
-                    steps.len() / 2
+                    "model: {:?}, guard {}, {} order(s), 2 workers, {} faults, {} operator action(s): {} states, depth {}, {:.1} s",
+                    c.setup, c.guard, c.orders, c.faults, c.ops, out.states, out.depth, took.as_secs_f64()
                 );
-                for line in steps {
-                    eprintln!("  {line}");
+                if let Some((v, steps)) = out.violation {
+                    failed = true;
+                    eprintln!("model: VIOLATION {v:?} with every switch off:");
+                    for line in steps {
+                        eprintln!("  {line}");
+                    }
                 }
             }
-            None => {
-                failed = true;
-                eprintln!(
-                    "model: re-introduced \"{name}\": NO counterexample in {} states: the model would not catch it",
-                    out.states
-                );
-            }
-        }
-    }
-    // Assumption A7 is needed: without it the model finds a second charge.
-    let mut c = config(SINGLE_SYNC_OFF, false, 1, 1, 1);
-    c.operator_waits = false;
-    match explore::explore(&c, &d, cap).violation {
-        Some((v, steps)) => {
-            eprintln!("model: without assumption A7 (an operator's --repay waits for frozen workers): {v:?} in {} steps", steps.len() / 2);
-            for line in steps {
-                eprintln!("  {line}");
-            }
-        }
-        None => {
-            failed = true;
-            eprintln!("model: without assumption A7 no counterexample: the assumption is not needed, drop it");
+            Job::Bug(name) => match out.violation {
+                Some((v, steps)) => {
+                    caught += 1;
+                    eprintln!(
+                        "model: re-introduced \"{name}\": counterexample {v:?} in {} steps",
+                        steps.len() / 2
+                    );
+                    for line in steps {
+                        eprintln!("  {line}");
+                    }
+                }
+                None => {
+                    failed = true;
+                    eprintln!(
+                        "model: re-introduced \"{name}\": NO counterexample in {} states: the model would not catch it",
+                        out.states
+                    );
+                }
+            },
+            // Assumption A7 is needed: without it the model finds a second charge.
+            Job::WithoutA7 => match out.violation {
+                Some((v, steps)) => {
+                    eprintln!("model: without assumption A7 (an operator's --repay waits for frozen workers): {v:?} in {} steps", steps.len() / 2);
+                    for line in steps {
+                        eprintln!("  {line}");
+                    }
+                }
+                None => {
+                    failed = true;
+                    eprintln!("model: without assumption A7 no counterexample: the assumption is not needed, drop it");
+                }
+            },
         }
     }
     eprintln!(
         "model: bound {} ({} decisions by the product's code, {} edges, {:.1} s)",
         bound,
-        d.calls.borrow(),
+        decisions,
         edges,
         started.elapsed().as_secs_f64()
     );

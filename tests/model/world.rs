@@ -2,7 +2,7 @@
 //! charges, a network that loses and redirects, worker processes that crash, pause and panic,
 //! and an operator. Everything the worker *decides* is the product's code (`decide.rs` and the
 //! `machine::{claim, durability, operator}` calls below); everything here is the environment,
-//! written after the PostgreSQL statements (`jobs::apply`, `jobs::evidence`, the claim) it
+//! written after the PostgreSQL statements (`jobs::apply`, `jobs::unleased`, the claim) it
 //! stands for.
 
 use ticketing_tracker::domain::State;

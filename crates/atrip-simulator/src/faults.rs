@@ -8,7 +8,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Deserialize;
 
-use ticketing_tracker::atrip::codes::query;
+use ticketing_tracker::atrip::codes::query_status;
 
 /// How long a scenario's `timeout_after_charge` holds a request. "Until the client gives up"
 /// in practice; the cap only stops a forgotten request from living forever.
@@ -175,7 +175,7 @@ impl Scenario {
             plan.answer = Some(QueryOverride::RateLimited);
         } else if take(&mut self.query_status) {
             let code = if self.query_status_code == 0 {
-                query::TIMEOUT
+                query_status::TIMEOUT
             } else {
                 self.query_status_code
             };
@@ -241,7 +241,7 @@ impl Chaos {
             1 => plan.before = Some(Before::ServerError),
             2 => plan.delay += Duration::from_millis(rng.gen_range(200..=2000)),
             3 => plan.answer = Some(QueryOverride::Garble),
-            4 => plan.answer = Some(QueryOverride::Status(query::TIMEOUT)),
+            4 => plan.answer = Some(QueryOverride::Status(query_status::TIMEOUT)),
             _ => plan.answer = Some(QueryOverride::RateLimited),
         }
         plan.faults += 1;

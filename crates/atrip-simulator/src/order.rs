@@ -288,8 +288,8 @@ impl Order {
         // inventing one would let the worker lean on a field ATRIP never promised it.
         let vcc_attempted = self.payments.attempted_with(VCC);
         json!({
-            "status": ticketing_tracker::atrip::codes::query::OK,
-            "msg": ticketing_tracker::atrip::codes::query::msg(ticketing_tracker::atrip::codes::query::OK),
+            "status": ticketing_tracker::atrip::codes::query_status::OK,
+            "msg": ticketing_tracker::atrip::codes::query_status::msg(ticketing_tracker::atrip::codes::query_status::OK),
             "orderNo": self.order_no,
             "pnrCode": self.pnr_code,
             "orderStatus": view.status.wire(),

@@ -16,7 +16,7 @@ use super::faults::{Before, QueryOverride};
 use super::reply::{rate_limited, wants_gzip, Reply};
 use super::state::Sim;
 use super::webhook::take_webhook;
-use ticketing_tracker::atrip::codes::{query, OrderStatus};
+use ticketing_tracker::atrip::codes::{query_status, OrderStatus};
 
 /// `POST /queryOrderDetails.do`.
 pub(super) async fn query_do(
@@ -35,7 +35,7 @@ pub(super) async fn query_do(
 }
 
 fn status_only(status: i64) -> Value {
-    json!({"status": status, "msg": query::msg(status)})
+    json!({"status": status, "msg": query_status::msg(status)})
 }
 
 async fn answer(sim: &Arc<Sim>, req: &Value) -> Reply {
@@ -52,7 +52,7 @@ async fn answer(sim: &Arc<Sim>, req: &Value) -> Reply {
             return rate_limited();
         }
         let Some(order) = find_or_create(sim, store, order_no) else {
-            return Reply::Json(status_only(query::ORDER_DOES_NOT_EXIST));
+            return Reply::Json(status_only(query_status::ORDER_DOES_NOT_EXIST));
         };
         order.ledger.queries += 1;
         let mut plan = order.scenario.take_query_plan();
@@ -71,7 +71,7 @@ async fn answer(sim: &Arc<Sim>, req: &Value) -> Reply {
     let (body, webhook) = {
         let mut store = sim.lock();
         let Some(order) = store.orders.get_mut(order_no) else {
-            return Reply::Json(status_only(query::ORDER_DOES_NOT_EXIST));
+            return Reply::Json(status_only(query_status::ORDER_DOES_NOT_EXIST));
         };
         let view = order.view(&sim.config, Instant::now(), Utc::now());
         let garbled = plan.answer == Some(QueryOverride::Garble);

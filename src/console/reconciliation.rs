@@ -64,11 +64,7 @@ pub async fn page(State(c): State<Console>, who: Who) -> Response {
             pages = run.pages,
         );
         for kind in Kind::ALL {
-            let n = run
-                .counts
-                .get(kind.as_str())
-                .and_then(Value::as_i64)
-                .unwrap_or(0);
+            let n = crate::reconcile::count(run, kind);
             let _ = write!(body, r#"<td class="count">{n}</td>"#);
         }
         body.push_str("</tr>");
