@@ -1,8 +1,14 @@
 //! The integration tests: one binary, so the PostgreSQL server is found (or started) once and
 //! every test gets a fresh, migrated database of its own on it (see `support::db`).
 
+// The chaos and upgrade programs (`adversarial_runs`) are compiled here as they are on their own,
+// each with its copy of the modules they share with these tests (tests/common): separate
+// types, never mixed.
+#![allow(clippy::duplicate_mod)]
+
 mod support;
 
+mod adversarial_runs;
 mod bad_input;
 mod balance_precheck;
 mod cards;

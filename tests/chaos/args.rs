@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::program::Libtest;
+use super::program::Libtest;
 
 /// The small run `cargo test` does: about a minute on a busy two-core machine.
 const SMALL_ORDERS: usize = 60;

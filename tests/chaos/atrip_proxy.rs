@@ -21,7 +21,7 @@
 //! starts with a redirect, an oversized body and an endless one, so that a small run meets
 //! every sort on both.
 //!
-//! It runs on a thread with a runtime of its own, like [`crate::tcpproxy::TcpProxy`], and stops
+//! It runs on a thread with a runtime of its own, like [`super::tcpproxy::TcpProxy`], and stops
 //! (every connection with it) when dropped.
 
 use std::collections::BTreeMap;

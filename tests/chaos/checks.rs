@@ -23,13 +23,13 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::PgPool;
 
-use crate::atrip_proxy::Exchange;
-use crate::leases;
-use crate::orders::Order;
-use crate::paid;
-use crate::records::{self, TERMINAL};
+use super::atrip_proxy::Exchange;
+use super::leases;
+use super::orders::Order;
+use super::paid;
+use super::records::{self, TERMINAL};
 
-pub use crate::records::{Event, Job};
+pub use super::records::{Event, Job};
 
 /// What the checks read off an event.
 pub trait EventExt {

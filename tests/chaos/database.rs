@@ -21,8 +21,8 @@ use sqlx::PgPool;
 use ticketing_tracker_tools::localpg::Scratch;
 use tokio::sync::Mutex;
 
-use crate::pgpair::{self, PgPair, Replication};
-use crate::tcpproxy::TcpProxy;
+use super::pgpair::{self, PgPair, Replication};
+use super::tcpproxy::TcpProxy;
 
 /// The run's database on the pair.
 const DB: &str = "chaos";

@@ -8,8 +8,8 @@
 //! the token of the lease it holds, so in the order the events were written (their ids: every
 //! write locks the row first) the tokens never go down.
 
-use crate::checks::{Data, Event, EventExt, Expect, Limits, Pause, PauseKind, Report};
-use crate::orders::Order;
+use super::checks::{Data, Event, EventExt, Expect, Limits, Pause, PauseKind, Report};
+use super::orders::Order;
 
 /// Tokens never go down in an order's history; a claim's token is above every earlier one;
 /// one token (one lease) is written under by one worker only, except for evidence of payment:
@@ -210,7 +210,7 @@ fn paused_worker(r: &mut Report, p: &Pause, data: &Data, limits: &Limits) {
         }
     }
     if p.kind == PauseKind::Frozen {
-        let lost_lines = crate::procs::grep(&p.log, "lease lost").len();
+        let lost_lines = super::procs::grep(&p.log, "lease lost").len();
         r.notes.push(format!(
             "paused worker {}: held {} leases when stopped, {} taken over during the pause; its log shows {lost_lines} \"lease lost\"",
             p.worker,

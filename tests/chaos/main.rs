@@ -31,7 +31,8 @@
 //! answered (`paid`: no answer ATRIP never gave is recorded, evidence seen reaches the row, no
 //! order a worker could know was paid ends in `needs_review`), and prints one line of figures.
 //!
-//! `cargo test` runs it small (60 orders, 2 workers, 4 kills, one PostgreSQL cut, one
+//! `cargo test` runs it small, as a test of tests/api beside the others
+//! (`adversarial_runs.rs`; `cargo test --test chaos` runs this program alone) (60 orders, 2 workers, 4 kills, one PostgreSQL cut, one
 //! failover, one cut of the workers' database over the lease, two outside row locks, one
 //! pause, at least one stop before pay.do, one storm, about six hostile pay.do answers and 3 %
 //! of the queries, failpoints `panic:0.008,error:0.004,pause:0.003`); the full run is
@@ -86,6 +87,9 @@ mod workers;
 
 use std::time::Instant;
 
+/// The program (`cargo test --test chaos -- FLAGS`).
+// Unused where the run is a module of the `api` binary (tests/api/adversarial_runs.rs).
+#[allow(dead_code)]
 fn main() {
     let started = Instant::now();
     let args = program::parsed("chaos", args::Args::parse(std::env::args().skip(1)));
@@ -93,8 +97,25 @@ fn main() {
         return;
     }
     if let Err(e) = selftest::run() {
-        println!("chaos: FAILED: the checks themselves are broken: {e}");
+        program::result_line(&format!(
+            "chaos: FAILED: the checks themselves are broken: {e}"
+        ));
         std::process::exit(1);
     }
     std::process::exit(program::run_until_signal("chaos", run::run(args, started)));
+}
+
+/// The small run, as a test of the `api` binary (tests/api/adversarial_runs.rs): its exit status.
+// Used by the `api` binary only.
+#[allow(dead_code)]
+pub fn small_run() -> i32 {
+    let started = Instant::now();
+    let args = program::parsed("chaos", args::Args::parse(std::iter::empty()));
+    if let Err(e) = selftest::run() {
+        program::result_line(&format!(
+            "chaos: FAILED: the checks themselves are broken: {e}"
+        ));
+        return 1;
+    }
+    program::run_to_the_end(run::run(args, started))
 }

@@ -10,7 +10,7 @@ use sqlx::PgPool;
 
 use atrip_simulator::SimHandle;
 
-use crate::booking::{self, Booking};
+use super::booking::{self, Booking};
 
 /// The longest payment-in-progress window a scenario asks for: inside it the query shows the
 /// charged order unpaid. Well below the workers' `unpaid_settle_s` (see `run.rs`).

@@ -22,9 +22,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::atrip_proxy::{self, Exchange, Hostile, When};
-use crate::checks::{Data, Event, EventExt, Expect, Job, Limits, Pause, Report};
-use crate::orders::Order;
+use super::atrip_proxy::{self, Exchange, Hostile, When};
+use super::checks::{Data, Event, EventExt, Expect, Job, Limits, Pause, Report};
+use super::orders::Order;
 
 /// An answer written to a worker this close to its call's timeout may have found the worker
 /// gone (its timer runs from before the request reached the proxy).

@@ -11,10 +11,10 @@ use atrip_simulator::LoggedRequest;
 use chrono::Utc;
 use sqlx::{PgPool, Row};
 
-use crate::checks::{Pause, PauseKind};
-use crate::orders::Order;
-use crate::procs::Fleet;
-use crate::program::say;
+use super::checks::{Pause, PauseKind};
+use super::orders::Order;
+use super::procs::Fleet;
+use super::program::say;
 
 /// The paused worker, while it is frozen.
 pub struct Frozen {
@@ -132,7 +132,7 @@ pub async fn adopt(
 
 /// The order of the last `stop-before-pay` line of a worker's log (`order_no=CHAOS000123`).
 fn stop_order(log: &std::path::Path) -> Option<String> {
-    let line = crate::procs::grep(log, "failpoint stop-before-pay").pop()?;
+    let line = super::procs::grep(log, "failpoint stop-before-pay").pop()?;
     let at = line.find("CHAOS")?;
     let no: String = line[at..]
         .chars()

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use crate::workers;
+use super::workers;
 
 /// One worker position: a process at a time, replaced after each kill.
 pub struct Slot {

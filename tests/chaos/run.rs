@@ -10,16 +10,16 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use sqlx::PgPool;
 
-use crate::args::Args;
-use crate::atrip_proxy::{self, AtripProxy, Exchange, Hostile};
-use crate::checks::{self, Data, Done, Expect, Limits};
-use crate::database::Database;
-use crate::orders;
-use crate::pg::Restarter;
-use crate::procs::{self, Fleet};
-use crate::program::{run_dir, say};
-use crate::schedule::{self as sched, chaos, Ctx, Plan};
-use crate::workers::{self, Timeouts};
+use super::args::Args;
+use super::atrip_proxy::{self, AtripProxy, Exchange, Hostile};
+use super::checks::{self, Data, Done, Expect, Limits};
+use super::database::Database;
+use super::orders;
+use super::pg::Restarter;
+use super::procs::{self, Fleet};
+use super::program::{result_line, run_dir, say};
+use super::schedule::{self as sched, chaos, Ctx, Plan};
+use super::workers::{self, Timeouts};
 
 /// Short, so that a killed worker's rows come back within seconds and a pause of two leases
 /// fits in a small run.
@@ -83,11 +83,11 @@ pub async fn run(args: Args, started: Instant) -> i32 {
     let code = match body(&args, started, &mut fig).await {
         Ok(code) => code,
         Err(e) => {
-            println!("chaos: FAILED: {e}");
+            result_line(&format!("chaos: FAILED: {e}"));
             1
         }
     };
-    println!(
+    result_line(&format!(
         "chaos: orders={} kills={} pg_restarts={} faults={} stops={} skewed={} storms={} retries={} double_charges={} lost={} stranded={} pay_requests_over_one={} needs_review={} failovers={} db_cuts_over_lease={} row_locks={} panics={} redirects={} oversized={} resets_mid_body={} endless={} elapsed_s={:.1}",
         fig.orders,
         fig.kills,
@@ -111,7 +111,7 @@ pub async fn run(args: Args, started: Instant) -> i32 {
         fig.resets_mid_body,
         fig.endless,
         started.elapsed().as_secs_f64()
-    );
+    ));
     code
 }
 
@@ -202,10 +202,10 @@ async fn with_database(
     let bouncer = match args.pgbouncer {
         false => None,
         true => {
-            let binary = crate::pgbouncer::binary_or("chaos --pgbouncer", |why| {
+            let binary = super::pgbouncer::binary_or("chaos --pgbouncer", |why| {
                 say(started, format!("NO PGBOUNCER: {why}"))
             });
-            binary.map(|b| crate::pgbouncer::PgBouncer::start(&b, &db.workers_url, 12))
+            binary.map(|b| super::pgbouncer::PgBouncer::start(&b, &db.workers_url, 12))
         }
     };
     if args.pgbouncer && bouncer.is_none() {

@@ -18,16 +18,16 @@ use sqlx::{PgPool, Row};
 use ticketing_tracker::domain::PauseScope;
 use ticketing_tracker::jobs::{self, JobStore};
 
-use crate::args::Args;
-use crate::atrip_proxy::AtripProxy;
-use crate::checks::Pause;
-use crate::database::{self, Database};
-use crate::orders::{self, Order};
-use crate::pause::{self, Frozen};
-use crate::pg::Restarter;
-use crate::procs::Fleet;
-use crate::program::say;
-use crate::run::LEASE;
+use super::args::Args;
+use super::atrip_proxy::AtripProxy;
+use super::checks::Pause;
+use super::database::{self, Database};
+use super::orders::{self, Order};
+use super::pause::{self, Frozen};
+use super::pg::Restarter;
+use super::procs::Fleet;
+use super::program::say;
+use super::run::LEASE;
 
 /// How often the schedule looks at the clock.
 const TICK: Duration = Duration::from_millis(100);

@@ -9,9 +9,9 @@ use atrip_simulator::LoggedRequest;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use crate::atrip_proxy::{AtripAnswer, Exchange, Hostile, When};
-use crate::checks::{check, Data, Done, Event, Expect, Job, Limits, Pause, PauseKind};
-use crate::orders::Order;
+use super::atrip_proxy::{AtripAnswer, Exchange, Hostile, When};
+use super::checks::{check, Data, Done, Event, Expect, Job, Limits, Pause, PauseKind};
+use super::orders::Order;
 
 fn order(no: &str, lost_pay: bool) -> Order {
     Order {
@@ -613,7 +613,7 @@ pub fn run() -> Result<(), String> {
             report.charged_unknown_reviews, report.panics
         ));
     }
-    crate::database::selftest()?;
+    super::database::selftest()?;
 
     let (orders, data, pauses, expect) = broken();
     let report = check(&orders, &data, &pauses, &LIMITS, &expect);

@@ -1,7 +1,9 @@
 //! Shared by the test programs that own worker processes (the chaos run, the rolling upgrade),
-//! both `harness = false`: the libtest side of their command line (what a `cargo test` runner
+//! both `harness = false` programs and, for `cargo test`, tests of tests/api
+//! (`adversarial_runs.rs`): the libtest side of their command line (what a `cargo test` runner
 //! passes, tolerated; `--list` and filters answered for their one test), the runtime they run
-//! on until a signal ends the run early, their progress lines and their log directory.
+//! on (until a signal ends the run early, for the programs), their progress and result lines
+//! and their log directory.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -50,6 +52,8 @@ impl Libtest {
     /// Whether to run the program's one test, `name`. Answers `--list` (`NAME: test`, nothing
     /// with `--ignored`) and says when the filters leave it out, so that `cargo test
     /// some_api_test` does not spend minutes here.
+    // The programs only: as tests of the `api` binary, its harness does this.
+    #[allow(dead_code)]
     pub fn wants_run(&self, name: &str) -> bool {
         if self.list {
             if !self.ignored {
@@ -84,6 +88,8 @@ pub fn parsed<T>(name: &str, args: Result<T, String>) -> T {
 /// Runs `run` on a multi-threaded runtime and returns its exit status, or 130 when Ctrl-C or
 /// SIGTERM comes first (`NAME: interrupted; stopping the workers`). `run` owns every worker
 /// process; when it ends (returns, panics, or is dropped here on a signal) they are killed.
+// Each program uses one of the two ways to run.
+#[allow(dead_code)]
 pub fn run_until_signal(name: &str, run: impl Future<Output = i32>) -> i32 {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -100,6 +106,31 @@ pub fn run_until_signal(name: &str, run: impl Future<Output = i32>) -> i32 {
     });
     runtime.shutdown_timeout(Duration::from_secs(2));
     code
+}
+
+/// Runs `run` on a multi-threaded runtime of its own and returns its exit status: the run as a
+/// test of the `api` binary (tests/api/adversarial_runs.rs), where Ctrl-C is the test harness's to
+/// handle.
+// Each program uses one of the two ways to run.
+#[allow(dead_code)]
+pub fn run_to_the_end(run: impl Future<Output = i32>) -> i32 {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let code = runtime.block_on(run);
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    code
+}
+
+/// The run's result line (`NAME: figures…`, `NAME: FAILED: …`, `NAME: skipped …`), written
+/// to standard output past a test harness's capture, so that `cargo test` shows it also when
+/// the run is a test of the `api` binary (and CI counts it).
+pub fn result_line(line: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
 }
 
 /// Waits for Ctrl-C or SIGTERM and says which.

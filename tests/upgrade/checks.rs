@@ -8,8 +8,8 @@ use atrip_simulator::LoggedRequest;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use crate::procs::{Release, Worker};
-use crate::records::{Event, Job, TERMINAL};
+use super::procs::{Release, Worker};
+use super::records::{Event, Job, TERMINAL};
 
 pub struct Data {
     pub jobs: Vec<Job>,
@@ -407,7 +407,7 @@ fn schema_trips(r: &mut Report, data: &Data, workers: &[WorkerInfo], jobs: &Hash
         r.findings.push(format!(
             "rows held up by those refusals: {} orders, {mean:.1} s on average, {max:.1} s at most (lease {} s; the old worker retries the refused write for half its lease, then leaves the row leased until the lease runs out)",
             held.len(),
-            crate::run::LEASE.as_secs(),
+            super::run::LEASE.as_secs(),
         ));
     }
     for l in lines.iter().take(12) {

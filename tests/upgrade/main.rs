@@ -5,6 +5,8 @@
 //! The previous release's binary comes from `PREVIOUS_BINARY` (`bash .ci/build-previous` builds
 //! the commit named in `.ci/previous-release` and prints its path). Without it the run is
 //! skipped (`upgrade: skipped ...`, exit 0), except under `CI=true`, where that is a failure.
+//! `cargo test` runs it as a test of tests/api beside the others (`adversarial_runs.rs`);
+//! `cargo test --test upgrade` runs this program alone.
 //!
 //! The run: a fresh database migrated by this tree (`MIGRATOR`); the ATRIP simulator in process,
 //! without its duplicate guard (two overlapping pay.do would charge twice), with payments that
@@ -91,32 +93,57 @@ impl Args {
     }
 }
 
+/// The program (`cargo test --test upgrade`).
+// Unused where the run is a module of the `api` binary (tests/api/adversarial_runs.rs).
+#[allow(dead_code)]
 fn main() {
     let started = Instant::now();
     let args = program::parsed("upgrade", Args::parse(std::env::args().skip(1)));
     if !args.libtest.wants_run("upgrade") {
         return;
     }
+    std::process::exit(match previous_binary() {
+        Ok(Some(previous)) => {
+            program::run_until_signal("upgrade", run::run(&args, &previous, started))
+        }
+        Ok(None) => 0,
+        Err(()) => 1,
+    });
+}
+
+/// The default run, as a test of the `api` binary (tests/api/adversarial_runs.rs): its exit status.
+// Used by the `api` binary only.
+#[allow(dead_code)]
+pub fn default_run() -> i32 {
+    let started = Instant::now();
+    let args = program::parsed("upgrade", Args::parse(std::iter::empty()));
+    match previous_binary() {
+        Ok(Some(previous)) => program::run_to_the_end(run::run(&args, &previous, started)),
+        Ok(None) => 0,
+        Err(()) => 1,
+    }
+}
+
+/// The previous release's binary (`PREVIOUS_BINARY`); `None`, said, when it is not set (a
+/// failure with CI=true, said).
+fn previous_binary() -> Result<Option<std::path::PathBuf>, ()> {
     let previous = match std::env::var("PREVIOUS_BINARY") {
         Ok(path) if !path.trim().is_empty() => std::path::PathBuf::from(path.trim()),
         _ => {
             if std::env::var("CI").is_ok_and(|v| v == "true") {
-                println!("upgrade: FAILED: PREVIOUS_BINARY is not set and CI=true: build it with `PREVIOUS_BINARY=\"$(bash .ci/build-previous | tail -n 1)\"`");
-                std::process::exit(1);
+                program::result_line("upgrade: FAILED: PREVIOUS_BINARY is not set and CI=true: build it with `PREVIOUS_BINARY=\"$(bash .ci/build-previous | tail -n 1)\"`");
+                return Err(());
             }
-            println!("upgrade: skipped (set PREVIOUS_BINARY, see .ci/build-previous)");
-            return;
+            program::result_line("upgrade: skipped (set PREVIOUS_BINARY, see .ci/build-previous)");
+            return Ok(None);
         }
     };
     if !previous.is_file() {
-        println!(
+        program::result_line(&format!(
             "upgrade: FAILED: PREVIOUS_BINARY={} is not a file (see .ci/build-previous)",
             previous.display()
-        );
-        std::process::exit(1);
+        ));
+        return Err(());
     }
-    std::process::exit(program::run_until_signal(
-        "upgrade",
-        run::run(&args, &previous, started),
-    ));
+    Ok(Some(previous))
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::workers;
+use super::workers;
 
 /// Which release a worker process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

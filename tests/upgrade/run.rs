@@ -9,13 +9,13 @@ use serde_json::{json, Value};
 use sqlx::PgPool;
 use ticketing_tracker_tools::localpg::Scratch;
 
-use crate::booking::{self, Booking};
-use crate::checks::{self, Data, WorkerInfo};
-use crate::procs::{self, Release, Worker};
-use crate::program::{run_dir, say};
-use crate::records;
-use crate::workers::{self, ms, Timeouts};
-use crate::Args;
+use super::booking::{self, Booking};
+use super::checks::{self, Data, WorkerInfo};
+use super::procs::{self, Release, Worker};
+use super::program::{result_line, run_dir, say};
+use super::records;
+use super::workers::{self, ms, Timeouts};
+use super::Args;
 
 /// Short, so that a row an old worker leaves leased comes back within seconds.
 pub const LEASE: Duration = Duration::from_millis(5000);
@@ -82,11 +82,11 @@ pub async fn run(args: &Args, previous: &Path, started: Instant) -> i32 {
     let code = match body(args, previous, started, &mut fig).await {
         Ok(code) => code,
         Err(e) => {
-            println!("upgrade: FAILED: {e}");
+            result_line(&format!("upgrade: FAILED: {e}"));
             1
         }
     };
-    println!(
+    result_line(&format!(
         "upgrade: orders={} old_workers={} new_workers={} ticketed={} failed={} needs_review={} double_charges={} lost={} stranded={} pay_requests_over_one={} elapsed_s={:.1}",
         fig.orders,
         fig.old_workers,
@@ -99,7 +99,7 @@ pub async fn run(args: &Args, previous: &Path, started: Instant) -> i32 {
         fig.stranded,
         fig.pay_requests_over_one,
         started.elapsed().as_secs_f64()
-    );
+    ));
     code
 }
 
