@@ -1,4 +1,4 @@
-//! The ATRIP client against the simulator: every `pay.do` code the simulator produces through
+//! The ATRIP client against the simulator, with no database ([`TestAtrip`]): every `pay.do` code the simulator produces through
 //! real order conditions reaches the worker as the right `PayAnswer`, every order state reads
 //! correctly, and every transport fault after a charge is an unknown outcome, never a refusal.
 
@@ -12,7 +12,7 @@ use ticketing_tracker::atrip::{Client, OrderView, PayAnswer, PayRequest, QueryAn
 use ticketing_tracker::card::CreditCard;
 use ticketing_tracker::domain::PaymentMethod;
 
-use crate::support::app::{mor_card, test_settings, vcc_card, TestApp};
+use crate::support::app::{mor_card, vcc_card, TestAtrip};
 
 /// How long a test waits for the simulator's ticketing to reach a state, polling.
 const STATE_DEADLINE: Duration = Duration::from_secs(10);
@@ -38,7 +38,7 @@ fn vcc_named(first_name: &str) -> CreditCard {
 }
 
 async fn pay(
-    app: &TestApp,
+    app: &TestAtrip,
     order_no: &str,
     method: PaymentMethod,
     card: Option<&CreditCard>,
@@ -49,7 +49,7 @@ async fn pay(
 }
 
 /// Asserts a refusal with `status` that reached the order and charged nothing; returns `msg`.
-fn assert_refused(app: &TestApp, order_no: &str, answer: &PayAnswer, status: i64) -> String {
+fn assert_refused(app: &TestAtrip, order_no: &str, answer: &PayAnswer, status: i64) -> String {
     let PayAnswer::Refused { status: got, msg } = answer else {
         panic!("expected Refused {status}, got {answer:?}");
     };
@@ -59,7 +59,7 @@ fn assert_refused(app: &TestApp, order_no: &str, answer: &PayAnswer, status: i64
     msg.clone().unwrap_or_default()
 }
 
-fn assert_accepted(app: &TestApp, order_no: &str, answer: &PayAnswer, status: i64) {
+fn assert_accepted(app: &TestAtrip, order_no: &str, answer: &PayAnswer, status: i64) {
     let PayAnswer::Accepted {
         status: got,
         pnr_code,
@@ -83,7 +83,7 @@ fn order_of(answer: QueryAnswer) -> OrderView {
 /// Queries until `done` holds, every 50 ms, for at most `STATE_DEADLINE`. Every answer must be a
 /// readable order, and `seen` gets each one (to check what comes before the end).
 async fn query_until(
-    app: &TestApp,
+    app: &TestAtrip,
     order_no: &str,
     mut seen: impl FnMut(&OrderView),
     done: impl Fn(&OrderView) -> bool,
@@ -103,15 +103,15 @@ async fn query_until(
     }
 }
 
-fn total(app: &TestApp, counter: &str) -> i64 {
+fn total(app: &TestAtrip, counter: &str) -> i64 {
     app.sim.ledger()["totals"][counter]
         .as_i64()
         .unwrap_or_else(|| panic!("no total {counter}: {}", app.sim.ledger()))
 }
 
 /// The client with a shorter pay timeout (so a held answer ends the call quickly).
-fn client_with_pay_timeout(app: &TestApp, ms: u64) -> Client {
-    let mut settings = test_settings(&app.db.url(), &app.sim.base_url());
+fn client_with_pay_timeout(app: &TestAtrip, ms: u64) -> Client {
+    let mut settings = app.settings.clone();
     settings.atrip.pay_timeout_ms = ms;
     Client::new(&settings.atrip).unwrap()
 }
@@ -122,7 +122,7 @@ fn client_with_pay_timeout(app: &TestApp, ms: u64) -> Client {
 
 #[tokio::test]
 async fn a_payable_order_is_accepted_with_status_0_for_every_payment_method() {
-    let app = TestApp::new().await;
+    let app = TestAtrip::new().await;
     let (vcc, mor) = (vcc(), mor());
     for (method, card) in [
         (PaymentMethod::Deposit, None),
@@ -141,7 +141,7 @@ async fn a_payable_order_is_accepted_with_status_0_for_every_payment_method() {
 
 #[tokio::test]
 async fn illegal_parameters_are_refused_with_400_naming_the_field_and_charge_nothing() {
-    let app = TestApp::new().await;
+    let app = TestAtrip::new().await;
     let vcc = vcc();
 
     // A card with deposit: ATRIP wants creditCard null. PayRequest::new would drop the card,
@@ -193,7 +193,7 @@ async fn illegal_parameters_are_refused_with_400_naming_the_field_and_charge_not
 
 #[tokio::test]
 async fn an_order_past_its_payment_deadline_is_refused_with_401() {
-    let app = TestApp::new().await;
+    let app = TestAtrip::new().await;
     let order_no = app
         .create_order(json!({"paymentDeadlineSeconds": -60}))
         .await;
@@ -203,7 +203,7 @@ async fn an_order_past_its_payment_deadline_is_refused_with_401() {
 
 #[tokio::test]
 async fn a_payment_method_the_order_does_not_support_is_refused_with_403() {
-    let app = TestApp::new().await;
+    let app = TestAtrip::new().await;
     let vcc = vcc();
     for (method, card) in [
         (PaymentMethod::Byoa, None),
@@ -219,7 +219,7 @@ async fn a_payment_method_the_order_does_not_support_is_refused_with_403() {
 
 #[tokio::test]
 async fn paying_a_paid_order_again_answers_404_never_pay_again() {
-    let app = TestApp::new().await;
+    let app = TestAtrip::new().await;
     let order_no = app.create_order(json!({})).await;
     let first = pay(&app, &order_no, PaymentMethod::Deposit, None).await;
     assert_accepted(&app, &order_no, &first, 0);
@@ -235,7 +235,7 @@ async fn paying_a_paid_order_again_answers_404_never_pay_again() {
 
 #[tokio::test]
 async fn paying_a_paid_order_again_answers_402_never_pay_again_when_atrip_reads_it_so() {
-    let app = TestApp::with_sim(SimConfig {
+    let app = TestAtrip::with_sim(SimConfig {
         repay_status: 402,
         ticketing_delay: Duration::from_millis(200),
         ..SimConfig::default()
@@ -255,7 +255,7 @@ async fn paying_a_paid_order_again_answers_402_never_pay_again_when_atrip_reads_
 
 #[tokio::test]
 async fn paying_while_a_payment_is_in_progress_answers_406_never_pay_again() {
-    let app = TestApp::new().await;
+    let app = TestAtrip::new().await;
     let order_no = app.create_order(json!({})).await;
     app.scenario(&order_no, json!({"payment_in_progress_ms": 60_000}))
         .await;
@@ -272,7 +272,7 @@ async fn paying_while_a_payment_is_in_progress_answers_406_never_pay_again() {
 
 #[tokio::test]
 async fn missing_passenger_data_is_refused_with_407() {
-    let app = TestApp::new().await;
+    let app = TestAtrip::new().await;
     let order_no = app
         .create_order(json!({"missingPassengerData": true}))
         .await;
@@ -282,7 +282,7 @@ async fn missing_passenger_data_is_refused_with_407() {
 
 #[tokio::test]
 async fn a_card_brand_the_order_does_not_accept_is_refused_with_413() {
-    let app = TestApp::new().await;
+    let app = TestAtrip::new().await;
     let order_no = app
         .create_order(json!({"acceptedCardBrands": ["MasterCard"]}))
         .await;
@@ -292,7 +292,7 @@ async fn a_card_brand_the_order_does_not_accept_is_refused_with_413() {
 
 #[tokio::test]
 async fn a_mor_card_of_another_brand_than_the_order_was_made_for_is_refused_with_414() {
-    let app = TestApp::new().await;
+    let app = TestAtrip::new().await;
     let order_no = app
         .create_order(json!({"payment": {"cardType": "MasterCard"}}))
         .await;
@@ -302,7 +302,7 @@ async fn a_mor_card_of_another_brand_than_the_order_was_made_for_is_refused_with
 
 #[tokio::test]
 async fn an_fr_flow_order_the_traveller_never_confirmed_is_refused_with_415_and_cancelled() {
-    let app = TestApp::new().await;
+    let app = TestAtrip::new().await;
     let order_no = app.create_order(json!({"frFlow": true})).await;
     let answer = pay(&app, &order_no, PaymentMethod::Deposit, None).await;
     assert_refused(&app, &order_no, &answer, 415);
@@ -315,7 +315,7 @@ async fn an_fr_flow_order_the_traveller_never_confirmed_is_refused_with_415_and_
 /// shows cancelled with that errorCode, nothing charged.
 #[tokio::test]
 async fn a_card_declined_by_the_airline_or_needing_3ds_is_an_unknown_outcome_the_query_settles() {
-    let app = TestApp::new().await;
+    let app = TestAtrip::new().await;
     for (first_name, status) in [("Reject", 604), ("Three DS", 616)] {
         let order_no = app.create_order(json!({})).await;
         let card = vcc_named(first_name);
@@ -333,7 +333,7 @@ async fn a_card_declined_by_the_airline_or_needing_3ds_is_an_unknown_outcome_the
 
 #[tokio::test]
 async fn a_paid_order_whose_airline_pnr_is_pending_is_accepted_with_status_615() {
-    let app = TestApp::new().await;
+    let app = TestAtrip::new().await;
     let order_no = app.create_order(json!({})).await;
     app.scenario(&order_no, json!({"pnr_pending": true})).await;
     let answer = pay(&app, &order_no, PaymentMethod::Deposit, None).await;
@@ -343,7 +343,7 @@ async fn a_paid_order_whose_airline_pnr_is_pending_is_accepted_with_status_615()
 
 #[tokio::test]
 async fn generic_and_unknown_pay_codes_leave_the_outcome_unknown() {
-    let app = TestApp::new().await;
+    let app = TestAtrip::new().await;
     for code in [411, 9999, -1, 2, 12_345, 100, 901] {
         let order_no = app.create_order(json!({})).await;
         app.scenario(&order_no, json!({"pay_status": code})).await;
@@ -366,9 +366,9 @@ async fn generic_and_unknown_pay_codes_leave_the_outcome_unknown() {
 
 #[tokio::test]
 async fn wrong_credentials_are_unauthorized_with_900_and_charge_nothing() {
-    let app = TestApp::new().await;
+    let app = TestAtrip::new().await;
     let order_no = app.create_order(json!({})).await;
-    let mut settings = test_settings(&app.db.url(), &app.sim.base_url());
+    let mut settings = app.settings.clone();
     settings.atrip.client_secret = "not-the-secret".to_owned().into();
     let intruder = Client::new(&settings.atrip).unwrap();
 
@@ -399,7 +399,7 @@ async fn wrong_credentials_are_unauthorized_with_900_and_charge_nothing() {
 
 #[tokio::test]
 async fn a_query_follows_an_order_from_unpaid_through_ticketing_to_final_tickets() {
-    let app = TestApp::new().await;
+    let app = TestAtrip::new().await;
     let order_no = app
         .create_order(json!({"passengers": [
             {"name": "DOE/JANE", "passengerType": 0},
@@ -448,7 +448,7 @@ async fn a_query_follows_an_order_from_unpaid_through_ticketing_to_final_tickets
 
 #[tokio::test]
 async fn a_query_reads_a_cancelled_order_with_its_error_code() {
-    let app = TestApp::new().await;
+    let app = TestAtrip::new().await;
     let order_no = app.create_order(json!({})).await;
     app.scenario(
         &order_no,
@@ -472,7 +472,7 @@ async fn a_query_reads_a_cancelled_order_with_its_error_code() {
 
 #[tokio::test]
 async fn partial_tickets_are_not_final_while_passengers_are_ticketed_one_at_a_time() {
-    let app = TestApp::with_sim(SimConfig {
+    let app = TestAtrip::with_sim(SimConfig {
         one_passenger_at_a_time: true,
         // Three passengers: the first ticket at 0.8 s, all three at 2.4 s.
         ticketing_delay: Duration::from_millis(2400),
@@ -517,7 +517,7 @@ async fn partial_tickets_are_not_final_while_passengers_are_ticketed_one_at_a_ti
 
 #[tokio::test]
 async fn a_query_for_an_order_atrip_does_not_have_is_not_found_with_800() {
-    let app = TestApp::new().await;
+    let app = TestAtrip::new().await;
     let answer = app.atrip.query("TESTA20990101000000000").await;
     assert!(
         matches!(answer, QueryAnswer::NotFound { status: 800, .. }),
@@ -527,7 +527,7 @@ async fn a_query_for_an_order_atrip_does_not_have_is_not_found_with_800() {
 
 #[tokio::test]
 async fn a_query_answered_with_timeout_705_is_to_be_retried_later() {
-    let app = TestApp::new().await;
+    let app = TestAtrip::new().await;
     let order_no = app.create_order(json!({})).await;
     app.scenario(&order_no, json!({"query_status": 1})).await;
     let answer = app.atrip.query(&order_no).await;
@@ -539,7 +539,7 @@ async fn a_query_answered_with_timeout_705_is_to_be_retried_later() {
 
 #[tokio::test]
 async fn a_rate_limited_query_says_how_long_to_wait() {
-    let app = TestApp::new().await;
+    let app = TestAtrip::new().await;
     let order_no = app.create_order(json!({})).await;
     app.scenario(&order_no, json!({"rate_limit_queries": 1}))
         .await;
@@ -554,7 +554,7 @@ async fn a_rate_limited_query_says_how_long_to_wait() {
 
 #[tokio::test]
 async fn a_garbled_answer_is_invalid_for_a_query_and_an_unknown_outcome_for_pay() {
-    let app = TestApp::new().await;
+    let app = TestAtrip::new().await;
     // The simulator rotates four kinds of broken body: empty, HTML, cut JSON, status as text.
     let order_no = app.create_order(json!({})).await;
     app.scenario(&order_no, json!({"garbled": 4})).await;
@@ -582,7 +582,7 @@ async fn a_garbled_answer_is_invalid_for_a_query_and_an_unknown_outcome_for_pay(
 
 #[tokio::test]
 async fn the_ledger_counts_exactly_the_requests_the_client_sent() {
-    let app = TestApp::new().await;
+    let app = TestAtrip::new().await;
     let order_no = app.create_order(json!({})).await;
     let (queries, pays) = (3, 2);
     for _ in 0..queries {
@@ -612,7 +612,7 @@ async fn the_ledger_counts_exactly_the_requests_the_client_sent() {
 
 #[tokio::test]
 async fn a_connection_dropped_after_the_charge_is_an_unknown_outcome_while_the_order_is_paid() {
-    let app = TestApp::new().await;
+    let app = TestAtrip::new().await;
     let order_no = app.create_order(json!({})).await;
     app.scenario(&order_no, json!({"drop_after_charge": 1}))
         .await;
@@ -635,7 +635,7 @@ async fn a_connection_dropped_after_the_charge_is_an_unknown_outcome_while_the_o
 
 #[tokio::test]
 async fn a_pay_timeout_after_the_charge_is_an_unknown_outcome_while_the_order_is_paid() {
-    let app = TestApp::new().await;
+    let app = TestAtrip::new().await;
     let order_no = app.create_order(json!({})).await;
     app.scenario(&order_no, json!({"timeout_after_charge": 1}))
         .await;
@@ -659,7 +659,7 @@ async fn a_pay_timeout_after_the_charge_is_an_unknown_outcome_while_the_order_is
 
 #[tokio::test]
 async fn a_connection_reset_before_the_charge_is_unknown_or_not_sent_and_charges_nothing() {
-    let app = TestApp::new().await;
+    let app = TestAtrip::new().await;
     let order_no = app.create_order(json!({})).await;
     app.scenario(&order_no, json!({"reset_before_charge": 1}))
         .await;
@@ -679,7 +679,7 @@ async fn a_connection_reset_before_the_charge_is_unknown_or_not_sent_and_charges
 
 #[tokio::test]
 async fn a_502_before_the_charge_is_an_unknown_outcome_and_charges_nothing() {
-    let app = TestApp::new().await;
+    let app = TestAtrip::new().await;
     let order_no = app.create_order(json!({})).await;
     app.scenario(&order_no, json!({"fail_before_charge": 1}))
         .await;
@@ -694,13 +694,14 @@ async fn a_502_before_the_charge_is_an_unknown_outcome_and_charges_nothing() {
 
 #[tokio::test]
 async fn a_server_that_refuses_the_connection_means_pay_was_not_sent() {
-    let app = TestApp::new().await;
+    let app = TestAtrip::new().await;
     // A port that was free a moment ago and has nobody listening now.
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap();
-    let settings = test_settings(&app.db.url(), &format!("http://{closed}"));
+    let mut settings = app.settings.clone();
+    settings.atrip.base_url = format!("http://{closed}");
     let client = Client::new(&settings.atrip).unwrap();
     let answer = client
         .pay(&PayRequest::new(
@@ -720,7 +721,7 @@ async fn a_server_that_refuses_the_connection_means_pay_was_not_sent() {
 
 #[tokio::test]
 async fn the_simulator_gzips_an_answer_only_when_asked_and_the_client_reads_it() {
-    let app = TestApp::new().await;
+    let app = TestAtrip::new().await;
     let order_no = app.create_order(json!({})).await;
     // The client asks for gzip (reqwest's gzip feature) and decodes it.
     let view = order_of(app.atrip.query(&order_no).await);
@@ -842,7 +843,7 @@ async fn recording_server(
 
 #[tokio::test]
 async fn the_client_sends_atrips_headers_and_reads_a_gzip_encoded_answer() {
-    let app = TestApp::new().await;
+    let app = TestAtrip::new().await;
     let order_no = "TESTA20260824171418381";
     let (url, mut received) = recording_server(json!({
         "status": 0, "msg": "success", "orderNo": order_no, "pnrCode": "ABC123",
@@ -850,7 +851,8 @@ async fn the_client_sends_atrips_headers_and_reads_a_gzip_encoded_answer() {
         "paxTicketInfos": [{"name": "DOE/JANE", "ticketNos": [], "airlinePNRs": []}],
     }))
     .await;
-    let settings = test_settings(&app.db.url(), &url);
+    let mut settings = app.settings.clone();
+    settings.atrip.base_url = url.clone();
     let client = Client::new(&settings.atrip).unwrap();
 
     let view = order_of(client.query(order_no).await);

@@ -16,12 +16,66 @@ use super::db::TestDb;
 
 pub struct TestApp {
     pub db: TestDb,
-    pub sim: SimHandle,
-    pub settings: Settings,
     pub clock: Clock,
     pub store: JobStore,
+    /// The simulator, the settings and the client: `app.sim`, `app.settings`, `app.atrip` and
+    /// the simulator's helpers reach it through `Deref`.
+    atrip_side: TestAtrip,
+}
+
+/// The ATRIP side of a test's world: an in-process simulator on port 0, the test settings
+/// pointing at it, and a client. What the ATRIP client's tests need, without a database.
+pub struct TestAtrip {
+    pub sim: SimHandle,
+    /// Their `database.url` names no database ([`NO_DATABASE`]) unless a [`TestApp`] holds them.
+    pub settings: Settings,
     pub atrip: Client,
     http: reqwest::Client,
+}
+
+/// The `database.url` of settings that have no database: a name that never resolves.
+const NO_DATABASE: &str = "postgres://nobody@no-database.invalid/none";
+
+impl std::ops::Deref for TestApp {
+    type Target = TestAtrip;
+    fn deref(&self) -> &TestAtrip {
+        &self.atrip_side
+    }
+}
+
+impl std::ops::DerefMut for TestApp {
+    fn deref_mut(&mut self) -> &mut TestAtrip {
+        &mut self.atrip_side
+    }
+}
+
+impl TestAtrip {
+    /// The default simulator.
+    pub async fn new() -> TestAtrip {
+        Self::with_sim(default_sim()).await
+    }
+
+    pub async fn with_sim(config: SimConfig) -> TestAtrip {
+        super::init_tracing();
+        let sim = simulator::start(config, SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .expect("simulator starts");
+        let settings = test_settings(NO_DATABASE, &sim.base_url());
+        let atrip = Client::new(&settings.atrip).unwrap();
+        TestAtrip {
+            sim,
+            settings,
+            atrip,
+            http: reqwest::Client::new(),
+        }
+    }
+}
+
+fn default_sim() -> SimConfig {
+    SimConfig {
+        ticketing_delay: Duration::from_millis(200),
+        ..SimConfig::default()
+    }
 }
 
 /// Settings for tests: the simulator's address and credentials, short timings so recovery
@@ -49,30 +103,19 @@ pub fn test_settings(db_url: &str, sim_url: &str) -> Settings {
 impl TestApp {
     /// A world with the default simulator.
     pub async fn new() -> TestApp {
-        Self::with_sim(SimConfig {
-            ticketing_delay: Duration::from_millis(200),
-            ..SimConfig::default()
-        })
-        .await
+        Self::with_sim(default_sim()).await
     }
 
     pub async fn with_sim(config: SimConfig) -> TestApp {
-        super::init_tracing();
         let db = TestDb::new().await;
-        let sim = simulator::start(config, SocketAddr::from(([127, 0, 0, 1], 0)))
-            .await
-            .expect("simulator starts");
-        let settings = test_settings(&db.url(), &sim.base_url());
+        let mut atrip_side = TestAtrip::with_sim(config).await;
+        atrip_side.settings.database.url = db.url().into();
         let store = JobStore::new(db.pool().clone());
-        let atrip = Client::new(&settings.atrip).unwrap();
         TestApp {
             db,
-            sim,
-            settings,
             clock: Clock::default(),
             store,
-            atrip,
-            http: reqwest::Client::new(),
+            atrip_side,
         }
     }
 
@@ -94,20 +137,6 @@ impl TestApp {
 
     pub fn worker(&self) -> Worker {
         self.worker_with(&self.settings, "test-worker")
-    }
-
-    /// Creates an order on the simulator; `extra` holds order.do fields and simulator
-    /// extensions (passengers, supportPaymentMethods, payment.cardType, ...).
-    pub async fn create_order(&self, extra: Value) -> String {
-        let mut body = json!({ "passengers": [{ "name": "DOE/JANE", "passengerType": 0 }] });
-        if let (Some(b), Value::Object(e)) = (body.as_object_mut(), extra) {
-            b.extend(e);
-        }
-        self.atrip
-            .create_order(&body)
-            .await
-            .expect("order.do")
-            .order_no
     }
 
     /// Inserts a row the way an enqueuer does.
@@ -178,38 +207,6 @@ impl TestApp {
         assert_eq!(ledger["pay_requests"], pay_requests, "{ledger}");
         assert_eq!(ledger["charges"], 1, "{ledger}");
         row
-    }
-
-    /// This order's ledger entry (pay_requests, charges, queries, ...).
-    pub fn ledger(&self, order_no: &str) -> Value {
-        self.sim.ledger()["orders"][order_no].clone()
-    }
-
-    pub fn charges(&self, order_no: &str) -> i64 {
-        self.ledger(order_no)["charges"].as_i64().unwrap_or(0)
-    }
-
-    pub fn pay_requests(&self, order_no: &str) -> i64 {
-        self.ledger(order_no)["pay_requests"].as_i64().unwrap_or(0)
-    }
-
-    /// Sets a scenario for an order on the simulator.
-    pub async fn scenario(&self, order_no: &str, scenario: Value) {
-        let resp = self
-            .http
-            .post(format!(
-                "{}/sim/orders/{order_no}/scenario",
-                self.sim.base_url()
-            ))
-            .json(&scenario)
-            .send()
-            .await
-            .unwrap();
-        assert!(
-            resp.status().is_success(),
-            "scenario refused: {}",
-            resp.text().await.unwrap()
-        );
     }
 
     /// Moves the database's time forward by `d` (`ticketing_now()`; see the migration that
@@ -332,16 +329,6 @@ where
 }
 
 impl TestApp {
-    /// Pays an order directly (deposit), the way another system or a person could before the
-    /// worker got to it.
-    pub async fn pay_directly(&self, order_no: &str) -> ticketing_tracker::atrip::PayAnswer {
-        use ticketing_tracker::atrip::PayRequest;
-        use ticketing_tracker::domain::PaymentMethod;
-        self.atrip
-            .pay(&PayRequest::new(order_no, PaymentMethod::Deposit, None))
-            .await
-    }
-
     /// The state recorded by each of an order's events, oldest first.
     pub async fn event_states(&self, order_no: &str) -> Vec<String> {
         self.store
@@ -351,11 +338,6 @@ impl TestApp {
             .into_iter()
             .map(|e| e.state)
             .collect()
-    }
-
-    /// The simulator's totals (pay_requests, charges, queries, ...).
-    pub fn totals(&self) -> Value {
-        self.sim.ledger()["totals"].clone()
     }
 
     /// A worker with a connection pool of its own, as a separate replica has.
@@ -373,5 +355,68 @@ impl TestApp {
             id.to_owned(),
             self.clock.clone(),
         )
+    }
+}
+
+impl TestAtrip {
+    /// Creates an order on the simulator; `extra` holds order.do fields and simulator
+    /// extensions (passengers, supportPaymentMethods, payment.cardType, ...).
+    pub async fn create_order(&self, extra: Value) -> String {
+        let mut body = json!({ "passengers": [{ "name": "DOE/JANE", "passengerType": 0 }] });
+        if let (Some(b), Value::Object(e)) = (body.as_object_mut(), extra) {
+            b.extend(e);
+        }
+        self.atrip
+            .create_order(&body)
+            .await
+            .expect("order.do")
+            .order_no
+    }
+
+    /// This order's ledger entry (pay_requests, charges, queries, ...).
+    pub fn ledger(&self, order_no: &str) -> Value {
+        self.sim.ledger()["orders"][order_no].clone()
+    }
+
+    pub fn charges(&self, order_no: &str) -> i64 {
+        self.ledger(order_no)["charges"].as_i64().unwrap_or(0)
+    }
+
+    pub fn pay_requests(&self, order_no: &str) -> i64 {
+        self.ledger(order_no)["pay_requests"].as_i64().unwrap_or(0)
+    }
+
+    /// Sets a scenario for an order on the simulator.
+    pub async fn scenario(&self, order_no: &str, scenario: Value) {
+        let resp = self
+            .http
+            .post(format!(
+                "{}/sim/orders/{order_no}/scenario",
+                self.sim.base_url()
+            ))
+            .json(&scenario)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            resp.status().is_success(),
+            "scenario refused: {}",
+            resp.text().await.unwrap()
+        );
+    }
+
+    /// Pays an order directly (deposit), the way another system or a person could before the
+    /// worker got to it.
+    pub async fn pay_directly(&self, order_no: &str) -> ticketing_tracker::atrip::PayAnswer {
+        use ticketing_tracker::atrip::PayRequest;
+        use ticketing_tracker::domain::PaymentMethod;
+        self.atrip
+            .pay(&PayRequest::new(order_no, PaymentMethod::Deposit, None))
+            .await
+    }
+
+    /// The simulator's totals (pay_requests, charges, queries, ...).
+    pub fn totals(&self) -> Value {
+        self.sim.ledger()["totals"].clone()
     }
 }
