@@ -160,6 +160,12 @@ pub fn failpoint_p(args: &Args) -> Option<f64> {
     Some((2.0 * args.stops as f64 / pays).min(0.25))
 }
 
+/// How long a process forced to stop before its first pay.do may go without one before a fresh
+/// process takes its place (three leases: a pause of paying, a pooler's login retry), and how
+/// many times in a run.
+const FORCED_PATIENCE: Duration = Duration::from_secs(15);
+const FORCED_REFRESHES: usize = 4;
+
 /// A process started with the failpoint forced on (`stop-before-pay:1`) stops at every pay.do:
 /// after its first stop it is SIGKILLed and restarted without, once its late pay.do has had
 /// time to leave and be answered.
@@ -274,6 +280,9 @@ pub async fn chaos(ctx: &Ctx<'_>, fleet: &mut Fleet, rng: &mut StdRng) -> Outcom
     let mut spared: Vec<(usize, Instant)> = Vec::new();
     let mut retried: HashSet<String> = HashSet::new();
     let mut retiring: Vec<Retiring> = Vec::new();
+    // Processes started with the failpoint forced on: slot, process id, when.
+    let mut forced_at: Vec<(usize, String, Instant)> = Vec::new();
+    let mut refreshes = 0;
     let mut planned = 0;
     let (mut next_failover, mut next_cut) = (0, 0);
     let mut failing_over: Option<tokio::task::JoinHandle<Result<String, String>>> = None;
@@ -481,6 +490,9 @@ pub async fn chaos(ctx: &Ctx<'_>, fleet: &mut Fleet, rng: &mut StdRng) -> Outcom
             if let Some((id, slot, forced)) =
                 kill_one(fleet, &stops, &spared, Force::when(behind), out.stops, rng)
             {
+                if forced {
+                    forced_at.push((slot, fleet.slots[slot].id.clone(), Instant::now()));
+                }
                 next_kill += 1;
                 out.kills += 1;
                 planned += 1;
@@ -502,10 +514,44 @@ pub async fn chaos(ctx: &Ctx<'_>, fleet: &mut Fleet, rng: &mut StdRng) -> Outcom
             if let Some((id, slot, _)) =
                 kill_one(fleet, &stops, &spared, Force::Only, out.stops, rng)
             {
+                forced_at.push((slot, fleet.slots[slot].id.clone(), Instant::now()));
                 out.unplanned_kill(started, format!(
                     "SIGKILL {id} (unplanned: the stops before pay.do lag behind); restarted as {} with stop-before-pay:1",
                     fleet.slots[slot].id
                 ));
+            }
+        }
+        // A process forced to stop before its first pay.do that has sent none for a while (its
+        // start fell in a pause of paying, behind a pooler still refusing logins after a
+        // failover, while the others took the orders): a fresh one, forced again, while
+        // orders are still to pay, so that the stops asked for happen.
+        forced_at.retain(|(slot, id, _)| {
+            let s = &fleet.slots[*slot];
+            s.id == *id && s.running_failpoint == Some(1.0)
+        });
+        if out.stops < stops_due && frozen.is_none() && refreshes < FORCED_REFRESHES {
+            if let Some(k) = forced_at.iter().position(|(slot, _, at)| {
+                at.elapsed() >= FORCED_PATIENCE
+                    && !fleet.slots[*slot].paused
+                    && !fleet.stopped_itself(*slot)
+            }) {
+                let (slot, _, _) = forced_at.remove(k);
+                let normal = fleet.slots[slot].failpoint;
+                fleet.slots[slot].failpoint = Some(1.0);
+                let killed = fleet.kill_and_restart(slot);
+                fleet.slots[slot].failpoint = normal;
+                match killed {
+                    Ok(id) => {
+                        refreshes += 1;
+                        forced_at.push((slot, fleet.slots[slot].id.clone(), Instant::now()));
+                        out.unplanned_kill(started, format!(
+                            "SIGKILL {id} (unplanned: its forced stop before pay.do has not come in {} s); restarted as {} with stop-before-pay:1",
+                            FORCED_PATIENCE.as_secs(),
+                            fleet.slots[slot].id
+                        ));
+                    }
+                    Err(e) => say(started, format!("kill failed: {e}")),
+                }
             }
         }
         if frozen.is_none() && failing_over.is_none() && next_pg < pgs.len() && now >= pgs[next_pg]
