@@ -130,18 +130,29 @@ async fn an_unreachable_atrip_is_said_at_start_and_once_a_minute_while_readyz_st
     let started = std::time::Instant::now();
     let base = worker.http_base().await;
     // Every order met the closed port at least once (its intent counted as not sent).
-    crate::support::app::wait_until(Duration::from_secs(40), "every order to try", || {
-        let pool = app.pool().clone();
-        async move {
-            let tried: i64 =
-                sqlx::query_scalar("SELECT count(*) FROM ticketing_jobs WHERE pay_not_sent > 0")
-                    .fetch_one(&pool)
-                    .await
-                    .unwrap();
-            tried == 3
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        let tried: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM ticketing_jobs WHERE pay_not_sent > 0")
+                .fetch_one(app.pool())
+                .await
+                .unwrap();
+        if tried == 3 {
+            break;
         }
-    })
-    .await;
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{tried} of 3 orders tried within 40 s; the rows: {:?}\nthe worker's log:\n{}",
+            sqlx::query_as::<_, (String, String, i32, i32, Option<String>)>(
+                "SELECT order_no, state, pay_attempts, pay_not_sent, last_error FROM ticketing_jobs ORDER BY order_no"
+            )
+            .fetch_all(app.pool())
+            .await
+            .unwrap(),
+            worker.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     let http = reqwest::Client::new();
     let ready = http.get(format!("{base}/readyz")).send().await.unwrap();
