@@ -536,11 +536,7 @@ pub async fn chaos(ctx: &Ctx<'_>, fleet: &mut Fleet, rng: &mut StdRng) -> Outcom
                     && !fleet.stopped_itself(*slot)
             }) {
                 let (slot, _, _) = forced_at.remove(k);
-                let normal = fleet.slots[slot].failpoint;
-                fleet.slots[slot].failpoint = Some(1.0);
-                let killed = fleet.kill_and_restart(slot);
-                fleet.slots[slot].failpoint = normal;
-                match killed {
+                match kill_and_restart_forced(fleet, slot) {
                     Ok(id) => {
                         refreshes += 1;
                         forced_at.push((slot, fleet.slots[slot].id.clone(), Instant::now()));
@@ -825,12 +821,11 @@ fn kill_one(
     } else {
         (*choices.choose(rng)?, false)
     };
-    let normal = fleet.slots[slot].failpoint;
-    if forced {
-        fleet.slots[slot].failpoint = Some(1.0);
-    }
-    let killed = fleet.kill_and_restart(slot);
-    fleet.slots[slot].failpoint = normal;
+    let killed = if forced {
+        kill_and_restart_forced(fleet, slot)
+    } else {
+        fleet.kill_and_restart(slot)
+    };
     match killed {
         Ok(id) => Some((id, slot, forced)),
         Err(e) => {
@@ -838,6 +833,16 @@ fn kill_one(
             None
         }
     }
+}
+
+/// SIGKILLs the process in `slot` and restarts it with the failpoint forced on
+/// (`stop-before-pay:1`); the slot keeps its usual failpoint for later restarts.
+fn kill_and_restart_forced(fleet: &mut Fleet, slot: usize) -> Result<String, String> {
+    let normal = fleet.slots[slot].failpoint;
+    fleet.slots[slot].failpoint = Some(1.0);
+    let killed = fleet.kill_and_restart(slot);
+    fleet.slots[slot].failpoint = normal;
+    killed
 }
 
 /// SIGKILLs the process in `slot`, which ran with the failpoint forced on, and restarts it
